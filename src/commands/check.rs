@@ -1,0 +1,109 @@
+//! `check-config`: validate a model, run its embedded test cases, and say
+//! what it contains. The daemon validates with the same code path.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{CommandError, load_model};
+use crate::engine::Scorecard;
+use crate::model::{Expectation, Model, TestCase};
+
+/// What `check-config` found in a model that compiled.
+#[derive(Debug)]
+pub struct CheckOutcome {
+    /// The model summary and one line per embedded test case.
+    pub report: String,
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl CheckOutcome {
+    /// Turns failing cases into the error the command exits with.
+    pub fn into_result(self) -> Result<String, (String, CommandError)> {
+        if self.failed == 0 {
+            Ok(self.report)
+        } else {
+            Err((self.report, CommandError::CasesFailed { failed: self.failed, total: self.total }))
+        }
+    }
+}
+
+/// Validates the model at `path` and runs its embedded cases.
+pub fn check_config(path: &Path) -> Result<CheckOutcome, CommandError> {
+    let model = load_model(path)?;
+    let mut report = model.summary();
+    let (failed, total) = run_cases(&model, &mut report);
+    if failed == 0 {
+        let _ = write!(report, "\nconfig ok");
+    }
+    Ok(CheckOutcome { report, failed, total })
+}
+
+/// Runs every embedded case, appending one line per case (and one per
+/// mismatch) to `report`. Returns (failed, total).
+pub fn run_cases(model: &Model, report: &mut String) -> (usize, usize) {
+    let cases = model.cases();
+    if cases.is_empty() {
+        report.push_str("\n  no embedded test cases");
+        return (0, 0);
+    }
+    let mut failed = 0;
+    for case in cases {
+        let card = model.score(&case.record, case.now);
+        let mismatches = check_case(model, case, &card);
+        if mismatches.is_empty() {
+            let _ = write!(report, "\n  test \"{}\" ok", case.name);
+        } else {
+            failed += 1;
+            let _ = write!(report, "\n  test \"{}\" FAILED", case.name);
+            for m in mismatches {
+                let _ = write!(report, "\n    {m}");
+            }
+        }
+    }
+    let _ = write!(report, "\n  {} of {} test cases passed", cases.len() - failed, cases.len());
+    (failed, cases.len())
+}
+
+fn check_case(model: &Model, case: &TestCase, card: &Scorecard) -> Vec<String> {
+    let json = serde_json::to_value(crate::engine::CardJson { model, record_id: case.record.id(), card })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for expectation in &case.expectations {
+        let actual = &json["scores"][&expectation.score];
+        compare(&mut out, expectation, actual, card);
+    }
+    out
+}
+
+fn compare(out: &mut Vec<String>, e: &Expectation, actual: &serde_json::Value, card: &Scorecard) {
+    let score = &e.score;
+    for (field, wanted) in [("fit", e.fit), ("engagement", e.engagement), ("total", e.total)] {
+        if let Some(wanted) = wanted {
+            let got = actual[field].as_f64().unwrap_or(f64::NAN);
+            if (got - wanted).abs() > 1e-9 {
+                out.push(format!("{score}.{field}: expected {wanted}, got {got}"));
+            }
+        }
+    }
+    let text = |field: &str| actual[field].as_str().map(str::to_owned);
+    if let Some(grade) = e.grade {
+        let got = card.grade();
+        if got != Some(grade) {
+            out.push(format!("{score}.grade: expected {grade}, got {}", got.map_or("none".to_owned(), |g| g.to_string())));
+        }
+    }
+    for (field, wanted) in [("tier", &e.tier), ("matrix", &e.matrix), ("stage", &e.stage)] {
+        if let Some(wanted) = wanted {
+            let got = text(field);
+            if !got.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(wanted)) {
+                out.push(format!("{score}.{field}: expected {wanted:?}, got {}", got.map_or("none".to_owned(), |g| format!("{g:?}"))));
+            }
+        }
+    }
+    if let Some(wanted) = e.disqualified {
+        if card.is_disqualified() != wanted {
+            out.push(format!("disqualified: expected {wanted}, got {}", card.is_disqualified()));
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The subcommands: the IO around the pure core. Each reads files or
+//! standard input, calls the model and the engine, and writes results.
+//!
+//! Errors leave here typed by what the caller does with them: `main` maps
+//! them to exit codes (78 for a bad config, 65 for bad input records).
+
+mod check;
+mod demo;
+mod explain;
+mod score;
+
+use std::path::Path;
+
+pub use check::{CheckOutcome, check_config, run_cases};
+pub use demo::demo;
+pub use explain::explain;
+pub use score::{ScoreStats, score_stream};
+
+use crate::model::{ConfigErrors, Model};
+
+/// sysexits.h codes that admins and systemd can tell apart.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    /// Some input records were malformed.
+    pub const DATA_ERR: u8 = 65;
+    /// An input file could not be opened.
+    pub const NO_INPUT: u8 = 66;
+    /// The configuration is invalid.
+    pub const CONFIG: u8 = 78;
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A config file that could not be read at all.
+    #[error("cannot read config {path}: {source}")]
+    ConfigUnreadable { path: String, source: std::io::Error },
+    /// Embedded test cases that do not come out as expected.
+    #[error("{failed} of {total} embedded test cases failed")]
+    CasesFailed { failed: usize, total: usize },
+    #[error("cannot read {path}: {source}")]
+    NoInput { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Config(_) | CommandError::ConfigUnreadable { .. } | CommandError::CasesFailed { .. } => {
+                exit::CONFIG
+            }
+            CommandError::NoInput { .. } => exit::NO_INPUT,
+            CommandError::Data(_) => exit::DATA_ERR,
+            CommandError::Io(_) => exit::FAILURE,
+        }
+    }
+}
+
+/// Reads and compiles a model file.
+pub fn load_model(path: &Path) -> Result<Model, CommandError> {
+    let shown = path.display().to_string();
+    let source = std::fs::read_to_string(path)
+        .map_err(|source| CommandError::ConfigUnreadable { path: shown.clone(), source })?;
+    Ok(Model::compile(&shown, &source)?)
+}
+
+/// Parses `--now`, or takes the wall clock when absent.
+pub fn resolve_now(now: Option<&str>) -> Result<jiff::Timestamp, CommandError> {
+    match now {
+        None => Ok(jiff::Timestamp::now()),
+        Some(text) => text
+            .parse()
+            .map_err(|e| CommandError::Data(format!("--now {text:?} is not an RFC 3339 timestamp: {e}"))),
+    }
+}

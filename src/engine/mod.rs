@@ -1,0 +1,492 @@
+//! The scoring engine: a record, the model and `now` in, a scorecard out.
+//!
+//! Architecture invariant: this module is pure. It reads no clock (time is
+//! the `now` argument), does no IO, allocates nothing per criterion, and
+//! never panics on odd data: a missing or mistyped property is a non-match
+//! plus a warning on the scorecard.
+//!
+//! Order of work for one record: one pass over its events (newest first)
+//! feeds every event matcher of the model; then disqualifiers, the grade,
+//! each score's rules, groups, caps, tier and matrix; lifecycle stages last,
+//! because their conditions may read any score, the grade and tiers.
+
+mod explain;
+
+use jiff::Timestamp;
+
+pub use explain::{CardJson, explain_text, summary_line};
+
+use crate::grade::{Grade, GradeStep};
+use crate::model::{Cond, EventMode, EventMatcher, Model, Part, PropCheck, PropTest, RuleKind, TextOp};
+use crate::record::{OTHER_TYPE, Prop, Record, Value};
+
+/// Everything the model concluded about one record. Reuse one across
+/// records with [`Model::score_into`] to avoid allocating.
+#[derive(Clone, Debug, Default)]
+pub struct Scorecard {
+    pub(crate) grade: Option<Grade>,
+    pub(crate) profile: Option<u16>,
+    /// Each grading criterion that moved the grade, with the step and
+    /// whether it matched (a step on a miss comes from `on_miss`).
+    pub(crate) grade_steps: Vec<GradeMove>,
+    pub(crate) disqualified_by: Option<u16>,
+    pub(crate) scores: Vec<ScoreResult>,
+    pub(crate) warnings: Vec<Warning>,
+    accs: Vec<Acc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct GradeMove {
+    pub criterion: u16,
+    pub step: GradeStep,
+    pub matched: bool,
+}
+
+/// One score's outcome.
+#[derive(Clone, Debug, Default)]
+pub struct ScoreResult {
+    pub(crate) fit: f64,
+    pub(crate) engagement: f64,
+    pub(crate) total: f64,
+    pub(crate) tier: Option<u16>,
+    /// Fit row (0 = A) and engagement column (0 = 1).
+    pub(crate) matrix: Option<[u8; 2]>,
+    pub(crate) stage: Option<u16>,
+    /// The stage is the record's current one, kept because rules never downgrade.
+    pub(crate) stage_kept: bool,
+    pub(crate) hits: Vec<Hit>,
+    pub(crate) adjustments: Vec<Adjustment>,
+    group_points: Vec<f64>,
+}
+
+/// A rule that fired: its points after decay and occurrence caps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Hit {
+    pub rule: u16,
+    pub points: f64,
+    /// Occurrences that counted (1 for property rules).
+    pub count: u32,
+}
+
+/// Points added or taken by a cap, a floor or a disqualifier.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Adjustment {
+    GroupMax { group: u16, points: f64 },
+    GroupMin { group: u16, points: f64 },
+    ScoreCap { points: f64 },
+    ScoreFloor { points: f64 },
+    Disqualified { points: f64 },
+}
+
+/// Something odd in the record that made a criterion not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Warning {
+    pub slot: u32,
+    pub problem: Problem,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Problem {
+    NotANumber,
+    NotADate,
+}
+
+/// Per-matcher tallies from the pass over events.
+#[derive(Clone, Copy, Debug, Default)]
+struct Acc {
+    count: u32,
+    /// Decayed points of the counted occurrences (per-occurrence rules).
+    sum: f64,
+    newest: i64,
+    /// Time of the matcher's `nth` newest occurrence.
+    nth_at: i64,
+}
+
+impl Scorecard {
+    pub fn grade(&self) -> Option<Grade> {
+        self.grade
+    }
+
+    pub fn is_disqualified(&self) -> bool {
+        self.disqualified_by.is_some()
+    }
+
+    pub fn results(&self) -> &[ScoreResult] {
+        &self.scores
+    }
+}
+
+impl ScoreResult {
+    pub fn fit(&self) -> f64 {
+        self.fit
+    }
+
+    pub fn engagement(&self) -> f64 {
+        self.engagement
+    }
+
+    pub fn total(&self) -> f64 {
+        self.total
+    }
+}
+
+impl Model {
+    /// Scores one record as of `now`.
+    pub fn score(&self, record: &Record, now: Timestamp) -> Scorecard {
+        let mut card = Scorecard::default();
+        self.score_into(record, now, &mut card);
+        card
+    }
+
+    /// Scores one record into `card`, reusing its buffers.
+    pub fn score_into(&self, record: &Record, now: Timestamp, card: &mut Scorecard) {
+        let now_ms = now.as_millisecond();
+        card.grade = None;
+        card.profile = None;
+        card.grade_steps.clear();
+        card.disqualified_by = None;
+        card.warnings.clear();
+        card.scores.resize_with(self.scores.len(), ScoreResult::default);
+        self.tally_events(record, now_ms, &mut card.accs);
+
+        let mut cx = Cx { model: self, record, now_ms, accs: &card.accs, warnings: &mut card.warnings };
+        let disqualifier = self.disqualifiers.iter().position(|d| cx.eval(&d.cond, None));
+        card.disqualified_by = disqualifier.map(|d| d as u16);
+
+        self.grade(&mut cx, &mut card.grade_steps, &mut card.profile, &mut card.grade);
+        if let Some(d) = disqualifier {
+            if self.disqualifiers[d].grade_f && card.grade.is_some() {
+                card.grade = Some(Grade::F);
+            }
+        }
+        let zero = disqualifier.is_some_and(|d| self.disqualifiers[d].zero_score);
+        for (index, result) in card.scores.iter_mut().enumerate() {
+            self.score_one(index, &mut cx, result, zero);
+        }
+        self.stages(&mut cx, &mut card.scores, card.grade);
+    }
+
+    fn tally_events(&self, record: &Record, now_ms: i64, accs: &mut Vec<Acc>) {
+        accs.clear();
+        accs.resize(self.matchers.len(), Acc::default());
+        if self.matchers.is_empty() {
+            return;
+        }
+        for event in &record.events {
+            if event.at > now_ms {
+                continue;
+            }
+            let age = now_ms - event.at;
+            let typed: &[u32] = if event.kind == OTHER_TYPE {
+                &[]
+            } else {
+                self.matchers_by_type.get(event.kind as usize).map_or(&[], Vec::as_slice)
+            };
+            for &m in typed.iter().chain(&self.any_type_matchers) {
+                let matcher = &self.matchers[m as usize];
+                if matcher_accepts(matcher, event, age) {
+                    let acc = &mut accs[m as usize];
+                    acc.count += 1;
+                    if acc.count == 1 {
+                        acc.newest = event.at;
+                    }
+                    if acc.count == matcher.nth {
+                        acc.nth_at = event.at;
+                    }
+                    if matcher.points != 0.0 && acc.count <= matcher.take {
+                        acc.sum += matcher.points * matcher.decay.map_or(1.0, |d| d.factor(age));
+                    }
+                }
+            }
+        }
+    }
+
+    fn grade(&self, cx: &mut Cx<'_>, steps: &mut Vec<GradeMove>, profile_out: &mut Option<u16>, grade_out: &mut Option<Grade>) {
+        let Some(index) = self.profiles.iter().position(|p| p.when.as_ref().is_none_or(|w| cx.eval(w, None))) else {
+            return;
+        };
+        let profile = &self.profiles[index];
+        let mut thirds = 0;
+        for (i, criterion) in profile.criteria.iter().enumerate() {
+            let matched = cx.eval(&criterion.cond, None);
+            let step = if matched { criterion.on_match } else { criterion.on_miss };
+            if let Some(step) = step {
+                thirds += step.thirds();
+                steps.push(GradeMove { criterion: i as u16, step, matched });
+            }
+        }
+        *profile_out = Some(index as u16);
+        *grade_out = Some(profile.start.moved(thirds));
+    }
+
+    fn score_one(&self, index: usize, cx: &mut Cx<'_>, out: &mut ScoreResult, zero: bool) {
+        let score = &self.scores[index];
+        out.hits.clear();
+        out.adjustments.clear();
+        out.group_points.clear();
+        out.group_points.resize(score.groups.len(), 0.0);
+        out.stage = None;
+        out.stage_kept = false;
+        for (r, rule) in score.rules.iter().enumerate() {
+            if let Some((points, count)) = self.rule_points(rule, cx) {
+                out.hits.push(Hit { rule: r as u16, points, count });
+                out.group_points[usize::from(rule.group)] += points;
+            }
+        }
+        let (mut fit, mut engagement) = (0.0, 0.0);
+        for (g, group) in score.groups.iter().enumerate() {
+            let mut points = out.group_points[g];
+            if let Some(max) = group.max {
+                if points > max {
+                    out.adjustments.push(Adjustment::GroupMax { group: g as u16, points: max - points });
+                    points = max;
+                }
+            }
+            if let Some(min) = group.min {
+                if points < min {
+                    out.adjustments.push(Adjustment::GroupMin { group: g as u16, points: min - points });
+                    points = min;
+                }
+            }
+            match group.part {
+                Part::Fit => fit += points,
+                _ => engagement += points,
+            }
+        }
+        let (fit, engagement) = (self.round(fit), self.round(engagement));
+        let mut total = fit + engagement;
+        if total > score.cap {
+            out.adjustments.push(Adjustment::ScoreCap { points: score.cap - total });
+            total = score.cap;
+        }
+        if let Some(floor) = score.floor {
+            if total < floor {
+                out.adjustments.push(Adjustment::ScoreFloor { points: floor - total });
+                total = floor;
+            }
+        }
+        (out.fit, out.engagement, out.total) = (fit, engagement, self.round(total));
+        if zero {
+            out.adjustments.push(Adjustment::Disqualified { points: -out.total });
+            (out.fit, out.engagement, out.total) = (0.0, 0.0, 0.0);
+        }
+        let tier_value = match score.tier_on {
+            Part::Fit => out.fit,
+            Part::Engagement => out.engagement,
+            Part::Total => out.total,
+        };
+        out.tier = score.tiers.iter().rposition(|t| tier_value >= t.min).map(|t| t as u16);
+        out.matrix = score.matrix.as_ref().map(|m| {
+            let row = m.fit.iter().position(|b| out.fit >= *b).unwrap_or(2) as u8;
+            let column = m.engagement.iter().position(|b| out.engagement >= *b).unwrap_or(2) as u8;
+            [row, column]
+        });
+    }
+
+    fn rule_points(&self, rule: &crate::model::Rule, cx: &mut Cx<'_>) -> Option<(f64, u32)> {
+        match &rule.kind {
+            RuleKind::Condition(cond) => cx.eval(cond, None).then_some((rule.points, 1)),
+            RuleKind::PerUnit { slot, per_unit, max_points } => {
+                let value = cx.number(*slot)?;
+                if value == 0.0 {
+                    return None;
+                }
+                let mut points = value * per_unit;
+                if let Some(max) = max_points {
+                    points = if *max >= 0.0 { points.min(*max) } else { points.max(*max) };
+                }
+                Some((points, 1))
+            }
+            RuleKind::Events { matcher, mode } => {
+                let acc = cx.accs.get(*matcher as usize)?;
+                let spec = &self.matchers[*matcher as usize];
+                let decayed = |at: i64| rule.points * spec.decay.map_or(1.0, |d| d.factor(cx.now_ms - at));
+                match *mode {
+                    EventMode::Each => (acc.count > 0).then(|| (acc.sum, acc.count.min(spec.take))),
+                    EventMode::Once => (acc.count > 0).then(|| (decayed(acc.newest), 1)),
+                    EventMode::Threshold { min, max } => {
+                        (acc.count >= min && acc.count <= max).then(|| (decayed(acc.nth_at), acc.count))
+                    }
+                    EventMode::Absent => (acc.count == 0).then_some((rule.points, 0)),
+                }
+            }
+        }
+    }
+
+    fn stages(&self, cx: &mut Cx<'_>, results: &mut [ScoreResult], grade: Option<Grade>) {
+        let Some(lifecycle) = &self.lifecycle else { return };
+        let current = lifecycle.current_slot.and_then(|slot| match cx.record.props.get(slot as usize) {
+            Some(Prop::One(v)) => {
+                let text = v.text.trim();
+                lifecycle.stages.iter().position(|s| s.eq_ignore_ascii_case(text))
+            }
+            _ => None,
+        });
+        let mut memo = [false; 32];
+        for index in 0..results.len() {
+            let conditions = &self.scores[index].stages;
+            if conditions.is_empty() {
+                continue;
+            }
+            let mut reached = None;
+            for (stage, cond) in conditions.iter().enumerate() {
+                let view = StageView { results, grade, memo: &memo[..stage.min(32)], score: index };
+                let ok = cond.as_ref().is_none_or(|c| cx.eval(c, Some(&view)));
+                if stage < memo.len() {
+                    memo[stage] = ok;
+                }
+                if ok {
+                    reached = Some(stage);
+                }
+            }
+            let result = &mut results[index];
+            match (current, reached) {
+                (Some(c), r) if !lifecycle.allow_downgrade && r.is_none_or(|r| c > r) => {
+                    result.stage = Some(c as u16);
+                    result.stage_kept = true;
+                }
+                (_, r) => result.stage = r.map(|r| r as u16),
+            }
+        }
+    }
+
+    fn round(&self, value: f64) -> f64 {
+        let scale = 10f64.powi(self.precision as i32);
+        let rounded = (value * scale).round() / scale;
+        if rounded == 0.0 { 0.0 } else { rounded }
+    }
+}
+
+fn matcher_accepts(matcher: &EventMatcher, event: &crate::record::Event, age: i64) -> bool {
+    if matcher.window_ms.is_some_and(|w| age > w) {
+        return false;
+    }
+    matcher.filters.iter().all(|(slot, pattern)| {
+        event.attrs.iter().any(|(s, value)| s == slot && pattern.matches(value))
+    })
+}
+
+/// What stage conditions may read besides the record.
+struct StageView<'a> {
+    results: &'a [ScoreResult],
+    grade: Option<Grade>,
+    /// Whether each earlier stage's conditions held.
+    memo: &'a [bool],
+    score: usize,
+}
+
+/// Evaluation context for conditions.
+struct Cx<'a> {
+    model: &'a Model,
+    record: &'a Record,
+    now_ms: i64,
+    accs: &'a [Acc],
+    warnings: &'a mut Vec<Warning>,
+}
+
+impl Cx<'_> {
+    fn eval(&mut self, cond: &Cond, stage: Option<&StageView<'_>>) -> bool {
+        match cond {
+            Cond::Prop { slot, check } => self.prop(*slot, check),
+            Cond::Events { matcher, min, max } => {
+                self.accs.get(*matcher as usize).is_some_and(|a| a.count >= *min && a.count <= *max)
+            }
+            Cond::List(list) => self.record.lists.binary_search(list).is_ok(),
+            Cond::All(items) => items.iter().all(|c| self.eval(c, stage)),
+            Cond::Any(items) => items.iter().any(|c| self.eval(c, stage)),
+            Cond::Not(inner) => !self.eval(inner, stage),
+            Cond::Score { score, part, range } => stage.and_then(|s| s.results.get(usize::from(*score))).is_some_and(|r| {
+                let value = match part {
+                    Part::Fit => r.fit,
+                    Part::Engagement => r.engagement,
+                    Part::Total => r.total,
+                };
+                range.contains(value)
+            }),
+            Cond::Grade { min, max } => stage.and_then(|s| s.grade).is_some_and(|g| {
+                min.is_none_or(|m| g >= m) && max.is_none_or(|m| g <= m)
+            }),
+            Cond::Tier { score, tiers } => stage
+                .and_then(|s| s.results.get(usize::from(*score)))
+                .and_then(|r| r.tier)
+                .is_some_and(|t| tiers.contains(&t)),
+            Cond::Fired { score, rule } => stage
+                .and_then(|s| s.results.get(usize::from(*score)))
+                .is_some_and(|r| r.hits.iter().any(|h| h.rule == *rule)),
+            Cond::Stage(index) => stage.is_some_and(|s| {
+                let _ = s.score;
+                s.memo.get(usize::from(*index)).copied().unwrap_or(false)
+            }),
+        }
+    }
+
+    fn prop(&mut self, slot: u32, check: &PropCheck) -> bool {
+        let prop = self.record.props.get(slot as usize).unwrap_or(&Prop::Missing);
+        match (check, prop) {
+            (PropCheck::IsSet(wanted), Prop::Missing) => !wanted,
+            (PropCheck::IsSet(wanted), Prop::One(v)) => *wanted == !v.text.trim().is_empty(),
+            (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted == !vs.is_empty(),
+            (PropCheck::Value(_), Prop::Missing) => false,
+            (PropCheck::Value(tests), Prop::One(v)) => self.value_passes(slot, v, tests),
+            (PropCheck::Value(tests), Prop::Many(vs)) => vs.iter().any(|v| self.value_passes(slot, v, tests)),
+        }
+    }
+
+    fn value_passes(&mut self, slot: u32, value: &Value, tests: &[PropTest]) -> bool {
+        tests.iter().all(|test| match test {
+            PropTest::Text { op, needles, folded } => {
+                let hay: &str = if *folded { value.folded.as_deref().unwrap_or(&value.text) } else { &value.text };
+                needles.iter().any(|n| match op {
+                    TextOp::Equals => hay.trim() == &**n,
+                    TextOp::Contains => hay.contains(&**n),
+                    TextOp::StartsWith => hay.trim_start().starts_with(&**n),
+                    TextOp::EndsWith => hay.trim_end().ends_with(&**n),
+                })
+            }
+            PropTest::Regex(regex) => regex.is_match(&value.text),
+            PropTest::Number(range) => self.value_number(slot, value).is_some_and(|n| range.contains(n)),
+            PropTest::NumberEquals(x) => self.value_number(slot, value).is_some_and(|n| n == *x),
+            PropTest::Bool(b) => value.text.trim().eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+            PropTest::DateAbsolute { after, before } => self.value_time(slot, value).is_some_and(|t| {
+                after.is_none_or(|a| t >= a) && before.is_none_or(|b| t < b)
+            }),
+            PropTest::DateWithin(ms) => {
+                let now = self.now_ms;
+                self.value_time(slot, value).is_some_and(|t| t <= now && now - t <= *ms)
+            }
+            PropTest::DateOlderThan(ms) => {
+                let now = self.now_ms;
+                self.value_time(slot, value).is_some_and(|t| now - t > *ms)
+            }
+        })
+    }
+
+    fn number(&mut self, slot: u32) -> Option<f64> {
+        match self.record.props.get(slot as usize)? {
+            Prop::One(v) => self.value_number(slot, v),
+            _ => None,
+        }
+    }
+
+    fn value_number(&mut self, slot: u32, value: &Value) -> Option<f64> {
+        if value.number.is_none() && !value.text.trim().is_empty() {
+            self.warn(slot, Problem::NotANumber);
+        }
+        value.number
+    }
+
+    fn value_time(&mut self, slot: u32, value: &Value) -> Option<i64> {
+        if value.time.is_none() && !value.text.trim().is_empty() {
+            self.warn(slot, Problem::NotADate);
+        }
+        value.time
+    }
+
+    fn warn(&mut self, slot: u32, problem: Problem) {
+        let warning = Warning { slot, problem };
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
+        let _ = self.model;
+    }
+}

@@ -1,0 +1,116 @@
+//! Located configuration errors: every problem in a model file is reported
+//! with the file, line and column it comes from, and all of them at once.
+
+use std::fmt;
+use std::ops::Range;
+
+/// One problem in a model file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+    /// What is wrong and what was expected, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a model file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        let count = self.0.len();
+        write!(f, "\n{count} problem{} found", if count == 1 { "" } else { "s" })
+    }
+}
+
+/// Collects errors against one source text, turning byte spans into
+/// line/column positions.
+pub(crate) struct Diagnostics<'a> {
+    file: &'a str,
+    source: &'a str,
+    errors: Vec<(usize, ConfigError)>,
+}
+
+impl<'a> Diagnostics<'a> {
+    pub(crate) fn new(file: &'a str, source: &'a str) -> Self {
+        Self { file, source, errors: Vec::new() }
+    }
+
+    /// Records a problem at the start of `span`.
+    pub(crate) fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        let offset = span.start.min(self.source.len());
+        let (line, column) = line_column(self.source, offset);
+        self.errors.push((
+            offset,
+            ConfigError {
+                file: self.file.to_owned(),
+                line,
+                column,
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// Records a parse or decode error from the TOML layer.
+    pub(crate) fn toml(&mut self, error: &toml::de::Error, fallback: &Range<usize>) {
+        let span = error.span().unwrap_or_else(|| fallback.clone());
+        let message = error.message().trim().trim_end_matches('.').replace('\n', " ");
+        self.error(&span, message);
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    pub(crate) fn finish(mut self) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        self.errors.sort_by_key(|(offset, _)| *offset);
+        self.errors.dedup_by(|a, b| a.1 == b.1);
+        Err(ConfigErrors(self.errors.into_iter().map(|(_, e)| e).collect()))
+    }
+}
+
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset;
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = source[line_start..offset].chars().count() + 1;
+    (line, column)
+}

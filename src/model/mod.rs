@@ -1,0 +1,435 @@
+//! The scoring model: what revops write in TOML, compiled into a validated,
+//! immutable form the engine can evaluate quickly.
+//!
+//! `Model::compile` is the only way to get a `Model`: it parses the text,
+//! checks everything, reports every problem at once with its location and,
+//! on success, returns a model whose fields are private and never change.
+//! Property names, event types, attributes and lists are resolved to small
+//! integer slots here, once, so scoring never looks a name up.
+//!
+//! This module does no IO: callers read the file and pass its text.
+
+mod compile;
+mod diagnostics;
+mod pattern;
+mod raw;
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+pub use diagnostics::{ConfigError, ConfigErrors};
+pub(crate) use pattern::Pattern;
+
+use crate::grade::{Grade, GradeStep};
+use crate::record::Record;
+
+/// A validated scoring model.
+#[derive(Debug)]
+pub struct Model {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    /// Decimal places kept in fit, engagement and total.
+    pub(crate) precision: u32,
+    pub(crate) summary_max_chars: usize,
+    pub(crate) summary_items: usize,
+    pub(crate) schema: Schema,
+    pub(crate) scores: Vec<Score>,
+    /// Every event filter any part of the model uses; rules and conditions
+    /// refer to them by index so one pass over a record's events feeds all.
+    pub(crate) matchers: Vec<EventMatcher>,
+    /// For each event type slot, the matchers interested in it.
+    pub(crate) matchers_by_type: Vec<Vec<u32>>,
+    /// Matchers for `event = "any"`.
+    pub(crate) any_type_matchers: Vec<u32>,
+    pub(crate) profiles: Vec<Profile>,
+    pub(crate) disqualifiers: Vec<Disqualifier>,
+    pub(crate) lifecycle: Option<Lifecycle>,
+    pub(crate) cases: Vec<TestCase>,
+}
+
+impl Model {
+    /// Parses and validates a model file. `file` is only used in messages.
+    pub fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
+        compile::compile(file, source)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// Score names in file order.
+    pub fn score_names(&self) -> impl Iterator<Item = &str> {
+        self.scores.iter().map(|s| s.name.as_str())
+    }
+
+    /// The embedded test cases, in file order.
+    pub fn cases(&self) -> &[TestCase] {
+        &self.cases
+    }
+
+    /// The CRM properties the model reads, as `name` or `company.name`:
+    /// exactly what a connector has to fetch.
+    pub fn properties(&self) -> impl Iterator<Item = String> + '_ {
+        self.schema.props.iter().map(PropSlot::display_name)
+    }
+
+    /// Event types the model reads (`any` means every type).
+    pub fn event_types(&self) -> impl Iterator<Item = &str> {
+        self.schema.event_types.iter().map(String::as_str)
+    }
+
+    /// Whether any rule or condition looks at events of every type.
+    pub fn reads_all_events(&self) -> bool {
+        !self.any_type_matchers.is_empty()
+    }
+
+    /// A one-paragraph-per-score description for `check-config`.
+    pub fn summary(&self) -> String {
+        let mut out = format!("model \"{}\"", self.name);
+        for score in &self.scores {
+            let fit = score.groups.iter().filter(|g| g.part == Part::Fit).count();
+            let engagement = score.groups.len() - fit;
+            out.push_str(&format!(
+                "\n  score \"{}\": {} rules in {} fit and {} engagement groups, cap {}{}, tiers [{}]{}",
+                score.name,
+                score.rules.len(),
+                fit,
+                engagement,
+                score.cap,
+                score.floor.map(|f| format!(", floor {f}")).unwrap_or_default(),
+                score.tiers.iter().map(|t| format!("{} ≥ {}", t.label, t.min)).collect::<Vec<_>>().join(", "),
+                if score.matrix.is_some() { ", fit × engagement matrix" } else { "" },
+            ));
+        }
+        if !self.profiles.is_empty() {
+            let criteria: usize = self.profiles.iter().map(|p| p.criteria.len()).sum();
+            out.push_str(&format!(
+                "\n  grading: {} profile{} with {} criteria",
+                self.profiles.len(),
+                if self.profiles.len() == 1 { "" } else { "s" },
+                criteria
+            ));
+        }
+        if let Some(lifecycle) = &self.lifecycle {
+            out.push_str(&format!("\n  lifecycle: {}", lifecycle.stages.join(" → ")));
+        }
+        if !self.disqualifiers.is_empty() {
+            out.push_str(&format!("\n  disqualifiers: {}", self.disqualifiers.len()));
+        }
+        out.push_str(&format!(
+            "\n  reads {} properties and {} event types",
+            self.schema.props.len(),
+            self.schema.event_types.len()
+        ));
+        out
+    }
+}
+
+/// Fit (who they are) or engagement (what they did).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Fit,
+    Engagement,
+    Total,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Fit => "fit",
+            Part::Engagement => "engagement",
+            Part::Total => "total",
+        }
+    }
+}
+
+/// Whose property: the contact's own, or its company's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Contact,
+    Company,
+}
+
+/// Every name the model reads, resolved to a slot.
+#[derive(Debug, Default)]
+pub(crate) struct Schema {
+    pub props: Vec<PropSlot>,
+    pub contact_props: HashMap<Box<str>, u32>,
+    pub company_props: HashMap<Box<str>, u32>,
+    pub attrs: Vec<String>,
+    pub attr_index: HashMap<Box<str>, u16>,
+    pub event_types: Vec<String>,
+    pub type_index: HashMap<Box<str>, u32>,
+    /// List names, case-folded.
+    pub lists: Vec<String>,
+    pub list_index: HashMap<Box<str>, u32>,
+}
+
+impl Schema {
+    pub(crate) fn prop_slot(&self, scope: Scope, name: &str) -> Option<u32> {
+        match scope {
+            Scope::Contact => self.contact_props.get(name).copied(),
+            Scope::Company => self.company_props.get(name).copied(),
+        }
+    }
+}
+
+/// How the model reads one property, so records convert it once.
+#[derive(Debug)]
+pub(crate) struct PropSlot {
+    pub scope: Scope,
+    pub name: String,
+    /// Some criterion compares it case-insensitively.
+    pub needs_folded: bool,
+    pub needs_number: bool,
+    pub needs_time: bool,
+}
+
+impl PropSlot {
+    pub(crate) fn display_name(&self) -> String {
+        match self.scope {
+            Scope::Contact => self.name.clone(),
+            Scope::Company => format!("company.{}", self.name),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Score {
+    pub name: String,
+    pub label: String,
+    pub cap: f64,
+    pub floor: Option<f64>,
+    pub groups: Vec<Group>,
+    pub rules: Vec<Rule>,
+    /// Ascending by `min`.
+    pub tiers: Vec<Tier>,
+    pub tier_on: Part,
+    pub matrix: Option<Matrix>,
+    /// One condition per lifecycle stage (None: always qualifies); empty
+    /// when this score gets no stage.
+    pub stages: Vec<Option<Cond>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub name: String,
+    pub part: Part,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub name: String,
+    pub group: u16,
+    pub points: f64,
+    pub kind: RuleKind,
+}
+
+#[derive(Debug)]
+pub(crate) enum RuleKind {
+    /// Points once when the condition holds.
+    Condition(Cond),
+    /// Points for each unit of a numeric property, bounded.
+    PerUnit { slot: u32, per_unit: f64, max_points: Option<f64> },
+    /// Points from events.
+    Events { matcher: u32, mode: EventMode },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventMode {
+    /// Points per occurrence, newest first, up to the matcher's `take`.
+    Each,
+    /// Points once if at least one occurrence.
+    Once,
+    /// Points once when the count lies in `min..=max`.
+    Threshold { min: u32, max: u32 },
+    /// Points once when there is no occurrence in the window.
+    Absent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Decay {
+    /// Lose `fraction` every `period_ms`; `compound` takes it from what is left.
+    Stepped { fraction: f64, period_ms: i64, compound: bool },
+    /// Halve every `half_life_ms`, continuously.
+    HalfLife { half_life_ms: f64 },
+}
+
+impl Decay {
+    /// The share of its points an event of age `age_ms` still gives.
+    pub(crate) fn factor(self, age_ms: i64) -> f64 {
+        let age_ms = age_ms.max(0);
+        match self {
+            Decay::Stepped { fraction, period_ms, compound } => {
+                let periods = (age_ms / period_ms) as f64;
+                if compound {
+                    (1.0 - fraction).powf(periods)
+                } else {
+                    (1.0 - fraction * periods).max(0.0)
+                }
+            }
+            Decay::HalfLife { half_life_ms } => (-(age_ms as f64) / half_life_ms).exp2(),
+        }
+    }
+}
+
+/// One filter over events, shared by every rule and condition that wrote
+/// the same thing.
+#[derive(Debug)]
+pub(crate) struct EventMatcher {
+    /// Event type slot; None for any type.
+    pub kind: Option<u32>,
+    pub filters: Vec<(u16, Pattern)>,
+    pub window_ms: Option<i64>,
+    /// Points per occurrence (Each mode) with decay; 0 for pure conditions.
+    pub points: f64,
+    pub decay: Option<Decay>,
+    /// How many of the newest occurrences give points (Each mode).
+    pub take: u32,
+    /// The occurrence whose time is remembered (threshold rules decay by
+    /// the time the threshold was reached).
+    pub nth: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tier {
+    pub label: String,
+    pub min: f64,
+}
+
+/// HubSpot-style fit × engagement label: fit row A/B/C, engagement column 1/2/3.
+#[derive(Debug)]
+pub(crate) struct Matrix {
+    pub fit: [f64; 2],
+    pub engagement: [f64; 2],
+}
+
+#[derive(Debug)]
+pub(crate) enum Cond {
+    Prop { slot: u32, check: PropCheck },
+    Events { matcher: u32, min: u32, max: u32 },
+    List(u32),
+    Score { score: u16, part: Part, range: NumRange },
+    Grade { min: Option<Grade>, max: Option<Grade> },
+    Tier { score: u16, tiers: Vec<u16> },
+    Fired { score: u16, rule: u16 },
+    Stage(u16),
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+}
+
+/// Tests on one property. All listed tests must hold for the same value.
+#[derive(Debug)]
+pub(crate) enum PropCheck {
+    IsSet(bool),
+    Value(Vec<PropTest>),
+}
+
+#[derive(Debug)]
+pub(crate) enum PropTest {
+    /// Compares folded text when `folded`, else the text as sent.
+    Text { op: TextOp, needles: Vec<Box<str>>, folded: bool },
+    Regex(Regex),
+    Number(NumRange),
+    NumberEquals(f64),
+    Bool(bool),
+    /// Epoch milliseconds, inclusive bounds.
+    DateAbsolute { after: Option<i64>, before: Option<i64> },
+    /// The date lies in the last `ms` (and not in the future).
+    DateWithin(i64),
+    /// The date is older than `ms`.
+    DateOlderThan(i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TextOp {
+    Equals,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A numeric interval; each bound optional and inclusive or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct NumRange {
+    pub lo: Option<(f64, bool)>,
+    pub hi: Option<(f64, bool)>,
+}
+
+impl NumRange {
+    pub(crate) fn contains(&self, value: f64) -> bool {
+        let lo_ok = match self.lo {
+            None => true,
+            Some((lo, true)) => value >= lo,
+            Some((lo, false)) => value > lo,
+        };
+        let hi_ok = match self.hi {
+            None => true,
+            Some((hi, true)) => value <= hi,
+            Some((hi, false)) => value < hi,
+        };
+        lo_ok && hi_ok
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Profile {
+    pub name: String,
+    pub start: Grade,
+    pub when: Option<Cond>,
+    pub criteria: Vec<GradeCriterion>,
+}
+
+#[derive(Debug)]
+pub(crate) struct GradeCriterion {
+    pub name: String,
+    pub cond: Cond,
+    pub on_match: Option<GradeStep>,
+    pub on_miss: Option<GradeStep>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Disqualifier {
+    pub name: String,
+    pub cond: Cond,
+    pub zero_score: bool,
+    pub grade_f: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    pub stages: Vec<String>,
+    pub current_slot: Option<u32>,
+    pub allow_downgrade: bool,
+}
+
+/// A case embedded in the model file: a record, a moment, what to expect.
+#[derive(Debug)]
+pub struct TestCase {
+    pub name: String,
+    pub now: jiff::Timestamp,
+    pub record: Record,
+    pub expectations: Vec<Expectation>,
+}
+
+/// What one score of a test case must come out as; absent fields are not checked.
+#[derive(Debug)]
+pub struct Expectation {
+    pub score: String,
+    pub fit: Option<f64>,
+    pub engagement: Option<f64>,
+    pub total: Option<f64>,
+    pub grade: Option<Grade>,
+    pub tier: Option<String>,
+    pub matrix: Option<String>,
+    pub stage: Option<String>,
+    pub disqualified: Option<bool>,
+}

@@ -1,0 +1,658 @@
+//! The neutral record: one contact or prospect with its properties, its
+//! company's properties, its events and its lists, independent of any CRM.
+//!
+//! Records are built *for a model*: only the properties, event types and
+//! attributes the model reads are kept, and each value is converted once
+//! (case-folded, parsed as a number or a date) so scoring never parses.
+//! Two ways in, one code path: `Model::parse_record` reads the JSON line
+//! format documented in the README (also used by embedded test cases), and
+//! `RecordBuilder` is what CRM connectors use.
+//!
+//! No IO here. Bad input is an error naming the field, never a panic.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::model::{Model, Scope};
+
+/// A record prepared for one model. Build it with [`Model::parse_record`]
+/// or [`Model::record_builder`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    pub(crate) id: String,
+    /// Indexed by the model's property slots.
+    pub(crate) props: Vec<Prop>,
+    /// Newest first.
+    pub(crate) events: Vec<Event>,
+    /// The model's list slots this record is a member of, sorted.
+    pub(crate) lists: Vec<u32>,
+}
+
+impl Record {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many events were kept (those the model reads).
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum Prop {
+    #[default]
+    Missing,
+    One(Value),
+    Many(Box<[Value]>),
+}
+
+/// One property value as the CRM sent it, with the forms the model needs.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Value {
+    pub text: Box<str>,
+    /// Lowercased text, when some criterion ignores case.
+    pub folded: Option<Box<str>>,
+    pub number: Option<f64>,
+    /// Epoch milliseconds.
+    pub time: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Event {
+    /// The model's event type slot, or `OTHER_TYPE`.
+    pub kind: u32,
+    /// Epoch milliseconds.
+    pub at: i64,
+    /// Case-folded values of the attributes the model reads.
+    pub attrs: Vec<(u16, Box<str>)>,
+}
+
+/// Event type slot for types the model names nowhere (kept only when a rule
+/// reads events of any type).
+pub(crate) const OTHER_TYPE: u32 = u32::MAX;
+
+/// A property value as a connector hands it over.
+#[derive(Clone, Copy, Debug)]
+pub enum PropertyValue<'a> {
+    Null,
+    Text(&'a str),
+    Number(f64),
+    Bool(bool),
+}
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RecordError {
+    message: String,
+}
+
+impl RecordError {
+    fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+impl de::Error for RecordError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        RecordError::new(msg.to_string())
+    }
+}
+
+/// Builds a [`Record`] for a model from a connector's data.
+pub struct RecordBuilder<'m> {
+    model: &'m Model,
+    record: Record,
+}
+
+impl<'m> RecordBuilder<'m> {
+    pub(crate) fn new(model: &'m Model, id: String) -> Self {
+        let record = Record {
+            id,
+            props: vec![Prop::Missing; model.schema.props.len()],
+            events: Vec::new(),
+            lists: Vec::new(),
+        };
+        Self { model, record }
+    }
+
+    /// Sets a property; names the model does not read are ignored.
+    pub fn property(&mut self, scope: Scope, name: &str, value: PropertyValue<'_>) {
+        if let Some(slot) = self.model.schema.prop_slot(scope, name) {
+            self.record.props[slot as usize] = match convert(self.model, slot, value) {
+                Some(v) => Prop::One(v),
+                None => Prop::Missing,
+            };
+        }
+    }
+
+    /// Sets a multi-valued property (a multi-select, a list of domains).
+    pub fn property_values(&mut self, scope: Scope, name: &str, values: &[PropertyValue<'_>]) {
+        if let Some(slot) = self.model.schema.prop_slot(scope, name) {
+            let converted: Vec<Value> =
+                values.iter().filter_map(|v| convert(self.model, slot, *v)).collect();
+            self.record.props[slot as usize] = Prop::Many(converted.into_boxed_slice());
+        }
+    }
+
+    /// Adds an event; types and attributes the model does not read are dropped.
+    pub fn event(&mut self, event_type: &str, at: jiff::Timestamp, attributes: &[(&str, &str)]) {
+        let Some(kind) = event_kind(self.model, event_type) else { return };
+        let attrs = attributes
+            .iter()
+            .filter_map(|(name, value)| {
+                let slot = *self.model.schema.attr_index.get(*name)?;
+                Some((slot, value.to_lowercase().into_boxed_str()))
+            })
+            .collect();
+        self.record.events.push(Event { kind, at: at.as_millisecond(), attrs });
+    }
+
+    /// Marks the record as a member of a list.
+    pub fn list(&mut self, name: &str) {
+        if let Some(slot) = self.model.schema.list_index.get(name.to_lowercase().as_str()) {
+            self.record.lists.push(*slot);
+        }
+    }
+
+    pub fn build(mut self) -> Record {
+        finish(&mut self.record);
+        self.record
+    }
+}
+
+fn finish(record: &mut Record) {
+    record.events.sort_by(|a, b| b.at.cmp(&a.at));
+    record.lists.sort_unstable();
+    record.lists.dedup();
+}
+
+/// The event type slot for a type name, `OTHER_TYPE` when only "any" rules
+/// want it, None when nothing reads it.
+fn event_kind(model: &Model, event_type: &str) -> Option<u32> {
+    match model.schema.type_index.get(event_type) {
+        Some(kind) => Some(*kind),
+        None if model.reads_all_events() => Some(OTHER_TYPE),
+        None => None,
+    }
+}
+
+fn convert(model: &Model, slot: u32, value: PropertyValue<'_>) -> Option<Value> {
+    let spec = &model.schema.props[slot as usize];
+    let (text, number, time): (Box<str>, Option<f64>, Option<i64>) = match value {
+        PropertyValue::Null => return None,
+        PropertyValue::Text(text) => {
+            let trimmed = text.trim();
+            let number = if spec.needs_number { trimmed.parse::<f64>().ok() } else { None };
+            let time = if spec.needs_time { parse_time(trimmed) } else { None };
+            (text.into(), number.filter(|n| n.is_finite()), time)
+        }
+        PropertyValue::Number(n) => {
+            let time = if spec.needs_time && n.fract() == 0.0 { Some(n as i64) } else { None };
+            (format_number(n).into(), Some(n).filter(|n| n.is_finite()), time)
+        }
+        PropertyValue::Bool(b) => ((if b { "true" } else { "false" }).into(), None, None),
+    };
+    let folded = spec.needs_folded.then(|| text.to_lowercase().into_boxed_str());
+    Some(Value { text, folded, number, time })
+}
+
+fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 { format!("{}", n as i64) } else { n.to_string() }
+}
+
+/// Parses the date forms CRMs send: RFC 3339, a plain date (midnight UTC),
+/// a date-time without offset (UTC) or epoch milliseconds.
+pub(crate) fn parse_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<i64>().ok();
+    }
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Some(ts.as_millisecond());
+    }
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        return jiff::tz::TimeZone::UTC.to_timestamp(dt).ok().map(|t| t.as_millisecond());
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// The JSON (and TOML) record format, read straight into a `Record`.
+// ---------------------------------------------------------------------------
+
+impl Model {
+    /// Reads one record in the documented JSON format.
+    pub fn parse_record(&self, json: &str) -> Result<Record, RecordError> {
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let record = RecordSeed { model: self }
+            .deserialize(&mut deserializer)
+            .map_err(|e| RecordError::new(describe_json_error(&e)))?;
+        deserializer.end().map_err(|e| RecordError::new(describe_json_error(&e)))?;
+        Ok(record)
+    }
+
+    /// Starts a record for connectors that do not speak the JSON format.
+    pub fn record_builder(&self, id: impl Into<String>) -> RecordBuilder<'_> {
+        RecordBuilder::new(self, id.into())
+    }
+}
+
+fn describe_json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    // serde_json appends " at line L column C"; for one-line records the column is what helps.
+    match text.rfind(" at line ") {
+        Some(i) if error.line() <= 1 => format!("{} (column {})", &text[..i], error.column()),
+        _ => text,
+    }
+}
+
+/// Deserializes a `Record` for a model from any serde format.
+pub(crate) struct RecordSeed<'m> {
+    pub model: &'m Model,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = Record;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Record, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record object with \"id\", \"properties\", \"company\", \"events\" and \"lists\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut builder = RecordBuilder::new(self.model, String::new());
+        let mut id = None;
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            match &*key {
+                "id" => id = Some(map.next_value::<IdValue>()?.0),
+                "properties" => map.next_value_seed(PropsSeed { builder: &mut builder, scope: Scope::Contact })?,
+                "company" => map.next_value_seed(PropsSeed { builder: &mut builder, scope: Scope::Company })?,
+                "events" => map.next_value_seed(EventsSeed { builder: &mut builder })?,
+                "lists" => map.next_value_seed(ListsSeed { builder: &mut builder })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(id) = id else {
+            return Err(de::Error::custom("record has no \"id\""));
+        };
+        if id.is_empty() {
+            return Err(de::Error::custom("record \"id\" is empty"));
+        }
+        builder.record.id = id;
+        Ok(builder.build())
+    }
+}
+
+/// A record id: a string, or an integer as some exports write it.
+struct IdValue(String);
+
+impl<'de> de::Deserialize<'de> for IdValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = IdValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"id\" as a string or an integer")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IdValue, E> {
+                Ok(IdValue(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IdValue, E> {
+                Ok(IdValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IdValue, E> {
+                Ok(IdValue(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+struct PropsSeed<'b, 'm> {
+    builder: &'b mut RecordBuilder<'m>,
+    scope: Scope,
+}
+
+impl<'de> DeserializeSeed<'de> for PropsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of property names to values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let model = self.builder.model;
+        let section = match self.scope {
+            Scope::Contact => "properties",
+            Scope::Company => "company",
+        };
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let Some(slot) = model.schema.prop_slot(self.scope, &key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let raw = map.next_value::<RawProp>().map_err(|e| {
+                de::Error::custom(format!("{section}.{key}: {e}"))
+            })?;
+            let prop = match raw {
+                RawProp::Null => Prop::Missing,
+                RawProp::One(v) => convert(model, slot, v.as_value()).map_or(Prop::Missing, Prop::One),
+                RawProp::Many(values) => Prop::Many(
+                    values.iter().filter_map(|v| convert(model, slot, v.as_value())).collect(),
+                ),
+            };
+            self.builder.record.props[slot as usize] = prop;
+        }
+        Ok(())
+    }
+}
+
+/// A property value as JSON or TOML carries it.
+enum RawProp<'de> {
+    Null,
+    One(OwnedScalar<'de>),
+    Many(Vec<OwnedScalar<'de>>),
+}
+
+enum OwnedScalar<'de> {
+    Text(std::borrow::Cow<'de, str>),
+    Number(f64),
+    Bool(bool),
+}
+
+impl OwnedScalar<'_> {
+    fn as_value(&self) -> PropertyValue<'_> {
+        match self {
+            OwnedScalar::Text(t) => PropertyValue::Text(t),
+            OwnedScalar::Number(n) => PropertyValue::Number(*n),
+            OwnedScalar::Bool(b) => PropertyValue::Bool(*b),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawProp<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PropVisitor;
+        impl<'de> Visitor<'de> for PropVisitor {
+            type Value = RawProp<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number, boolean, null or an array of those")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawProp::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawProp::Null)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Text(v.into())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Text(v.to_owned().into())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Text(v.into())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Number(v as f64)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Number(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawProp::One(OwnedScalar::Number(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<RawProp<'de>>()? {
+                    match item {
+                        RawProp::Null => {}
+                        RawProp::One(scalar) => items.push(scalar),
+                        RawProp::Many(_) => {
+                            return Err(de::Error::custom("nested arrays are not property values"));
+                        }
+                    }
+                }
+                Ok(RawProp::Many(items))
+            }
+        }
+        deserializer.deserialize_any(PropVisitor)
+    }
+}
+
+struct EventsSeed<'b, 'm> {
+    builder: &'b mut RecordBuilder<'m>,
+}
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        loop {
+            let seed = EventSeed { model: self.builder.model, index };
+            match seq.next_element_seed(seed)? {
+                None => return Ok(()),
+                Some(Some(event)) => self.builder.record.events.push(event),
+                Some(None) => {}
+            }
+            index += 1;
+        }
+    }
+}
+
+struct EventSeed<'m> {
+    model: &'m Model,
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = Option<Event>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Event>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = Option<Event>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "events[{}] as an object with \"type\", \"at\" and \"attributes\"", self.index)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Event>, A::Error> {
+        let index = self.index;
+        let mut kind: Option<Option<u32>> = None;
+        let mut at: Option<i64> = None;
+        let mut attrs = Vec::new();
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            match &*key {
+                "type" => {
+                    let name = map.next_value::<CowStr<'de>>().map_err(|e| {
+                        de::Error::custom(format!("events[{index}].type: {e}"))
+                    })?;
+                    kind = Some(event_kind(self.model, &name));
+                }
+                "at" => {
+                    let text = map.next_value::<CowStr<'de>>().map_err(|e| {
+                        de::Error::custom(format!("events[{index}].at: {e}"))
+                    })?;
+                    at = Some(parse_time(&text).ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "events[{index}].at: {text:?} is not an RFC 3339 timestamp"
+                        ))
+                    })?);
+                }
+                "attributes" => {
+                    map.next_value_seed(AttrsSeed { model: self.model, index, attrs: &mut attrs })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(kind) = kind else {
+            return Err(de::Error::custom(format!("events[{index}] has no \"type\"")));
+        };
+        let Some(at) = at else {
+            return Err(de::Error::custom(format!("events[{index}] has no \"at\"")));
+        };
+        Ok(kind.map(|kind| Event { kind, at, attrs }))
+    }
+}
+
+struct AttrsSeed<'a, 'm> {
+    model: &'m Model,
+    index: usize,
+    attrs: &'a mut Vec<(u16, Box<str>)>,
+}
+
+impl<'de> DeserializeSeed<'de> for AttrsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "events[{}].attributes as an object", self.index)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let Some(slot) = self.model.schema.attr_index.get(&*key).copied() else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value = map.next_value::<RawProp>().map_err(|e| {
+                de::Error::custom(format!("events[{}].attributes.{key}: {e}", self.index))
+            })?;
+            match value {
+                RawProp::Null => {}
+                RawProp::One(scalar) => self.attrs.push((slot, fold_scalar(&scalar))),
+                RawProp::Many(items) => {
+                    self.attrs.extend(items.iter().map(|s| (slot, fold_scalar(s))));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fold_scalar(scalar: &OwnedScalar<'_>) -> Box<str> {
+    match scalar {
+        OwnedScalar::Text(t) => t.to_lowercase().into_boxed_str(),
+        OwnedScalar::Number(n) => format_number(*n).into_boxed_str(),
+        OwnedScalar::Bool(b) => (if *b { "true" } else { "false" }).into(),
+    }
+}
+
+struct ListsSeed<'b, 'm> {
+    builder: &'b mut RecordBuilder<'m>,
+}
+
+impl<'de> DeserializeSeed<'de> for ListsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"lists\" as an array of list names")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(name) = seq.next_element::<CowStr<'de>>()? {
+            self.builder.list(&name);
+        }
+        Ok(())
+    }
+}
+
+/// A string that borrows from the input when it can (serde's own `Cow`
+/// impl always copies), so reading a record allocates only for what it keeps.
+struct CowStr<'de>(std::borrow::Cow<'de, str>);
+
+impl std::ops::Deref for CowStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CowStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CowStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
