@@ -244,7 +244,10 @@ impl Model {
 }
 
 fn describe_json_error(error: &serde_json::Error) -> String {
-    let text = error.to_string();
+    let text = match error.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("invalid JSON: {error}"),
+        _ => error.to_string(),
+    };
     // serde_json appends " at line L column C"; for one-line records the column is what helps.
     match text.rfind(" at line ") {
         Some(i) if error.line() <= 1 => format!("{} (column {})", &text[..i], error.column()),
