@@ -7,7 +7,7 @@
 //! that can never be reached) run on the decoded values, each error pointing
 //! at the value it is about.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde::de::{DeserializeOwned, DeserializeSeed};
@@ -434,12 +434,12 @@ impl Compiler<'_> {
         match (&raw.percent, &raw.every_days, &raw.half_life_days) {
             (Some(percent), Some(every), None) => {
                 let p = *percent.get_ref();
-                if !(p > 0.0 && p <= 100.0) {
+                let percent_ok = p > 0.0 && p <= 100.0;
+                if !percent_ok {
                     self.d.error(&percent.span(), format!("decay percent must be above 0 and at most 100, got {p}"));
-                    return None;
                 }
-                let period_ms = self.days(every, "every_days")?;
-                Some(Decay::Stepped { fraction: p / 100.0, period_ms, compound })
+                let period_ms = self.days(every, "every_days");
+                Some(Decay::Stepped { fraction: p / 100.0, period_ms: period_ms?, compound }).filter(|_| percent_ok)
             }
             (None, None, Some(half_life)) => {
                 if raw.mode.is_some() {
@@ -541,7 +541,7 @@ impl Compiler<'_> {
             return Some((Rule { name, group, points, kind }, bound));
         }
         for (key, value) in [("once", clause.once.as_ref().map(Spanned::span)), ("max_occurrences", clause.max_occurrences.as_ref().map(Spanned::span))] {
-            if let Some(at) = value {
+            if let (Some(at), Role::EngagementRule) = (value, role) {
                 self.d.error(&at, format!("`{key}` applies to event rules"));
             }
         }
@@ -1044,7 +1044,8 @@ impl Compiler<'_> {
             dated = true;
         }
         if tests.is_empty() {
-            if !self.d.has_errors() || c.regex.is_none() {
+            let has_operator = condition_keys(c).iter().any(|(k, _)| PROPERTY_OPS.contains(k) || EVENT_OPS.contains(k));
+            if !has_operator {
                 self.d.error(span, format!(
                     "property \"{}\" needs an operator: equals, one_of, contains, starts_with, ends_with, regex, gt, gte, lt, lte, between, is_set, before, after, within_days or older_than_days",
                     property.get_ref()
@@ -1504,7 +1505,9 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
         }
     };
     let mut expectations = Vec::new();
-    let mut seen_scores = HashSet::new();
+    if raw.expect.is_empty() {
+        d.error(&span, format!("test \"{}\" expects nothing: add [test.expect.<score>] with total, grade, tier or stage", raw.name.get_ref()));
+    }
     for (score, expect) in raw.expect {
         let espan = expect.span();
         let expect: RawExpect = expect.into_inner();
@@ -1512,7 +1515,6 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
             d.error(&espan, format!("test expects unknown score \"{score}\": known scores are {}", names(model.score_names())));
             continue;
         };
-        seen_scores.insert(known.name.clone());
         let grade = match &expect.grade {
             None => None,
             Some(g) => match Grade::parse(g.get_ref()) {
@@ -1534,9 +1536,6 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
             stage: expect.stage,
             disqualified: expect.disqualified,
         });
-    }
-    if expectations.is_empty() && seen_scores.is_empty() {
-        d.error(&span, format!("test \"{}\" expects nothing: add [test.expect.<score>] with total, grade, tier or stage", raw.name.get_ref()));
     }
     Some(TestCase { name: raw.name.into_inner(), now: now?, record: record?, expectations })
 }

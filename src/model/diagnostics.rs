@@ -86,7 +86,7 @@ impl<'a> Diagnostics<'a> {
     pub(crate) fn toml(&mut self, error: &toml::de::Error, fallback: &Range<usize>) {
         let span = error.span().unwrap_or_else(|| fallback.clone());
         let message = error.message().trim().trim_end_matches('.').replace('\n', " ");
-        self.error(&span, message);
+        self.error(&span, polish(&message));
     }
 
     pub(crate) fn has_errors(&self) -> bool {
@@ -113,4 +113,35 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = source[line_start..offset].chars().count() + 1;
     (line, column)
+}
+
+/// Rewrites serde's wording into the model's: key names with a suggestion
+/// instead of a list of fifty, "a number" instead of "f64".
+fn polish(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((key, expected)) = rest.split_once('`') {
+            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let best = candidates
+                .iter()
+                .map(|c| (strsim::damerau_levenshtein(key, c), *c))
+                .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
+                .min();
+            return match best {
+                Some((_, suggestion)) => format!("unknown key `{key}`: did you mean `{suggestion}`?"),
+                None if candidates.len() <= 8 => {
+                    format!("unknown key `{key}`, expected one of {}", candidates.join(", "))
+                }
+                None => format!("unknown key `{key}`: see the model reference in the README"),
+            };
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some((key, _)) = rest.split_once('`') {
+            return format!("missing key `{key}`");
+        }
+    }
+    message
+        .replace("expected f64", "expected a number")
+        .replace("expected i64", "expected a whole number")
+        .replace("expected u32", "expected a whole number")
 }
