@@ -89,10 +89,16 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 Err(error)
             }
         },
-        Command::Score { config, input, now, threads } => {
+        Command::Score {
+            config,
+            input,
+            now,
+            threads,
+        } => {
             let model = commands::load_model(&config)?;
             let now = commands::resolve_now(now.as_deref())?;
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let stdout = std::io::stdout();
             let output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let stats = if input == "-" {
@@ -100,14 +106,27 @@ fn run(command: Command) -> Result<u8, CommandError> {
             } else {
                 commands::score_stream(&model, now, open(&input)?, output, threads)?
             };
-            tracing::info!(scored = stats.scored, failed = stats.failed, "scoring finished");
+            tracing::info!(
+                scored = stats.scored,
+                failed = stats.failed,
+                "scoring finished"
+            );
             if stats.failed > 0 {
-                eprintln!("{} of {} lines could not be scored", stats.failed, stats.failed + stats.scored);
+                eprintln!(
+                    "{} of {} lines could not be scored",
+                    stats.failed,
+                    stats.failed + stats.scored
+                );
                 return Ok(exit::DATA_ERR);
             }
             Ok(exit::OK)
         }
-        Command::Explain { config, input, id, now } => {
+        Command::Explain {
+            config,
+            input,
+            id,
+            now,
+        } => {
             let model = commands::load_model(&config)?;
             let now = commands::resolve_now(now.as_deref())?;
             print(&commands::explain(&model, now, open(&input)?, &id)?)?;
@@ -119,7 +138,10 @@ fn run(command: Command) -> Result<u8, CommandError> {
 fn open(path: &str) -> Result<BufReader<std::fs::File>, CommandError> {
     std::fs::File::open(path)
         .map(|f| BufReader::with_capacity(1 << 16, f))
-        .map_err(|source| CommandError::NoInput { path: path.to_owned(), source })
+        .map_err(|source| CommandError::NoInput {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn print(text: &str) -> Result<(), CommandError> {

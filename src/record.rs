@@ -91,7 +91,9 @@ pub struct RecordError {
 
 impl RecordError {
     fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -131,15 +133,19 @@ impl<'m> RecordBuilder<'m> {
     /// Sets a multi-valued property (a multi-select, a list of domains).
     pub fn property_values(&mut self, scope: Scope, name: &str, values: &[PropertyValue<'_>]) {
         if let Some(slot) = self.model.schema.prop_slot(scope, name) {
-            let converted: Vec<Value> =
-                values.iter().filter_map(|v| convert(self.model, slot, *v)).collect();
+            let converted: Vec<Value> = values
+                .iter()
+                .filter_map(|v| convert(self.model, slot, *v))
+                .collect();
             self.record.props[slot as usize] = Prop::Many(converted.into_boxed_slice());
         }
     }
 
     /// Adds an event; types and attributes the model does not read are dropped.
     pub fn event(&mut self, event_type: &str, at: jiff::Timestamp, attributes: &[(&str, &str)]) {
-        let Some(kind) = event_kind(self.model, event_type) else { return };
+        let Some(kind) = event_kind(self.model, event_type) else {
+            return;
+        };
         let attrs = attributes
             .iter()
             .filter_map(|(name, value)| {
@@ -147,12 +153,21 @@ impl<'m> RecordBuilder<'m> {
                 Some((slot, value.to_lowercase().into_boxed_str()))
             })
             .collect();
-        self.record.events.push(Event { kind, at: at.as_millisecond(), attrs });
+        self.record.events.push(Event {
+            kind,
+            at: at.as_millisecond(),
+            attrs,
+        });
     }
 
     /// Marks the record as a member of a list.
     pub fn list(&mut self, name: &str) {
-        if let Some(slot) = self.model.schema.list_index.get(name.to_lowercase().as_str()) {
+        if let Some(slot) = self
+            .model
+            .schema
+            .list_index
+            .get(name.to_lowercase().as_str())
+        {
             self.record.lists.push(*slot);
         }
     }
@@ -185,22 +200,49 @@ fn convert(model: &Model, slot: u32, value: PropertyValue<'_>) -> Option<Value> 
         PropertyValue::Null => return None,
         PropertyValue::Text(text) => {
             let trimmed = text.trim();
-            let number = if spec.needs_number { trimmed.parse::<f64>().ok() } else { None };
-            let time = if spec.needs_time { parse_time(trimmed) } else { None };
+            let number = if spec.needs_number {
+                trimmed.parse::<f64>().ok()
+            } else {
+                None
+            };
+            let time = if spec.needs_time {
+                parse_time(trimmed)
+            } else {
+                None
+            };
             (text.into(), number.filter(|n| n.is_finite()), time)
         }
         PropertyValue::Number(n) => {
-            let time = if spec.needs_time && n.fract() == 0.0 { Some(n as i64) } else { None };
-            (format_number(n).into(), Some(n).filter(|n| n.is_finite()), time)
+            let time = if spec.needs_time && n.fract() == 0.0 {
+                Some(n as i64)
+            } else {
+                None
+            };
+            (
+                format_number(n).into(),
+                Some(n).filter(|n| n.is_finite()),
+                time,
+            )
         }
         PropertyValue::Bool(b) => ((if b { "true" } else { "false" }).into(), None, None),
     };
-    let folded = spec.needs_folded.then(|| text.to_lowercase().into_boxed_str());
-    Some(Value { text, folded, number, time })
+    let folded = spec
+        .needs_folded
+        .then(|| text.to_lowercase().into_boxed_str());
+    Some(Value {
+        text,
+        folded,
+        number,
+        time,
+    })
 }
 
 fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 9.0e15 { format!("{}", n as i64) } else { n.to_string() }
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
 }
 
 /// Parses the date forms CRMs send: RFC 3339, a plain date (midnight UTC),
@@ -217,7 +259,10 @@ pub(crate) fn parse_time(text: &str) -> Option<i64> {
         return Some(ts.as_millisecond());
     }
     if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        return jiff::tz::TimeZone::UTC.to_timestamp(dt).ok().map(|t| t.as_millisecond());
+        return jiff::tz::TimeZone::UTC
+            .to_timestamp(dt)
+            .ok()
+            .map(|t| t.as_millisecond());
     }
     None
 }
@@ -233,7 +278,9 @@ impl Model {
         let record = RecordSeed { model: self }
             .deserialize(&mut deserializer)
             .map_err(|e| RecordError::new(describe_json_error(&e)))?;
-        deserializer.end().map_err(|e| RecordError::new(describe_json_error(&e)))?;
+        deserializer
+            .end()
+            .map_err(|e| RecordError::new(describe_json_error(&e)))?;
         Ok(record)
     }
 
@@ -245,11 +292,14 @@ impl Model {
 
 fn describe_json_error(error: &serde_json::Error) -> String {
     let text = match error.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("invalid JSON: {error}"),
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("invalid JSON: {error}")
+        }
         _ => error.to_string(),
     };
     // serde_json appends " at line L column C"; for one-line records the column is what helps.
     match text.rfind(" at line ") {
+        Some(i) if error.line() <= 1 && error.column() == 0 => text[..i].to_owned(),
         Some(i) if error.line() <= 1 => format!("{} (column {})", &text[..i], error.column()),
         _ => text,
     }
@@ -272,7 +322,9 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     type Value = Record;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a record object with \"id\", \"properties\", \"company\", \"events\" and \"lists\"")
+        f.write_str(
+            "a record object with \"id\", \"properties\", \"company\", \"events\" and \"lists\"",
+        )
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
@@ -281,10 +333,20 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             match &*key {
                 "id" => id = Some(map.next_value::<IdValue>()?.0),
-                "properties" => map.next_value_seed(PropsSeed { builder: &mut builder, scope: Scope::Contact })?,
-                "company" => map.next_value_seed(PropsSeed { builder: &mut builder, scope: Scope::Company })?,
-                "events" => map.next_value_seed(EventsSeed { builder: &mut builder })?,
-                "lists" => map.next_value_seed(ListsSeed { builder: &mut builder })?,
+                "properties" => map.next_value_seed(PropsSeed {
+                    builder: &mut builder,
+                    scope: Scope::Contact,
+                })?,
+                "company" => map.next_value_seed(PropsSeed {
+                    builder: &mut builder,
+                    scope: Scope::Company,
+                })?,
+                "events" => map.next_value_seed(EventsSeed {
+                    builder: &mut builder,
+                })?,
+                "lists" => map.next_value_seed(ListsSeed {
+                    builder: &mut builder,
+                })?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -356,14 +418,19 @@ impl<'de> Visitor<'de> for PropsSeed<'_, '_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let raw = map.next_value::<RawProp>().map_err(|e| {
-                de::Error::custom(format!("{section}.{key}: {e}"))
-            })?;
+            let raw = map
+                .next_value::<RawProp>()
+                .map_err(|e| de::Error::custom(format!("{section}.{key}: {e}")))?;
             let prop = match raw {
                 RawProp::Null => Prop::Missing,
-                RawProp::One(v) => convert(model, slot, v.as_value()).map_or(Prop::Missing, Prop::One),
+                RawProp::One(v) => {
+                    convert(model, slot, v.as_value()).map_or(Prop::Missing, Prop::One)
+                }
                 RawProp::Many(values) => Prop::Many(
-                    values.iter().filter_map(|v| convert(model, slot, v.as_value())).collect(),
+                    values
+                        .iter()
+                        .filter_map(|v| convert(model, slot, v.as_value()))
+                        .collect(),
                 ),
             };
             self.builder.record.props[slot as usize] = prop;
@@ -469,7 +536,10 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
-            let seed = EventSeed { model: self.builder.model, index };
+            let seed = EventSeed {
+                model: self.builder.model,
+                index,
+            };
             match seq.next_element_seed(seed)? {
                 None => return Ok(()),
                 Some(Some(event)) => self.builder.record.events.push(event),
@@ -496,34 +566,39 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
     type Value = Option<Event>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "events[{}] as an object with \"type\", \"at\" and \"attributes\"", self.index)
+        write!(
+            f,
+            "events[{}] as an object with \"type\", \"at\" and \"attributes\"",
+            self.index
+        )
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Event>, A::Error> {
         let index = self.index;
         let mut kind: Option<Option<u32>> = None;
-        let mut at: Option<i64> = None;
+        let mut at: Option<CowStr<'de>> = None;
         let mut attrs = Vec::new();
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             match &*key {
                 "type" => {
-                    let name = map.next_value::<CowStr<'de>>().map_err(|e| {
-                        de::Error::custom(format!("events[{index}].type: {e}"))
-                    })?;
+                    let name = map
+                        .next_value::<CowStr<'de>>()
+                        .map_err(|e| de::Error::custom(format!("events[{index}].type: {e}")))?;
                     kind = Some(event_kind(self.model, &name));
                 }
                 "at" => {
-                    let text = map.next_value::<CowStr<'de>>().map_err(|e| {
-                        de::Error::custom(format!("events[{index}].at: {e}"))
-                    })?;
-                    at = Some(parse_time(&text).ok_or_else(|| {
-                        de::Error::custom(format!(
-                            "events[{index}].at: {text:?} is not an RFC 3339 timestamp"
-                        ))
-                    })?);
+                    // Parsed once the type is known: unread event types are skipped unparsed.
+                    at = Some(
+                        map.next_value::<CowStr<'de>>()
+                            .map_err(|e| de::Error::custom(format!("events[{index}].at: {e}")))?,
+                    );
                 }
                 "attributes" => {
-                    map.next_value_seed(AttrsSeed { model: self.model, index, attrs: &mut attrs })?;
+                    map.next_value_seed(AttrsSeed {
+                        model: self.model,
+                        index,
+                        attrs: &mut attrs,
+                    })?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -531,12 +606,20 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
             }
         }
         let Some(kind) = kind else {
-            return Err(de::Error::custom(format!("events[{index}] has no \"type\"")));
+            return Err(de::Error::custom(format!(
+                "events[{index}] has no \"type\""
+            )));
         };
         let Some(at) = at else {
             return Err(de::Error::custom(format!("events[{index}] has no \"at\"")));
         };
-        Ok(kind.map(|kind| Event { kind, at, attrs }))
+        let Some(kind) = kind else { return Ok(None) };
+        let at = parse_time(&at).ok_or_else(|| {
+            de::Error::custom(format!(
+                "events[{index}].at: {at:?} is not an RFC 3339 timestamp"
+            ))
+        })?;
+        Ok(Some(Event { kind, at, attrs }))
     }
 }
 
@@ -573,7 +656,8 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
                 RawProp::Null => {}
                 RawProp::One(scalar) => self.attrs.push((slot, fold_scalar(&scalar))),
                 RawProp::Many(items) => {
-                    self.attrs.extend(items.iter().map(|s| (slot, fold_scalar(s))));
+                    self.attrs
+                        .extend(items.iter().map(|s| (slot, fold_scalar(s))));
                 }
             }
         }

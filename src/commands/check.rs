@@ -23,7 +23,13 @@ impl CheckOutcome {
         if self.failed == 0 {
             Ok(self.report)
         } else {
-            Err((self.report, CommandError::CasesFailed { failed: self.failed, total: self.total }))
+            Err((
+                self.report,
+                CommandError::CasesFailed {
+                    failed: self.failed,
+                    total: self.total,
+                },
+            ))
         }
     }
 }
@@ -36,7 +42,11 @@ pub fn check_config(path: &Path) -> Result<CheckOutcome, CommandError> {
     if failed == 0 {
         let _ = write!(report, "\nconfig ok");
     }
-    Ok(CheckOutcome { report, failed, total })
+    Ok(CheckOutcome {
+        report,
+        failed,
+        total,
+    })
 }
 
 /// Runs every embedded case, appending one line per case (and one per
@@ -61,13 +71,22 @@ pub fn run_cases(model: &Model, report: &mut String) -> (usize, usize) {
             }
         }
     }
-    let _ = write!(report, "\n  {} of {} test cases passed", cases.len() - failed, cases.len());
+    let _ = write!(
+        report,
+        "\n  {} of {} test cases passed",
+        cases.len() - failed,
+        cases.len()
+    );
     (failed, cases.len())
 }
 
 fn check_case(model: &Model, case: &TestCase, card: &Scorecard) -> Vec<String> {
-    let json = serde_json::to_value(crate::engine::CardJson { model, record_id: case.record.id(), card })
-        .unwrap_or_default();
+    let json = serde_json::to_value(crate::engine::CardJson {
+        model,
+        record_id: case.record.id(),
+        card,
+    })
+    .unwrap_or_default();
     let mut out = Vec::new();
     for expectation in &case.expectations {
         let actual = &json["scores"][&expectation.score];
@@ -78,7 +97,11 @@ fn check_case(model: &Model, case: &TestCase, card: &Scorecard) -> Vec<String> {
 
 fn compare(out: &mut Vec<String>, e: &Expectation, actual: &serde_json::Value, card: &Scorecard) {
     let score = &e.score;
-    for (field, wanted) in [("fit", e.fit), ("engagement", e.engagement), ("total", e.total)] {
+    for (field, wanted) in [
+        ("fit", e.fit),
+        ("engagement", e.engagement),
+        ("total", e.total),
+    ] {
         if let Some(wanted) = wanted {
             let got = actual[field].as_f64().unwrap_or(f64::NAN);
             if (got - wanted).abs() > 1e-9 {
@@ -90,20 +113,36 @@ fn compare(out: &mut Vec<String>, e: &Expectation, actual: &serde_json::Value, c
     if let Some(grade) = e.grade {
         let got = card.grade();
         if got != Some(grade) {
-            out.push(format!("{score}.grade: expected {grade}, got {}", got.map_or("none".to_owned(), |g| g.to_string())));
+            out.push(format!(
+                "{score}.grade: expected {grade}, got {}",
+                got.map_or("none".to_owned(), |g| g.to_string())
+            ));
         }
     }
-    for (field, wanted) in [("tier", &e.tier), ("matrix", &e.matrix), ("stage", &e.stage)] {
+    for (field, wanted) in [
+        ("tier", &e.tier),
+        ("matrix", &e.matrix),
+        ("stage", &e.stage),
+    ] {
         if let Some(wanted) = wanted {
             let got = text(field);
-            if !got.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(wanted)) {
-                out.push(format!("{score}.{field}: expected {wanted:?}, got {}", got.map_or("none".to_owned(), |g| format!("{g:?}"))));
+            if !got
+                .as_deref()
+                .is_some_and(|g| g.eq_ignore_ascii_case(wanted))
+            {
+                out.push(format!(
+                    "{score}.{field}: expected {wanted:?}, got {}",
+                    got.map_or("none".to_owned(), |g| format!("{g:?}"))
+                ));
             }
         }
     }
     if let Some(wanted) = e.disqualified {
         if card.is_disqualified() != wanted {
-            out.push(format!("disqualified: expected {wanted}, got {}", card.is_disqualified()));
+            out.push(format!(
+                "disqualified: expected {wanted}, got {}",
+                card.is_disqualified()
+            ));
         }
     }
 }

@@ -19,9 +19,15 @@ pub const SAMPLE_NOW: &str = "2026-11-01T00:00:00Z";
 /// Scores the bundled sample and returns a table plus the top record's explanation.
 pub fn demo() -> Result<String, CommandError> {
     let model = Model::compile("config/b2b.toml (embedded)", EXAMPLE_MODEL)?;
-    let now: Timestamp = SAMPLE_NOW.parse().map_err(|e| CommandError::Data(format!("{e}")))?;
+    let now: Timestamp = SAMPLE_NOW
+        .parse()
+        .map_err(|e| CommandError::Data(format!("{e}")))?;
     let mut rows = Vec::new();
-    for (index, line) in SAMPLE_RECORDS.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (index, line) in SAMPLE_RECORDS
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let record = model
             .parse_record(line)
             .map_err(|e| CommandError::Data(format!("embedded sample line {}: {e}", index + 1)))?;
@@ -29,16 +35,29 @@ pub fn demo() -> Result<String, CommandError> {
         rows.push((record, card));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "leadscored demo: model \"{}\", {} sample contacts, scored as of {now}\n", model.name(), rows.len());
-    let _ = writeln!(out, "{:<8} {:>5} {:>5} {:>5}  {:<5} {:<7} {:<6} summary", "id", "fit", "eng", "total", "grade", "tier", "stage");
+    let _ = writeln!(
+        out,
+        "leadscored demo: model \"{}\", {} sample contacts, scored as of {now}\n",
+        model.name(),
+        rows.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:>5} {:>5} {:>5}  {:<5} {:<7} {:<6} summary",
+        "id", "fit", "eng", "total", "grade", "tier", "stage"
+    );
     let top = rows
         .iter()
         .enumerate()
         .max_by(|a, b| total(&a.1.1).total_cmp(&total(&b.1.1)).then(b.0.cmp(&a.0)))
         .map(|(i, _)| i);
     for (record, card) in &rows {
-        let json = serde_json::to_value(crate::engine::CardJson { model: &model, record_id: record.id(), card })
-            .unwrap_or_default();
+        let json = serde_json::to_value(crate::engine::CardJson {
+            model: &model,
+            record_id: record.id(),
+            card,
+        })
+        .unwrap_or_default();
         let score = &json["scores"]["contact"];
         let _ = writeln!(
             out,
@@ -55,7 +74,11 @@ pub fn demo() -> Result<String, CommandError> {
     }
     if let Some(top) = top {
         let (record, card) = &rows[top];
-        let _ = write!(out, "\nWhy the top contact scores what it does:\n\n{}", explain_text(&model, record, card, now));
+        let _ = write!(
+            out,
+            "\nWhy the top contact scores what it does:\n\n{}",
+            explain_text(&model, record, card, now)
+        );
     }
     Ok(out)
 }

@@ -9,7 +9,12 @@ use crate::engine::explain_text;
 use crate::model::Model;
 
 /// Finds record `id` in JSON-lines `input` and explains its scorecard.
-pub fn explain(model: &Model, now: Timestamp, input: impl BufRead, id: &str) -> Result<String, CommandError> {
+pub fn explain(
+    model: &Model,
+    now: Timestamp,
+    input: impl BufRead,
+    id: &str,
+) -> Result<String, CommandError> {
     let mut skipped = None;
     for (index, line) in input.lines().enumerate() {
         let line = line?;
@@ -29,6 +34,10 @@ pub fn explain(model: &Model, now: Timestamp, input: impl BufRead, id: &str) -> 
             return Ok(explain_text(model, &record, &card, now));
         }
     }
-    let hint = skipped.map(|s| format!(" (a malformed line mentions it: {s})")).unwrap_or_default();
-    Err(CommandError::Data(format!("no record with id {id:?} in the input{hint}")))
+    let hint = skipped
+        .map(|s| format!(" (a malformed line mentions it: {s})"))
+        .unwrap_or_default();
+    Err(CommandError::Data(format!(
+        "no record with id {id:?} in the input{hint}"
+    )))
 }

@@ -37,12 +37,18 @@ pub enum CommandError {
     Config(#[from] ConfigErrors),
     /// A config file that could not be read at all.
     #[error("cannot read config {path}: {source}")]
-    ConfigUnreadable { path: String, source: std::io::Error },
+    ConfigUnreadable {
+        path: String,
+        source: std::io::Error,
+    },
     /// Embedded test cases that do not come out as expected.
     #[error("{failed} of {total} embedded test cases failed")]
     CasesFailed { failed: usize, total: usize },
     #[error("cannot read {path}: {source}")]
-    NoInput { path: String, source: std::io::Error },
+    NoInput {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Data(String),
     #[error("{0}")]
@@ -52,9 +58,9 @@ pub enum CommandError {
 impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Config(_) | CommandError::ConfigUnreadable { .. } | CommandError::CasesFailed { .. } => {
-                exit::CONFIG
-            }
+            CommandError::Config(_)
+            | CommandError::ConfigUnreadable { .. }
+            | CommandError::CasesFailed { .. } => exit::CONFIG,
             CommandError::NoInput { .. } => exit::NO_INPUT,
             CommandError::Data(_) => exit::DATA_ERR,
             CommandError::Io(_) => exit::FAILURE,
@@ -65,8 +71,11 @@ impl CommandError {
 /// Reads and compiles a model file.
 pub fn load_model(path: &Path) -> Result<Model, CommandError> {
     let shown = path.display().to_string();
-    let source = std::fs::read_to_string(path)
-        .map_err(|source| CommandError::ConfigUnreadable { path: shown.clone(), source })?;
+    let source =
+        std::fs::read_to_string(path).map_err(|source| CommandError::ConfigUnreadable {
+            path: shown.clone(),
+            source,
+        })?;
     Ok(Model::compile(&shown, &source)?)
 }
 
@@ -74,8 +83,8 @@ pub fn load_model(path: &Path) -> Result<Model, CommandError> {
 pub fn resolve_now(now: Option<&str>) -> Result<jiff::Timestamp, CommandError> {
     match now {
         None => Ok(jiff::Timestamp::now()),
-        Some(text) => text
-            .parse()
-            .map_err(|e| CommandError::Data(format!("--now {text:?} is not an RFC 3339 timestamp: {e}"))),
+        Some(text) => text.parse().map_err(|e| {
+            CommandError::Data(format!("--now {text:?} is not an RFC 3339 timestamp: {e}"))
+        }),
     }
 }

@@ -75,7 +75,10 @@ pub fn score_stream(
                         scope.spawn(move || score_lines(model, now, lines, start, out))
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
             });
             for (result, out) in results.into_iter().zip(&outputs) {
                 stats.add(result);
@@ -89,7 +92,13 @@ pub fn score_stream(
     Ok(stats)
 }
 
-fn score_lines(model: &Model, now: Timestamp, lines: &[Vec<u8>], first_line: u64, out: &mut Vec<u8>) -> ScoreStats {
+fn score_lines(
+    model: &Model,
+    now: Timestamp,
+    lines: &[Vec<u8>],
+    first_line: u64,
+    out: &mut Vec<u8>,
+) -> ScoreStats {
     let mut stats = ScoreStats::default();
     let mut card = Scorecard::default();
     for (i, raw) in lines.iter().enumerate() {
@@ -108,7 +117,11 @@ fn score_lines(model: &Model, now: Timestamp, lines: &[Vec<u8>], first_line: u64
         match model.parse_record(text) {
             Ok(record) => {
                 model.score_into(&record, now, &mut card);
-                let json = CardJson { model, record_id: record.id(), card: &card };
+                let json = CardJson {
+                    model,
+                    record_id: record.id(),
+                    card: &card,
+                };
                 if serde_json::to_writer(&mut *out, &json).is_ok() {
                     out.push(b'\n');
                     stats.scored += 1;

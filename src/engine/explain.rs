@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use super::{Adjustment, Problem, ScoreResult, Scorecard};
 use crate::model::{Model, Part, RuleKind};
@@ -25,20 +25,30 @@ fn num(value: f64) -> String {
 
 /// Signed, with a real minus sign: `+30`, `−20`.
 fn signed(value: f64) -> String {
-    if value < 0.0 { format!("\u{2212}{}", num(-value)) } else { format!("+{}", num(value)) }
+    if value < 0.0 {
+        format!("\u{2212}{}", num(-value))
+    } else {
+        format!("+{}", num(value))
+    }
 }
 
 struct Points(f64);
 
 impl Serialize for Points {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.fract() == 0.0 && self.0.abs() < 9.0e15 { s.serialize_i64(self.0 as i64) } else { s.serialize_f64(self.0) }
+        if self.0.fract() == 0.0 && self.0.abs() < 9.0e15 {
+            s.serialize_i64(self.0 as i64)
+        } else {
+            s.serialize_f64(self.0)
+        }
     }
 }
 
 /// The one-line summary of a score, e.g. `Pricing page ×3 +30 · Director +15 · Student −20`.
 pub fn summary_line(model: &Model, card: &Scorecard, score: usize) -> String {
-    let Some(result) = card.scores.get(score) else { return String::new() };
+    let Some(result) = card.scores.get(score) else {
+        return String::new();
+    };
     let spec = &model.scores[score];
     let mut out = String::new();
     if let Some(d) = card.disqualified_by {
@@ -50,7 +60,12 @@ pub fn summary_line(model: &Model, card: &Scorecard, score: usize) -> String {
         }
     }
     let mut hits: Vec<_> = result.hits.iter().filter(|h| h.points != 0.0).collect();
-    hits.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()).then(a.rule.cmp(&b.rule)));
+    hits.sort_by(|a, b| {
+        b.points
+            .abs()
+            .total_cmp(&a.points.abs())
+            .then(a.rule.cmp(&b.rule))
+    });
     for hit in hits.iter().take(model.summary_items) {
         let rule = &spec.rules[usize::from(hit.rule)];
         let mut item = rule.name.clone();
@@ -59,7 +74,9 @@ pub fn summary_line(model: &Model, card: &Scorecard, score: usize) -> String {
         }
         let _ = write!(item, " {}", signed(hit.points));
         let separator = if out.is_empty() { "" } else { " \u{b7} " };
-        if out.chars().count() + separator.chars().count() + item.chars().count() > model.summary_max_chars {
+        if out.chars().count() + separator.chars().count() + item.chars().count()
+            > model.summary_max_chars
+        {
             break;
         }
         out.push_str(separator);
@@ -101,7 +118,11 @@ impl Serialize for CardJson<'_> {
             map.serialize_entry("disqualified_by", &model.disqualifiers[usize::from(d)].name)?;
         }
         if !card.warnings.is_empty() {
-            let warnings: Vec<String> = card.warnings.iter().map(|w| warning_text(model, w.slot, w.problem)).collect();
+            let warnings: Vec<String> = card
+                .warnings
+                .iter()
+                .map(|w| warning_text(model, w.slot, w.problem))
+                .collect();
             map.serialize_entry("warnings", &warnings)?;
         }
         map.end()
@@ -109,10 +130,19 @@ impl Serialize for CardJson<'_> {
 }
 
 fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
-    let name = model.schema.props.get(slot as usize).map(|p| p.display_name()).unwrap_or_default();
+    let name = model
+        .schema
+        .props
+        .get(slot as usize)
+        .map(|p| p.display_name())
+        .unwrap_or_default();
     match problem {
-        Problem::NotANumber => format!("property {name} is not a number; its numeric criteria did not match"),
-        Problem::NotADate => format!("property {name} is not a date; its date criteria did not match"),
+        Problem::NotANumber => {
+            format!("property {name} is not a number; its numeric criteria did not match")
+        }
+        Problem::NotADate => {
+            format!("property {name} is not a date; its date criteria did not match")
+        }
     }
 }
 
@@ -126,7 +156,15 @@ impl Serialize for ScoresJson<'_> {
         let mut map = s.serialize_map(Some(self.model.scores.len()))?;
         for (index, result) in self.card.scores.iter().enumerate() {
             let spec = &self.model.scores[index];
-            map.serialize_entry(&spec.name, &ScoreJson { model: self.model, card: self.card, index, result })?;
+            map.serialize_entry(
+                &spec.name,
+                &ScoreJson {
+                    model: self.model,
+                    card: self.card,
+                    index,
+                    result,
+                },
+            )?;
         }
         map.end()
     }
@@ -149,7 +187,10 @@ impl Serialize for ScoreJson<'_> {
         map.serialize_entry("engagement", &Points(r.engagement))?;
         map.serialize_entry("total", &Points(r.total))?;
         map.serialize_entry("grade", &self.card.grade)?;
-        map.serialize_entry("tier", &r.tier.map(|t| spec.tiers[usize::from(t)].label.as_str()))?;
+        map.serialize_entry(
+            "tier",
+            &r.tier.map(|t| spec.tiers[usize::from(t)].label.as_str()),
+        )?;
         if spec.matrix.is_some() {
             map.serialize_entry("matrix", &r.matrix.map(matrix_label))?;
         }
@@ -157,14 +198,24 @@ impl Serialize for ScoreJson<'_> {
             map.serialize_entry("stage", &stage_name(model, r))?;
         }
         map.serialize_entry("summary", &summary_line(model, self.card, self.index))?;
-        map.serialize_entry("reasons", &ReasonsJson { model, index: self.index, result: r })?;
+        map.serialize_entry(
+            "reasons",
+            &ReasonsJson {
+                model,
+                index: self.index,
+                result: r,
+            },
+        )?;
         map.end()
     }
 }
 
 fn stage_name<'m>(model: &'m Model, result: &ScoreResult) -> Option<&'m str> {
     let lifecycle = model.lifecycle.as_ref()?;
-    result.stage.and_then(|s| lifecycle.stages.get(usize::from(s))).map(String::as_str)
+    result
+        .stage
+        .and_then(|s| lifecycle.stages.get(usize::from(s)))
+        .map(String::as_str)
 }
 
 fn matrix_label(cell: [u8; 2]) -> String {
@@ -223,7 +274,11 @@ impl Serialize for ReasonsJson<'_> {
     }
 }
 
-fn adjustment_parts(_model: &Model, _score: usize, adjustment: &Adjustment) -> (&'static str, Option<usize>, f64) {
+fn adjustment_parts(
+    _model: &Model,
+    _score: usize,
+    adjustment: &Adjustment,
+) -> (&'static str, Option<usize>, f64) {
     match *adjustment {
         Adjustment::GroupMax { group, points } => ("group_max", Some(usize::from(group)), points),
         Adjustment::GroupMin { group, points } => ("group_min", Some(usize::from(group)), points),
@@ -236,7 +291,12 @@ fn adjustment_parts(_model: &Model, _score: usize, adjustment: &Adjustment) -> (
 /// A readable explanation of one record's scorecard, for a person.
 pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Timestamp) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Record {} scored with model \"{}\" as of {now}", record.id(), model.name);
+    let _ = writeln!(
+        out,
+        "Record {} scored with model \"{}\" as of {now}",
+        record.id(),
+        model.name
+    );
     if let Some(d) = card.disqualified_by {
         let disqualifier = &model.disqualifiers[usize::from(d)];
         let effect = match (disqualifier.zero_score, disqualifier.grade_f) {
@@ -250,17 +310,37 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
     match (card.profile, card.grade) {
         (Some(p), Some(grade)) => {
             let profile = &model.profiles[usize::from(p)];
-            let how = if profile.when.is_some() { "its condition matched" } else { "the catch-all profile" };
-            let _ = writeln!(out, "Grade {grade}  (profile \"{}\", {how}; starts at {})", profile.name, profile.start);
+            let how = if profile.when.is_some() {
+                "its condition matched"
+            } else {
+                "the catch-all profile"
+            };
+            let _ = writeln!(
+                out,
+                "Grade {grade}  (profile \"{}\", {how}; starts at {})",
+                profile.name, profile.start
+            );
             for step in &card.grade_steps {
                 let criterion = &profile.criteria[usize::from(step.criterion)];
-                let why = if step.matched { "matched" } else { "did not match" };
-                let _ = writeln!(out, "  {:>5}  {}  ({why})", step.step.to_string(), criterion.name);
+                let why = if step.matched {
+                    "matched"
+                } else {
+                    "did not match"
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:>5}  {}  ({why})",
+                    step.step.to_string(),
+                    criterion.name
+                );
             }
             if card.grade_steps.is_empty() {
                 let _ = writeln!(out, "  no grading criterion moved the grade");
             }
-            if card.disqualified_by.is_some_and(|d| model.disqualifiers[usize::from(d)].grade_f) {
+            if card
+                .disqualified_by
+                .is_some_and(|d| model.disqualifiers[usize::from(d)].grade_f)
+            {
                 let _ = writeln!(out, "  forced to F by the disqualifier");
             }
         }
@@ -268,7 +348,10 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
             let _ = writeln!(out, "Grade: none (the model has no [[grading]])");
         }
         _ => {
-            let _ = writeln!(out, "Grade: none (no grading profile applies to this record)");
+            let _ = writeln!(
+                out,
+                "Grade: none (no grading profile applies to this record)"
+            );
         }
     }
     for (index, result) in card.scores.iter().enumerate() {
@@ -283,7 +366,11 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
             num(spec.cap)
         );
         for (g, group) in spec.groups.iter().enumerate() {
-            let hits: Vec<_> = result.hits.iter().filter(|h| usize::from(spec.rules[usize::from(h.rule)].group) == g).collect();
+            let hits: Vec<_> = result
+                .hits
+                .iter()
+                .filter(|h| usize::from(spec.rules[usize::from(h.rule)].group) == g)
+                .collect();
             let adjustments: Vec<_> = result
                 .adjustments
                 .iter()
@@ -302,15 +389,23 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
             for hit in hits {
                 let rule = &spec.rules[usize::from(hit.rule)];
                 let detail = match rule.kind {
-                    RuleKind::Events { .. } if hit.count == 0 => " (no occurrence in the window)".to_owned(),
-                    RuleKind::Events { .. } if hit.count > 1 => format!(" ({} occurrences)", hit.count),
+                    RuleKind::Events { .. } if hit.count == 0 => {
+                        " (no occurrence in the window)".to_owned()
+                    }
+                    RuleKind::Events { .. } if hit.count > 1 => {
+                        format!(" ({} occurrences)", hit.count)
+                    }
                     _ => String::new(),
                 };
                 let _ = writeln!(out, "    {:>7}  {}{detail}", signed(hit.points), rule.name);
             }
             for adjustment in adjustments {
                 let (kind, _, points) = adjustment_parts(model, index, adjustment);
-                let text = if kind == "group_max" { "group max reached" } else { "group min reached" };
+                let text = if kind == "group_max" {
+                    "group max reached"
+                } else {
+                    "group min reached"
+                };
                 let _ = writeln!(out, "    {:>7}  {text}", signed(points));
             }
         }
@@ -335,10 +430,23 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
                 Part::Engagement => result.engagement,
                 Part::Total => result.total,
             };
-            let above = next.map(|n| format!(", below {} for \"{}\"", num(n.min), n.label)).unwrap_or_default();
-            let _ = writeln!(out, "  Tier \"{}\": {} {} ≥ {}{above}", tier.label, spec.tier_on.as_str(), num(value), num(tier.min));
+            let above = next
+                .map(|n| format!(", below {} for \"{}\"", num(n.min), n.label))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  Tier \"{}\": {} {} ≥ {}{above}",
+                tier.label,
+                spec.tier_on.as_str(),
+                num(value),
+                num(tier.min)
+            );
         } else if !spec.tiers.is_empty() {
-            let _ = writeln!(out, "  Tier: none ({} is below the lowest tier)", spec.tier_on.as_str());
+            let _ = writeln!(
+                out,
+                "  Tier: none ({} is below the lowest tier)",
+                spec.tier_on.as_str()
+            );
         }
         if let (Some(cell), Some(matrix)) = (result.matrix, &spec.matrix) {
             let _ = writeln!(
@@ -354,10 +462,16 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
         if !spec.stages.is_empty() {
             match (stage_name(model, result), result.stage_kept) {
                 (Some(stage), true) => {
-                    let _ = writeln!(out, "  Stage \"{stage}\": the record's current stage, kept because rules never downgrade");
+                    let _ = writeln!(
+                        out,
+                        "  Stage \"{stage}\": the record's current stage, kept because rules never downgrade"
+                    );
                 }
                 (Some(stage), false) => {
-                    let _ = writeln!(out, "  Stage \"{stage}\": the highest stage whose conditions all hold");
+                    let _ = writeln!(
+                        out,
+                        "  Stage \"{stage}\": the highest stage whose conditions all hold"
+                    );
                 }
                 (None, _) => {
                     let _ = writeln!(out, "  Stage: none (no stage's conditions hold)");
@@ -367,7 +481,11 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
         let _ = writeln!(out, "  Summary: {}", summary_line(model, card, index));
     }
     for warning in &card.warnings {
-        let _ = writeln!(out, "\nwarning: {}", warning_text(model, warning.slot, warning.problem));
+        let _ = writeln!(
+            out,
+            "\nwarning: {}",
+            warning_text(model, warning.slot, warning.problem)
+        );
     }
     out
 }

@@ -17,7 +17,9 @@ use jiff::Timestamp;
 pub use explain::{CardJson, explain_text, summary_line};
 
 use crate::grade::{Grade, GradeStep};
-use crate::model::{Cond, EventMode, EventMatcher, Model, Part, PropCheck, PropTest, RuleKind, TextOp};
+use crate::model::{
+    Cond, EventMatcher, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp,
+};
 use crate::record::{OTHER_TYPE, Prop, Record, Value};
 
 /// Everything the model concluded about one record. Reuse one across
@@ -146,14 +148,29 @@ impl Model {
         card.grade_steps.clear();
         card.disqualified_by = None;
         card.warnings.clear();
-        card.scores.resize_with(self.scores.len(), ScoreResult::default);
+        card.scores
+            .resize_with(self.scores.len(), ScoreResult::default);
         self.tally_events(record, now_ms, &mut card.accs);
 
-        let mut cx = Cx { model: self, record, now_ms, accs: &card.accs, warnings: &mut card.warnings };
-        let disqualifier = self.disqualifiers.iter().position(|d| cx.eval(&d.cond, None));
+        let mut cx = Cx {
+            model: self,
+            record,
+            now_ms,
+            accs: &card.accs,
+            warnings: &mut card.warnings,
+        };
+        let disqualifier = self
+            .disqualifiers
+            .iter()
+            .position(|d| cx.eval(&d.cond, None));
         card.disqualified_by = disqualifier.map(|d| d as u16);
 
-        self.grade(&mut cx, &mut card.grade_steps, &mut card.profile, &mut card.grade);
+        self.grade(
+            &mut cx,
+            &mut card.grade_steps,
+            &mut card.profile,
+            &mut card.grade,
+        );
         if let Some(d) = disqualifier {
             if self.disqualifiers[d].grade_f && card.grade.is_some() {
                 card.grade = Some(Grade::F);
@@ -180,7 +197,9 @@ impl Model {
             let typed: &[u32] = if event.kind == OTHER_TYPE {
                 &[]
             } else {
-                self.matchers_by_type.get(event.kind as usize).map_or(&[], Vec::as_slice)
+                self.matchers_by_type
+                    .get(event.kind as usize)
+                    .map_or(&[], Vec::as_slice)
             };
             for &m in typed.iter().chain(&self.any_type_matchers) {
                 let matcher = &self.matchers[m as usize];
@@ -201,18 +220,36 @@ impl Model {
         }
     }
 
-    fn grade(&self, cx: &mut Cx<'_>, steps: &mut Vec<GradeMove>, profile_out: &mut Option<u16>, grade_out: &mut Option<Grade>) {
-        let Some(index) = self.profiles.iter().position(|p| p.when.as_ref().is_none_or(|w| cx.eval(w, None))) else {
+    fn grade(
+        &self,
+        cx: &mut Cx<'_>,
+        steps: &mut Vec<GradeMove>,
+        profile_out: &mut Option<u16>,
+        grade_out: &mut Option<Grade>,
+    ) {
+        let Some(index) = self
+            .profiles
+            .iter()
+            .position(|p| p.when.as_ref().is_none_or(|w| cx.eval(w, None)))
+        else {
             return;
         };
         let profile = &self.profiles[index];
         let mut thirds = 0;
         for (i, criterion) in profile.criteria.iter().enumerate() {
             let matched = cx.eval(&criterion.cond, None);
-            let step = if matched { criterion.on_match } else { criterion.on_miss };
+            let step = if matched {
+                criterion.on_match
+            } else {
+                criterion.on_miss
+            };
             if let Some(step) = step {
                 thirds += step.thirds();
-                steps.push(GradeMove { criterion: i as u16, step, matched });
+                steps.push(GradeMove {
+                    criterion: i as u16,
+                    step,
+                    matched,
+                });
             }
         }
         *profile_out = Some(index as u16);
@@ -229,7 +266,11 @@ impl Model {
         out.stage_kept = false;
         for (r, rule) in score.rules.iter().enumerate() {
             if let Some((points, count)) = self.rule_points(rule, cx) {
-                out.hits.push(Hit { rule: r as u16, points, count });
+                out.hits.push(Hit {
+                    rule: r as u16,
+                    points,
+                    count,
+                });
                 out.group_points[usize::from(rule.group)] += points;
             }
         }
@@ -238,13 +279,19 @@ impl Model {
             let mut points = out.group_points[g];
             if let Some(max) = group.max {
                 if points > max {
-                    out.adjustments.push(Adjustment::GroupMax { group: g as u16, points: max - points });
+                    out.adjustments.push(Adjustment::GroupMax {
+                        group: g as u16,
+                        points: max - points,
+                    });
                     points = max;
                 }
             }
             if let Some(min) = group.min {
                 if points < min {
-                    out.adjustments.push(Adjustment::GroupMin { group: g as u16, points: min - points });
+                    out.adjustments.push(Adjustment::GroupMin {
+                        group: g as u16,
+                        points: min - points,
+                    });
                     points = min;
                 }
             }
@@ -256,18 +303,23 @@ impl Model {
         let (fit, engagement) = (self.round(fit), self.round(engagement));
         let mut total = fit + engagement;
         if total > score.cap {
-            out.adjustments.push(Adjustment::ScoreCap { points: score.cap - total });
+            out.adjustments.push(Adjustment::ScoreCap {
+                points: score.cap - total,
+            });
             total = score.cap;
         }
         if let Some(floor) = score.floor {
             if total < floor {
-                out.adjustments.push(Adjustment::ScoreFloor { points: floor - total });
+                out.adjustments.push(Adjustment::ScoreFloor {
+                    points: floor - total,
+                });
                 total = floor;
             }
         }
         (out.fit, out.engagement, out.total) = (fit, engagement, self.round(total));
         if zero {
-            out.adjustments.push(Adjustment::Disqualified { points: -out.total });
+            out.adjustments
+                .push(Adjustment::Disqualified { points: -out.total });
             (out.fit, out.engagement, out.total) = (0.0, 0.0, 0.0);
         }
         let tier_value = match score.tier_on {
@@ -275,10 +327,18 @@ impl Model {
             Part::Engagement => out.engagement,
             Part::Total => out.total,
         };
-        out.tier = score.tiers.iter().rposition(|t| tier_value >= t.min).map(|t| t as u16);
+        out.tier = score
+            .tiers
+            .iter()
+            .rposition(|t| tier_value >= t.min)
+            .map(|t| t as u16);
         out.matrix = score.matrix.as_ref().map(|m| {
             let row = m.fit.iter().position(|b| out.fit >= *b).unwrap_or(2) as u8;
-            let column = m.engagement.iter().position(|b| out.engagement >= *b).unwrap_or(2) as u8;
+            let column = m
+                .engagement
+                .iter()
+                .position(|b| out.engagement >= *b)
+                .unwrap_or(2) as u8;
             [row, column]
         });
     }
@@ -286,27 +346,35 @@ impl Model {
     fn rule_points(&self, rule: &crate::model::Rule, cx: &mut Cx<'_>) -> Option<(f64, u32)> {
         match &rule.kind {
             RuleKind::Condition(cond) => cx.eval(cond, None).then_some((rule.points, 1)),
-            RuleKind::PerUnit { slot, per_unit, max_points } => {
+            RuleKind::PerUnit {
+                slot,
+                per_unit,
+                max_points,
+            } => {
                 let value = cx.number(*slot)?;
                 if value == 0.0 {
                     return None;
                 }
                 let mut points = value * per_unit;
                 if let Some(max) = max_points {
-                    points = if *max >= 0.0 { points.min(*max) } else { points.max(*max) };
+                    points = if *max >= 0.0 {
+                        points.min(*max)
+                    } else {
+                        points.max(*max)
+                    };
                 }
                 Some((points, 1))
             }
             RuleKind::Events { matcher, mode } => {
                 let acc = cx.accs.get(*matcher as usize)?;
                 let spec = &self.matchers[*matcher as usize];
-                let decayed = |at: i64| rule.points * spec.decay.map_or(1.0, |d| d.factor(cx.now_ms - at));
+                let decayed =
+                    |at: i64| rule.points * spec.decay.map_or(1.0, |d| d.factor(cx.now_ms - at));
                 match *mode {
                     EventMode::Each => (acc.count > 0).then(|| (acc.sum, acc.count.min(spec.take))),
                     EventMode::Once => (acc.count > 0).then(|| (decayed(acc.newest), 1)),
-                    EventMode::Threshold { min, max } => {
-                        (acc.count >= min && acc.count <= max).then(|| (decayed(acc.nth_at), acc.count))
-                    }
+                    EventMode::Threshold { min, max } => (acc.count >= min && acc.count <= max)
+                        .then(|| (decayed(acc.nth_at), acc.count)),
                     EventMode::Absent => (acc.count == 0).then_some((rule.points, 0)),
                 }
             }
@@ -314,14 +382,22 @@ impl Model {
     }
 
     fn stages(&self, cx: &mut Cx<'_>, results: &mut [ScoreResult], grade: Option<Grade>) {
-        let Some(lifecycle) = &self.lifecycle else { return };
-        let current = lifecycle.current_slot.and_then(|slot| match cx.record.props.get(slot as usize) {
-            Some(Prop::One(v)) => {
-                let text = v.text.trim();
-                lifecycle.stages.iter().position(|s| s.eq_ignore_ascii_case(text))
-            }
-            _ => None,
-        });
+        let Some(lifecycle) = &self.lifecycle else {
+            return;
+        };
+        let current =
+            lifecycle
+                .current_slot
+                .and_then(|slot| match cx.record.props.get(slot as usize) {
+                    Some(Prop::One(v)) => {
+                        let text = v.text.trim();
+                        lifecycle
+                            .stages
+                            .iter()
+                            .position(|s| s.eq_ignore_ascii_case(text))
+                    }
+                    _ => None,
+                });
         let mut memo = [false; 32];
         for index in 0..results.len() {
             let conditions = &self.scores[index].stages;
@@ -330,7 +406,12 @@ impl Model {
             }
             let mut reached = None;
             for (stage, cond) in conditions.iter().enumerate() {
-                let view = StageView { results, grade, memo: &memo[..stage.min(32)], score: index };
+                let view = StageView {
+                    results,
+                    grade,
+                    memo: &memo[..stage.min(32)],
+                    score: index,
+                };
                 let ok = cond.as_ref().is_none_or(|c| cx.eval(c, Some(&view)));
                 if stage < memo.len() {
                     memo[stage] = ok;
@@ -362,7 +443,10 @@ fn matcher_accepts(matcher: &EventMatcher, event: &crate::record::Event, age: i6
         return false;
     }
     matcher.filters.iter().all(|(slot, pattern)| {
-        event.attrs.iter().any(|(s, value)| s == slot && pattern.matches(value))
+        event
+            .attrs
+            .iter()
+            .any(|(s, value)| s == slot && pattern.matches(value))
     })
 }
 
@@ -388,24 +472,27 @@ impl Cx<'_> {
     fn eval(&mut self, cond: &Cond, stage: Option<&StageView<'_>>) -> bool {
         match cond {
             Cond::Prop { slot, check } => self.prop(*slot, check),
-            Cond::Events { matcher, min, max } => {
-                self.accs.get(*matcher as usize).is_some_and(|a| a.count >= *min && a.count <= *max)
-            }
+            Cond::Events { matcher, min, max } => self
+                .accs
+                .get(*matcher as usize)
+                .is_some_and(|a| a.count >= *min && a.count <= *max),
             Cond::List(list) => self.record.lists.binary_search(list).is_ok(),
             Cond::All(items) => items.iter().all(|c| self.eval(c, stage)),
             Cond::Any(items) => items.iter().any(|c| self.eval(c, stage)),
             Cond::Not(inner) => !self.eval(inner, stage),
-            Cond::Score { score, part, range } => stage.and_then(|s| s.results.get(usize::from(*score))).is_some_and(|r| {
-                let value = match part {
-                    Part::Fit => r.fit,
-                    Part::Engagement => r.engagement,
-                    Part::Total => r.total,
-                };
-                range.contains(value)
-            }),
-            Cond::Grade { min, max } => stage.and_then(|s| s.grade).is_some_and(|g| {
-                min.is_none_or(|m| g >= m) && max.is_none_or(|m| g <= m)
-            }),
+            Cond::Score { score, part, range } => stage
+                .and_then(|s| s.results.get(usize::from(*score)))
+                .is_some_and(|r| {
+                    let value = match part {
+                        Part::Fit => r.fit,
+                        Part::Engagement => r.engagement,
+                        Part::Total => r.total,
+                    };
+                    range.contains(value)
+                }),
+            Cond::Grade { min, max } => stage
+                .and_then(|s| s.grade)
+                .is_some_and(|g| min.is_none_or(|m| g >= m) && max.is_none_or(|m| g <= m)),
             Cond::Tier { score, tiers } => stage
                 .and_then(|s| s.results.get(usize::from(*score)))
                 .and_then(|r| r.tier)
@@ -421,21 +508,35 @@ impl Cx<'_> {
     }
 
     fn prop(&mut self, slot: u32, check: &PropCheck) -> bool {
-        let prop = self.record.props.get(slot as usize).unwrap_or(&Prop::Missing);
+        let prop = self
+            .record
+            .props
+            .get(slot as usize)
+            .unwrap_or(&Prop::Missing);
         match (check, prop) {
             (PropCheck::IsSet(wanted), Prop::Missing) => !wanted,
             (PropCheck::IsSet(wanted), Prop::One(v)) => *wanted == !v.text.trim().is_empty(),
             (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted == !vs.is_empty(),
             (PropCheck::Value(_), Prop::Missing) => false,
             (PropCheck::Value(tests), Prop::One(v)) => self.value_passes(slot, v, tests),
-            (PropCheck::Value(tests), Prop::Many(vs)) => vs.iter().any(|v| self.value_passes(slot, v, tests)),
+            (PropCheck::Value(tests), Prop::Many(vs)) => {
+                vs.iter().any(|v| self.value_passes(slot, v, tests))
+            }
         }
     }
 
     fn value_passes(&mut self, slot: u32, value: &Value, tests: &[PropTest]) -> bool {
         tests.iter().all(|test| match test {
-            PropTest::Text { op, needles, folded } => {
-                let hay: &str = if *folded { value.folded.as_deref().unwrap_or(&value.text) } else { &value.text };
+            PropTest::Text {
+                op,
+                needles,
+                folded,
+            } => {
+                let hay: &str = if *folded {
+                    value.folded.as_deref().unwrap_or(&value.text)
+                } else {
+                    &value.text
+                };
                 needles.iter().any(|n| match op {
                     TextOp::Equals => hay.trim() == &**n,
                     TextOp::Contains => hay.contains(&**n),
@@ -444,15 +545,23 @@ impl Cx<'_> {
                 })
             }
             PropTest::Regex(regex) => regex.is_match(&value.text),
-            PropTest::Number(range) => self.value_number(slot, value).is_some_and(|n| range.contains(n)),
+            PropTest::Number(range) => self
+                .value_number(slot, value)
+                .is_some_and(|n| range.contains(n)),
             PropTest::NumberEquals(x) => self.value_number(slot, value).is_some_and(|n| n == *x),
-            PropTest::Bool(b) => value.text.trim().eq_ignore_ascii_case(if *b { "true" } else { "false" }),
-            PropTest::DateAbsolute { after, before } => self.value_time(slot, value).is_some_and(|t| {
-                after.is_none_or(|a| t >= a) && before.is_none_or(|b| t < b)
-            }),
+            PropTest::Bool(b) => {
+                value
+                    .text
+                    .trim()
+                    .eq_ignore_ascii_case(if *b { "true" } else { "false" })
+            }
+            PropTest::DateAbsolute { after, before } => self
+                .value_time(slot, value)
+                .is_some_and(|t| after.is_none_or(|a| t >= a) && before.is_none_or(|b| t < b)),
             PropTest::DateWithin(ms) => {
                 let now = self.now_ms;
-                self.value_time(slot, value).is_some_and(|t| t <= now && now - t <= *ms)
+                self.value_time(slot, value)
+                    .is_some_and(|t| t <= now && now - t <= *ms)
             }
             PropTest::DateOlderThan(ms) => {
                 let now = self.now_ms;

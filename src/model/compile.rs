@@ -16,8 +16,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diagnostics::{ConfigErrors, Diagnostics};
 use super::raw::{
-    RawClause, RawDecay, RawExpect, RawGroup, RawHeader, RawLifecycle, RawProfile,
-    RawScalar, RawScore, RawTest,
+    RawClause, RawDecay, RawExpect, RawGroup, RawHeader, RawLifecycle, RawProfile, RawScalar,
+    RawScore, RawTest,
 };
 use super::{
     Cond, Decay, Disqualifier, EventMatcher, EventMode, Expectation, GradeCriterion, Group,
@@ -55,19 +55,35 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
     let score_values = c.take_array(&mut root, "score", "[[score]]", &root_span);
     let grading_values = c.take_array(&mut root, "grading", "[[grading]]", &root_span);
     let lifecycle_value = root.remove("lifecycle");
-    let disqualifier_values = c.take_array(&mut root, "disqualifier", "[[disqualifier]]", &root_span);
+    let disqualifier_values =
+        c.take_array(&mut root, "disqualifier", "[[disqualifier]]", &root_span);
     let test_values = c.take_array(&mut root, "test", "[[test]]", &root_span);
     for (key, _) in root.iter() {
-        c.d.error(&key.span(), format!("unknown section `{}`, expected one of {TOP_LEVEL}", key.get_ref()));
+        c.d.error(
+            &key.span(),
+            format!(
+                "unknown section `{}`, expected one of {TOP_LEVEL}",
+                key.get_ref()
+            ),
+        );
     }
 
     let precision = c.bounded_int(header.precision.as_ref(), 0, 0, 6, "precision") as u32;
-    let summary_max_chars =
-        c.bounded_int(header.summary_max_chars.as_ref(), 255, 20, 65_536, "summary_max_chars") as usize;
-    let summary_items = c.bounded_int(header.summary_items.as_ref(), 3, 1, 50, "summary_items") as usize;
+    let summary_max_chars = c.bounded_int(
+        header.summary_max_chars.as_ref(),
+        255,
+        20,
+        65_536,
+        "summary_max_chars",
+    ) as usize;
+    let summary_items =
+        c.bounded_int(header.summary_items.as_ref(), 3, 1, 50, "summary_items") as usize;
 
     if score_values.is_empty() {
-        c.d.error(&(0..0), "the model has no [[score]]: define at least one score");
+        c.d.error(
+            &(0..0),
+            "the model has no [[score]]: define at least one score",
+        );
     }
     let mut scores: Vec<Score> = Vec::new();
     let mut score_names: HashMap<String, Range<usize>> = HashMap::new();
@@ -77,18 +93,26 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         }
     }
 
-    let disqualifiers = disqualifier_values.into_iter().filter_map(|v| c.disqualifier(v)).collect();
+    let disqualifiers = disqualifier_values
+        .into_iter()
+        .filter_map(|v| c.disqualifier(v))
+        .collect();
     let profiles = c.profiles(grading_values);
     let lifecycle = lifecycle_value.and_then(|v| c.lifecycle(v, &mut scores));
 
     let matchers_by_type = by_type(&c.matchers, c.schema.event_types.len());
-    let any_type_matchers =
-        (0..c.matchers.len() as u32).filter(|&i| c.matchers[i as usize].kind.is_none()).collect();
+    let any_type_matchers = (0..c.matchers.len() as u32)
+        .filter(|&i| c.matchers[i as usize].kind.is_none())
+        .collect();
     if c.d.has_errors() {
         // Test cases need a sound model to be read against; report them after a fix.
         return Err(finish_err(c.d));
     }
-    let Compiler { mut d, schema, matchers } = c;
+    let Compiler {
+        mut d,
+        schema,
+        matchers,
+    } = c;
     let mut model = Model {
         name: header.name.unwrap_or_else(|| "unnamed model".to_owned()),
         description: header.description,
@@ -105,7 +129,10 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         lifecycle,
         cases: Vec::new(),
     };
-    let cases = test_values.into_iter().filter_map(|v| test_case(&mut d, &model, v)).collect();
+    let cases = test_values
+        .into_iter()
+        .filter_map(|v| test_case(&mut d, &model, v))
+        .collect();
     model.cases = cases;
     d.finish()?;
     Ok(model)
@@ -145,7 +172,12 @@ enum Scopeish<'s> {
     /// Only the record itself: properties, events, lists.
     Record,
     /// A lifecycle stage of one score: also scores, grades, tiers, rules, earlier stages.
-    Stage { score: usize, stage: usize, scores: &'s [Score], stages: &'s [String] },
+    Stage {
+        score: usize,
+        stage: usize,
+        scores: &'s [Score],
+        stages: &'s [String],
+    },
 }
 
 struct Compiler<'a> {
@@ -174,7 +206,9 @@ impl Compiler<'_> {
         written: &str,
         table_span: &Range<usize>,
     ) -> Vec<Value<'i>> {
-        let Some(value) = table.remove(key) else { return Vec::new() };
+        let Some(value) = table.remove(key) else {
+            return Vec::new();
+        };
         let span = value.span();
         match value.into_inner() {
             DeValue::Array(items) => {
@@ -184,21 +218,36 @@ impl Compiler<'_> {
                     if item.get_ref().is_table() {
                         tables.push(item);
                     } else {
-                        self.d.error(&item.span(), format!("`{key}` entries must be tables, written as {written}"));
+                        self.d.error(
+                            &item.span(),
+                            format!("`{key}` entries must be tables, written as {written}"),
+                        );
                     }
                 }
                 tables
             }
             _ => {
-                let at = if span.is_empty() { table_span.clone() } else { span };
-                self.d.error(&at, format!("`{key}` must be an array of tables, written as {written}"));
+                let at = if span.is_empty() {
+                    table_span.clone()
+                } else {
+                    span
+                };
+                self.d.error(
+                    &at,
+                    format!("`{key}` must be an array of tables, written as {written}"),
+                );
                 Vec::new()
             }
         }
     }
 
     /// Splits a table value into itself without `key`, and `key`'s entries.
-    fn split<'i>(&mut self, value: Value<'i>, key: &str, written: &str) -> (Value<'i>, Vec<Value<'i>>) {
+    fn split<'i>(
+        &mut self,
+        value: Value<'i>,
+        key: &str,
+        written: &str,
+    ) -> (Value<'i>, Vec<Value<'i>>) {
         let span = value.span();
         match value.into_inner() {
             DeValue::Table(mut table) => {
@@ -209,25 +258,49 @@ impl Compiler<'_> {
         }
     }
 
-    fn bounded_int(&mut self, value: Option<&Spanned<i64>>, default: i64, lo: i64, hi: i64, what: &str) -> i64 {
+    fn bounded_int(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+        what: &str,
+    ) -> i64 {
         match value {
             None => default,
             Some(v) if (lo..=hi).contains(v.get_ref()) => *v.get_ref(),
             Some(v) => {
-                self.d.error(&v.span(), format!("`{what}` must be between {lo} and {hi}, got {}", v.get_ref()));
+                self.d.error(
+                    &v.span(),
+                    format!(
+                        "`{what}` must be between {lo} and {hi}, got {}",
+                        v.get_ref()
+                    ),
+                );
                 default
             }
         }
     }
 
-    fn unique(&mut self, seen: &mut HashMap<String, Range<usize>>, name: &Spanned<String>, what: &str) -> bool {
+    fn unique(
+        &mut self,
+        seen: &mut HashMap<String, Range<usize>>,
+        name: &Spanned<String>,
+        what: &str,
+    ) -> bool {
         let key = name.get_ref().trim().to_lowercase();
         if key.is_empty() {
             self.d.error(&name.span(), format!("{what} name is empty"));
             return false;
         }
         if seen.contains_key(&key) {
-            self.d.error(&name.span(), format!("duplicate {what} name \"{}\": names must be unique", name.get_ref()));
+            self.d.error(
+                &name.span(),
+                format!(
+                    "duplicate {what} name \"{}\": names must be unique",
+                    name.get_ref()
+                ),
+            );
             return false;
         }
         seen.insert(key, name.span());
@@ -236,7 +309,11 @@ impl Compiler<'_> {
 
     // ----------------------------------------------------------------- scores
 
-    fn score(&mut self, value: Value<'_>, names: &mut HashMap<String, Range<usize>>) -> Option<Score> {
+    fn score(
+        &mut self,
+        value: Value<'_>,
+        names: &mut HashMap<String, Range<usize>>,
+    ) -> Option<Score> {
         let span = value.span();
         let (rest, group_values) = self.split(value, "group", "[[score.group]]");
         let raw: Option<RawScore> = self.decode(rest);
@@ -246,7 +323,10 @@ impl Compiler<'_> {
         let mut rule_names = HashMap::new();
         let mut bounds = Vec::new();
         if group_values.is_empty() {
-            self.d.error(&span, "score has no [[score.group]]: add at least one group of rules");
+            self.d.error(
+                &span,
+                "score has no [[score.group]]: add at least one group of rules",
+            );
         }
         for group_value in group_values {
             if let Some((group, rule_list, bound)) =
@@ -265,7 +345,10 @@ impl Compiler<'_> {
         let cap = raw.cap.as_ref().map_or(100.0, |c| *c.get_ref());
         if let Some(c) = &raw.cap {
             if *c.get_ref() <= 0.0 {
-                self.d.error(&c.span(), format!("score cap must be above 0, got {}", c.get_ref()));
+                self.d.error(
+                    &c.span(),
+                    format!("score cap must be above 0, got {}", c.get_ref()),
+                );
             } else if bounds.iter().all(|b: &Bound| b.max.is_some()) && !bounds.is_empty() {
                 let reachable: f64 = bounds.iter().filter_map(|b| b.max).sum();
                 if reachable < cap {
@@ -278,7 +361,10 @@ impl Compiler<'_> {
         let floor = raw.floor.as_ref().map(|f| *f.get_ref());
         if let (Some(f), Some(fs)) = (floor, &raw.floor) {
             if f >= cap {
-                self.d.error(&fs.span(), format!("score floor {f} must be below its cap {cap}"));
+                self.d.error(
+                    &fs.span(),
+                    format!("score floor {f} must be below its cap {cap}"),
+                );
             }
         }
         let tier_on = match &raw.tier_on {
@@ -298,12 +384,18 @@ impl Compiler<'_> {
                     ));
                 }
             }
-            tiers.push(Tier { label: tier.label.get_ref().trim().to_owned(), min: *tier.min.get_ref() });
+            tiers.push(Tier {
+                label: tier.label.get_ref().trim().to_owned(),
+                min: *tier.min.get_ref(),
+            });
         }
         let matrix = raw.matrix.as_ref().and_then(|m| {
             let fit = self.matrix_axis(&m.get_ref().fit, "fit");
             let engagement = self.matrix_axis(&m.get_ref().engagement, "engagement");
-            Some(Matrix { fit: fit?, engagement: engagement? })
+            Some(Matrix {
+                fit: fit?,
+                engagement: engagement?,
+            })
         });
         Some(Score {
             label: raw.label.unwrap_or_else(|| name.clone()),
@@ -323,9 +415,12 @@ impl Compiler<'_> {
         match axis.get_ref().as_slice() {
             [high, mid] if high > mid => Some([*high, *mid]),
             _ => {
-                self.d.error(&axis.span(), format!(
-                    "matrix `{what}` must be two lower bounds, highest first, e.g. [60, 30]"
-                ));
+                self.d.error(
+                    &axis.span(),
+                    format!(
+                        "matrix `{what}` must be two lower bounds, highest first, e.g. [60, 30]"
+                    ),
+                );
                 None
             }
         }
@@ -337,8 +432,15 @@ impl Compiler<'_> {
             "engagement" => Some(Part::Engagement),
             "total" if allow_total => Some(Part::Total),
             other => {
-                let expected = if allow_total { "\"total\", \"fit\" or \"engagement\"" } else { "\"fit\" or \"engagement\"" };
-                self.d.error(&text.span(), format!("unknown part \"{other}\", expected {expected}"));
+                let expected = if allow_total {
+                    "\"total\", \"fit\" or \"engagement\""
+                } else {
+                    "\"fit\" or \"engagement\""
+                };
+                self.d.error(
+                    &text.span(),
+                    format!("unknown part \"{other}\", expected {expected}"),
+                );
                 None
             }
         }
@@ -355,22 +457,41 @@ impl Compiler<'_> {
         let (rest, rule_values) = self.split(value, "rule", "[[score.group.rule]]");
         let raw: Option<RawGroup> = self.decode(rest);
         let part = raw.as_ref().and_then(|r| self.part(&r.part, false));
-        let decay = raw.as_ref().and_then(|r| r.decay.as_ref()).and_then(|d| self.decay(d, part));
+        let decay = raw
+            .as_ref()
+            .and_then(|r| r.decay.as_ref())
+            .and_then(|d| self.decay(d, part));
         if let (Some(raw), Some(_)) = (&raw, decay) {
             if let Some(w) = &raw.window_days {
                 self.d.error(&w.span(), "a group cannot have both `decay` and a time window (as in HubSpot): remove `decay` or `window_days`");
             }
         }
-        let window_ms = raw.as_ref().and_then(|r| r.window_days.as_ref()).and_then(|w| self.days(w, "window_days"));
+        let window_ms = raw
+            .as_ref()
+            .and_then(|r| r.window_days.as_ref())
+            .and_then(|w| self.days(w, "window_days"));
         if rule_values.is_empty() {
-            self.d.error(&span, "group has no [[score.group.rule]]: add at least one rule");
+            self.d.error(
+                &span,
+                "group has no [[score.group.rule]]: add at least one rule",
+            );
         }
         let mut rules = Vec::new();
-        let mut bound = Bound { max: Some(0.0), min: Some(0.0) };
+        let mut bound = Bound {
+            max: Some(0.0),
+            min: Some(0.0),
+        };
         for rule_value in rule_values {
             let clause_span = rule_value.span();
-            let Some(clause) = self.decode::<RawClause>(rule_value) else { continue };
-            let ctx = GroupCtx { index, part, decay, window_ms };
+            let Some(clause) = self.decode::<RawClause>(rule_value) else {
+                continue;
+            };
+            let ctx = GroupCtx {
+                index,
+                part,
+                decay,
+                window_ms,
+            };
             if let Some((rule, rule_bound)) = self.rule(clause, &clause_span, &ctx, rule_names) {
                 bound.add(rule_bound);
                 rules.push(rule);
@@ -383,7 +504,10 @@ impl Compiler<'_> {
         let min = raw.min.as_ref().map(|m| *m.get_ref());
         if let (Some(lo), Some(hi), Some(span)) = (min, max, raw.min.as_ref()) {
             if lo > hi {
-                self.d.error(&span.span(), format!("group min {lo} is above its max {hi}"));
+                self.d.error(
+                    &span.span(),
+                    format!("group min {lo} is above its max {hi}"),
+                );
             }
         }
         if let (Some(m), Some(reachable)) = (&raw.max, bound.max) {
@@ -410,7 +534,16 @@ impl Compiler<'_> {
             },
             min: bound.min,
         };
-        Some((Group { name: raw.name.get_ref().trim().to_owned(), part, max, min }, rules, group_bound))
+        Some((
+            Group {
+                name: raw.name.get_ref().trim().to_owned(),
+                part,
+                max,
+                min,
+            },
+            rules,
+            group_bound,
+        ))
     }
 
     fn decay(&mut self, raw: &Spanned<RawDecay>, part: Option<Part>) -> Option<Decay> {
@@ -422,30 +555,45 @@ impl Compiler<'_> {
         }
         let compound = match &raw.mode {
             None => false,
-            Some(m) => match m.get_ref().as_str() {
-                "linear" => false,
-                "compound" => true,
-                other => {
-                    self.d.error(&m.span(), format!("unknown decay mode \"{other}\", expected \"linear\" or \"compound\""));
-                    false
+            Some(m) => {
+                match m.get_ref().as_str() {
+                    "linear" => false,
+                    "compound" => true,
+                    other => {
+                        self.d.error(&m.span(), format!("unknown decay mode \"{other}\", expected \"linear\" or \"compound\""));
+                        false
+                    }
                 }
-            },
+            }
         };
         match (&raw.percent, &raw.every_days, &raw.half_life_days) {
             (Some(percent), Some(every), None) => {
                 let p = *percent.get_ref();
                 let percent_ok = p > 0.0 && p <= 100.0;
                 if !percent_ok {
-                    self.d.error(&percent.span(), format!("decay percent must be above 0 and at most 100, got {p}"));
+                    self.d.error(
+                        &percent.span(),
+                        format!("decay percent must be above 0 and at most 100, got {p}"),
+                    );
                 }
                 let period_ms = self.days(every, "every_days");
-                Some(Decay::Stepped { fraction: p / 100.0, period_ms: period_ms?, compound }).filter(|_| percent_ok)
+                Some(Decay::Stepped {
+                    fraction: p / 100.0,
+                    period_ms: period_ms?,
+                    compound,
+                })
+                .filter(|_| percent_ok)
             }
             (None, None, Some(half_life)) => {
                 if raw.mode.is_some() {
-                    self.d.error(&span, "`mode` applies to `percent`/`every_days` decay, not to `half_life_days`");
+                    self.d.error(
+                        &span,
+                        "`mode` applies to `percent`/`every_days` decay, not to `half_life_days`",
+                    );
                 }
-                Some(Decay::HalfLife { half_life_ms: self.days(half_life, "half_life_days")? as f64 })
+                Some(Decay::HalfLife {
+                    half_life_ms: self.days(half_life, "half_life_days")? as f64,
+                })
             }
             _ => {
                 self.d.error(&span, "decay is written as { percent = 50, every_days = 180 } or { half_life_days = 90 }");
@@ -459,7 +607,10 @@ impl Compiler<'_> {
         if days > 0.0 && days <= 36_500.0 {
             Some((days * DAY_MS).round() as i64)
         } else {
-            self.d.error(&value.span(), format!("`{what}` must be a number of days above 0, got {days}"));
+            self.d.error(
+                &value.span(),
+                format!("`{what}` must be a number of days above 0, got {days}"),
+            );
             None
         }
     }
@@ -486,22 +637,36 @@ impl Compiler<'_> {
                 n.get_ref().trim().to_owned()
             }
             None => {
-                self.d.error(span, "rule has no `name`: every rule needs one for explanations");
+                self.d.error(
+                    span,
+                    "rule has no `name`: every rule needs one for explanations",
+                );
                 return None;
             }
         };
         let group = ctx.index as u16;
         if let Some(per_unit) = &clause.points_per_unit {
             let Some(property) = &clause.property else {
-                self.d.error(&per_unit.span(), "`points_per_unit` needs a numeric `property` to count");
+                self.d.error(
+                    &per_unit.span(),
+                    "`points_per_unit` needs a numeric `property` to count",
+                );
                 return None;
             };
             if clause.points.is_some() {
-                self.d.error(&per_unit.span(), "give either `points` or `points_per_unit`, not both");
+                self.d.error(
+                    &per_unit.span(),
+                    "give either `points` or `points_per_unit`, not both",
+                );
             }
-            let stray = condition_keys(&clause).into_iter().find(|(k, _)| *k != "property");
+            let stray = condition_keys(&clause)
+                .into_iter()
+                .find(|(k, _)| *k != "property");
             if let Some((key, at)) = stray {
-                self.d.error(&at.unwrap_or(span.clone()), format!("`{key}` cannot be combined with `points_per_unit`"));
+                self.d.error(
+                    &at.unwrap_or(span.clone()),
+                    format!("`{key}` cannot be combined with `points_per_unit`"),
+                );
             }
             let slot = self.prop_slot(property);
             self.schema.props[slot as usize].needs_number = true;
@@ -509,27 +674,53 @@ impl Compiler<'_> {
             let max_points = clause.max_points.as_ref().map(|m| *m.get_ref());
             if let Some(m) = &clause.max_points {
                 if m.get_ref().signum() != per_unit_value.signum() && *m.get_ref() != 0.0 {
-                    self.d.error(&m.span(), "`max_points` must have the same sign as `points_per_unit`");
+                    self.d.error(
+                        &m.span(),
+                        "`max_points` must have the same sign as `points_per_unit`",
+                    );
                 }
             }
             let bound = match max_points {
-                Some(m) if m >= 0.0 => Bound { max: Some(m), min: Some(0.0) },
-                Some(m) => Bound { max: Some(0.0), min: Some(m) },
-                None => Bound { max: None, min: None },
+                Some(m) if m >= 0.0 => Bound {
+                    max: Some(m),
+                    min: Some(0.0),
+                },
+                Some(m) => Bound {
+                    max: Some(0.0),
+                    min: Some(m),
+                },
+                None => Bound {
+                    max: None,
+                    min: None,
+                },
             };
-            let kind = RuleKind::PerUnit { slot, per_unit: per_unit_value, max_points };
-            return Some((Rule { name, group, points: per_unit_value, kind }, bound));
+            let kind = RuleKind::PerUnit {
+                slot,
+                per_unit: per_unit_value,
+                max_points,
+            };
+            return Some((
+                Rule {
+                    name,
+                    group,
+                    points: per_unit_value,
+                    kind,
+                },
+                bound,
+            ));
         }
         if let Some(m) = &clause.max_points {
             self.d.error(&m.span(), "`max_points` goes with `points_per_unit`; per-occurrence rules use `max_occurrences`");
         }
         let Some(points_spanned) = &clause.points else {
-            self.d.error(span, format!("rule \"{name}\" has no `points`"));
+            self.d
+                .error(span, format!("rule \"{name}\" has no `points`"));
             return None;
         };
         let points = *points_spanned.get_ref();
         if !points.is_finite() {
-            self.d.error(&points_spanned.span(), "`points` must be a finite number");
+            self.d
+                .error(&points_spanned.span(), "`points` must be a finite number");
             return None;
         }
         if let Some(event) = &clause.event {
@@ -538,18 +729,46 @@ impl Compiler<'_> {
                 return None;
             }
             let (kind, bound) = self.event_rule(&clause, span, ctx, points)?;
-            return Some((Rule { name, group, points, kind }, bound));
+            return Some((
+                Rule {
+                    name,
+                    group,
+                    points,
+                    kind,
+                },
+                bound,
+            ));
         }
-        for (key, value) in [("once", clause.once.as_ref().map(Spanned::span)), ("max_occurrences", clause.max_occurrences.as_ref().map(Spanned::span))] {
+        for (key, value) in [
+            ("once", clause.once.as_ref().map(Spanned::span)),
+            (
+                "max_occurrences",
+                clause.max_occurrences.as_ref().map(Spanned::span),
+            ),
+        ] {
             if let (Some(at), Role::EngagementRule) = (value, role) {
                 self.d.error(&at, format!("`{key}` applies to event rules"));
             }
         }
         let cond = self.cond(&clause, span, Scopeish::Record)?;
-        Some((Rule { name, group, points, kind: RuleKind::Condition(cond) }, Bound::single(points)))
+        Some((
+            Rule {
+                name,
+                group,
+                points,
+                kind: RuleKind::Condition(cond),
+            },
+            Bound::single(points),
+        ))
     }
 
-    fn event_rule(&mut self, clause: &RawClause, span: &Range<usize>, ctx: &GroupCtx, points: f64) -> Option<(RuleKind, Bound)> {
+    fn event_rule(
+        &mut self,
+        clause: &RawClause,
+        span: &Range<usize>,
+        ctx: &GroupCtx,
+        points: f64,
+    ) -> Option<(RuleKind, Bound)> {
         let own_window = match &clause.within_days {
             Some(w) => {
                 if ctx.decay.is_some() {
@@ -564,16 +783,36 @@ impl Compiler<'_> {
         let once = clause.once.as_ref().is_some_and(|o| *o.get_ref());
         let counted = clause.min_count.is_some() || clause.max_count.is_some();
         let exclusive: Vec<(&str, Range<usize>)> = [
-            ("absent", clause.absent.as_ref().filter(|a| *a.get_ref()).map(Spanned::span)),
-            ("once", clause.once.as_ref().filter(|o| *o.get_ref()).map(Spanned::span)),
+            (
+                "absent",
+                clause
+                    .absent
+                    .as_ref()
+                    .filter(|a| *a.get_ref())
+                    .map(Spanned::span),
+            ),
+            (
+                "once",
+                clause
+                    .once
+                    .as_ref()
+                    .filter(|o| *o.get_ref())
+                    .map(Spanned::span),
+            ),
             ("min_count", clause.min_count.as_ref().map(Spanned::span)),
             ("max_count", clause.max_count.as_ref().map(Spanned::span)),
-            ("max_occurrences", clause.max_occurrences.as_ref().map(Spanned::span)),
+            (
+                "max_occurrences",
+                clause.max_occurrences.as_ref().map(Spanned::span),
+            ),
         ]
         .into_iter()
         .filter_map(|(k, s)| s.map(|s| (k, s)))
         .collect();
-        let modes = [absent, once, counted, clause.max_occurrences.is_some()].iter().filter(|b| **b).count();
+        let modes = [absent, once, counted, clause.max_occurrences.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if modes > 1 {
             let names: Vec<&str> = exclusive.iter().map(|(k, _)| *k).collect();
             self.d.error(&exclusive[1].1, format!(
@@ -600,7 +839,10 @@ impl Compiler<'_> {
         let take = match &clause.max_occurrences {
             Some(m) if *m.get_ref() >= 1 => (*m.get_ref()).min(u32::MAX as i64) as u32,
             Some(m) => {
-                self.d.error(&m.span(), format!("`max_occurrences` must be at least 1, got {}", m.get_ref()));
+                self.d.error(
+                    &m.span(),
+                    format!("`max_occurrences` must be at least 1, got {}", m.get_ref()),
+                );
                 return None;
             }
             None => u32::MAX,
@@ -613,7 +855,17 @@ impl Compiler<'_> {
         let matcher = self.matcher(clause, span, window_ms, ctx.decay, each_points, take, nth)?;
         let bound = match mode {
             EventMode::Each if take == u32::MAX => {
-                if points >= 0.0 { Bound { max: None, min: Some(0.0) } } else { Bound { max: Some(0.0), min: None } }
+                if points >= 0.0 {
+                    Bound {
+                        max: None,
+                        min: Some(0.0),
+                    }
+                } else {
+                    Bound {
+                        max: Some(0.0),
+                        min: None,
+                    }
+                }
             }
             EventMode::Each => Bound::single(points * f64::from(take)),
             _ => Bound::single(points),
@@ -622,21 +874,38 @@ impl Compiler<'_> {
     }
 
     fn count_range(&mut self, clause: &RawClause, default_min: i64) -> Option<(u32, u32)> {
-        let min = clause.min_count.as_ref().map_or(default_min, |m| *m.get_ref());
-        let max = clause.max_count.as_ref().map_or(u32::MAX as i64, |m| *m.get_ref());
+        let min = clause
+            .min_count
+            .as_ref()
+            .map_or(default_min, |m| *m.get_ref());
+        let max = clause
+            .max_count
+            .as_ref()
+            .map_or(u32::MAX as i64, |m| *m.get_ref());
         if let Some(m) = &clause.min_count {
             if *m.get_ref() < 1 {
-                self.d.error(&m.span(), "`min_count` must be at least 1: for \"never\" use `absent = true`");
+                self.d.error(
+                    &m.span(),
+                    "`min_count` must be at least 1: for \"never\" use `absent = true`",
+                );
                 return None;
             }
         }
         if let Some(m) = &clause.max_count {
             if max < min || max < 0 {
-                self.d.error(&m.span(), format!("`max_count` {max} is below `min_count` {min}: the rule could never match"));
+                self.d.error(
+                    &m.span(),
+                    format!(
+                        "`max_count` {max} is below `min_count` {min}: the rule could never match"
+                    ),
+                );
                 return None;
             }
         }
-        Some((min.clamp(0, u32::MAX as i64) as u32, max.clamp(0, u32::MAX as i64) as u32))
+        Some((
+            min.clamp(0, u32::MAX as i64) as u32,
+            max.clamp(0, u32::MAX as i64) as u32,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -653,12 +922,24 @@ impl Compiler<'_> {
         let event = clause.event.as_ref()?;
         let type_name = event.get_ref().trim();
         if type_name.is_empty() {
-            self.d.error(&event.span(), "event type is empty: name one (page_view, email_open, …) or \"any\"");
+            self.d.error(
+                &event.span(),
+                "event type is empty: name one (page_view, email_open, …) or \"any\"",
+            );
             return None;
         }
-        let kind = if type_name.eq_ignore_ascii_case("any") { None } else { Some(self.event_type(type_name)) };
+        let kind = if type_name.eq_ignore_ascii_case("any") {
+            None
+        } else {
+            Some(self.event_type(type_name))
+        };
         let mut filters = Vec::new();
-        let shorthand = [("url", &clause.url), ("campaign", &clause.campaign), ("form_id", &clause.form_id), ("asset", &clause.asset)];
+        let shorthand = [
+            ("url", &clause.url),
+            ("campaign", &clause.campaign),
+            ("form_id", &clause.form_id),
+            ("asset", &clause.asset),
+        ];
         let mut ok = true;
         for (attr, pattern) in shorthand {
             if let Some(p) = pattern {
@@ -674,11 +955,25 @@ impl Compiler<'_> {
         if !ok {
             return None;
         }
-        self.matchers.push(EventMatcher { kind, filters, window_ms, points, decay, take, nth });
+        self.matchers.push(EventMatcher {
+            kind,
+            filters,
+            window_ms,
+            points,
+            decay,
+            take,
+            nth,
+        });
         Some(self.matchers.len() as u32 - 1)
     }
 
-    fn filter(&mut self, attr: &str, pattern: &str, span: &Range<usize>, filters: &mut Vec<(u16, Pattern)>) -> bool {
+    fn filter(
+        &mut self,
+        attr: &str,
+        pattern: &str,
+        span: &Range<usize>,
+        filters: &mut Vec<(u16, Pattern)>,
+    ) -> bool {
         match Pattern::glob(pattern) {
             Ok(p) => {
                 let slot = self.attr_slot(attr);
@@ -686,7 +981,8 @@ impl Compiler<'_> {
                 true
             }
             Err(e) => {
-                self.d.error(span, format!("bad pattern {pattern:?} for `{attr}`: {e}"));
+                self.d
+                    .error(span, format!("bad pattern {pattern:?} for `{attr}`: {e}"));
                 false
             }
         }
@@ -698,7 +994,14 @@ impl Compiler<'_> {
     fn check_role_keys(&mut self, clause: &RawClause, span: &Range<usize>, role: Role) {
         let allowed: &[&str] = match role {
             Role::FitRule => &["name", "points", "points_per_unit", "max_points"],
-            Role::EngagementRule => &["name", "points", "once", "max_occurrences", "points_per_unit", "max_points"],
+            Role::EngagementRule => &[
+                "name",
+                "points",
+                "once",
+                "max_occurrences",
+                "points_per_unit",
+                "max_points",
+            ],
             Role::GradeCriterion => &["name", "on_match", "on_miss"],
             Role::Disqualifier => &["name", "effect"],
             Role::Condition => &[],
@@ -715,11 +1018,18 @@ impl Compiler<'_> {
                 let hint = match key {
                     "on_match" | "on_miss" => " (it belongs to [[grading.criterion]])",
                     "effect" => " (it belongs to [[disqualifier]])",
-                    "once" | "max_occurrences" => " (it applies to event rules in engagement groups)",
-                    "points" | "points_per_unit" | "max_points" => " (points belong to [[score.group.rule]])",
+                    "once" | "max_occurrences" => {
+                        " (it applies to event rules in engagement groups)"
+                    }
+                    "points" | "points_per_unit" | "max_points" => {
+                        " (points belong to [[score.group.rule]])"
+                    }
                     _ => "",
                 };
-                self.d.error(&at.unwrap_or(span.clone()), format!("`{key}` is not allowed in {role_name}{hint}"));
+                self.d.error(
+                    &at.unwrap_or(span.clone()),
+                    format!("`{key}` is not allowed in {role_name}{hint}"),
+                );
             }
         }
     }
@@ -728,7 +1038,8 @@ impl Compiler<'_> {
     fn cond(&mut self, c: &RawClause, span: &Range<usize>, scope: Scopeish<'_>) -> Option<Cond> {
         let composite = c.all.is_some() || c.any.is_some() || c.not.is_some();
         let grade = c.grade_at_least.is_some() || c.grade_at_most.is_some();
-        let score_subject = (c.score.is_some() || c.part.is_some()) && c.tier.is_none() && c.rule.is_none();
+        let score_subject =
+            (c.score.is_some() || c.part.is_some()) && c.tier.is_none() && c.rule.is_none();
         let subjects: Vec<&str> = [
             ("property", c.property.is_some()),
             ("event", c.event.is_some()),
@@ -757,8 +1068,17 @@ impl Compiler<'_> {
                 return None;
             }
         }
-        let derived = matches!(subjects[0], "score" | "grade_at_least/grade_at_most" | "tier" | "rule" | "stage");
-        let Scopeish::Stage { score, stage, scores, stages } = scope else {
+        let derived = matches!(
+            subjects[0],
+            "score" | "grade_at_least/grade_at_most" | "tier" | "rule" | "stage"
+        );
+        let Scopeish::Stage {
+            score,
+            stage,
+            scores,
+            stages,
+        } = scope
+        else {
             if derived {
                 self.d.error(span, format!(
                     "`{}` can only be used in [[lifecycle.stage]] conditions: here only properties, events and lists are known",
@@ -769,7 +1089,9 @@ impl Compiler<'_> {
             return self.record_cond(c, span, subjects[0], scope);
         };
         let allowed_ops: &[&str] = match subjects[0] {
-            "score" => &["score", "part", "gt", "gte", "lt", "lte", "between", "equals"],
+            "score" => &[
+                "score", "part", "gt", "gte", "lt", "lte", "between", "equals",
+            ],
             "tier" | "rule" => &["score"],
             _ => &[],
         };
@@ -780,9 +1102,18 @@ impl Compiler<'_> {
             match name {
                 None => Some(score),
                 Some(n) => {
-                    let found = scores.iter().position(|s| s.name.eq_ignore_ascii_case(n.get_ref().trim()));
+                    let found = scores
+                        .iter()
+                        .position(|s| s.name.eq_ignore_ascii_case(n.get_ref().trim()));
                     if found.is_none() {
-                        this.d.error(&n.span(), format!("unknown score \"{}\": known scores are {}", n.get_ref(), names(scores.iter().map(|s| s.name.as_str()))));
+                        this.d.error(
+                            &n.span(),
+                            format!(
+                                "unknown score \"{}\": known scores are {}",
+                                n.get_ref(),
+                                names(scores.iter().map(|s| s.name.as_str()))
+                            ),
+                        );
                     }
                     found
                 }
@@ -798,19 +1129,37 @@ impl Compiler<'_> {
                 let mut range = self.num_range(c, span)?;
                 if let Some(eq) = &c.equals {
                     match eq.get_ref() {
-                        RawScalar::Int(i) => range = NumRange { lo: Some((*i as f64, true)), hi: Some((*i as f64, true)) },
-                        RawScalar::Float(f) => range = NumRange { lo: Some((*f, true)), hi: Some((*f, true)) },
+                        RawScalar::Int(i) => {
+                            range = NumRange {
+                                lo: Some((*i as f64, true)),
+                                hi: Some((*i as f64, true)),
+                            }
+                        }
+                        RawScalar::Float(f) => {
+                            range = NumRange {
+                                lo: Some((*f, true)),
+                                hi: Some((*f, true)),
+                            }
+                        }
                         _ => {
-                            self.d.error(&eq.span(), "a score is compared with a number");
+                            self.d
+                                .error(&eq.span(), "a score is compared with a number");
                             return None;
                         }
                     }
                 }
                 if range == NumRange::default() {
-                    self.d.error(span, "a score condition needs a comparison: gt, gte, lt, lte, between or equals");
+                    self.d.error(
+                        span,
+                        "a score condition needs a comparison: gt, gte, lt, lte, between or equals",
+                    );
                     return None;
                 }
-                Some(Cond::Score { score: index as u16, part, range })
+                Some(Cond::Score {
+                    score: index as u16,
+                    part,
+                    range,
+                })
             }
             "grade_at_least/grade_at_most" => {
                 let min = self.grade(c.grade_at_least.as_ref())?;
@@ -828,30 +1177,58 @@ impl Compiler<'_> {
                 let labels = tier.get_ref().clone().into_vec();
                 let mut tiers = Vec::new();
                 for label in labels {
-                    match scores[index].tiers.iter().position(|t| t.label.eq_ignore_ascii_case(label.trim())) {
+                    match scores[index]
+                        .tiers
+                        .iter()
+                        .position(|t| t.label.eq_ignore_ascii_case(label.trim()))
+                    {
                         Some(t) => tiers.push(t as u16),
-                        None => self.d.error(&tier.span(), format!(
-                            "score \"{}\" has no tier \"{label}\": its tiers are {}",
-                            scores[index].name, names(scores[index].tiers.iter().map(|t| t.label.as_str()))
-                        )),
+                        None => self.d.error(
+                            &tier.span(),
+                            format!(
+                                "score \"{}\" has no tier \"{label}\": its tiers are {}",
+                                scores[index].name,
+                                names(scores[index].tiers.iter().map(|t| t.label.as_str()))
+                            ),
+                        ),
                     }
                 }
-                Some(Cond::Tier { score: index as u16, tiers })
+                Some(Cond::Tier {
+                    score: index as u16,
+                    tiers,
+                })
             }
             "rule" => {
                 let index = score_index(self, &c.score)?;
                 let rule = c.rule.as_ref()?;
-                match scores[index].rules.iter().position(|r| r.name.eq_ignore_ascii_case(rule.get_ref().trim())) {
-                    Some(r) => Some(Cond::Fired { score: index as u16, rule: r as u16 }),
+                match scores[index]
+                    .rules
+                    .iter()
+                    .position(|r| r.name.eq_ignore_ascii_case(rule.get_ref().trim()))
+                {
+                    Some(r) => Some(Cond::Fired {
+                        score: index as u16,
+                        rule: r as u16,
+                    }),
                     None => {
-                        self.d.error(&rule.span(), format!("score \"{}\" has no rule \"{}\"", scores[index].name, rule.get_ref()));
+                        self.d.error(
+                            &rule.span(),
+                            format!(
+                                "score \"{}\" has no rule \"{}\"",
+                                scores[index].name,
+                                rule.get_ref()
+                            ),
+                        );
                         None
                     }
                 }
             }
             "stage" => {
                 let wanted = c.stage.as_ref()?;
-                match stages.iter().position(|s| s.eq_ignore_ascii_case(wanted.get_ref().trim())) {
+                match stages
+                    .iter()
+                    .position(|s| s.eq_ignore_ascii_case(wanted.get_ref().trim()))
+                {
                     Some(s) if s < stage => Some(Cond::Stage(s as u16)),
                     Some(_) => {
                         self.d.error(&wanted.span(), format!(
@@ -861,7 +1238,14 @@ impl Compiler<'_> {
                         None
                     }
                     None => {
-                        self.d.error(&wanted.span(), format!("unknown stage \"{}\": stages are {}", wanted.get_ref(), names(stages.iter().map(String::as_str))));
+                        self.d.error(
+                            &wanted.span(),
+                            format!(
+                                "unknown stage \"{}\": stages are {}",
+                                wanted.get_ref(),
+                                names(stages.iter().map(String::as_str))
+                            ),
+                        );
                         None
                     }
                 }
@@ -871,7 +1255,13 @@ impl Compiler<'_> {
     }
 
     /// Conditions on the record itself: property, event, list, and composites.
-    fn record_cond(&mut self, c: &RawClause, span: &Range<usize>, subject: &str, scope: Scopeish<'_>) -> Option<Cond> {
+    fn record_cond(
+        &mut self,
+        c: &RawClause,
+        span: &Range<usize>,
+        subject: &str,
+        scope: Scopeish<'_>,
+    ) -> Option<Cond> {
         match subject {
             "property" => {
                 self.check_ops(c, span, "property", PROPERTY_OPS);
@@ -886,11 +1276,15 @@ impl Compiler<'_> {
                 };
                 let (min, max) = if absent {
                     if let Some(m) = c.min_count.as_ref().or(c.max_count.as_ref()) {
-                        self.d.error(&m.span(), "`absent` cannot be combined with `min_count`/`max_count`");
+                        self.d.error(
+                            &m.span(),
+                            "`absent` cannot be combined with `min_count`/`max_count`",
+                        );
                         return None;
                     }
                     if window_ms.is_none() {
-                        self.d.error(span, "`absent` needs a time window: add `within_days`");
+                        self.d
+                            .error(span, "`absent` needs a time window: add `within_days`");
                         return None;
                     }
                     (0, 0)
@@ -909,29 +1303,37 @@ impl Compiler<'_> {
                 self.check_ops(c, span, "all/any/not", &[]);
                 let mut parts = Vec::new();
                 if let Some(items) = &c.all {
-                    let inner: Vec<Cond> = items.iter().filter_map(|i| self.nested(i, scope)).collect();
+                    let inner: Vec<Cond> =
+                        items.iter().filter_map(|i| self.nested(i, scope)).collect();
                     if inner.len() != items.len() {
                         return None;
                     }
                     if items.is_empty() {
-                        self.d.error(span, "`all` is empty: list at least one condition");
+                        self.d
+                            .error(span, "`all` is empty: list at least one condition");
                     }
                     parts.push(Cond::All(inner));
                 }
                 if let Some(items) = &c.any {
-                    let inner: Vec<Cond> = items.iter().filter_map(|i| self.nested(i, scope)).collect();
+                    let inner: Vec<Cond> =
+                        items.iter().filter_map(|i| self.nested(i, scope)).collect();
                     if inner.len() != items.len() {
                         return None;
                     }
                     if items.is_empty() {
-                        self.d.error(span, "`any` is empty: list at least one condition");
+                        self.d
+                            .error(span, "`any` is empty: list at least one condition");
                     }
                     parts.push(Cond::Any(inner));
                 }
                 if let Some(item) = &c.not {
                     parts.push(Cond::Not(Box::new(self.nested(item, scope)?)));
                 }
-                Some(if parts.len() == 1 { parts.pop()? } else { Cond::All(parts) })
+                Some(if parts.len() == 1 {
+                    parts.pop()?
+                } else {
+                    Cond::All(parts)
+                })
             }
         }
     }
@@ -947,18 +1349,37 @@ impl Compiler<'_> {
         for (key, at) in condition_keys(c) {
             let is_subject_key = matches!(
                 (subject, key),
-                ("property", "property") | ("event", "event") | ("list", "list") | ("score", "score") | ("score", "part")
-                    | ("tier", "tier") | ("rule", "rule") | ("stage", "stage")
-                    | ("grade_at_least/grade_at_most", "grade_at_least" | "grade_at_most")
+                ("property", "property")
+                    | ("event", "event")
+                    | ("list", "list")
+                    | ("score", "score")
+                    | ("score", "part")
+                    | ("tier", "tier")
+                    | ("rule", "rule")
+                    | ("stage", "stage")
+                    | (
+                        "grade_at_least/grade_at_most",
+                        "grade_at_least" | "grade_at_most"
+                    )
                     | ("all/any/not", "all" | "any" | "not")
             );
             if !is_subject_key && !allowed.contains(&key) {
                 let hint = match subject {
-                    "event" => "; events are filtered with url, campaign, form_id, asset, attributes, within_days, min_count, max_count, absent",
-                    "property" => "; properties are tested with equals, one_of, contains, starts_with, ends_with, regex, gt, gte, lt, lte, between, is_set, before, after, within_days, older_than_days",
+                    "event" => {
+                        "; events are filtered with url, campaign, form_id, asset, attributes, within_days, min_count, max_count, absent"
+                    }
+                    "property" => {
+                        "; properties are tested with equals, one_of, contains, starts_with, ends_with, regex, gt, gte, lt, lte, between, is_set, before, after, within_days, older_than_days"
+                    }
                     _ => "",
                 };
-                self.d.error(&at.unwrap_or(span.clone()), format!("`{key}` does not apply to a `{}` condition{hint}", subject.split('/').next().unwrap_or(subject)));
+                self.d.error(
+                    &at.unwrap_or(span.clone()),
+                    format!(
+                        "`{key}` does not apply to a `{}` condition{hint}",
+                        subject.split('/').next().unwrap_or(subject)
+                    ),
+                );
             }
         }
     }
@@ -967,28 +1388,54 @@ impl Compiler<'_> {
         let property = c.property.as_ref()?;
         let slot = self.prop_slot(property);
         if let Some(set) = &c.is_set {
-            let others = condition_keys(c).into_iter().filter(|(k, _)| !matches!(*k, "property" | "is_set")).count();
+            let others = condition_keys(c)
+                .into_iter()
+                .filter(|(k, _)| !matches!(*k, "property" | "is_set"))
+                .count();
             if others > 0 {
-                self.d.error(&set.span(), "`is_set` stands alone: other operators already require a value");
+                self.d.error(
+                    &set.span(),
+                    "`is_set` stands alone: other operators already require a value",
+                );
                 return None;
             }
-            return Some(Cond::Prop { slot, check: PropCheck::IsSet(*set.get_ref()) });
+            return Some(Cond::Prop {
+                slot,
+                check: PropCheck::IsSet(*set.get_ref()),
+            });
         }
         let case_sensitive = c.case_sensitive.unwrap_or(false);
         let folded = !case_sensitive;
         let mut tests = Vec::new();
         let mut text_ops = 0;
-        let text = |this: &mut Self, op: TextOp, needles: Vec<String>, at: Range<usize>, tests: &mut Vec<PropTest>| {
+        let text = |this: &mut Self,
+                    op: TextOp,
+                    needles: Vec<String>,
+                    at: Range<usize>,
+                    tests: &mut Vec<PropTest>| {
             if needles.is_empty() || needles.iter().any(|n| n.is_empty()) {
-                this.d.error(&at, "text to compare with is empty: to test for a value use `is_set = true`");
+                this.d.error(
+                    &at,
+                    "text to compare with is empty: to test for a value use `is_set = true`",
+                );
                 return;
             }
-            let needles = needles.into_iter().map(|n| if folded { n.to_lowercase() } else { n }.into_boxed_str()).collect();
-            tests.push(PropTest::Text { op, needles, folded });
+            let needles = needles
+                .into_iter()
+                .map(|n| if folded { n.to_lowercase() } else { n }.into_boxed_str())
+                .collect();
+            tests.push(PropTest::Text {
+                op,
+                needles,
+                folded,
+            });
         };
         if let Some(eq) = &c.equals {
             match eq.get_ref() {
-                RawScalar::Text(t) => { text_ops += 1; text(self, TextOp::Equals, vec![t.clone()], eq.span(), &mut tests) }
+                RawScalar::Text(t) => {
+                    text_ops += 1;
+                    text(self, TextOp::Equals, vec![t.clone()], eq.span(), &mut tests)
+                }
                 RawScalar::Int(i) => tests.push(PropTest::NumberEquals(*i as f64)),
                 RawScalar::Float(f) => tests.push(PropTest::NumberEquals(*f)),
                 RawScalar::Bool(b) => tests.push(PropTest::Bool(*b)),
@@ -999,19 +1446,46 @@ impl Compiler<'_> {
             let needles = list.get_ref().iter().map(scalar_text).collect();
             text(self, TextOp::Equals, needles, list.span(), &mut tests);
         }
-        for (op, value) in [(TextOp::Contains, &c.contains), (TextOp::StartsWith, &c.starts_with), (TextOp::EndsWith, &c.ends_with)] {
+        for (op, value) in [
+            (TextOp::Contains, &c.contains),
+            (TextOp::StartsWith, &c.starts_with),
+            (TextOp::EndsWith, &c.ends_with),
+        ] {
             if let Some(v) = value {
                 text_ops += 1;
-                text(self, op, v.get_ref().clone().into_vec(), v.span(), &mut tests);
+                text(
+                    self,
+                    op,
+                    v.get_ref().clone().into_vec(),
+                    v.span(),
+                    &mut tests,
+                );
             }
         }
         if let Some(pattern) = &c.regex {
             text_ops += 1;
-            match regex::RegexBuilder::new(pattern.get_ref()).case_insensitive(!case_sensitive).size_limit(1 << 20).build() {
+            match regex::RegexBuilder::new(pattern.get_ref())
+                .case_insensitive(!case_sensitive)
+                .size_limit(1 << 20)
+                .build()
+            {
                 Ok(regex) => tests.push(PropTest::Regex(regex)),
                 Err(e) => {
-                    let detail = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-                    self.d.error(&pattern.span(), format!("bad regex {:?}: {}", pattern.get_ref(), detail.trim_start_matches("error: ")));
+                    let detail = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    self.d.error(
+                        &pattern.span(),
+                        format!(
+                            "bad regex {:?}: {}",
+                            pattern.get_ref(),
+                            detail.trim_start_matches("error: ")
+                        ),
+                    );
                 }
             }
         }
@@ -1019,7 +1493,8 @@ impl Compiler<'_> {
             self.d.error(span, "`case_sensitive` applies to equals, one_of, contains, starts_with, ends_with and regex");
         }
         let range = self.num_range(c, span)?;
-        let numeric = range != NumRange::default() || tests.iter().any(|t| matches!(t, PropTest::NumberEquals(_)));
+        let numeric = range != NumRange::default()
+            || tests.iter().any(|t| matches!(t, PropTest::NumberEquals(_)));
         if range != NumRange::default() {
             tests.push(PropTest::Number(range));
         }
@@ -1027,7 +1502,10 @@ impl Compiler<'_> {
         let before = self.date(c.before.as_ref());
         if let (Some(a), Some(b)) = (after, before) {
             if a > b {
-                self.d.error(span, "`after` is later than `before`: the condition could never hold");
+                self.d.error(
+                    span,
+                    "`after` is later than `before`: the condition could never hold",
+                );
             }
         }
         let mut dated = false;
@@ -1044,7 +1522,9 @@ impl Compiler<'_> {
             dated = true;
         }
         if tests.is_empty() {
-            let has_operator = condition_keys(c).iter().any(|(k, _)| PROPERTY_OPS.contains(k) || EVENT_OPS.contains(k));
+            let has_operator = condition_keys(c)
+                .iter()
+                .any(|(k, _)| PROPERTY_OPS.contains(k) || EVENT_OPS.contains(k));
             if !has_operator {
                 self.d.error(span, format!(
                     "property \"{}\" needs an operator: equals, one_of, contains, starts_with, ends_with, regex, gt, gte, lt, lte, between, is_set, before, after, within_days or older_than_days",
@@ -1057,19 +1537,26 @@ impl Compiler<'_> {
         spec.needs_folded |= folded && text_ops > 0;
         spec.needs_number |= numeric;
         spec.needs_time |= dated;
-        Some(Cond::Prop { slot, check: PropCheck::Value(tests) })
+        Some(Cond::Prop {
+            slot,
+            check: PropCheck::Value(tests),
+        })
     }
 
     fn num_range(&mut self, c: &RawClause, span: &Range<usize>) -> Option<NumRange> {
         let mut range = NumRange::default();
-        if let Some(v) = &c.gt { range.lo = Some((*v.get_ref(), false)); }
+        if let Some(v) = &c.gt {
+            range.lo = Some((*v.get_ref(), false));
+        }
         if let Some(v) = &c.gte {
             if range.lo.is_some() {
                 self.d.error(&v.span(), "give `gt` or `gte`, not both");
             }
             range.lo = Some((*v.get_ref(), true));
         }
-        if let Some(v) = &c.lt { range.hi = Some((*v.get_ref(), false)); }
+        if let Some(v) = &c.lt {
+            range.hi = Some((*v.get_ref(), false));
+        }
         if let Some(v) = &c.lte {
             if range.hi.is_some() {
                 self.d.error(&v.span(), "give `lt` or `lte`, not both");
@@ -1078,20 +1565,34 @@ impl Compiler<'_> {
         }
         if let Some(b) = &c.between {
             if range != NumRange::default() {
-                self.d.error(&b.span(), "`between` cannot be combined with gt, gte, lt or lte");
+                self.d.error(
+                    &b.span(),
+                    "`between` cannot be combined with gt, gte, lt or lte",
+                );
                 return None;
             }
             match b.get_ref().as_slice() {
-                [lo, hi] if lo <= hi => range = NumRange { lo: Some((*lo, true)), hi: Some((*hi, true)) },
+                [lo, hi] if lo <= hi => {
+                    range = NumRange {
+                        lo: Some((*lo, true)),
+                        hi: Some((*hi, true)),
+                    }
+                }
                 _ => {
-                    self.d.error(&b.span(), "`between` takes two numbers, lowest first, e.g. between = [10, 50]");
+                    self.d.error(
+                        &b.span(),
+                        "`between` takes two numbers, lowest first, e.g. between = [10, 50]",
+                    );
                     return None;
                 }
             }
         }
         if let (Some((lo, lo_inc)), Some((hi, hi_inc))) = (range.lo, range.hi) {
             if lo > hi || (lo == hi && !(lo_inc && hi_inc)) {
-                self.d.error(span, format!("the range {lo} … {hi} is empty: the condition could never hold"));
+                self.d.error(
+                    span,
+                    format!("the range {lo} … {hi} is empty: the condition could never hold"),
+                );
                 return None;
             }
         }
@@ -1102,13 +1603,21 @@ impl Compiler<'_> {
         let value = value?;
         let parsed = parse_time(value.get_ref());
         if parsed.is_none() {
-            self.d.error(&value.span(), format!("{:?} is not a date: write 2026-01-31 or 2026-01-31T12:00:00Z", value.get_ref()));
+            self.d.error(
+                &value.span(),
+                format!(
+                    "{:?} is not a date: write 2026-01-31 or 2026-01-31T12:00:00Z",
+                    value.get_ref()
+                ),
+            );
         }
         parsed
     }
 
     fn grade(&mut self, value: Option<&Spanned<String>>) -> Option<Option<Grade>> {
-        let Some(value) = value else { return Some(None) };
+        let Some(value) = value else {
+            return Some(None);
+        };
         match Grade::parse(value.get_ref()) {
             Some(g) => Some(Some(g)),
             None => {
@@ -1119,11 +1628,20 @@ impl Compiler<'_> {
     }
 
     fn step(&mut self, value: Option<&Spanned<String>>) -> Option<Option<GradeStep>> {
-        let Some(value) = value else { return Some(None) };
+        let Some(value) = value else {
+            return Some(None);
+        };
         match GradeStep::parse(value.get_ref()) {
             Some(s) => Some(Some(s)),
             None => {
-                self.d.error(&value.span(), format!("unknown grade step \"{}\": expected {}", value.get_ref(), GradeStep::ACCEPTED));
+                self.d.error(
+                    &value.span(),
+                    format!(
+                        "unknown grade step \"{}\": expected {}",
+                        value.get_ref(),
+                        GradeStep::ACCEPTED
+                    ),
+                );
                 None
             }
         }
@@ -1144,7 +1662,13 @@ impl Compiler<'_> {
             return slot;
         }
         let slot = self.schema.props.len() as u32;
-        self.schema.props.push(PropSlot { scope, name: name.to_owned(), needs_folded: false, needs_number: false, needs_time: false });
+        self.schema.props.push(PropSlot {
+            scope,
+            name: name.to_owned(),
+            needs_folded: false,
+            needs_number: false,
+            needs_time: false,
+        });
         let index = match scope {
             Scope::Contact => &mut self.schema.contact_props,
             Scope::Company => &mut self.schema.company_props,
@@ -1194,7 +1718,11 @@ impl Compiler<'_> {
             self.d.error(&span, "disqualifier has no `name`");
             return None;
         };
-        let (zero_score, grade_f) = match clause.effect.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
+        let (zero_score, grade_f) = match clause
+            .effect
+            .as_ref()
+            .map(|e| (e.get_ref().as_str(), e.span()))
+        {
             None | Some(("zero_and_grade_f", _)) => (true, true),
             Some(("zero", _)) => (true, false),
             Some(("grade_f", _)) => (false, true),
@@ -1204,7 +1732,12 @@ impl Compiler<'_> {
             }
         };
         let cond = self.cond(&clause, &span, Scopeish::Record)?;
-        Some(Disqualifier { name: name.get_ref().trim().to_owned(), cond, zero_score, grade_f })
+        Some(Disqualifier {
+            name: name.get_ref().trim().to_owned(),
+            cond,
+            zero_score,
+            grade_f,
+        })
     }
 
     fn profiles(&mut self, values: Vec<Value<'_>>) -> Vec<Profile> {
@@ -1219,7 +1752,9 @@ impl Compiler<'_> {
             let mut criterion_names = HashMap::new();
             for cv in criteria_values {
                 let cspan = cv.span();
-                let Some(clause) = self.decode::<RawClause>(cv) else { continue };
+                let Some(clause) = self.decode::<RawClause>(cv) else {
+                    continue;
+                };
                 self.check_role_keys(&clause, &cspan, Role::GradeCriterion);
                 let Some(name) = &clause.name else {
                     self.d.error(&cspan, "grading criterion has no `name`");
@@ -1229,12 +1764,19 @@ impl Compiler<'_> {
                 let on_match = self.step(clause.on_match.as_ref());
                 let on_miss = self.step(clause.on_miss.as_ref());
                 let cond = self.cond(&clause, &cspan, Scopeish::Record);
-                let (Some(on_match), Some(on_miss), Some(cond)) = (on_match, on_miss, cond) else { continue };
+                let (Some(on_match), Some(on_miss), Some(cond)) = (on_match, on_miss, cond) else {
+                    continue;
+                };
                 if on_match.is_none() && on_miss.is_none() {
                     self.d.error(&cspan, format!("grading criterion \"{}\" moves nothing: add `on_match` and/or `on_miss`", name.get_ref()));
                     continue;
                 }
-                criteria.push(GradeCriterion { name: name.get_ref().trim().to_owned(), cond, on_match, on_miss });
+                criteria.push(GradeCriterion {
+                    name: name.get_ref().trim().to_owned(),
+                    cond,
+                    on_match,
+                    on_miss,
+                });
             }
             let Some(raw) = raw else { continue };
             self.unique(&mut names, &raw.name, "grading profile");
@@ -1262,7 +1804,12 @@ impl Compiler<'_> {
                     None
                 }
             };
-            profiles.push(Profile { name: raw.name.get_ref().trim().to_owned(), start, when, criteria });
+            profiles.push(Profile {
+                name: raw.name.get_ref().trim().to_owned(),
+                start,
+                when,
+                criteria,
+            });
         }
         profiles
     }
@@ -1276,7 +1823,9 @@ impl Compiler<'_> {
         let mut clauses = Vec::new();
         for sv in stage_values {
             let sspan = sv.span();
-            let Some(clause) = self.decode::<RawClause>(sv) else { continue };
+            let Some(clause) = self.decode::<RawClause>(sv) else {
+                continue;
+            };
             let Some(name) = &clause.name else {
                 self.d.error(&sspan, "stage has no `name`");
                 continue;
@@ -1286,7 +1835,13 @@ impl Compiler<'_> {
             clauses.push((clause, sspan));
         }
         if stage_names.len() > 32 {
-            self.d.error(&span, format!("[lifecycle] has {} stages: at most 32 are supported", stage_names.len()));
+            self.d.error(
+                &span,
+                format!(
+                    "[lifecycle] has {} stages: at most 32 are supported",
+                    stage_names.len()
+                ),
+            );
             return None;
         }
         if stage_names.is_empty() {
@@ -1298,9 +1853,12 @@ impl Compiler<'_> {
             Some(list) => list
                 .iter()
                 .filter_map(|n| {
-                    let found = scores.iter().position(|s| s.name.eq_ignore_ascii_case(n.get_ref().trim()));
+                    let found = scores
+                        .iter()
+                        .position(|s| s.name.eq_ignore_ascii_case(n.get_ref().trim()));
                     if found.is_none() {
-                        self.d.error(&n.span(), format!("unknown score \"{}\"", n.get_ref()));
+                        self.d
+                            .error(&n.span(), format!("unknown score \"{}\"", n.get_ref()));
                     }
                     found
                 })
@@ -1312,7 +1870,10 @@ impl Compiler<'_> {
                 let has_condition = !condition_keys(clause).is_empty();
                 for (key, at) in role_keys(clause) {
                     if key != "name" {
-                        self.d.error(&at.unwrap_or(sspan.clone()), format!("`{key}` is not allowed in a stage"));
+                        self.d.error(
+                            &at.unwrap_or(sspan.clone()),
+                            format!("`{key}` is not allowed in a stage"),
+                        );
                     }
                 }
                 if !has_condition {
@@ -1325,7 +1886,12 @@ impl Compiler<'_> {
                     compiled[score].push(None);
                     continue;
                 }
-                let scope = Scopeish::Stage { score, stage, scores, stages: &stage_names };
+                let scope = Scopeish::Stage {
+                    score,
+                    stage,
+                    scores,
+                    stages: &stage_names,
+                };
                 let cond = self.cond(clause, sspan, scope);
                 compiled[score].push(cond);
             }
@@ -1338,7 +1904,11 @@ impl Compiler<'_> {
             self.schema.props[slot as usize].needs_folded = true;
             slot
         });
-        Some(Lifecycle { stages: stage_names, current_slot, allow_downgrade: raw.allow_downgrade })
+        Some(Lifecycle {
+            stages: stage_names,
+            current_slot,
+            allow_downgrade: raw.allow_downgrade,
+        })
     }
 }
 
@@ -1352,7 +1922,10 @@ struct Bound {
 
 impl Bound {
     fn single(points: f64) -> Bound {
-        Bound { max: Some(points.max(0.0)), min: Some(points.min(0.0)) }
+        Bound {
+            max: Some(points.max(0.0)),
+            min: Some(points.min(0.0)),
+        }
     }
 
     fn add(&mut self, other: Bound) {
@@ -1369,15 +1942,43 @@ struct GroupCtx {
 }
 
 const PROPERTY_OPS: &[&str] = &[
-    "equals", "one_of", "contains", "starts_with", "ends_with", "regex", "case_sensitive", "gt", "gte", "lt",
-    "lte", "between", "is_set", "before", "after", "within_days", "older_than_days",
+    "equals",
+    "one_of",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "regex",
+    "case_sensitive",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "between",
+    "is_set",
+    "before",
+    "after",
+    "within_days",
+    "older_than_days",
 ];
-const EVENT_OPS: &[&str] =
-    &["url", "campaign", "form_id", "asset", "attributes", "within_days", "min_count", "max_count", "absent"];
+const EVENT_OPS: &[&str] = &[
+    "url",
+    "campaign",
+    "form_id",
+    "asset",
+    "attributes",
+    "within_days",
+    "min_count",
+    "max_count",
+    "absent",
+];
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
     let quoted: Vec<String> = items.map(|n| format!("\"{n}\"")).collect();
-    if quoted.is_empty() { "none".to_owned() } else { quoted.join(", ") }
+    if quoted.is_empty() {
+        "none".to_owned()
+    } else {
+        quoted.join(", ")
+    }
 }
 
 fn scalar_text(value: &RawScalar) -> String {
@@ -1477,7 +2078,10 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
     };
     let record = match record_value {
         None => {
-            d.error(&span, "test has no `record` table: add [test.record] with id, properties and events");
+            d.error(
+                &span,
+                "test has no `record` table: add [test.record] with id, properties and events",
+            );
             None
         }
         Some(v) => {
@@ -1500,7 +2104,10 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
     let now = match now_text.parse::<jiff::Timestamp>() {
         Ok(now) => Some(now),
         Err(_) => {
-            d.error(&raw.now.span(), "test `now` must be an RFC 3339 timestamp, e.g. \"2026-06-01T00:00:00Z\"");
+            d.error(
+                &raw.now.span(),
+                "test `now` must be an RFC 3339 timestamp, e.g. \"2026-06-01T00:00:00Z\"",
+            );
             None
         }
     };
@@ -1511,8 +2118,18 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
     for (score, expect) in raw.expect {
         let espan = expect.span();
         let expect: RawExpect = expect.into_inner();
-        let Some(known) = model.scores.iter().find(|s| s.name.eq_ignore_ascii_case(&score)) else {
-            d.error(&espan, format!("test expects unknown score \"{score}\": known scores are {}", names(model.score_names())));
+        let Some(known) = model
+            .scores
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(&score))
+        else {
+            d.error(
+                &espan,
+                format!(
+                    "test expects unknown score \"{score}\": known scores are {}",
+                    names(model.score_names())
+                ),
+            );
             continue;
         };
         let grade = match &expect.grade {
@@ -1537,7 +2154,12 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
             disqualified: expect.disqualified,
         });
     }
-    Some(TestCase { name: raw.name.into_inner(), now: now?, record: record?, expectations })
+    Some(TestCase {
+        name: raw.name.into_inner(),
+        now: now?,
+        record: record?,
+        expectations,
+    })
 }
 
 use serde::Deserialize as _;

@@ -19,7 +19,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -50,7 +54,11 @@ impl fmt::Display for ConfigErrors {
             write!(f, "{error}")?;
         }
         let count = self.0.len();
-        write!(f, "\n{count} problem{} found", if count == 1 { "" } else { "s" })
+        write!(
+            f,
+            "\n{count} problem{} found",
+            if count == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -64,7 +72,11 @@ pub(crate) struct Diagnostics<'a> {
 
 impl<'a> Diagnostics<'a> {
     pub(crate) fn new(file: &'a str, source: &'a str) -> Self {
-        Self { file, source, errors: Vec::new() }
+        Self {
+            file,
+            source,
+            errors: Vec::new(),
+        }
     }
 
     /// Records a problem at the start of `span`.
@@ -85,7 +97,11 @@ impl<'a> Diagnostics<'a> {
     /// Records a parse or decode error from the TOML layer.
     pub(crate) fn toml(&mut self, error: &toml::de::Error, fallback: &Range<usize>) {
         let span = error.span().unwrap_or_else(|| fallback.clone());
-        let message = error.message().trim().trim_end_matches('.').replace('\n', " ");
+        let message = error
+            .message()
+            .trim()
+            .trim_end_matches('.')
+            .replace('\n', " ");
         self.error(&span, polish(&message));
     }
 
@@ -99,7 +115,9 @@ impl<'a> Diagnostics<'a> {
         }
         self.errors.sort_by_key(|(offset, _)| *offset);
         self.errors.dedup_by(|a, b| a.1 == b.1);
-        Err(ConfigErrors(self.errors.into_iter().map(|(_, e)| e).collect()))
+        Err(ConfigErrors(
+            self.errors.into_iter().map(|(_, e)| e).collect(),
+        ))
     }
 }
 
@@ -127,9 +145,14 @@ fn polish(message: &str) -> String {
                 .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
                 .min();
             return match best {
-                Some((_, suggestion)) => format!("unknown key `{key}`: did you mean `{suggestion}`?"),
+                Some((_, suggestion)) => {
+                    format!("unknown key `{key}`: did you mean `{suggestion}`?")
+                }
                 None if candidates.len() <= 8 => {
-                    format!("unknown key `{key}`, expected one of {}", candidates.join(", "))
+                    format!(
+                        "unknown key `{key}`, expected one of {}",
+                        candidates.join(", ")
+                    )
                 }
                 None => format!("unknown key `{key}`: see the model reference in the README"),
             };

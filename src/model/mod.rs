@@ -237,7 +237,11 @@ pub(crate) enum RuleKind {
     /// Points once when the condition holds.
     Condition(Cond),
     /// Points for each unit of a numeric property, bounded.
-    PerUnit { slot: u32, per_unit: f64, max_points: Option<f64> },
+    PerUnit {
+        slot: u32,
+        per_unit: f64,
+        max_points: Option<f64>,
+    },
     /// Points from events.
     Events { matcher: u32, mode: EventMode },
 }
@@ -257,7 +261,11 @@ pub(crate) enum EventMode {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Decay {
     /// Lose `fraction` every `period_ms`; `compound` takes it from what is left.
-    Stepped { fraction: f64, period_ms: i64, compound: bool },
+    Stepped {
+        fraction: f64,
+        period_ms: i64,
+        compound: bool,
+    },
     /// Halve every `half_life_ms`, continuously.
     HalfLife { half_life_ms: f64 },
 }
@@ -267,7 +275,11 @@ impl Decay {
     pub(crate) fn factor(self, age_ms: i64) -> f64 {
         let age_ms = age_ms.max(0);
         match self {
-            Decay::Stepped { fraction, period_ms, compound } => {
+            Decay::Stepped {
+                fraction,
+                period_ms,
+                compound,
+            } => {
                 let periods = (age_ms / period_ms) as f64;
                 if compound {
                     (1.0 - fraction).powf(periods)
@@ -313,13 +325,33 @@ pub(crate) struct Matrix {
 
 #[derive(Debug)]
 pub(crate) enum Cond {
-    Prop { slot: u32, check: PropCheck },
-    Events { matcher: u32, min: u32, max: u32 },
+    Prop {
+        slot: u32,
+        check: PropCheck,
+    },
+    Events {
+        matcher: u32,
+        min: u32,
+        max: u32,
+    },
     List(u32),
-    Score { score: u16, part: Part, range: NumRange },
-    Grade { min: Option<Grade>, max: Option<Grade> },
-    Tier { score: u16, tiers: Vec<u16> },
-    Fired { score: u16, rule: u16 },
+    Score {
+        score: u16,
+        part: Part,
+        range: NumRange,
+    },
+    Grade {
+        min: Option<Grade>,
+        max: Option<Grade>,
+    },
+    Tier {
+        score: u16,
+        tiers: Vec<u16>,
+    },
+    Fired {
+        score: u16,
+        rule: u16,
+    },
     Stage(u16),
     All(Vec<Cond>),
     Any(Vec<Cond>),
@@ -336,13 +368,20 @@ pub(crate) enum PropCheck {
 #[derive(Debug)]
 pub(crate) enum PropTest {
     /// Compares folded text when `folded`, else the text as sent.
-    Text { op: TextOp, needles: Vec<Box<str>>, folded: bool },
+    Text {
+        op: TextOp,
+        needles: Vec<Box<str>>,
+        folded: bool,
+    },
     Regex(Regex),
     Number(NumRange),
     NumberEquals(f64),
     Bool(bool),
     /// Epoch milliseconds, inclusive bounds.
-    DateAbsolute { after: Option<i64>, before: Option<i64> },
+    DateAbsolute {
+        after: Option<i64>,
+        before: Option<i64>,
+    },
     /// The date lies in the last `ms` (and not in the future).
     DateWithin(i64),
     /// The date is older than `ms`.

@@ -48,7 +48,9 @@ impl Pattern {
             }
         }
         expression.push('$');
-        Regex::new(&expression).map(Pattern::Regex).map_err(|e| e.to_string())
+        Regex::new(&expression)
+            .map(Pattern::Regex)
+            .map_err(|e| e.to_string())
     }
 
     /// `value` must already be case-folded.

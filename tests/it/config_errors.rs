@@ -26,7 +26,10 @@ fn check(source: &str, expected: &[&str]) {
         Ok(_) => Vec::new(),
         Err(errors) => {
             assert!(errors.iter().all(|e| e.file == "m.toml"));
-            errors.iter().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).collect()
+            errors
+                .iter()
+                .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+                .collect()
         }
     };
     assert_eq!(got, expected, "\nsource:\n{source}");
@@ -39,67 +42,82 @@ fn a_valid_model_has_no_errors() {
 
 #[test]
 fn toml_syntax() {
-    check("[model\nname = \"x\"\n", &[
-            "1:7: unclosed table, expected `]`",
-        ]);
+    check(
+        "[model\nname = \"x\"\n",
+        &["1:7: unclosed table, expected `]`"],
+    );
 }
 
 #[test]
 fn no_score() {
-    check("[model]\nname = \"x\"\n", &[
-            "1:1: the model has no [[score]]: define at least one score",
-        ]);
+    check(
+        "[model]\nname = \"x\"\n",
+        &["1:1: the model has no [[score]]: define at least one score"],
+    );
 }
 
 #[test]
 fn unknown_section() {
-    check(&format!("{SCORE}\n[scoring]\nx = 1\n"), &[
+    check(
+        &format!("{SCORE}\n[scoring]\nx = 1\n"),
+        &[
             "15:2: unknown section `scoring`, expected one of model, score, grading, lifecycle, disqualifier, test",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn unknown_key_suggests_the_closest() {
-    check(&SCORE.replace("points = 10", "pionts = 10"), &[
-            "13:1: unknown key `pionts`: did you mean `points`?",
-        ]);
+    check(
+        &SCORE.replace("points = 10", "pionts = 10"),
+        &["13:1: unknown key `pionts`: did you mean `points`?"],
+    );
 }
 
 #[test]
 fn unknown_key_without_a_close_match() {
-    check(&SCORE.replace("points = 10", "points = 10\nweight = 3"), &[
-            "14:1: unknown key `weight`: see the model reference in the README",
-        ]);
+    check(
+        &SCORE.replace("points = 10", "points = 10\nweight = 3"),
+        &["14:1: unknown key `weight`: see the model reference in the README"],
+    );
 }
 
 #[test]
 fn wrong_type() {
-    check(&SCORE.replace("points = 10", "points = \"ten\""), &[
-            "13:10: invalid type: string \"ten\", expected a number",
-        ]);
+    check(
+        &SCORE.replace("points = 10", "points = \"ten\""),
+        &["13:10: invalid type: string \"ten\", expected a number"],
+    );
 }
 
 #[test]
 fn missing_key() {
-    check(&SCORE.replace("part = \"fit\"\n", ""), &[
-            "5:1: missing key `part`",
-        ]);
+    check(
+        &SCORE.replace("part = \"fit\"\n", ""),
+        &["5:1: missing key `part`"],
+    );
 }
 
 #[test]
 fn bad_regex() {
-    check(&SCORE.replace("contains = \"director\"", "regex = '(director'"), &[
-            "12:9: bad regex \"(director\": unclosed group",
-        ]);
+    check(
+        &SCORE.replace("contains = \"director\"", "regex = '(director'"),
+        &["12:9: bad regex \"(director\": unclosed group"],
+    );
 }
 
 #[test]
 fn duplicate_names() {
-    let source = format!("{SCORE}\n[[score.group.rule]]\nname = \"R\"\nproperty = \"x\"\nis_set = true\npoints = 1\n{SCORE}");
-    check(&source, &[
+    let source = format!(
+        "{SCORE}\n[[score.group.rule]]\nname = \"R\"\nproperty = \"x\"\nis_set = true\npoints = 1\n{SCORE}"
+    );
+    check(
+        &source,
+        &[
             "16:8: duplicate rule name \"R\": names must be unique",
             "22:8: duplicate score name \"s\": names must be unique",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -120,17 +138,26 @@ event = "page_view"
 within_days = 10
 points = 1
 "#;
-    check(source, &[
+    check(
+        source,
+        &[
             "9:15: a group cannot have both `decay` and a time window (as in HubSpot): remove `decay` or `window_days`",
             "14:15: this rule's group has `decay`: a group cannot have both decay and a time window (as in HubSpot)",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn decay_on_a_fit_group() {
-    check(&SCORE.replace("part = \"fit\"", "part = \"fit\"\ndecay = { half_life_days = 30 }"), &[
+    check(
+        &SCORE.replace(
+            "part = \"fit\"",
+            "part = \"fit\"\ndecay = { half_life_days = 30 }",
+        ),
+        &[
             "8:9: decay applies to engagement groups: fit describes who a person is, which does not age",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -159,25 +186,35 @@ name = "q"
 event = "page_view"
 points = 1
 "#;
-    check(source, &[
+    check(
+        source,
+        &[
             "8:21: decay percent must be above 0 and at most 100, got 150",
             "8:39: `every_days` must be a number of days above 0, got 0",
             "18:9: decay is written as { percent = 50, every_days = 180 } or { half_life_days = 90 }",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn event_rule_in_a_fit_group() {
-    check(&SCORE.replace("property = \"jobtitle\"\ncontains = \"director\"", "event = \"page_view\""), &[
+    check(
+        &SCORE.replace(
+            "property = \"jobtitle\"\ncontains = \"director\"",
+            "event = \"page_view\"",
+        ),
+        &[
             "11:9: event rules belong in an engagement group: fit is about who a person is, not what they did",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn unknown_part() {
-    check(&SCORE.replace("part = \"fit\"", "part = \"behaviour\""), &[
-            "7:8: unknown part \"behaviour\", expected \"fit\" or \"engagement\"",
-        ]);
+    check(
+        &SCORE.replace("part = \"fit\"", "part = \"behaviour\""),
+        &["7:8: unknown part \"behaviour\", expected \"fit\" or \"engagement\""],
+    );
 }
 
 #[test]
@@ -205,11 +242,14 @@ property = "jobtitle"
 contains = "student"
 points = -10
 "#;
-    check(source, &[
+    check(
+        source,
+        &[
             "4:7: score cap 90 can never be reached: its groups give at most 30 together",
             "9:7: group max 50 can never be reached: its rules give at most 30 together",
             "10:7: group min -20 can never be reached: its rules take away at most 10 together",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -217,11 +257,14 @@ fn floor_above_cap_and_min_above_max() {
     let source = SCORE
         .replace("name = \"s\"", "name = \"s\"\ncap = 10\nfloor = 20")
         .replace("part = \"fit\"", "part = \"fit\"\nmax = 5\nmin = 8");
-    check(&source, &[
+    check(
+        &source,
+        &[
             "4:7: score cap 10 can never be reached: its groups give at most 5 together",
             "5:9: score floor 20 must be below its cap 10",
             "11:7: group min 8 is above its max 5",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -230,18 +273,27 @@ fn tiers_out_of_order_and_duplicated() {
         "name = \"s\"",
         "name = \"s\"\ntiers = [{ label = \"Low\", min = 0 }, { label = \"High\", min = 75 }, { label = \"low\", min = 40 }]",
     );
-    check(&source, &[
+    check(
+        &source,
+        &[
             "4:78: duplicate tier name \"low\": names must be unique",
             "4:91: tier \"low\" min 40 must be above the previous tier's min 75: list tiers from lowest to highest",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn bad_matrix() {
-    check(&SCORE.replace("name = \"s\"", "name = \"s\"\nmatrix = { fit = [10, 30], engagement = [40] }"), &[
+    check(
+        &SCORE.replace(
+            "name = \"s\"",
+            "name = \"s\"\nmatrix = { fit = [10, 30], engagement = [40] }",
+        ),
+        &[
             "4:18: matrix `fit` must be two lower bounds, highest first, e.g. [60, 30]",
             "4:41: matrix `engagement` must be two lower bounds, highest first, e.g. [60, 30]",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -249,10 +301,13 @@ fn unknown_grade_and_grade_step() {
     let source = format!(
         "{SCORE}\n[[grading]]\nname = \"p\"\nstart = \"E\"\n\n[[grading.criterion]]\nname = \"c\"\nproperty = \"x\"\nis_set = true\non_match = \"+4/3\"\n"
     );
-    check(&source, &[
+    check(
+        &source,
+        &[
             "17:9: unknown grade \"E\": grades run F, D-, D, D+, C-, C, C+, B-, B, B+, A-, A, A+",
             "23:12: unknown grade step \"+4/3\": expected \"+1/3\", \"+2/3\", \"+1\", \"-1/3\", \"-2/3\" or \"-1\"",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -260,53 +315,80 @@ fn grading_profile_after_the_catch_all() {
     let source = format!(
         "{SCORE}\n[[grading]]\nname = \"all\"\n\n[[grading]]\nname = \"big\"\nwhen = {{ property = \"company.numemployees\", gt = 1000 }}\n"
     );
-    check(&source, &[
+    check(
+        &source,
+        &[
             "18:1: grading profile \"big\" can never be chosen: profile \"all\" has no `when` and comes first (put the catch-all profile last)",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn grading_criterion_that_moves_nothing() {
-    let source = format!("{SCORE}\n[[grading]]\nname = \"p\"\n\n[[grading.criterion]]\nname = \"c\"\nproperty = \"x\"\nis_set = true\n");
-    check(&source, &[
-            "18:1: grading criterion \"c\" moves nothing: add `on_match` and/or `on_miss`",
-        ]);
+    let source = format!(
+        "{SCORE}\n[[grading]]\nname = \"p\"\n\n[[grading.criterion]]\nname = \"c\"\nproperty = \"x\"\nis_set = true\n"
+    );
+    check(
+        &source,
+        &["18:1: grading criterion \"c\" moves nothing: add `on_match` and/or `on_miss`"],
+    );
 }
 
 #[test]
 fn keys_that_belong_elsewhere() {
-    check(&SCORE.replace("points = 10", "points = 10\non_match = \"+1\"\nonce = true"), &[
+    check(
+        &SCORE.replace("points = 10", "points = 10\non_match = \"+1\"\nonce = true"),
+        &[
             "14:12: `on_match` is not allowed in a fit rule (it belongs to [[grading.criterion]])",
             "15:8: `once` is not allowed in a fit rule (it applies to event rules in engagement groups)",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn operator_that_does_not_apply() {
-    check(&SCORE.replace("contains = \"director\"", "url = \"*/pricing*\""), &[
+    check(
+        &SCORE.replace("contains = \"director\"", "url = \"*/pricing*\""),
+        &[
             "12:7: `url` does not apply to a `property` condition; properties are tested with equals, one_of, contains, starts_with, ends_with, regex, gt, gte, lt, lte, between, is_set, before, after, within_days, older_than_days",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn two_subjects_in_one_condition() {
-    check(&SCORE.replace("property = \"jobtitle\"", "property = \"jobtitle\"\nlist = \"VIP\""), &[
+    check(
+        &SCORE.replace(
+            "property = \"jobtitle\"",
+            "property = \"jobtitle\"\nlist = \"VIP\"",
+        ),
+        &[
             "9:1: a condition has one subject but this one names both `property` and `list`: split it into conditions under `all = [...]`",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn property_without_operator() {
-    check(&SCORE.replace("contains = \"director\"\n", ""), &[
+    check(
+        &SCORE.replace("contains = \"director\"\n", ""),
+        &[
             "9:1: property \"jobtitle\" needs an operator: equals, one_of, contains, starts_with, ends_with, regex, gt, gte, lt, lte, between, is_set, before, after, within_days or older_than_days",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn derived_subjects_only_in_stages() {
-    check(&SCORE.replace("property = \"jobtitle\"\ncontains = \"director\"", "score = \"s\"\ngt = 10"), &[
+    check(
+        &SCORE.replace(
+            "property = \"jobtitle\"\ncontains = \"director\"",
+            "score = \"s\"\ngt = 10",
+        ),
+        &[
             "9:1: `score` can only be used in [[lifecycle.stage]] conditions: here only properties, events and lists are known",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -345,12 +427,15 @@ gt = 10
 lt = 5
 points = 1
 "#;
-    check(source, &[
+    check(
+        source,
+        &[
             "12:11: `between` takes two numbers, lowest first, e.g. between = [10, 50]",
             "19:7: give `gt` or `gte`, not both",
             "25:9: \"last tuesday\" is not a date: write 2026-01-31 or 2026-01-31T12:00:00Z",
             "28:1: the range 10 … 5 is empty: the condition could never hold",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -395,13 +480,16 @@ event = "page_view"
 url = ""
 points = 1
 "#;
-    check(source, &[
+    check(
+        source,
+        &[
             "12:10: `absent` needs a time window: add `within_days` (\"no email open in the last 60 days\")",
             "18:13: `min_count` must be at least 1: for \"never\" use `absent = true`",
             "25:13: `max_count` 2 is below `min_count` 5: the rule could never match",
             "32:19: choose one way to count: `absent`, `once`, `min_count`/`max_count` or `max_occurrences` (got once, max_occurrences)",
             "38:7: bad pattern \"\" for `url`: empty pattern: use \"*\" to accept any value",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -426,7 +514,9 @@ name = "mql"
 grade_at_least = "Z"
 "#
     );
-    check(&source, &[
+    check(
+        &source,
+        &[
             "16:16: unknown score \"nope\"",
             "23:18: stage \"MQL\" can only refer to earlier stages, and \"SQL\" is not earlier",
             "23:36: score \"s\" has no rule \"missing\"",
@@ -435,7 +525,8 @@ grade_at_least = "Z"
             "25:1: stage \"SQL\" has no conditions, so every record would reach it: only the first stage may have none",
             "29:8: duplicate stage name \"mql\": names must be unique",
             "30:18: unknown grade \"Z\": grades run F, D-, D, D+, C-, C, C+, B-, B, B+, A-, A, A+",
-        ]);
+        ],
+    );
 }
 
 #[test]
@@ -452,31 +543,42 @@ properties = {{ jobtitle = {{ nested = true }} }}
 total = 1
 "#
     );
-    check(&source, &[
+    check(
+        &source,
+        &[
             "17:7: test `now` must be an RFC 3339 timestamp, e.g. \"2026-06-01T00:00:00Z\"",
             "20:14: properties.jobtitle: invalid type: map, expected a string, number, boolean, null or an array of those in `jobtitle`",
             "21:1: test expects unknown score \"other\": known scores are \"s\"",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn settings_out_of_range() {
-    check(&format!("[model]\nprecision = 9\nsummary_items = 0\n{SCORE}"), &[
+    check(
+        &format!("[model]\nprecision = 9\nsummary_items = 0\n{SCORE}"),
+        &[
             "2:13: `precision` must be between 0 and 6, got 9",
             "3:17: `summary_items` must be between 1 and 50, got 0",
-        ]);
+        ],
+    );
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
     let source = format!(
         "[model]\nprecision = -1\n{}\n[[disqualifier]]\nname = \"d\"\nproperty = \"email\"\neffect = \"nuke\"\n",
-        SCORE.replace("points = 10", "points = \"x\"").replace("part = \"fit\"", "part = \"fits\"")
+        SCORE
+            .replace("points = 10", "points = \"x\"")
+            .replace("part = \"fit\"", "part = \"fits\"")
     );
-    check(&source, &[
+    check(
+        &source,
+        &[
             "2:13: `precision` must be between 0 and 6, got -1",
             "9:8: unknown part \"fits\", expected \"fit\" or \"engagement\"",
             "15:10: invalid type: string \"x\", expected a number",
             "20:10: unknown effect \"nuke\", expected \"zero\", \"grade_f\" or \"zero_and_grade_f\"",
-        ]);
+        ],
+    );
 }

@@ -22,7 +22,8 @@ pub fn read(relative: &str) -> String {
 
 pub fn model(relative: &str) -> leadscored::Model {
     let source = read(relative);
-    leadscored::Model::compile(relative, &source).unwrap_or_else(|e| panic!("{relative} does not compile:\n{e}"))
+    leadscored::Model::compile(relative, &source)
+        .unwrap_or_else(|e| panic!("{relative} does not compile:\n{e}"))
 }
 
 pub fn now(text: &str) -> jiff::Timestamp {
@@ -40,5 +41,8 @@ pub fn files_in(dir: &str, extension: &str) -> Vec<PathBuf> {
 }
 
 pub fn relative(path: &Path) -> String {
-    path.strip_prefix(root()).unwrap_or(path).display().to_string()
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -19,7 +19,10 @@ fn check_model_file(relative_path: &str) {
 #[test]
 fn fixture_models_pass_their_cases() {
     let files = files_in("fixtures/models", "toml");
-    assert!(files.len() >= 6, "expected the fixture models, found {files:?}");
+    assert!(
+        files.len() >= 6,
+        "expected the fixture models, found {files:?}"
+    );
     for file in files {
         check_model_file(&relative(&file));
     }
@@ -52,5 +55,8 @@ fn the_example_model_reads_only_what_it_needs() {
             "leadscored_stage",
         ]
     );
-    assert!(model.reads_all_events(), "the recency rule reads events of any type");
+    assert!(
+        model.reads_all_events(),
+        "the recency rule reads events of any type"
+    );
 }
