@@ -104,6 +104,7 @@ impl de::Error for RecordError {
 }
 
 /// Builds a [`Record`] for a model from a connector's data.
+#[derive(Debug)]
 pub struct RecordBuilder<'m> {
     model: &'m Model,
     record: Record,
@@ -179,7 +180,7 @@ impl<'m> RecordBuilder<'m> {
 }
 
 fn finish(record: &mut Record) {
-    record.events.sort_by(|a, b| b.at.cmp(&a.at));
+    record.events.sort_by_key(|e| std::cmp::Reverse(e.at));
     record.lists.sort_unstable();
     record.lists.dedup();
 }

@@ -137,12 +137,11 @@ fn compare(out: &mut Vec<String>, e: &Expectation, actual: &serde_json::Value, c
             }
         }
     }
-    if let Some(wanted) = e.disqualified {
-        if card.is_disqualified() != wanted {
+    if let Some(wanted) = e.disqualified
+        && card.is_disqualified() != wanted {
             out.push(format!(
                 "disqualified: expected {wanted}, got {}",
                 card.is_disqualified()
             ));
         }
-    }
 }

@@ -98,6 +98,7 @@ fn truncate(text: String, max: usize) -> String {
 }
 
 /// A scorecard as one JSON object (one line of `leadscored score` output).
+#[derive(Debug)]
 pub struct CardJson<'a> {
     pub model: &'a Model,
     pub record_id: &'a str,

@@ -171,11 +171,10 @@ impl Model {
             &mut card.profile,
             &mut card.grade,
         );
-        if let Some(d) = disqualifier {
-            if self.disqualifiers[d].grade_f && card.grade.is_some() {
+        if let Some(d) = disqualifier
+            && self.disqualifiers[d].grade_f && card.grade.is_some() {
                 card.grade = Some(Grade::F);
             }
-        }
         let zero = disqualifier.is_some_and(|d| self.disqualifiers[d].zero_score);
         for (index, result) in card.scores.iter_mut().enumerate() {
             self.score_one(index, &mut cx, result, zero);
@@ -277,24 +276,22 @@ impl Model {
         let (mut fit, mut engagement) = (0.0, 0.0);
         for (g, group) in score.groups.iter().enumerate() {
             let mut points = out.group_points[g];
-            if let Some(max) = group.max {
-                if points > max {
+            if let Some(max) = group.max
+                && points > max {
                     out.adjustments.push(Adjustment::GroupMax {
                         group: g as u16,
                         points: max - points,
                     });
                     points = max;
                 }
-            }
-            if let Some(min) = group.min {
-                if points < min {
+            if let Some(min) = group.min
+                && points < min {
                     out.adjustments.push(Adjustment::GroupMin {
                         group: g as u16,
                         points: min - points,
                     });
                     points = min;
                 }
-            }
             match group.part {
                 Part::Fit => fit += points,
                 _ => engagement += points,
@@ -308,14 +305,13 @@ impl Model {
             });
             total = score.cap;
         }
-        if let Some(floor) = score.floor {
-            if total < floor {
+        if let Some(floor) = score.floor
+            && total < floor {
                 out.adjustments.push(Adjustment::ScoreFloor {
                     points: floor - total,
                 });
                 total = floor;
             }
-        }
         (out.fit, out.engagement, out.total) = (fit, engagement, self.round(total));
         if zero {
             out.adjustments
@@ -515,8 +511,8 @@ impl Cx<'_> {
             .unwrap_or(&Prop::Missing);
         match (check, prop) {
             (PropCheck::IsSet(wanted), Prop::Missing) => !wanted,
-            (PropCheck::IsSet(wanted), Prop::One(v)) => *wanted == !v.text.trim().is_empty(),
-            (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted == !vs.is_empty(),
+            (PropCheck::IsSet(wanted), Prop::One(v)) => *wanted != v.text.trim().is_empty(),
+            (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted != vs.is_empty(),
             (PropCheck::Value(_), Prop::Missing) => false,
             (PropCheck::Value(tests), Prop::One(v)) => self.value_passes(slot, v, tests),
             (PropCheck::Value(tests), Prop::Many(vs)) => {

@@ -359,14 +359,13 @@ impl Compiler<'_> {
             }
         }
         let floor = raw.floor.as_ref().map(|f| *f.get_ref());
-        if let (Some(f), Some(fs)) = (floor, &raw.floor) {
-            if f >= cap {
+        if let (Some(f), Some(fs)) = (floor, &raw.floor)
+            && f >= cap {
                 self.d.error(
                     &fs.span(),
                     format!("score floor {f} must be below its cap {cap}"),
                 );
             }
-        }
         let tier_on = match &raw.tier_on {
             None => Part::Total,
             Some(p) => self.part(p, true).unwrap_or(Part::Total),
@@ -376,14 +375,13 @@ impl Compiler<'_> {
         for tier in &raw.tiers {
             let tier = tier.get_ref();
             self.unique(&mut tier_labels, &tier.label, "tier");
-            if let Some(previous) = tiers.last() {
-                if *tier.min.get_ref() <= previous.min {
+            if let Some(previous) = tiers.last()
+                && *tier.min.get_ref() <= previous.min {
                     self.d.error(&tier.min.span(), format!(
                         "tier \"{}\" min {} must be above the previous tier's min {}: list tiers from lowest to highest",
                         tier.label.get_ref(), tier.min.get_ref(), previous.min
                     ));
                 }
-            }
             tiers.push(Tier {
                 label: tier.label.get_ref().trim().to_owned(),
                 min: *tier.min.get_ref(),
@@ -461,11 +459,10 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|r| r.decay.as_ref())
             .and_then(|d| self.decay(d, part));
-        if let (Some(raw), Some(_)) = (&raw, decay) {
-            if let Some(w) = &raw.window_days {
+        if let (Some(raw), Some(_)) = (&raw, decay)
+            && let Some(w) = &raw.window_days {
                 self.d.error(&w.span(), "a group cannot have both `decay` and a time window (as in HubSpot): remove `decay` or `window_days`");
             }
-        }
         let window_ms = raw
             .as_ref()
             .and_then(|r| r.window_days.as_ref())
@@ -502,30 +499,27 @@ impl Compiler<'_> {
         self.unique(group_names, &raw.name, "group");
         let max = raw.max.as_ref().map(|m| *m.get_ref());
         let min = raw.min.as_ref().map(|m| *m.get_ref());
-        if let (Some(lo), Some(hi), Some(span)) = (min, max, raw.min.as_ref()) {
-            if lo > hi {
+        if let (Some(lo), Some(hi), Some(span)) = (min, max, raw.min.as_ref())
+            && lo > hi {
                 self.d.error(
                     &span.span(),
                     format!("group min {lo} is above its max {hi}"),
                 );
             }
-        }
-        if let (Some(m), Some(reachable)) = (&raw.max, bound.max) {
-            if *m.get_ref() > reachable {
+        if let (Some(m), Some(reachable)) = (&raw.max, bound.max)
+            && *m.get_ref() > reachable {
                 self.d.error(&m.span(), format!(
                     "group max {} can never be reached: its rules give at most {reachable} together",
                     m.get_ref()
                 ));
             }
-        }
-        if let (Some(m), Some(reachable)) = (&raw.min, bound.min) {
-            if *m.get_ref() < reachable {
+        if let (Some(m), Some(reachable)) = (&raw.min, bound.min)
+            && *m.get_ref() < reachable {
                 self.d.error(&m.span(), format!(
                     "group min {} can never be reached: its rules take away at most {} together",
                     m.get_ref(), -reachable
                 ));
             }
-        }
         let group_bound = Bound {
             max: match (bound.max, max) {
                 (Some(b), Some(m)) => Some(b.min(m)),
@@ -672,14 +666,13 @@ impl Compiler<'_> {
             self.schema.props[slot as usize].needs_number = true;
             let per_unit_value = *per_unit.get_ref();
             let max_points = clause.max_points.as_ref().map(|m| *m.get_ref());
-            if let Some(m) = &clause.max_points {
-                if m.get_ref().signum() != per_unit_value.signum() && *m.get_ref() != 0.0 {
+            if let Some(m) = &clause.max_points
+                && m.get_ref().signum() != per_unit_value.signum() && *m.get_ref() != 0.0 {
                     self.d.error(
                         &m.span(),
                         "`max_points` must have the same sign as `points_per_unit`",
                     );
                 }
-            }
             let bound = match max_points {
                 Some(m) if m >= 0.0 => Bound {
                     max: Some(m),
@@ -882,17 +875,16 @@ impl Compiler<'_> {
             .max_count
             .as_ref()
             .map_or(u32::MAX as i64, |m| *m.get_ref());
-        if let Some(m) = &clause.min_count {
-            if *m.get_ref() < 1 {
+        if let Some(m) = &clause.min_count
+            && *m.get_ref() < 1 {
                 self.d.error(
                     &m.span(),
                     "`min_count` must be at least 1: for \"never\" use `absent = true`",
                 );
                 return None;
             }
-        }
-        if let Some(m) = &clause.max_count {
-            if max < min || max < 0 {
+        if let Some(m) = &clause.max_count
+            && (max < min || max < 0) {
                 self.d.error(
                     &m.span(),
                     format!(
@@ -901,7 +893,6 @@ impl Compiler<'_> {
                 );
                 return None;
             }
-        }
         Some((
             min.clamp(0, u32::MAX as i64) as u32,
             max.clamp(0, u32::MAX as i64) as u32,
@@ -1164,11 +1155,10 @@ impl Compiler<'_> {
             "grade_at_least/grade_at_most" => {
                 let min = self.grade(c.grade_at_least.as_ref())?;
                 let max = self.grade(c.grade_at_most.as_ref())?;
-                if let (Some(lo), Some(hi)) = (min, max) {
-                    if lo > hi {
+                if let (Some(lo), Some(hi)) = (min, max)
+                    && lo > hi {
                         self.d.error(span, format!("grade_at_least {lo} is above grade_at_most {hi}: the condition could never hold"));
                     }
-                }
                 Some(Cond::Grade { min, max })
             }
             "tier" => {
@@ -1500,14 +1490,13 @@ impl Compiler<'_> {
         }
         let after = self.date(c.after.as_ref());
         let before = self.date(c.before.as_ref());
-        if let (Some(a), Some(b)) = (after, before) {
-            if a > b {
+        if let (Some(a), Some(b)) = (after, before)
+            && a > b {
                 self.d.error(
                     span,
                     "`after` is later than `before`: the condition could never hold",
                 );
             }
-        }
         let mut dated = false;
         if after.is_some() || before.is_some() {
             tests.push(PropTest::DateAbsolute { after, before });
@@ -1587,15 +1576,14 @@ impl Compiler<'_> {
                 }
             }
         }
-        if let (Some((lo, lo_inc)), Some((hi, hi_inc))) = (range.lo, range.hi) {
-            if lo > hi || (lo == hi && !(lo_inc && hi_inc)) {
+        if let (Some((lo, lo_inc)), Some((hi, hi_inc))) = (range.lo, range.hi)
+            && (lo > hi || (lo == hi && !(lo_inc && hi_inc))) {
                 self.d.error(
                     span,
                     format!("the range {lo} … {hi} is empty: the condition could never hold"),
                 );
                 return None;
             }
-        }
         Some(range)
     }
 

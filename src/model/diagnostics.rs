@@ -136,8 +136,8 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
 /// Rewrites serde's wording into the model's: key names with a suggestion
 /// instead of a list of fifty, "a number" instead of "f64".
 fn polish(message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((key, expected)) = rest.split_once('`') {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((key, expected)) = rest.split_once('`') {
             let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
             let best = candidates
                 .iter()
@@ -157,12 +157,10 @@ fn polish(message: &str) -> String {
                 None => format!("unknown key `{key}`: see the model reference in the README"),
             };
         }
-    }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        if let Some((key, _)) = rest.split_once('`') {
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((key, _)) = rest.split_once('`') {
             return format!("missing key `{key}`");
         }
-    }
     message
         .replace("expected f64", "expected a number")
         .replace("expected i64", "expected a whole number")
