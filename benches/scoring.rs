@@ -1,1 +1,230 @@
-fn main() {}
+//! Scoring benchmarks (`cargo bench --bench scoring`): synthetic contacts
+//! with ~40 properties and ~30 events each, scored with the example model
+//! in `config/b2b.toml`.
+//!
+//! Measures, single core unless said otherwise:
+//! 1. the scoring itself (`Model::score_into` on prepared records),
+//! 2. reading a JSON line into a record,
+//! 3. `leadscored score` end to end (JSON lines in, scorecard lines out)
+//!    with 1 and 2 worker threads, streaming from a generator so no input
+//!    file is needed, and the peak memory after 100,000 and 1,000,000 lines.
+//!
+//! Set `LEADSCORED_BENCH_RECORDS` to change the record count (default 1,000,000).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::io::{BufRead, Read};
+use std::time::Instant;
+
+use leadscored::Model;
+use leadscored::engine::Scorecard;
+
+const NOW: &str = "2026-11-01T00:00:00Z";
+const NOW_SECONDS: i64 = 1_793_491_200;
+
+/// A small deterministic generator (no dependency, same data every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const TITLES: &[&str] = &[
+    "Director of Marketing", "VP Sales", "Student", "Head of Data & Analytics", "Software Engineer",
+    "CEO", "Marketing Manager", "Intern", "Revenue Operations Lead", "Account Executive",
+];
+const INDUSTRIES: &[&str] = &["Software", "Financial Services", "Manufacturing", "Retail", "Healthcare", "Education"];
+const COUNTRIES: &[&str] = &["Norway", "Denmark", "Netherlands", "Poland", "Sweden", "Germany", "France"];
+const DOMAINS: &[&str] = &["firm.no", "gmail.com", "bedrift.dk", "rivalsoft.com", "bedrijf.nl", "firma.pl"];
+const URLS: &[&str] = &[
+    "https://acme.example/pricing", "https://acme.example/product/tour", "https://acme.example/blog/lead-scoring",
+    "https://acme.example/careers", "https://acme.example/analytics/dashboards", "https://acme.example/docs/api",
+];
+const TYPES: &[&str] = &[
+    "page_view", "page_view", "page_view", "page_view", "email_open", "email_open", "email_click",
+    "form_submission", "content_download", "ad_click", "webinar", "chat",
+];
+
+/// One synthetic contact as a JSON line: ~40 properties, ~30 events.
+fn contact_line(rng: &mut Lcg, id: u64, out: &mut String) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = write!(out, "{{\"id\":\"{id}\",\"properties\":{{");
+    let _ = write!(
+        out,
+        "\"email\":\"p{id}@{}\",\"firstname\":\"Kari\",\"lastname\":\"Nordmann\",\"jobtitle\":\"{}\",\"country\":\"{}\",",
+        rng.pick(DOMAINS),
+        rng.pick(TITLES),
+        rng.pick(COUNTRIES)
+    );
+    let _ = write!(
+        out,
+        "\"hs_analytics_num_visits\":\"{}\",\"hs_email_last_open_date\":\"{}\",\"leadscored_stage\":\"Lead\"",
+        rng.below(40),
+        (NOW_SECONDS - rng.below(200) as i64 * 86_400) * 1000
+    );
+    for extra in 0..32 {
+        let _ = write!(out, ",\"custom_field_{extra}\":\"value {}\"", rng.below(1000));
+    }
+    let _ = write!(
+        out,
+        "}},\"company\":{{\"name\":\"Firm {}\",\"numemployees\":\"{}\",\"industry\":\"{}\",\"tech_stack\":[\"Looker\",\"dbt\"]}},\"events\":[",
+        rng.below(5000),
+        rng.below(3000),
+        rng.pick(INDUSTRIES)
+    );
+    let events = 20 + rng.below(21);
+    for e in 0..events {
+        let at = jiff::Timestamp::from_second(NOW_SECONDS - rng.below(540 * 86_400) as i64).expect("in range");
+        let kind = rng.pick(TYPES);
+        let _ = write!(
+            out,
+            "{}{{\"type\":\"{kind}\",\"at\":\"{at}\",\"attributes\":{{\"url\":\"{}\",\"asset\":\"premium-{}\",\"form_id\":\"demo-request\",\"campaign\":\"nov\"}}}}",
+            if e == 0 { "" } else { "," },
+            rng.pick(URLS),
+            rng.below(4)
+        );
+    }
+    out.push_str("],\"lists\":[\"Newsletter\"]}\n");
+}
+
+/// Streams synthetic contact lines without holding them.
+struct Generated {
+    rng: Lcg,
+    next_id: u64,
+    remaining: u64,
+    line: String,
+    offset: usize,
+}
+
+impl Generated {
+    fn new(count: u64) -> Self {
+        Self { rng: Lcg(42), next_id: 1, remaining: count, line: String::new(), offset: 0 }
+    }
+}
+
+impl Read for Generated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Generated {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.offset >= self.line.len() && self.remaining > 0 {
+            contact_line(&mut self.rng, self.next_id, &mut self.line);
+            self.next_id += 1;
+            self.remaining -= 1;
+            self.offset = 0;
+        }
+        Ok(&self.line.as_bytes()[self.offset.min(self.line.len())..])
+    }
+    fn consume(&mut self, amount: usize) {
+        self.offset += amount;
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let records: u64 = std::env::var("LEADSCORED_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/b2b.toml")).expect("example model");
+    let model = Model::compile("config/b2b.toml", &source).expect("example model compiles");
+    let now: jiff::Timestamp = NOW.parse().expect("valid");
+
+    // A pool of distinct prepared records, scored round-robin.
+    let pool_size = 20_000usize.min(records as usize).max(1);
+    let mut rng = Lcg(7);
+    let mut line = String::new();
+    let mut pool = Vec::with_capacity(pool_size);
+    let mut bytes = 0usize;
+    let mut events = 0usize;
+    for id in 0..pool_size as u64 {
+        contact_line(&mut rng, id, &mut line);
+        bytes += line.len();
+        let record = model.parse_record(line.trim_end()).expect("synthetic records are valid");
+        events += record.event_count();
+        pool.push(record);
+    }
+    println!(
+        "synthetic contacts: ~40 properties, {:.1} events kept on average, {:.0} bytes per JSON line",
+        events as f64 / pool_size as f64,
+        bytes as f64 / pool_size as f64
+    );
+
+    // 1. Scoring itself.
+    let mut card = Scorecard::default();
+    let mut checksum = 0.0;
+    for record in pool.iter().take(2_000) {
+        model.score_into(record, now, &mut card);
+    }
+    let start = Instant::now();
+    for i in 0..records as usize {
+        model.score_into(&pool[i % pool_size], now, &mut card);
+        checksum += card.results()[0].total();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "score_into:            {records} records in {elapsed:.3} s = {:>10.0} records/s ({:.0} ns/record) [checksum {checksum}]",
+        records as f64 / elapsed,
+        elapsed * 1e9 / records as f64
+    );
+
+    // 2. Reading JSON lines into records.
+    let read_count = (records / 5).max(1);
+    let mut generated = Generated::new(read_count);
+    let mut buffer = Vec::new();
+    let start = Instant::now();
+    let mut parsed = 0u64;
+    loop {
+        buffer.clear();
+        if generated.read_until(b'\n', &mut buffer).expect("generator") == 0 {
+            break;
+        }
+        let text = std::str::from_utf8(&buffer).expect("utf-8");
+        if model.parse_record(text.trim_end()).is_ok() {
+            parsed += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "parse_record (+gen):   {parsed} lines in {elapsed:.3} s = {:>10.0} records/s (includes generating the lines)",
+        parsed as f64 / elapsed
+    );
+
+    // 3. End to end, streaming, with 1 and 2 threads; memory after 10 % and 100 %.
+    for threads in [1usize, 2] {
+        for count in [records / 10, records] {
+            let start = Instant::now();
+            let stats = leadscored::commands::score_stream(&model, now, Generated::new(count), std::io::sink(), threads)
+                .expect("stream");
+            let elapsed = start.elapsed().as_secs_f64();
+            println!(
+                "score stream {threads} thread{}: {} lines in {elapsed:.3} s = {:>10.0} records/s, peak RSS so far {:.0} MB",
+                if threads == 1 { " " } else { "s" },
+                stats.scored,
+                stats.scored as f64 / elapsed,
+                peak_rss_mb()
+            );
+        }
+    }
+}
