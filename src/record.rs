@@ -59,14 +59,38 @@ pub(crate) struct Value {
     pub time: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Event {
     /// The model's event type slot, or `OTHER_TYPE`.
     pub kind: u32,
     /// Epoch milliseconds.
     pub at: i64,
-    /// Case-folded values of the attributes the model reads.
-    pub attrs: Vec<(u16, Box<str>)>,
+    /// Which of the model's attribute patterns this event's attributes
+    /// match, one bit per pattern. Computed once while the record is read,
+    /// so scoring tests a mask instead of matching text, and the record
+    /// keeps no attribute text at all.
+    pub matched: u128,
+}
+
+/// Tests one attribute value against the model's patterns for its slot and
+/// sets their bits in `matched`. `scratch` holds the case-folded value.
+fn match_attr(model: &Model, slot: u16, value: &str, scratch: &mut String, matched: &mut u128) {
+    let Some(patterns) = model.patterns_by_slot.get(usize::from(slot)) else { return };
+    if patterns.is_empty() {
+        return;
+    }
+    scratch.clear();
+    if value.is_ascii() {
+        scratch.push_str(value);
+        scratch.make_ascii_lowercase();
+    } else {
+        scratch.push_str(&value.to_lowercase());
+    }
+    for &index in patterns {
+        if model.patterns[index as usize].1.matches(scratch) {
+            *matched |= 1u128 << index;
+        }
+    }
 }
 
 /// Event type slot for types the model names nowhere (kept only when a rule
@@ -144,21 +168,15 @@ impl<'m> RecordBuilder<'m> {
 
     /// Adds an event; types and attributes the model does not read are dropped.
     pub fn event(&mut self, event_type: &str, at: jiff::Timestamp, attributes: &[(&str, &str)]) {
-        let Some(kind) = event_kind(self.model, event_type) else {
-            return;
-        };
-        let attrs = attributes
-            .iter()
-            .filter_map(|(name, value)| {
-                let slot = *self.model.schema.attr_index.get(*name)?;
-                Some((slot, value.to_lowercase().into_boxed_str()))
-            })
-            .collect();
-        self.record.events.push(Event {
-            kind,
-            at: at.as_millisecond(),
-            attrs,
-        });
+        let Some(kind) = event_kind(self.model, event_type) else { return };
+        let mut matched = 0;
+        let mut scratch = String::new();
+        for (name, value) in attributes {
+            if let Some(slot) = self.model.schema.attr_index.get(*name) {
+                match_attr(self.model, *slot, value, &mut scratch, &mut matched);
+            }
+        }
+        self.record.events.push(Event { kind, at: at.as_millisecond(), matched });
     }
 
     /// Marks the record as a member of a list.
@@ -537,10 +555,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
-            let seed = EventSeed {
-                model: self.builder.model,
-                index,
-            };
+            let seed = EventSeed { model: self.builder.model, index };
             match seq.next_element_seed(seed)? {
                 None => return Ok(()),
                 Some(Some(event)) => self.builder.record.events.push(event),
@@ -578,7 +593,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         let index = self.index;
         let mut kind: Option<Option<u32>> = None;
         let mut at: Option<CowStr<'de>> = None;
-        let mut attrs = Vec::new();
+        let mut matched = 0u128;
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             match &*key {
                 "type" => {
@@ -595,11 +610,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                     );
                 }
                 "attributes" => {
-                    map.next_value_seed(AttrsSeed {
-                        model: self.model,
-                        index,
-                        attrs: &mut attrs,
-                    })?;
+                    map.next_value_seed(AttrsSeed { model: self.model, index, matched: &mut matched })?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -614,20 +625,22 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         let Some(at) = at else {
             return Err(de::Error::custom(format!("events[{index}] has no \"at\"")));
         };
-        let Some(kind) = kind else { return Ok(None) };
+        let Some(kind) = kind else {
+            return Ok(None);
+        };
         let at = parse_time(&at).ok_or_else(|| {
             de::Error::custom(format!(
                 "events[{index}].at: {at:?} is not an RFC 3339 timestamp"
             ))
         })?;
-        Ok(Some(Event { kind, at, attrs }))
+        Ok(Some(Event { kind, at, matched }))
     }
 }
 
 struct AttrsSeed<'a, 'm> {
     model: &'m Model,
     index: usize,
-    attrs: &'a mut Vec<(u16, Box<str>)>,
+    matched: &'a mut u128,
 }
 
 impl<'de> DeserializeSeed<'de> for AttrsSeed<'_, '_> {
@@ -645,6 +658,7 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut scratch = String::new();
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let Some(slot) = self.model.schema.attr_index.get(&*key).copied() else {
                 map.next_value::<IgnoredAny>()?;
@@ -655,10 +669,11 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
             })?;
             match value {
                 RawProp::Null => {}
-                RawProp::One(scalar) => self.attrs.push((slot, fold_scalar(&scalar))),
+                RawProp::One(scalar) => match_attr(self.model, slot, &scalar_text(&scalar), &mut scratch, self.matched),
                 RawProp::Many(items) => {
-                    self.attrs
-                        .extend(items.iter().map(|s| (slot, fold_scalar(s))));
+                    for item in &items {
+                        match_attr(self.model, slot, &scalar_text(item), &mut scratch, self.matched);
+                    }
                 }
             }
         }
@@ -666,11 +681,11 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
     }
 }
 
-fn fold_scalar(scalar: &OwnedScalar<'_>) -> Box<str> {
+fn scalar_text<'a>(scalar: &'a OwnedScalar<'_>) -> std::borrow::Cow<'a, str> {
     match scalar {
-        OwnedScalar::Text(t) => t.to_lowercase().into_boxed_str(),
-        OwnedScalar::Number(n) => format_number(*n).into_boxed_str(),
-        OwnedScalar::Bool(b) => (if *b { "true" } else { "false" }).into(),
+        OwnedScalar::Text(t) => std::borrow::Cow::Borrowed(t),
+        OwnedScalar::Number(n) => std::borrow::Cow::Owned(format_number(*n)),
+        OwnedScalar::Bool(b) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
     }
 }
 

@@ -18,7 +18,7 @@ pub use explain::{CardJson, explain_text, summary_line};
 
 use crate::grade::{Grade, GradeStep};
 use crate::model::{
-    Cond, EventMatcher, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp,
+    Cond, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp,
 };
 use crate::record::{OTHER_TYPE, Prop, Record, Value};
 
@@ -202,7 +202,9 @@ impl Model {
             };
             for &m in typed.iter().chain(&self.any_type_matchers) {
                 let matcher = &self.matchers[m as usize];
-                if matcher_accepts(matcher, event, age) {
+                let accepted = event.matched & matcher.required == matcher.required
+                    && !matcher.window_ms.is_some_and(|w| age > w);
+                if accepted {
                     let acc = &mut accs[m as usize];
                     acc.count += 1;
                     if acc.count == 1 {
@@ -434,17 +436,6 @@ impl Model {
     }
 }
 
-fn matcher_accepts(matcher: &EventMatcher, event: &crate::record::Event, age: i64) -> bool {
-    if matcher.window_ms.is_some_and(|w| age > w) {
-        return false;
-    }
-    matcher.filters.iter().all(|(slot, pattern)| {
-        event
-            .attrs
-            .iter()
-            .any(|(s, value)| s == slot && pattern.matches(value))
-    })
-}
 
 /// What stage conditions may read besides the record.
 struct StageView<'a> {

@@ -28,6 +28,8 @@ use crate::grade::{Grade, GradeStep};
 use crate::record::{RecordSeed, parse_time};
 
 const DAY_MS: f64 = 86_400_000.0;
+/// Events carry one bit per attribute pattern (`Event::matched`).
+const MAX_PATTERNS: usize = 128;
 const TOP_LEVEL: &str = "model, score, grading, lifecycle, disqualifier, test";
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -37,6 +39,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         d: Diagnostics::new(file, source),
         schema: Schema::default(),
         matchers: Vec::new(),
+        patterns: Vec::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     for error in &syntax_errors {
@@ -108,11 +111,11 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         // Test cases need a sound model to be read against; report them after a fix.
         return Err(finish_err(c.d));
     }
-    let Compiler {
-        mut d,
-        schema,
-        matchers,
-    } = c;
+    let Compiler { mut d, schema, matchers, patterns } = c;
+    let mut patterns_by_slot = vec![Vec::new(); schema.attrs.len()];
+    for (index, (slot, _)) in patterns.iter().enumerate() {
+        patterns_by_slot[usize::from(*slot)].push(index as u32);
+    }
     let mut model = Model {
         name: header.name.unwrap_or_else(|| "unnamed model".to_owned()),
         description: header.description,
@@ -124,6 +127,8 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         matchers,
         matchers_by_type,
         any_type_matchers,
+        patterns,
+        patterns_by_slot,
         profiles,
         disqualifiers,
         lifecycle,
@@ -184,6 +189,7 @@ struct Compiler<'a> {
     d: Diagnostics<'a>,
     schema: Schema,
     matchers: Vec<EventMatcher>,
+    patterns: Vec<(u16, Pattern)>,
 }
 
 impl Compiler<'_> {
@@ -946,9 +952,10 @@ impl Compiler<'_> {
         if !ok {
             return None;
         }
+        let required = filters.iter().fold(0u128, |mask, &p| mask | 1u128.checked_shl(p).unwrap_or(0));
         self.matchers.push(EventMatcher {
             kind,
-            filters,
+            required,
             window_ms,
             points,
             decay,
@@ -963,12 +970,23 @@ impl Compiler<'_> {
         attr: &str,
         pattern: &str,
         span: &Range<usize>,
-        filters: &mut Vec<(u16, Pattern)>,
+        filters: &mut Vec<u32>,
     ) -> bool {
         match Pattern::glob(pattern) {
             Ok(p) => {
                 let slot = self.attr_slot(attr);
-                filters.push((slot, p));
+                let index = match self.patterns.iter().position(|(s, q)| *s == slot && *q == p) {
+                    Some(existing) => existing,
+                    None if self.patterns.len() >= MAX_PATTERNS => {
+                        self.d.error(span, format!("the model uses more than {MAX_PATTERNS} distinct event attribute patterns: share patterns between rules"));
+                        return false;
+                    }
+                    None => {
+                        self.patterns.push((slot, p));
+                        self.patterns.len() - 1
+                    }
+                };
+                filters.push(index as u32);
                 true
             }
             Err(e) => {

@@ -14,7 +14,7 @@ mod diagnostics;
 mod pattern;
 mod raw;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use regex::Regex;
 
@@ -42,6 +42,11 @@ pub struct Model {
     pub(crate) matchers_by_type: Vec<Vec<u32>>,
     /// Matchers for `event = "any"`.
     pub(crate) any_type_matchers: Vec<u32>,
+    /// Every distinct attribute pattern, with the attribute slot it reads;
+    /// matchers refer to them by index so each is tested once per event.
+    pub(crate) patterns: Vec<(u16, Pattern)>,
+    /// For each attribute slot, the patterns that read it.
+    pub(crate) patterns_by_slot: Vec<Vec<u32>>,
     pub(crate) profiles: Vec<Profile>,
     pub(crate) disqualifiers: Vec<Disqualifier>,
     pub(crate) lifecycle: Option<Lifecycle>,
@@ -298,7 +303,8 @@ impl Decay {
 pub(crate) struct EventMatcher {
     /// Event type slot; None for any type.
     pub kind: Option<u32>,
-    pub filters: Vec<(u16, Pattern)>,
+    /// Bits of `Model::patterns` that must all match (see `Event::matched`).
+    pub required: u128,
     pub window_ms: Option<i64>,
     /// Points per occurrence (Each mode) with decay; 0 for pure conditions.
     pub points: f64,

@@ -5,12 +5,14 @@
 //! substring tests; anything else is translated to a regex once, at compile
 //! time.
 
+use memchr::memmem::Finder;
 use regex::Regex;
 
 #[derive(Debug)]
 pub(crate) enum Pattern {
     Exact(Box<str>),
-    Contains(Box<str>),
+    /// A prebuilt substring searcher: most patterns are `*text*`.
+    Contains(Finder<'static>),
     Prefix(Box<str>),
     Suffix(Box<str>),
     Regex(Regex),
@@ -32,7 +34,7 @@ impl Pattern {
             let text: Box<str> = inner.into();
             return Ok(match (starts, ends) {
                 _ if inner.is_empty() => Pattern::Prefix("".into()),
-                (true, true) => Pattern::Contains(text),
+                (true, true) => Pattern::Contains(Finder::new(text.as_bytes()).into_owned()),
                 (false, true) => Pattern::Prefix(text),
                 (true, false) => Pattern::Suffix(text),
                 (false, false) => Pattern::Exact(text),
@@ -57,10 +59,23 @@ impl Pattern {
     pub(crate) fn matches(&self, value: &str) -> bool {
         match self {
             Pattern::Exact(text) => value == &**text,
-            Pattern::Contains(text) => value.contains(&**text),
+            Pattern::Contains(finder) => finder.find(value.as_bytes()).is_some(),
             Pattern::Prefix(text) => value.starts_with(&**text),
             Pattern::Suffix(text) => value.ends_with(&**text),
             Pattern::Regex(regex) => regex.is_match(value),
+        }
+    }
+}
+
+impl PartialEq for Pattern {
+    /// Same written pattern; lets the compiler share one pattern between
+    /// the rules and conditions that repeat it.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Pattern::Exact(a), Pattern::Exact(b)) | (Pattern::Prefix(a), Pattern::Prefix(b)) | (Pattern::Suffix(a), Pattern::Suffix(b)) => a == b,
+            (Pattern::Contains(a), Pattern::Contains(b)) => a.needle() == b.needle(),
+            (Pattern::Regex(a), Pattern::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
         }
     }
 }

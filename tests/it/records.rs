@@ -43,7 +43,7 @@ fn malformed_records_name_what_and_where() {
     );
     check_error(
         "{\"id\": \"1\", \"events\": [{\"at\": \"2026-01-01T00:00:00Z\"}]}",
-        "events[0] has no \"type\" (column 50)",
+        "events[0] has no \"type\" (column 53)",
     );
     check_error(
         "{\"id\": \"1\", \"events\": [{\"type\": \"page_view\"}]}",
