@@ -203,7 +203,7 @@ impl Model {
             for &m in typed.iter().chain(&self.any_type_matchers) {
                 let matcher = &self.matchers[m as usize];
                 let accepted = event.matched & matcher.required == matcher.required
-                    && !matcher.window_ms.is_some_and(|w| age > w);
+                    && matcher.window_ms.is_none_or(|w| age <= w);
                 if accepted {
                     let acc = &mut accs[m as usize];
                     acc.count += 1;

@@ -47,7 +47,7 @@ fn malformed_records_name_what_and_where() {
     );
     check_error(
         "{\"id\": \"1\", \"events\": [{\"type\": \"page_view\"}]}",
-        "events[0] has no \"at\" (column 43)",
+        "events[0] has no \"at\" (column 44)",
     );
     check_error(
         "{\"id\": \"1\", \"events\": {}}",
