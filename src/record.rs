@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::engine::{Warning, check_property};
 use crate::model::{Model, Scope};
 
 /// A record prepared for one model. Build it with [`Model::parse_record`]
@@ -27,9 +28,18 @@ pub struct Record {
     pub(crate) events: Vec<Event>,
     /// The model's list slots this record is a member of, sorted.
     pub(crate) lists: Vec<u32>,
+    /// Outcomes of the model's `now`-independent property checks, one bit each.
+    pub(crate) static_bits: Vec<u64>,
+    /// Mistyped values met while evaluating those checks.
+    pub(crate) warnings: Vec<Warning>,
 }
 
 impl Record {
+    pub(crate) fn static_bit(&self, index: u32) -> bool {
+        let index = index as usize;
+        self.static_bits.get(index / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -141,6 +151,8 @@ impl<'m> RecordBuilder<'m> {
             props: vec![Prop::Missing; model.schema.props.len()],
             events: Vec::new(),
             lists: Vec::new(),
+            static_bits: Vec::new(),
+            warnings: Vec::new(),
         };
         Self { model, record }
     }
@@ -192,12 +204,19 @@ impl<'m> RecordBuilder<'m> {
     }
 
     pub fn build(mut self) -> Record {
-        finish(&mut self.record);
+        finish(self.model, &mut self.record);
         self.record
     }
 }
 
-fn finish(record: &mut Record) {
+fn finish(model: &Model, record: &mut Record) {
+    record.static_bits.clear();
+    record.static_bits.resize(model.static_checks.len().div_ceil(64), 0);
+    for (index, (slot, check)) in model.static_checks.iter().enumerate() {
+        if check_property(&record.props, *slot, check, 0, &mut record.warnings) {
+            record.static_bits[index / 64] |= 1 << (index % 64);
+        }
+    }
     record.events.sort_by_key(|e| std::cmp::Reverse(e.at));
     record.lists.sort_unstable();
     record.lists.dedup();

@@ -148,12 +148,12 @@ impl Model {
         card.grade_steps.clear();
         card.disqualified_by = None;
         card.warnings.clear();
+        card.warnings.extend_from_slice(&record.warnings);
         card.scores
             .resize_with(self.scores.len(), ScoreResult::default);
         self.tally_events(record, now_ms, &mut card.accs);
 
         let mut cx = Cx {
-            model: self,
             record,
             now_ms,
             accs: &card.accs,
@@ -448,7 +448,6 @@ struct StageView<'a> {
 
 /// Evaluation context for conditions.
 struct Cx<'a> {
-    model: &'a Model,
     record: &'a Record,
     now_ms: i64,
     accs: &'a [Acc],
@@ -459,6 +458,7 @@ impl Cx<'_> {
     fn eval(&mut self, cond: &Cond, stage: Option<&StageView<'_>>) -> bool {
         match cond {
             Cond::Prop { slot, check } => self.prop(*slot, check),
+            Cond::Static(bit) => self.record.static_bit(*bit),
             Cond::Events { matcher, min, max } => self
                 .accs
                 .get(*matcher as usize)
@@ -495,94 +495,70 @@ impl Cx<'_> {
     }
 
     fn prop(&mut self, slot: u32, check: &PropCheck) -> bool {
-        let prop = self
-            .record
-            .props
-            .get(slot as usize)
-            .unwrap_or(&Prop::Missing);
-        match (check, prop) {
-            (PropCheck::IsSet(wanted), Prop::Missing) => !wanted,
-            (PropCheck::IsSet(wanted), Prop::One(v)) => *wanted != v.text.trim().is_empty(),
-            (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted != vs.is_empty(),
-            (PropCheck::Value(_), Prop::Missing) => false,
-            (PropCheck::Value(tests), Prop::One(v)) => self.value_passes(slot, v, tests),
-            (PropCheck::Value(tests), Prop::Many(vs)) => {
-                vs.iter().any(|v| self.value_passes(slot, v, tests))
-            }
-        }
-    }
-
-    fn value_passes(&mut self, slot: u32, value: &Value, tests: &[PropTest]) -> bool {
-        tests.iter().all(|test| match test {
-            PropTest::Text {
-                op,
-                needles,
-                folded,
-            } => {
-                let hay: &str = if *folded {
-                    value.folded.as_deref().unwrap_or(&value.text)
-                } else {
-                    &value.text
-                };
-                needles.iter().any(|n| match op {
-                    TextOp::Equals => hay.trim() == &**n,
-                    TextOp::Contains => hay.contains(&**n),
-                    TextOp::StartsWith => hay.trim_start().starts_with(&**n),
-                    TextOp::EndsWith => hay.trim_end().ends_with(&**n),
-                })
-            }
-            PropTest::Regex(regex) => regex.is_match(&value.text),
-            PropTest::Number(range) => self
-                .value_number(slot, value)
-                .is_some_and(|n| range.contains(n)),
-            PropTest::NumberEquals(x) => self.value_number(slot, value).is_some_and(|n| n == *x),
-            PropTest::Bool(b) => {
-                value
-                    .text
-                    .trim()
-                    .eq_ignore_ascii_case(if *b { "true" } else { "false" })
-            }
-            PropTest::DateAbsolute { after, before } => self
-                .value_time(slot, value)
-                .is_some_and(|t| after.is_none_or(|a| t >= a) && before.is_none_or(|b| t < b)),
-            PropTest::DateWithin(ms) => {
-                let now = self.now_ms;
-                self.value_time(slot, value)
-                    .is_some_and(|t| t <= now && now - t <= *ms)
-            }
-            PropTest::DateOlderThan(ms) => {
-                let now = self.now_ms;
-                self.value_time(slot, value).is_some_and(|t| now - t > *ms)
-            }
-        })
+        check_property(&self.record.props, slot, check, self.now_ms, self.warnings)
     }
 
     fn number(&mut self, slot: u32) -> Option<f64> {
         match self.record.props.get(slot as usize)? {
-            Prop::One(v) => self.value_number(slot, v),
+            Prop::One(v) => value_number(slot, v, self.warnings),
             _ => None,
         }
     }
+}
 
-    fn value_number(&mut self, slot: u32, value: &Value) -> Option<f64> {
-        if value.number.is_none() && !value.text.trim().is_empty() {
-            self.warn(slot, Problem::NotANumber);
-        }
-        value.number
+/// Evaluates one property check. Shared by scoring and by record
+/// preparation, which evaluates the checks that do not depend on `now`.
+pub(crate) fn check_property(props: &[Prop], slot: u32, check: &PropCheck, now_ms: i64, warnings: &mut Vec<Warning>) -> bool {
+    let prop = props.get(slot as usize).unwrap_or(&Prop::Missing);
+    match (check, prop) {
+        (PropCheck::IsSet(wanted), Prop::Missing) => !wanted,
+        (PropCheck::IsSet(wanted), Prop::One(v)) => *wanted != v.text.trim().is_empty(),
+        (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted != vs.is_empty(),
+        (PropCheck::Value(_), Prop::Missing) => false,
+        (PropCheck::Value(tests), Prop::One(v)) => value_passes(slot, v, tests, now_ms, warnings),
+        (PropCheck::Value(tests), Prop::Many(vs)) => vs.iter().any(|v| value_passes(slot, v, tests, now_ms, warnings)),
     }
+}
 
-    fn value_time(&mut self, slot: u32, value: &Value) -> Option<i64> {
-        if value.time.is_none() && !value.text.trim().is_empty() {
-            self.warn(slot, Problem::NotADate);
+fn value_passes(slot: u32, value: &Value, tests: &[PropTest], now: i64, warnings: &mut Vec<Warning>) -> bool {
+    tests.iter().all(|test| match test {
+        PropTest::Text { op, needles, folded } => {
+            let hay: &str = if *folded { value.folded.as_deref().unwrap_or(&value.text) } else { &value.text };
+            needles.iter().any(|n| match op {
+                TextOp::Equals => hay.trim() == &**n,
+                TextOp::Contains => hay.contains(&**n),
+                TextOp::StartsWith => hay.trim_start().starts_with(&**n),
+                TextOp::EndsWith => hay.trim_end().ends_with(&**n),
+            })
         }
-        value.time
+        PropTest::Regex(regex) => regex.is_match(&value.text),
+        PropTest::Number(range) => value_number(slot, value, warnings).is_some_and(|n| range.contains(n)),
+        PropTest::NumberEquals(x) => value_number(slot, value, warnings).is_some_and(|n| n == *x),
+        PropTest::Bool(b) => value.text.trim().eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        PropTest::DateAbsolute { after, before } => value_time(slot, value, warnings)
+            .is_some_and(|t| after.is_none_or(|a| t >= a) && before.is_none_or(|b| t < b)),
+        PropTest::DateWithin(ms) => value_time(slot, value, warnings).is_some_and(|t| t <= now && now - t <= *ms),
+        PropTest::DateOlderThan(ms) => value_time(slot, value, warnings).is_some_and(|t| now - t > *ms),
+    })
+}
+
+fn value_number(slot: u32, value: &Value, warnings: &mut Vec<Warning>) -> Option<f64> {
+    if value.number.is_none() && !value.text.trim().is_empty() {
+        warn(warnings, slot, Problem::NotANumber);
     }
+    value.number
+}
 
-    fn warn(&mut self, slot: u32, problem: Problem) {
-        let warning = Warning { slot, problem };
-        if !self.warnings.contains(&warning) {
-            self.warnings.push(warning);
-        }
-        let _ = self.model;
+fn value_time(slot: u32, value: &Value, warnings: &mut Vec<Warning>) -> Option<i64> {
+    if value.time.is_none() && !value.text.trim().is_empty() {
+        warn(warnings, slot, Problem::NotADate);
+    }
+    value.time
+}
+
+fn warn(warnings: &mut Vec<Warning>, slot: u32, problem: Problem) {
+    let warning = Warning { slot, problem };
+    if !warnings.contains(&warning) {
+        warnings.push(warning);
     }
 }

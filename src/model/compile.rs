@@ -40,6 +40,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         schema: Schema::default(),
         matchers: Vec::new(),
         patterns: Vec::new(),
+        static_checks: Vec::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     for error in &syntax_errors {
@@ -111,7 +112,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         // Test cases need a sound model to be read against; report them after a fix.
         return Err(finish_err(c.d));
     }
-    let Compiler { mut d, schema, matchers, patterns } = c;
+    let Compiler { mut d, schema, matchers, patterns, static_checks } = c;
     let mut patterns_by_slot = vec![Vec::new(); schema.attrs.len()];
     for (index, (slot, _)) in patterns.iter().enumerate() {
         patterns_by_slot[usize::from(*slot)].push(index as u32);
@@ -128,6 +129,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         matchers_by_type,
         any_type_matchers,
         patterns,
+        static_checks,
         patterns_by_slot,
         profiles,
         disqualifiers,
@@ -190,6 +192,7 @@ struct Compiler<'a> {
     schema: Schema,
     matchers: Vec<EventMatcher>,
     patterns: Vec<(u16, Pattern)>,
+    static_checks: Vec<(u32, PropCheck)>,
 }
 
 impl Compiler<'_> {
@@ -1407,10 +1410,7 @@ impl Compiler<'_> {
                 );
                 return None;
             }
-            return Some(Cond::Prop {
-                slot,
-                check: PropCheck::IsSet(*set.get_ref()),
-            });
+            return Some(self.prop_check(slot, PropCheck::IsSet(*set.get_ref())));
         }
         let case_sensitive = c.case_sensitive.unwrap_or(false);
         let folded = !case_sensitive;
@@ -1544,10 +1544,18 @@ impl Compiler<'_> {
         spec.needs_folded |= folded && text_ops > 0;
         spec.needs_number |= numeric;
         spec.needs_time |= dated;
-        Some(Cond::Prop {
-            slot,
-            check: PropCheck::Value(tests),
-        })
+        Some(self.prop_check(slot, PropCheck::Value(tests)))
+    }
+
+    /// A property condition: precomputed per record unless it reads `now`.
+    fn prop_check(&mut self, slot: u32, check: PropCheck) -> Cond {
+        let reads_now = matches!(&check, PropCheck::Value(tests)
+            if tests.iter().any(|t| matches!(t, PropTest::DateWithin(_) | PropTest::DateOlderThan(_))));
+        if reads_now {
+            return Cond::Prop { slot, check };
+        }
+        self.static_checks.push((slot, check));
+        Cond::Static(self.static_checks.len() as u32 - 1)
     }
 
     fn num_range(&mut self, c: &RawClause, span: &Range<usize>) -> Option<NumRange> {

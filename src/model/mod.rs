@@ -45,6 +45,8 @@ pub struct Model {
     /// Every distinct attribute pattern, with the attribute slot it reads;
     /// matchers refer to them by index so each is tested once per event.
     pub(crate) patterns: Vec<(u16, Pattern)>,
+    /// Property checks that do not depend on `now`, by `Cond::Static` index.
+    pub(crate) static_checks: Vec<(u32, PropCheck)>,
     /// For each attribute slot, the patterns that read it.
     pub(crate) patterns_by_slot: Vec<Vec<u32>>,
     pub(crate) profiles: Vec<Profile>,
@@ -331,10 +333,14 @@ pub(crate) struct Matrix {
 
 #[derive(Debug)]
 pub(crate) enum Cond {
+    /// A property test that depends on `now` (a relative date window).
     Prop {
         slot: u32,
         check: PropCheck,
     },
+    /// A property test that does not depend on `now`: evaluated once while
+    /// the record is read (`Record::static_bits`), a bit test when scoring.
+    Static(u32),
     Events {
         matcher: u32,
         min: u32,

@@ -12,7 +12,7 @@ use regex::Regex;
 pub(crate) enum Pattern {
     Exact(Box<str>),
     /// A prebuilt substring searcher: most patterns are `*text*`.
-    Contains(Finder<'static>),
+    Contains(Box<Finder<'static>>),
     Prefix(Box<str>),
     Suffix(Box<str>),
     Regex(Regex),
@@ -34,7 +34,7 @@ impl Pattern {
             let text: Box<str> = inner.into();
             return Ok(match (starts, ends) {
                 _ if inner.is_empty() => Pattern::Prefix("".into()),
-                (true, true) => Pattern::Contains(Finder::new(text.as_bytes()).into_owned()),
+                (true, true) => Pattern::Contains(Box::new(Finder::new(text.as_bytes()).into_owned())),
                 (false, true) => Pattern::Prefix(text),
                 (true, false) => Pattern::Suffix(text),
                 (false, false) => Pattern::Exact(text),

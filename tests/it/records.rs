@@ -51,7 +51,7 @@ fn malformed_records_name_what_and_where() {
     );
     check_error(
         "{\"id\": \"1\", \"events\": {}}",
-        "invalid type: map, expected an array of events (column 23)",
+        "invalid type: map, expected an array of events (column 22)",
     );
     check_error(
         "{\"id\": \"1\", \"lists\": [1]}",
