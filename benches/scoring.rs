@@ -160,7 +160,7 @@ fn main() {
     let now: jiff::Timestamp = NOW.parse().expect("valid");
 
     // A pool of distinct prepared records, scored round-robin.
-    let pool_size = 1_000usize.min(records as usize).max(1);
+    let pool_size = std::env::var("LEADSCORED_BENCH_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000usize).min(records as usize).max(1);
     let mut rng = Lcg(42);
     let mut line = String::new();
     let mut pool = Vec::with_capacity(pool_size);

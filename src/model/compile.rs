@@ -956,7 +956,7 @@ impl Compiler<'_> {
             return None;
         }
         let required = filters.iter().fold(0u128, |mask, &p| mask | 1u128.checked_shl(p).unwrap_or(0));
-        self.matchers.push(EventMatcher {
+        let matcher = EventMatcher {
             kind,
             required,
             window_ms,
@@ -964,7 +964,13 @@ impl Compiler<'_> {
             decay,
             take,
             nth,
-        });
+        };
+        // Rules and conditions that wrote the same filter share one tally.
+        if let Some(existing) = self.matchers.iter().position(|m| *m == matcher) {
+            return Some(existing as u32);
+        }
+        self.matchers.push(matcher);
+
         Some(self.matchers.len() as u32 - 1)
     }
 

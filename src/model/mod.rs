@@ -301,7 +301,7 @@ impl Decay {
 
 /// One filter over events, shared by every rule and condition that wrote
 /// the same thing.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct EventMatcher {
     /// Event type slot; None for any type.
     pub kind: Option<u32>,
