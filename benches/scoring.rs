@@ -11,7 +11,12 @@
 //!
 //! Set `LEADSCORED_BENCH_RECORDS` to change the record count (default 1,000,000).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::io::{BufRead, Read};
 use std::time::Instant;
@@ -27,7 +32,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -39,19 +47,63 @@ impl Lcg {
 }
 
 const TITLES: &[&str] = &[
-    "Director of Marketing", "VP Sales", "Student", "Head of Data & Analytics", "Software Engineer",
-    "CEO", "Marketing Manager", "Intern", "Revenue Operations Lead", "Account Executive",
+    "Director of Marketing",
+    "VP Sales",
+    "Student",
+    "Head of Data & Analytics",
+    "Software Engineer",
+    "CEO",
+    "Marketing Manager",
+    "Intern",
+    "Revenue Operations Lead",
+    "Account Executive",
 ];
-const INDUSTRIES: &[&str] = &["Software", "Financial Services", "Manufacturing", "Retail", "Healthcare", "Education"];
-const COUNTRIES: &[&str] = &["Norway", "Denmark", "Netherlands", "Poland", "Sweden", "Germany", "France"];
-const DOMAINS: &[&str] = &["firm.no", "gmail.com", "bedrift.dk", "rivalsoft.com", "bedrijf.nl", "firma.pl"];
+const INDUSTRIES: &[&str] = &[
+    "Software",
+    "Financial Services",
+    "Manufacturing",
+    "Retail",
+    "Healthcare",
+    "Education",
+];
+const COUNTRIES: &[&str] = &[
+    "Norway",
+    "Denmark",
+    "Netherlands",
+    "Poland",
+    "Sweden",
+    "Germany",
+    "France",
+];
+const DOMAINS: &[&str] = &[
+    "firm.no",
+    "gmail.com",
+    "bedrift.dk",
+    "rivalsoft.com",
+    "bedrijf.nl",
+    "firma.pl",
+];
 const URLS: &[&str] = &[
-    "https://acme.example/pricing", "https://acme.example/product/tour", "https://acme.example/blog/lead-scoring",
-    "https://acme.example/careers", "https://acme.example/analytics/dashboards", "https://acme.example/docs/api",
+    "https://acme.example/pricing",
+    "https://acme.example/product/tour",
+    "https://acme.example/blog/lead-scoring",
+    "https://acme.example/careers",
+    "https://acme.example/analytics/dashboards",
+    "https://acme.example/docs/api",
 ];
 const TYPES: &[&str] = &[
-    "page_view", "page_view", "page_view", "page_view", "email_open", "email_open", "email_click",
-    "form_submission", "content_download", "ad_click", "webinar", "chat",
+    "page_view",
+    "page_view",
+    "page_view",
+    "page_view",
+    "email_open",
+    "email_open",
+    "email_click",
+    "form_submission",
+    "content_download",
+    "ad_click",
+    "webinar",
+    "chat",
 ];
 
 /// One synthetic contact as a JSON line: ~40 properties, ~30 events.
@@ -73,7 +125,11 @@ fn contact_line(rng: &mut Lcg, id: u64, out: &mut String) {
         (NOW_SECONDS - rng.below(200) as i64 * 86_400) * 1000
     );
     for extra in 0..32 {
-        let _ = write!(out, ",\"custom_field_{extra}\":\"value {}\"", rng.below(1000));
+        let _ = write!(
+            out,
+            ",\"custom_field_{extra}\":\"value {}\"",
+            rng.below(1000)
+        );
     }
     let _ = write!(
         out,
@@ -84,7 +140,8 @@ fn contact_line(rng: &mut Lcg, id: u64, out: &mut String) {
     );
     let events = 20 + rng.below(21);
     for e in 0..events {
-        let at = jiff::Timestamp::from_second(NOW_SECONDS - rng.below(540 * 86_400) as i64).expect("in range");
+        let at = jiff::Timestamp::from_second(NOW_SECONDS - rng.below(540 * 86_400) as i64)
+            .expect("in range");
         let kind = rng.pick(TYPES);
         let _ = write!(
             out,
@@ -108,7 +165,12 @@ struct Generated<'a> {
 
 impl<'a> Generated<'a> {
     fn new(pool: &'a [String], count: u64) -> Self {
-        Self { pool, next: 0, remaining: count, offset: usize::MAX }
+        Self {
+            pool,
+            next: 0,
+            remaining: count,
+            offset: usize::MAX,
+        }
     }
 
     fn current(&self) -> &'a [u8] {
@@ -148,19 +210,36 @@ impl BufRead for Generated<'_> {
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn main() {
-    let records: u64 = std::env::var("LEADSCORED_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/b2b.toml")).expect("example model");
+    let records: u64 = std::env::var("LEADSCORED_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/b2b.toml"))
+        .expect("example model");
     let model = Model::compile("config/b2b.toml", &source).expect("example model compiles");
     let now: jiff::Timestamp = NOW.parse().expect("valid");
 
     // A pool of distinct prepared records, scored round-robin.
-    let pool_size = std::env::var("LEADSCORED_BENCH_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000usize).min(records as usize).max(1);
+    let pool_size = std::env::var("LEADSCORED_BENCH_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000usize)
+        .min(records as usize)
+        .max(1);
     let mut rng = Lcg(42);
     let mut line = String::new();
     let mut pool = Vec::with_capacity(pool_size);
@@ -170,7 +249,9 @@ fn main() {
     for id in 0..pool_size as u64 {
         contact_line(&mut rng, id, &mut line);
         bytes += line.len();
-        let record = model.parse_record(line.trim_end()).expect("synthetic records are valid");
+        let record = model
+            .parse_record(line.trim_end())
+            .expect("synthetic records are valid");
         events += record.event_count();
         pool.push(record);
         lines.push(line.clone());
@@ -230,8 +311,14 @@ fn main() {
     for threads in [1usize, 2] {
         for count in [records / 10, records] {
             let start = Instant::now();
-            let stats = leadscored::commands::score_stream(&model, now, Generated::new(&lines, count), std::io::sink(), threads)
-                .expect("stream");
+            let stats = leadscored::commands::score_stream(
+                &model,
+                now,
+                Generated::new(&lines, count),
+                std::io::sink(),
+                threads,
+            )
+            .expect("stream");
             let elapsed = start.elapsed().as_secs_f64();
             println!(
                 "score stream {threads} thread{}: {} lines in {elapsed:.3} s = {:>10.0} records/s, peak RSS so far {:.0} MB",

@@ -37,7 +37,9 @@ pub struct Record {
 impl Record {
     pub(crate) fn static_bit(&self, index: u32) -> bool {
         let index = index as usize;
-        self.static_bits.get(index / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
+        self.static_bits
+            .get(index / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
     }
 
     pub fn id(&self) -> &str {
@@ -85,7 +87,9 @@ pub(crate) struct Event {
 /// Tests one attribute value against the model's patterns for its slot and
 /// sets their bits in `matched`. `scratch` holds the case-folded value.
 fn match_attr(model: &Model, slot: u16, value: &str, scratch: &mut String, matched: &mut u128) {
-    let Some(patterns) = model.patterns_by_slot.get(usize::from(slot)) else { return };
+    let Some(patterns) = model.patterns_by_slot.get(usize::from(slot)) else {
+        return;
+    };
     if patterns.is_empty() {
         return;
     }
@@ -180,7 +184,9 @@ impl<'m> RecordBuilder<'m> {
 
     /// Adds an event; types and attributes the model does not read are dropped.
     pub fn event(&mut self, event_type: &str, at: jiff::Timestamp, attributes: &[(&str, &str)]) {
-        let Some(kind) = event_kind(self.model, event_type) else { return };
+        let Some(kind) = event_kind(self.model, event_type) else {
+            return;
+        };
         let mut matched = 0;
         let mut scratch = String::new();
         for (name, value) in attributes {
@@ -188,7 +194,11 @@ impl<'m> RecordBuilder<'m> {
                 match_attr(self.model, *slot, value, &mut scratch, &mut matched);
             }
         }
-        self.record.events.push(Event { kind, at: at.as_millisecond(), matched });
+        self.record.events.push(Event {
+            kind,
+            at: at.as_millisecond(),
+            matched,
+        });
     }
 
     /// Marks the record as a member of a list.
@@ -211,7 +221,9 @@ impl<'m> RecordBuilder<'m> {
 
 fn finish(model: &Model, record: &mut Record) {
     record.static_bits.clear();
-    record.static_bits.resize(model.static_checks.len().div_ceil(64), 0);
+    record
+        .static_bits
+        .resize(model.static_checks.len().div_ceil(64), 0);
     for (index, (slot, check)) in model.static_checks.iter().enumerate() {
         if check_property(&record.props, *slot, check, 0, &mut record.warnings) {
             record.static_bits[index / 64] |= 1 << (index % 64);
@@ -574,7 +586,10 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
-            let seed = EventSeed { model: self.builder.model, index };
+            let seed = EventSeed {
+                model: self.builder.model,
+                index,
+            };
             match seq.next_element_seed(seed)? {
                 None => return Ok(()),
                 Some(Some(event)) => self.builder.record.events.push(event),
@@ -629,7 +644,11 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                     );
                 }
                 "attributes" => {
-                    map.next_value_seed(AttrsSeed { model: self.model, index, matched: &mut matched })?;
+                    map.next_value_seed(AttrsSeed {
+                        model: self.model,
+                        index,
+                        matched: &mut matched,
+                    })?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -688,10 +707,22 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
             })?;
             match value {
                 RawProp::Null => {}
-                RawProp::One(scalar) => match_attr(self.model, slot, &scalar_text(&scalar), &mut scratch, self.matched),
+                RawProp::One(scalar) => match_attr(
+                    self.model,
+                    slot,
+                    &scalar_text(&scalar),
+                    &mut scratch,
+                    self.matched,
+                ),
                 RawProp::Many(items) => {
                     for item in &items {
-                        match_attr(self.model, slot, &scalar_text(item), &mut scratch, self.matched);
+                        match_attr(
+                            self.model,
+                            slot,
+                            &scalar_text(item),
+                            &mut scratch,
+                            self.matched,
+                        );
                     }
                 }
             }

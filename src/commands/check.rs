@@ -138,10 +138,11 @@ fn compare(out: &mut Vec<String>, e: &Expectation, actual: &serde_json::Value, c
         }
     }
     if let Some(wanted) = e.disqualified
-        && card.is_disqualified() != wanted {
-            out.push(format!(
-                "disqualified: expected {wanted}, got {}",
-                card.is_disqualified()
-            ));
-        }
+        && card.is_disqualified() != wanted
+    {
+        out.push(format!(
+            "disqualified: expected {wanted}, got {}",
+            card.is_disqualified()
+        ));
+    }
 }

@@ -17,9 +17,7 @@ use jiff::Timestamp;
 pub use explain::{CardJson, explain_text, summary_line};
 
 use crate::grade::{Grade, GradeStep};
-use crate::model::{
-    Cond, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp,
-};
+use crate::model::{Cond, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp};
 use crate::record::{OTHER_TYPE, Prop, Record, Value};
 
 /// Everything the model concluded about one record. Reuse one across
@@ -172,9 +170,11 @@ impl Model {
             &mut card.grade,
         );
         if let Some(d) = disqualifier
-            && self.disqualifiers[d].grade_f && card.grade.is_some() {
-                card.grade = Some(Grade::F);
-            }
+            && self.disqualifiers[d].grade_f
+            && card.grade.is_some()
+        {
+            card.grade = Some(Grade::F);
+        }
         let zero = disqualifier.is_some_and(|d| self.disqualifiers[d].zero_score);
         for (index, result) in card.scores.iter_mut().enumerate() {
             self.score_one(index, &mut cx, result, zero);
@@ -279,21 +279,23 @@ impl Model {
         for (g, group) in score.groups.iter().enumerate() {
             let mut points = out.group_points[g];
             if let Some(max) = group.max
-                && points > max {
-                    out.adjustments.push(Adjustment::GroupMax {
-                        group: g as u16,
-                        points: max - points,
-                    });
-                    points = max;
-                }
+                && points > max
+            {
+                out.adjustments.push(Adjustment::GroupMax {
+                    group: g as u16,
+                    points: max - points,
+                });
+                points = max;
+            }
             if let Some(min) = group.min
-                && points < min {
-                    out.adjustments.push(Adjustment::GroupMin {
-                        group: g as u16,
-                        points: min - points,
-                    });
-                    points = min;
-                }
+                && points < min
+            {
+                out.adjustments.push(Adjustment::GroupMin {
+                    group: g as u16,
+                    points: min - points,
+                });
+                points = min;
+            }
             match group.part {
                 Part::Fit => fit += points,
                 _ => engagement += points,
@@ -308,12 +310,13 @@ impl Model {
             total = score.cap;
         }
         if let Some(floor) = score.floor
-            && total < floor {
-                out.adjustments.push(Adjustment::ScoreFloor {
-                    points: floor - total,
-                });
-                total = floor;
-            }
+            && total < floor
+        {
+            out.adjustments.push(Adjustment::ScoreFloor {
+                points: floor - total,
+            });
+            total = floor;
+        }
         (out.fit, out.engagement, out.total) = (fit, engagement, self.round(total));
         if zero {
             out.adjustments
@@ -436,7 +439,6 @@ impl Model {
     }
 }
 
-
 /// What stage conditions may read besides the record.
 struct StageView<'a> {
     results: &'a [ScoreResult],
@@ -508,7 +510,13 @@ impl Cx<'_> {
 
 /// Evaluates one property check. Shared by scoring and by record
 /// preparation, which evaluates the checks that do not depend on `now`.
-pub(crate) fn check_property(props: &[Prop], slot: u32, check: &PropCheck, now_ms: i64, warnings: &mut Vec<Warning>) -> bool {
+pub(crate) fn check_property(
+    props: &[Prop],
+    slot: u32,
+    check: &PropCheck,
+    now_ms: i64,
+    warnings: &mut Vec<Warning>,
+) -> bool {
     let prop = props.get(slot as usize).unwrap_or(&Prop::Missing);
     match (check, prop) {
         (PropCheck::IsSet(wanted), Prop::Missing) => !wanted,
@@ -516,14 +524,30 @@ pub(crate) fn check_property(props: &[Prop], slot: u32, check: &PropCheck, now_m
         (PropCheck::IsSet(wanted), Prop::Many(vs)) => *wanted != vs.is_empty(),
         (PropCheck::Value(_), Prop::Missing) => false,
         (PropCheck::Value(tests), Prop::One(v)) => value_passes(slot, v, tests, now_ms, warnings),
-        (PropCheck::Value(tests), Prop::Many(vs)) => vs.iter().any(|v| value_passes(slot, v, tests, now_ms, warnings)),
+        (PropCheck::Value(tests), Prop::Many(vs)) => vs
+            .iter()
+            .any(|v| value_passes(slot, v, tests, now_ms, warnings)),
     }
 }
 
-fn value_passes(slot: u32, value: &Value, tests: &[PropTest], now: i64, warnings: &mut Vec<Warning>) -> bool {
+fn value_passes(
+    slot: u32,
+    value: &Value,
+    tests: &[PropTest],
+    now: i64,
+    warnings: &mut Vec<Warning>,
+) -> bool {
     tests.iter().all(|test| match test {
-        PropTest::Text { op, needles, folded } => {
-            let hay: &str = if *folded { value.folded.as_deref().unwrap_or(&value.text) } else { &value.text };
+        PropTest::Text {
+            op,
+            needles,
+            folded,
+        } => {
+            let hay: &str = if *folded {
+                value.folded.as_deref().unwrap_or(&value.text)
+            } else {
+                &value.text
+            };
             needles.iter().any(|n| match op {
                 TextOp::Equals => hay.trim() == &**n,
                 TextOp::Contains => hay.contains(&**n),
@@ -532,13 +556,24 @@ fn value_passes(slot: u32, value: &Value, tests: &[PropTest], now: i64, warnings
             })
         }
         PropTest::Regex(regex) => regex.is_match(&value.text),
-        PropTest::Number(range) => value_number(slot, value, warnings).is_some_and(|n| range.contains(n)),
+        PropTest::Number(range) => {
+            value_number(slot, value, warnings).is_some_and(|n| range.contains(n))
+        }
         PropTest::NumberEquals(x) => value_number(slot, value, warnings).is_some_and(|n| n == *x),
-        PropTest::Bool(b) => value.text.trim().eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        PropTest::Bool(b) => {
+            value
+                .text
+                .trim()
+                .eq_ignore_ascii_case(if *b { "true" } else { "false" })
+        }
         PropTest::DateAbsolute { after, before } => value_time(slot, value, warnings)
             .is_some_and(|t| after.is_none_or(|a| t >= a) && before.is_none_or(|b| t < b)),
-        PropTest::DateWithin(ms) => value_time(slot, value, warnings).is_some_and(|t| t <= now && now - t <= *ms),
-        PropTest::DateOlderThan(ms) => value_time(slot, value, warnings).is_some_and(|t| now - t > *ms),
+        PropTest::DateWithin(ms) => {
+            value_time(slot, value, warnings).is_some_and(|t| t <= now && now - t <= *ms)
+        }
+        PropTest::DateOlderThan(ms) => {
+            value_time(slot, value, warnings).is_some_and(|t| now - t > *ms)
+        }
     })
 }
 

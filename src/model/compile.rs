@@ -112,7 +112,13 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         // Test cases need a sound model to be read against; report them after a fix.
         return Err(finish_err(c.d));
     }
-    let Compiler { mut d, schema, matchers, patterns, static_checks } = c;
+    let Compiler {
+        mut d,
+        schema,
+        matchers,
+        patterns,
+        static_checks,
+    } = c;
     let mut patterns_by_slot = vec![Vec::new(); schema.attrs.len()];
     for (index, (slot, _)) in patterns.iter().enumerate() {
         patterns_by_slot[usize::from(*slot)].push(index as u32);
@@ -369,12 +375,13 @@ impl Compiler<'_> {
         }
         let floor = raw.floor.as_ref().map(|f| *f.get_ref());
         if let (Some(f), Some(fs)) = (floor, &raw.floor)
-            && f >= cap {
-                self.d.error(
-                    &fs.span(),
-                    format!("score floor {f} must be below its cap {cap}"),
-                );
-            }
+            && f >= cap
+        {
+            self.d.error(
+                &fs.span(),
+                format!("score floor {f} must be below its cap {cap}"),
+            );
+        }
         let tier_on = match &raw.tier_on {
             None => Part::Total,
             Some(p) => self.part(p, true).unwrap_or(Part::Total),
@@ -385,12 +392,13 @@ impl Compiler<'_> {
             let tier = tier.get_ref();
             self.unique(&mut tier_labels, &tier.label, "tier");
             if let Some(previous) = tiers.last()
-                && *tier.min.get_ref() <= previous.min {
-                    self.d.error(&tier.min.span(), format!(
+                && *tier.min.get_ref() <= previous.min
+            {
+                self.d.error(&tier.min.span(), format!(
                         "tier \"{}\" min {} must be above the previous tier's min {}: list tiers from lowest to highest",
                         tier.label.get_ref(), tier.min.get_ref(), previous.min
                     ));
-                }
+            }
             tiers.push(Tier {
                 label: tier.label.get_ref().trim().to_owned(),
                 min: *tier.min.get_ref(),
@@ -469,9 +477,10 @@ impl Compiler<'_> {
             .and_then(|r| r.decay.as_ref())
             .and_then(|d| self.decay(d, part));
         if let (Some(raw), Some(_)) = (&raw, decay)
-            && let Some(w) = &raw.window_days {
-                self.d.error(&w.span(), "a group cannot have both `decay` and a time window (as in HubSpot): remove `decay` or `window_days`");
-            }
+            && let Some(w) = &raw.window_days
+        {
+            self.d.error(&w.span(), "a group cannot have both `decay` and a time window (as in HubSpot): remove `decay` or `window_days`");
+        }
         let window_ms = raw
             .as_ref()
             .and_then(|r| r.window_days.as_ref())
@@ -509,26 +518,33 @@ impl Compiler<'_> {
         let max = raw.max.as_ref().map(|m| *m.get_ref());
         let min = raw.min.as_ref().map(|m| *m.get_ref());
         if let (Some(lo), Some(hi), Some(span)) = (min, max, raw.min.as_ref())
-            && lo > hi {
-                self.d.error(
-                    &span.span(),
-                    format!("group min {lo} is above its max {hi}"),
-                );
-            }
+            && lo > hi
+        {
+            self.d.error(
+                &span.span(),
+                format!("group min {lo} is above its max {hi}"),
+            );
+        }
         if let (Some(m), Some(reachable)) = (&raw.max, bound.max)
-            && *m.get_ref() > reachable {
-                self.d.error(&m.span(), format!(
+            && *m.get_ref() > reachable
+        {
+            self.d.error(&m.span(), format!(
                     "group max {} can never be reached: its rules give at most {reachable} together",
                     m.get_ref()
                 ));
-            }
+        }
         if let (Some(m), Some(reachable)) = (&raw.min, bound.min)
-            && *m.get_ref() < reachable {
-                self.d.error(&m.span(), format!(
+            && *m.get_ref() < reachable
+        {
+            self.d.error(
+                &m.span(),
+                format!(
                     "group min {} can never be reached: its rules take away at most {} together",
-                    m.get_ref(), -reachable
-                ));
-            }
+                    m.get_ref(),
+                    -reachable
+                ),
+            );
+        }
         let group_bound = Bound {
             max: match (bound.max, max) {
                 (Some(b), Some(m)) => Some(b.min(m)),
@@ -676,12 +692,14 @@ impl Compiler<'_> {
             let per_unit_value = *per_unit.get_ref();
             let max_points = clause.max_points.as_ref().map(|m| *m.get_ref());
             if let Some(m) = &clause.max_points
-                && m.get_ref().signum() != per_unit_value.signum() && *m.get_ref() != 0.0 {
-                    self.d.error(
-                        &m.span(),
-                        "`max_points` must have the same sign as `points_per_unit`",
-                    );
-                }
+                && m.get_ref().signum() != per_unit_value.signum()
+                && *m.get_ref() != 0.0
+            {
+                self.d.error(
+                    &m.span(),
+                    "`max_points` must have the same sign as `points_per_unit`",
+                );
+            }
             let bound = match max_points {
                 Some(m) if m >= 0.0 => Bound {
                     max: Some(m),
@@ -885,23 +903,23 @@ impl Compiler<'_> {
             .as_ref()
             .map_or(u32::MAX as i64, |m| *m.get_ref());
         if let Some(m) = &clause.min_count
-            && *m.get_ref() < 1 {
-                self.d.error(
-                    &m.span(),
-                    "`min_count` must be at least 1: for \"never\" use `absent = true`",
-                );
-                return None;
-            }
+            && *m.get_ref() < 1
+        {
+            self.d.error(
+                &m.span(),
+                "`min_count` must be at least 1: for \"never\" use `absent = true`",
+            );
+            return None;
+        }
         if let Some(m) = &clause.max_count
-            && (max < min || max < 0) {
-                self.d.error(
-                    &m.span(),
-                    format!(
-                        "`max_count` {max} is below `min_count` {min}: the rule could never match"
-                    ),
-                );
-                return None;
-            }
+            && (max < min || max < 0)
+        {
+            self.d.error(
+                &m.span(),
+                format!("`max_count` {max} is below `min_count` {min}: the rule could never match"),
+            );
+            return None;
+        }
         Some((
             min.clamp(0, u32::MAX as i64) as u32,
             max.clamp(0, u32::MAX as i64) as u32,
@@ -955,7 +973,9 @@ impl Compiler<'_> {
         if !ok {
             return None;
         }
-        let required = filters.iter().fold(0u128, |mask, &p| mask | 1u128.checked_shl(p).unwrap_or(0));
+        let required = filters
+            .iter()
+            .fold(0u128, |mask, &p| mask | 1u128.checked_shl(p).unwrap_or(0));
         let matcher = EventMatcher {
             kind,
             required,
@@ -984,7 +1004,11 @@ impl Compiler<'_> {
         match Pattern::glob(pattern) {
             Ok(p) => {
                 let slot = self.attr_slot(attr);
-                let index = match self.patterns.iter().position(|(s, q)| *s == slot && *q == p) {
+                let index = match self
+                    .patterns
+                    .iter()
+                    .position(|(s, q)| *s == slot && *q == p)
+                {
                     Some(existing) => existing,
                     None if self.patterns.len() >= MAX_PATTERNS => {
                         self.d.error(span, format!("the model uses more than {MAX_PATTERNS} distinct event attribute patterns: share patterns between rules"));
@@ -1183,9 +1207,10 @@ impl Compiler<'_> {
                 let min = self.grade(c.grade_at_least.as_ref())?;
                 let max = self.grade(c.grade_at_most.as_ref())?;
                 if let (Some(lo), Some(hi)) = (min, max)
-                    && lo > hi {
-                        self.d.error(span, format!("grade_at_least {lo} is above grade_at_most {hi}: the condition could never hold"));
-                    }
+                    && lo > hi
+                {
+                    self.d.error(span, format!("grade_at_least {lo} is above grade_at_most {hi}: the condition could never hold"));
+                }
                 Some(Cond::Grade { min, max })
             }
             "tier" => {
@@ -1515,12 +1540,13 @@ impl Compiler<'_> {
         let after = self.date(c.after.as_ref());
         let before = self.date(c.before.as_ref());
         if let (Some(a), Some(b)) = (after, before)
-            && a > b {
-                self.d.error(
-                    span,
-                    "`after` is later than `before`: the condition could never hold",
-                );
-            }
+            && a > b
+        {
+            self.d.error(
+                span,
+                "`after` is later than `before`: the condition could never hold",
+            );
+        }
         let mut dated = false;
         if after.is_some() || before.is_some() {
             tests.push(PropTest::DateAbsolute { after, before });
@@ -1609,13 +1635,14 @@ impl Compiler<'_> {
             }
         }
         if let (Some((lo, lo_inc)), Some((hi, hi_inc))) = (range.lo, range.hi)
-            && (lo > hi || (lo == hi && !(lo_inc && hi_inc))) {
-                self.d.error(
-                    span,
-                    format!("the range {lo} … {hi} is empty: the condition could never hold"),
-                );
-                return None;
-            }
+            && (lo > hi || (lo == hi && !(lo_inc && hi_inc)))
+        {
+            self.d.error(
+                span,
+                format!("the range {lo} … {hi} is empty: the condition could never hold"),
+            );
+            return None;
+        }
         Some(range)
     }
 

@@ -137,30 +137,32 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
 /// instead of a list of fifty, "a number" instead of "f64".
 fn polish(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((key, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let best = candidates
-                .iter()
-                .map(|c| (strsim::damerau_levenshtein(key, c), *c))
-                .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
-                .min();
-            return match best {
-                Some((_, suggestion)) => {
-                    format!("unknown key `{key}`: did you mean `{suggestion}`?")
-                }
-                None if candidates.len() <= 8 => {
-                    format!(
-                        "unknown key `{key}`, expected one of {}",
-                        candidates.join(", ")
-                    )
-                }
-                None => format!("unknown key `{key}`: see the model reference in the README"),
-            };
-        }
+        && let Some((key, expected)) = rest.split_once('`')
+    {
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let best = candidates
+            .iter()
+            .map(|c| (strsim::damerau_levenshtein(key, c), *c))
+            .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
+            .min();
+        return match best {
+            Some((_, suggestion)) => {
+                format!("unknown key `{key}`: did you mean `{suggestion}`?")
+            }
+            None if candidates.len() <= 8 => {
+                format!(
+                    "unknown key `{key}`, expected one of {}",
+                    candidates.join(", ")
+                )
+            }
+            None => format!("unknown key `{key}`: see the model reference in the README"),
+        };
+    }
     if let Some(rest) = message.strip_prefix("missing field `")
-        && let Some((key, _)) = rest.split_once('`') {
-            return format!("missing key `{key}`");
-        }
+        && let Some((key, _)) = rest.split_once('`')
+    {
+        return format!("missing key `{key}`");
+    }
     message
         .replace("expected f64", "expected a number")
         .replace("expected i64", "expected a whole number")

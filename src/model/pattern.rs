@@ -34,7 +34,9 @@ impl Pattern {
             let text: Box<str> = inner.into();
             return Ok(match (starts, ends) {
                 _ if inner.is_empty() => Pattern::Prefix("".into()),
-                (true, true) => Pattern::Contains(Box::new(Finder::new(text.as_bytes()).into_owned())),
+                (true, true) => {
+                    Pattern::Contains(Box::new(Finder::new(text.as_bytes()).into_owned()))
+                }
                 (false, true) => Pattern::Prefix(text),
                 (true, false) => Pattern::Suffix(text),
                 (false, false) => Pattern::Exact(text),
@@ -72,7 +74,9 @@ impl PartialEq for Pattern {
     /// the rules and conditions that repeat it.
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Pattern::Exact(a), Pattern::Exact(b)) | (Pattern::Prefix(a), Pattern::Prefix(b)) | (Pattern::Suffix(a), Pattern::Suffix(b)) => a == b,
+            (Pattern::Exact(a), Pattern::Exact(b))
+            | (Pattern::Prefix(a), Pattern::Prefix(b))
+            | (Pattern::Suffix(a), Pattern::Suffix(b)) => a == b,
             (Pattern::Contains(a), Pattern::Contains(b)) => a.needle() == b.needle(),
             (Pattern::Regex(a), Pattern::Regex(b)) => a.as_str() == b.as_str(),
             _ => false,

@@ -29,6 +29,17 @@ fn leadscored(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("the binary finishes")
 }
 
+fn check_config_at(path: &std::path::Path) -> Output {
+    leadscored(
+        &[
+            "check-config",
+            "--config",
+            path.to_str().expect("utf-8 path"),
+        ],
+        None,
+    )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -49,14 +60,7 @@ fn check_config_exit_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "[[score]]\nname = \"s\"\ncap = \"high\"\n").expect("write");
-    let out = leadscored(
-        &[
-            "check-config",
-            "--config",
-            broken.to_str().expect("utf-8 path"),
-        ],
-        None,
-    );
+    let out = check_config_at(&broken);
     assert_eq!(out.status.code(), Some(78));
     let stderr = text(&out.stderr);
     assert!(
@@ -75,14 +79,7 @@ fn check_config_exit_codes() {
     let failing = read("config/minimal.toml").replace("total = 50", "total = 51");
     let path = dir.path().join("failing.toml");
     std::fs::write(&path, failing).expect("write");
-    let out = leadscored(
-        &[
-            "check-config",
-            "--config",
-            path.to_str().expect("utf-8 path"),
-        ],
-        None,
-    );
+    let out = check_config_at(&path);
     assert_eq!(out.status.code(), Some(78));
     assert!(
         text(&out.stdout).contains("lead.total: expected 51, got 50"),

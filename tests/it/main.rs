@@ -1,7 +1,12 @@
 //! The one integration test binary. Hermetic: no network, no clock (every
 //! case fixes `now`), fixtures read from `fixtures/` and `config/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 mod cli;
 mod config_errors;
