@@ -101,7 +101,7 @@ fn match_attr(model: &Model, slot: u16, value: &str, scratch: &mut String, match
         scratch.push_str(&value.to_lowercase());
     }
     for &index in patterns {
-        if model.patterns[index as usize].1.matches(scratch) {
+        if model.patterns[index as usize].pattern.matches(scratch) {
             *matched |= 1u128 << index;
         }
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use super::{Adjustment, Problem, ScoreResult, Scorecard};
-use crate::model::{Model, Part, RuleKind};
+use crate::model::{Cond, Model, NumRange, Part, PropCheck, PropTest, RuleKind, TextOp};
 use crate::record::Record;
 
 /// A number as people write it: `30`, `-2.5`.
@@ -478,6 +478,27 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
                     let _ = writeln!(out, "  Stage: none (no stage's conditions hold)");
                 }
             }
+            if let Some((next, items)) = model.next_stage_checklist(record, card, now, index) {
+                let name = model
+                    .lifecycle
+                    .as_ref()
+                    .and_then(|l| l.stages.get(next))
+                    .map_or("", String::as_str);
+                let missing = items.iter().filter(|(_, held)| !held).count();
+                let _ = writeln!(
+                    out,
+                    "  Next stage \"{name}\": {missing} of {} conditions not met",
+                    items.len()
+                );
+                for (cond, held) in items {
+                    let _ = writeln!(
+                        out,
+                        "    {} {}",
+                        if held { "\u{2713}" } else { "\u{2717}" },
+                        describe(model, cond)
+                    );
+                }
+            }
         }
         let _ = writeln!(out, "  Summary: {}", summary_line(model, card, index));
     }
@@ -489,4 +510,204 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
         );
     }
     out
+}
+
+/// A condition in words, e.g. `at least 2 content_download events with asset like "premium-*"`.
+fn describe(model: &Model, cond: &Cond) -> String {
+    match cond {
+        Cond::Static(index) => model
+            .static_checks
+            .get(*index as usize)
+            .map(|(slot, check)| describe_property(model, *slot, check))
+            .unwrap_or_default(),
+        Cond::Prop { slot, check } => describe_property(model, *slot, check),
+        Cond::Events { matcher, min, max } => describe_events(model, *matcher, *min, *max),
+        Cond::List(list) => format!(
+            "member of list \"{}\"",
+            model
+                .schema
+                .lists
+                .get(*list as usize)
+                .map_or("", |l| l.as_str())
+        ),
+        Cond::Score { score, part, range } => {
+            let name = model
+                .scores
+                .get(usize::from(*score))
+                .map_or("", |s| s.name.as_str());
+            format!(
+                "score \"{name}\" {} {}",
+                part.as_str(),
+                describe_range(range)
+            )
+        }
+        Cond::Grade { min, max } => match (min, max) {
+            (Some(lo), Some(hi)) => format!("grade between {lo} and {hi}"),
+            (Some(lo), None) => format!("grade at least {lo}"),
+            (None, Some(hi)) => format!("grade at most {hi}"),
+            (None, None) => "any grade".to_owned(),
+        },
+        Cond::Tier { score, tiers } => {
+            let spec = model.scores.get(usize::from(*score));
+            let labels: Vec<String> = tiers
+                .iter()
+                .filter_map(|t| spec.and_then(|s| s.tiers.get(usize::from(*t))))
+                .map(|t| format!("\"{}\"", t.label))
+                .collect();
+            format!("tier is {}", labels.join(" or "))
+        }
+        Cond::Fired { score, rule } => {
+            let name = model
+                .scores
+                .get(usize::from(*score))
+                .and_then(|s| s.rules.get(usize::from(*rule)));
+            format!("rule \"{}\" matched", name.map_or("", |r| r.name.as_str()))
+        }
+        Cond::Stage(stage) => {
+            let name = model
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.stages.get(usize::from(*stage)));
+            format!(
+                "qualifies for stage \"{}\"",
+                name.map_or("", String::as_str)
+            )
+        }
+        Cond::All(items) => format!(
+            "all of ({})",
+            items
+                .iter()
+                .map(|c| describe(model, c))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Cond::Any(items) => format!(
+            "any of ({})",
+            items
+                .iter()
+                .map(|c| describe(model, c))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Cond::Not(inner) => format!("not ({})", describe(model, inner)),
+    }
+}
+
+fn describe_property(model: &Model, slot: u32, check: &PropCheck) -> String {
+    let name = model
+        .schema
+        .props
+        .get(slot as usize)
+        .map(|p| p.display_name())
+        .unwrap_or_default();
+    let tests = match check {
+        PropCheck::IsSet(true) => return format!("{name} is set"),
+        PropCheck::IsSet(false) => return format!("{name} is not set"),
+        PropCheck::Value(tests) => tests,
+    };
+    let parts: Vec<String> = tests
+        .iter()
+        .map(|test| match test {
+            PropTest::Text { op, needles, .. } => {
+                let quoted: Vec<String> = needles.iter().map(|n| format!("\"{n}\"")).collect();
+                let verb = match (op, needles.len()) {
+                    (TextOp::Equals, 1) => "equals",
+                    (TextOp::Equals, _) => "is one of",
+                    (TextOp::Contains, _) => "contains",
+                    (TextOp::StartsWith, _) => "starts with",
+                    (TextOp::EndsWith, _) => "ends with",
+                };
+                let joiner = if *op == TextOp::Equals { ", " } else { " or " };
+                format!("{verb} {}", quoted.join(joiner))
+            }
+            PropTest::Regex(regex) => format!("matches /{}/", regex.as_str()),
+            PropTest::Number(range) => describe_range(range),
+            PropTest::NumberEquals(x) => format!("= {}", num(*x)),
+            PropTest::Bool(b) => format!("is {b}"),
+            PropTest::DateAbsolute { after, before } => {
+                let date = |ms: i64| {
+                    jiff::Timestamp::from_millisecond(ms)
+                        .map(|t| t.strftime("%Y-%m-%d").to_string())
+                        .unwrap_or_default()
+                };
+                match (after, before) {
+                    (Some(a), Some(b)) => {
+                        format!("on or after {} and before {}", date(*a), date(*b))
+                    }
+                    (Some(a), None) => format!("on or after {}", date(*a)),
+                    (None, Some(b)) => format!("before {}", date(*b)),
+                    (None, None) => "is a date".to_owned(),
+                }
+            }
+            PropTest::DateWithin(ms) => format!("within the last {} days", days(*ms)),
+            PropTest::DateOlderThan(ms) => format!("more than {} days ago", days(*ms)),
+        })
+        .collect();
+    format!("{name} {}", parts.join(" and "))
+}
+
+fn describe_events(model: &Model, matcher: u32, min: u32, max: u32) -> String {
+    let Some(m) = model.matchers.get(matcher as usize) else {
+        return String::new();
+    };
+    let kind = m
+        .kind
+        .and_then(|k| model.schema.event_types.get(k as usize))
+        .map_or("activity", String::as_str);
+    let mut filters = String::new();
+    for (index, pattern) in model.patterns.iter().enumerate() {
+        if m.required & (1u128 << index) != 0 {
+            let attr = model
+                .schema
+                .attrs
+                .get(usize::from(pattern.slot))
+                .map_or("", String::as_str);
+            let joiner = if filters.is_empty() {
+                " with "
+            } else {
+                " and "
+            };
+            let _ = write!(filters, "{joiner}{attr} like \"{}\"", pattern.glob);
+        }
+    }
+    let window = m
+        .window_ms
+        .map(|w| format!(" in the last {} days", days(w)))
+        .unwrap_or_default();
+    let (one, many) = match m.kind {
+        Some(_) => (format!("{kind} event"), format!("{kind} events")),
+        None => ("activity".to_owned(), "activities".to_owned()),
+    };
+    match (min, max) {
+        (0, 0) => format!("no {one}{filters}{window}"),
+        (1, u32::MAX) if m.kind.is_none() => format!("any activity{filters}{window}"),
+        (1, u32::MAX) => {
+            let article = if one.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!("{article} {one}{filters}{window}")
+        }
+        (lo, u32::MAX) => format!("at least {lo} {many}{filters}{window}"),
+        (lo, hi) => format!("{lo} to {hi} {many}{filters}{window}"),
+    }
+}
+
+fn describe_range(range: &NumRange) -> String {
+    let lo = range
+        .lo
+        .map(|(v, inclusive)| format!("{} {}", if inclusive { "≥" } else { ">" }, num(v)));
+    let hi = range
+        .hi
+        .map(|(v, inclusive)| format!("{} {}", if inclusive { "≤" } else { "<" }, num(v)));
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => format!("{lo} and {hi}"),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => "any value".to_owned(),
+    }
+}
+
+fn days(ms: i64) -> String {
+    num(ms as f64 / 86_400_000.0)
 }

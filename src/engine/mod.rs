@@ -54,6 +54,8 @@ pub struct ScoreResult {
     pub(crate) stage: Option<u16>,
     /// The stage is the record's current one, kept because rules never downgrade.
     pub(crate) stage_kept: bool,
+    /// Bit n: the conditions of lifecycle stage n held.
+    pub(crate) stages_held: u32,
     pub(crate) hits: Vec<Hit>,
     pub(crate) adjustments: Vec<Adjustment>,
     group_points: Vec<f64>,
@@ -406,6 +408,7 @@ impl Model {
                 continue;
             }
             let mut reached = None;
+            results[index].stages_held = 0;
             for (stage, cond) in conditions.iter().enumerate() {
                 let view = StageView {
                     results,
@@ -416,6 +419,9 @@ impl Model {
                 let ok = cond.as_ref().is_none_or(|c| cx.eval(c, Some(&view)));
                 if stage < memo.len() {
                     memo[stage] = ok;
+                }
+                if ok {
+                    results[index].stages_held |= 1 << stage;
                 }
                 if ok {
                     reached = Some(stage);
@@ -436,6 +442,62 @@ impl Model {
         let scale = 10f64.powi(self.precision as i32);
         let rounded = (value * scale).round() / scale;
         if rounded == 0.0 { 0.0 } else { rounded }
+    }
+}
+
+impl Model {
+    /// For explanations: the first stage above the one `score` reached by
+    /// its rules, with each of that stage's top-level conditions and whether
+    /// it held. None when there is no higher stage.
+    pub(crate) fn next_stage_checklist<'m>(
+        &'m self,
+        record: &Record,
+        card: &Scorecard,
+        now: Timestamp,
+        score: usize,
+    ) -> Option<(usize, Vec<(&'m Cond, bool)>)> {
+        let result = card.scores.get(score)?;
+        let conditions = &self.scores.get(score)?.stages;
+        let reached = (0..conditions.len())
+            .rev()
+            .find(|s| result.stages_held & (1 << s) != 0);
+        let next = reached.map_or(0, |r| r + 1);
+        let cond = conditions.get(next)?.as_ref()?;
+        let mut memo = [false; 32];
+        for (stage, held) in memo.iter_mut().enumerate().take(conditions.len()) {
+            *held = result.stages_held & (1 << stage) != 0;
+        }
+        let mut warnings = Vec::new();
+        let mut cx = Cx {
+            record,
+            now_ms: now.as_millisecond(),
+            accs: &card.accs,
+            warnings: &mut warnings,
+        };
+        let view = StageView {
+            results: &card.scores,
+            grade: card.grade,
+            memo: &memo[..next],
+            score,
+        };
+        let mut items = Vec::new();
+        flatten_all(cond, &mut items);
+        Some((
+            next,
+            items
+                .into_iter()
+                .map(|c| (c, cx.eval(c, Some(&view))))
+                .collect(),
+        ))
+    }
+}
+
+/// The top-level conjuncts of a condition: `all` lists (also nested ones)
+/// are opened, anything else is one item.
+fn flatten_all<'c>(cond: &'c Cond, out: &mut Vec<&'c Cond>) {
+    match cond {
+        Cond::All(items) => items.iter().for_each(|c| flatten_all(c, out)),
+        other => out.push(other),
     }
 }
 

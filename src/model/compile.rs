@@ -20,9 +20,9 @@ use super::raw::{
     RawScore, RawTest,
 };
 use super::{
-    Cond, Decay, Disqualifier, EventMatcher, EventMode, Expectation, GradeCriterion, Group,
-    Lifecycle, Matrix, Model, NumRange, Part, Pattern, Profile, PropCheck, PropSlot, PropTest,
-    Rule, RuleKind, Schema, Scope, Score, TestCase, TextOp, Tier,
+    AttrPattern, Cond, Decay, Disqualifier, EventMatcher, EventMode, Expectation, GradeCriterion,
+    Group, Lifecycle, Matrix, Model, NumRange, Part, Pattern, Profile, PropCheck, PropSlot,
+    PropTest, Rule, RuleKind, Schema, Scope, Score, TestCase, TextOp, Tier,
 };
 use crate::grade::{Grade, GradeStep};
 use crate::record::{RecordSeed, parse_time};
@@ -120,8 +120,8 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         static_checks,
     } = c;
     let mut patterns_by_slot = vec![Vec::new(); schema.attrs.len()];
-    for (index, (slot, _)) in patterns.iter().enumerate() {
-        patterns_by_slot[usize::from(*slot)].push(index as u32);
+    for (index, p) in patterns.iter().enumerate() {
+        patterns_by_slot[usize::from(p.slot)].push(index as u32);
     }
     let mut model = Model {
         name: header.name.unwrap_or_else(|| "unnamed model".to_owned()),
@@ -197,7 +197,7 @@ struct Compiler<'a> {
     d: Diagnostics<'a>,
     schema: Schema,
     matchers: Vec<EventMatcher>,
-    patterns: Vec<(u16, Pattern)>,
+    patterns: Vec<AttrPattern>,
     static_checks: Vec<(u32, PropCheck)>,
 }
 
@@ -1007,7 +1007,7 @@ impl Compiler<'_> {
                 let index = match self
                     .patterns
                     .iter()
-                    .position(|(s, q)| *s == slot && *q == p)
+                    .position(|q| q.slot == slot && q.pattern == p)
                 {
                     Some(existing) => existing,
                     None if self.patterns.len() >= MAX_PATTERNS => {
@@ -1015,7 +1015,11 @@ impl Compiler<'_> {
                         return false;
                     }
                     None => {
-                        self.patterns.push((slot, p));
+                        self.patterns.push(AttrPattern {
+                            slot,
+                            pattern: p,
+                            glob: pattern.to_owned(),
+                        });
                         self.patterns.len() - 1
                     }
                 };

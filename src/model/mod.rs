@@ -44,7 +44,7 @@ pub struct Model {
     pub(crate) any_type_matchers: Vec<u32>,
     /// Every distinct attribute pattern, with the attribute slot it reads;
     /// matchers refer to them by index so each is tested once per event.
-    pub(crate) patterns: Vec<(u16, Pattern)>,
+    pub(crate) patterns: Vec<AttrPattern>,
     /// Property checks that do not depend on `now`, by `Cond::Static` index.
     pub(crate) static_checks: Vec<(u32, PropCheck)>,
     /// For each attribute slot, the patterns that read it.
@@ -135,6 +135,15 @@ impl Model {
         ));
         out
     }
+}
+
+/// One distinct attribute pattern: the attribute it reads, the compiled
+/// matcher, and the glob as written (for explanations).
+#[derive(Debug)]
+pub(crate) struct AttrPattern {
+    pub slot: u16,
+    pub pattern: Pattern,
+    pub glob: String,
 }
 
 /// Fit (who they are) or engagement (what they did).
