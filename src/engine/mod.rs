@@ -190,34 +190,53 @@ impl Model {
         if self.matchers.is_empty() {
             return;
         }
+        let other = self.hot_by_type.len().saturating_sub(1);
         for event in &record.events {
             if event.at > now_ms {
                 continue;
             }
             let age = now_ms - event.at;
-            let typed: &[u32] = if event.kind == OTHER_TYPE {
-                &[]
+            let list = if event.kind == OTHER_TYPE {
+                other
             } else {
-                self.matchers_by_type
-                    .get(event.kind as usize)
-                    .map_or(&[], Vec::as_slice)
+                event.kind as usize
             };
-            for &m in typed.iter().chain(&self.any_type_matchers) {
-                let matcher = &self.matchers[m as usize];
-                let accepted = event.matched & matcher.required == matcher.required
-                    && matcher.window_ms.is_none_or(|w| age <= w);
-                if accepted {
-                    let acc = &mut accs[m as usize];
-                    acc.count += 1;
-                    if acc.count == 1 {
-                        acc.newest = event.at;
-                    }
-                    if acc.count == matcher.nth {
-                        acc.nth_at = event.at;
-                    }
-                    if matcher.points != 0.0 && acc.count <= matcher.take {
-                        acc.sum += matcher.points * matcher.decay.map_or(1.0, |d| d.factor(age));
-                    }
+            let Some(list) = self.hot_by_type.get(list) else {
+                continue;
+            };
+            // Decay factors for this event's age, computed once per distinct decay.
+            let mut factors = [0.0f64; 8];
+            let mut known = 0u8;
+            for hot in list {
+                if event.matched & hot.required != hot.required || age > hot.window_ms {
+                    continue;
+                }
+                let Some(acc) = accs.get_mut(hot.index as usize) else {
+                    continue;
+                };
+                acc.count += 1;
+                if acc.count == 1 {
+                    acc.newest = event.at;
+                }
+                if acc.count == hot.nth {
+                    acc.nth_at = event.at;
+                }
+                if hot.points != 0.0 && acc.count <= hot.take {
+                    let factor = match hot.decay {
+                        u32::MAX => 1.0,
+                        d if d < 8 => {
+                            if known & (1 << d) == 0 {
+                                factors[d as usize] = self.decays[d as usize].factor(age);
+                                known |= 1 << d;
+                            }
+                            factors[d as usize]
+                        }
+                        d => self
+                            .decays
+                            .get(d as usize)
+                            .map_or(1.0, |decay| decay.factor(age)),
+                    };
+                    acc.sum += hot.points * factor;
                 }
             }
         }

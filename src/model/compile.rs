@@ -21,8 +21,8 @@ use super::raw::{
 };
 use super::{
     AttrPattern, Cond, Decay, Disqualifier, EventMatcher, EventMode, Expectation, GradeCriterion,
-    Group, Lifecycle, Matrix, Model, NumRange, Part, Pattern, Profile, PropCheck, PropSlot,
-    PropTest, Rule, RuleKind, Schema, Scope, Score, TestCase, TextOp, Tier,
+    Group, HotMatcher, Lifecycle, Matrix, Model, NumRange, Part, Pattern, Profile, PropCheck,
+    PropSlot, PropTest, Rule, RuleKind, Schema, Scope, Score, TestCase, TextOp, Tier,
 };
 use crate::grade::{Grade, GradeStep};
 use crate::record::{RecordSeed, parse_time};
@@ -104,8 +104,8 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
     let profiles = c.profiles(grading_values);
     let lifecycle = lifecycle_value.and_then(|v| c.lifecycle(v, &mut scores));
 
-    let matchers_by_type = by_type(&c.matchers, c.schema.event_types.len());
-    let any_type_matchers = (0..c.matchers.len() as u32)
+    let (hot_by_type, decays) = hot_lists(&c.matchers, c.schema.event_types.len());
+    let any_type_matchers: Vec<u32> = (0..c.matchers.len() as u32)
         .filter(|&i| c.matchers[i as usize].kind.is_none())
         .collect();
     if c.d.has_errors() {
@@ -132,7 +132,8 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         schema,
         scores,
         matchers,
-        matchers_by_type,
+        hot_by_type,
+        decays,
         any_type_matchers,
         patterns,
         static_checks,
@@ -158,14 +159,50 @@ fn finish_err(d: Diagnostics<'_>) -> ConfigErrors {
     }
 }
 
-fn by_type(matchers: &[EventMatcher], types: usize) -> Vec<Vec<u32>> {
-    let mut by_type = vec![Vec::new(); types];
-    for (i, m) in matchers.iter().enumerate() {
-        if let Some(kind) = m.kind {
-            by_type[kind as usize].push(i as u32);
-        }
-    }
-    by_type
+/// Per event type, the packed matchers the event pass walks: those of that
+/// type, then those for any type. The last list serves unnamed types.
+fn hot_lists(matchers: &[EventMatcher], types: usize) -> (Vec<Vec<HotMatcher>>, Vec<Decay>) {
+    let mut decays: Vec<Decay> = Vec::new();
+    let hot: Vec<HotMatcher> = matchers
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let decay = m.decay.map_or(u32::MAX, |d| {
+                match decays.iter().position(|known| *known == d) {
+                    Some(i) => i as u32,
+                    None => {
+                        decays.push(d);
+                        decays.len() as u32 - 1
+                    }
+                }
+            });
+            HotMatcher {
+                required: m.required,
+                window_ms: m.window_ms.unwrap_or(i64::MAX),
+                points: m.points,
+                index: index as u32,
+                take: m.take,
+                nth: m.nth,
+                decay,
+            }
+        })
+        .collect();
+    let lists = (0..=types as u32)
+        .map(|kind| {
+            let typed = matchers
+                .iter()
+                .zip(&hot)
+                .filter(|(m, _)| m.kind == Some(kind))
+                .map(|(_, h)| *h);
+            let any = matchers
+                .iter()
+                .zip(&hot)
+                .filter(|(m, _)| m.kind.is_none())
+                .map(|(_, h)| *h);
+            typed.chain(any).collect()
+        })
+        .collect();
+    (lists, decays)
 }
 
 /// What a clause is used as; decides which keys it may carry.

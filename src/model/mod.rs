@@ -38,8 +38,12 @@ pub struct Model {
     /// Every event filter any part of the model uses; rules and conditions
     /// refer to them by index so one pass over a record's events feeds all.
     pub(crate) matchers: Vec<EventMatcher>,
-    /// For each event type slot, the matchers interested in it.
-    pub(crate) matchers_by_type: Vec<Vec<u32>>,
+    /// For each event type slot, the matchers interested in it (typed ones
+    /// and the `any` ones), laid out contiguously for the event pass; the
+    /// last list is for types the model names nowhere.
+    pub(crate) hot_by_type: Vec<Vec<HotMatcher>>,
+    /// The distinct decay settings; `HotMatcher::decay` indexes them.
+    pub(crate) decays: Vec<Decay>,
     /// Matchers for `event = "any"`.
     pub(crate) any_type_matchers: Vec<u32>,
     /// Every distinct attribute pattern, with the attribute slot it reads;
@@ -306,6 +310,21 @@ impl Decay {
             Decay::HalfLife { half_life_ms } => (-(age_ms as f64) / half_life_ms).exp2(),
         }
     }
+}
+
+/// What the event pass needs of a matcher, packed together.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HotMatcher {
+    pub required: u128,
+    /// `i64::MAX` when there is no window.
+    pub window_ms: i64,
+    pub points: f64,
+    /// Index into `Model::matchers` and the tallies.
+    pub index: u32,
+    pub take: u32,
+    pub nth: u32,
+    /// Index into `Model::decays`, or `u32::MAX` for none.
+    pub decay: u32,
 }
 
 /// One filter over events, shared by every rule and condition that wrote
