@@ -260,7 +260,7 @@ impl Serialize for ReasonsJson<'_> {
             })?;
         }
         for adjustment in &self.result.adjustments {
-            let (kind, group, points) = adjustment_parts(self.model, self.index, adjustment);
+            let (kind, group, points) = adjustment_parts(adjustment);
             let part = group.map_or(Part::Total, |g| spec.groups[g].part);
             seq.serialize_element(&ReasonJson {
                 rule: None,
@@ -275,11 +275,7 @@ impl Serialize for ReasonsJson<'_> {
     }
 }
 
-fn adjustment_parts(
-    _model: &Model,
-    _score: usize,
-    adjustment: &Adjustment,
-) -> (&'static str, Option<usize>, f64) {
+fn adjustment_parts(adjustment: &Adjustment) -> (&'static str, Option<usize>, f64) {
     match *adjustment {
         Adjustment::GroupMax { group, points } => ("group_max", Some(usize::from(group)), points),
         Adjustment::GroupMin { group, points } => ("group_min", Some(usize::from(group)), points),
@@ -401,7 +397,7 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
                 let _ = writeln!(out, "    {:>7}  {}{detail}", signed(hit.points), rule.name);
             }
             for adjustment in adjustments {
-                let (kind, _, points) = adjustment_parts(model, index, adjustment);
+                let (kind, _, points) = adjustment_parts(adjustment);
                 let text = if kind == "group_max" {
                     "group max reached"
                 } else {
@@ -417,7 +413,7 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
                 Adjustment::Disqualified { .. } => "disqualified",
                 _ => continue,
             };
-            let (_, _, points) = adjustment_parts(model, index, adjustment);
+            let (_, _, points) = adjustment_parts(adjustment);
             let _ = writeln!(out, "  {:>9}  {text}", signed(points));
         }
         if result.hits.is_empty() {

@@ -433,7 +433,6 @@ impl Model {
                     results,
                     grade,
                     memo: &memo[..stage.min(32)],
-                    score: index,
                 };
                 let ok = cond.as_ref().is_none_or(|c| cx.eval(c, Some(&view)));
                 if stage < memo.len() {
@@ -497,7 +496,6 @@ impl Model {
             results: &card.scores,
             grade: card.grade,
             memo: &memo[..next],
-            score,
         };
         let mut items = Vec::new();
         flatten_all(cond, &mut items);
@@ -526,7 +524,6 @@ struct StageView<'a> {
     grade: Option<Grade>,
     /// Whether each earlier stage's conditions held.
     memo: &'a [bool],
-    score: usize,
 }
 
 /// Evaluation context for conditions.
@@ -570,10 +567,9 @@ impl Cx<'_> {
             Cond::Fired { score, rule } => stage
                 .and_then(|s| s.results.get(usize::from(*score)))
                 .is_some_and(|r| r.hits.iter().any(|h| h.rule == *rule)),
-            Cond::Stage(index) => stage.is_some_and(|s| {
-                let _ = s.score;
-                s.memo.get(usize::from(*index)).copied().unwrap_or(false)
-            }),
+            Cond::Stage(index) => {
+                stage.is_some_and(|s| s.memo.get(usize::from(*index)).copied().unwrap_or(false))
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use serde::Deserialize as _;
 use serde::de::{DeserializeOwned, DeserializeSeed};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -218,7 +219,7 @@ enum Role {
 
 /// Where a condition is evaluated; decides what it may refer to.
 #[derive(Clone, Copy)]
-enum Scopeish<'s> {
+enum CondScope<'s> {
     /// Only the record itself: properties, events, lists.
     Record,
     /// A lifecycle stage of one score: also scores, grades, tiers, rules, earlier stages.
@@ -807,7 +808,7 @@ impl Compiler<'_> {
                 self.d.error(&at, format!("`{key}` applies to event rules"));
             }
         }
-        let cond = self.cond(&clause, span, Scopeish::Record)?;
+        let cond = self.cond(&clause, span, CondScope::Record)?;
         Some((
             Rule {
                 name,
@@ -909,7 +910,7 @@ impl Compiler<'_> {
             _ => 1,
         };
         let each_points = if mode == EventMode::Each { points } else { 0.0 };
-        let matcher = self.matcher(clause, span, window_ms, ctx.decay, each_points, take, nth)?;
+        let matcher = self.matcher(clause, window_ms, ctx.decay, each_points, take, nth)?;
         let bound = match mode {
             EventMode::Each if take == u32::MAX => {
                 if points >= 0.0 {
@@ -967,7 +968,6 @@ impl Compiler<'_> {
     fn matcher(
         &mut self,
         clause: &RawClause,
-        span: &Range<usize>,
         window_ms: Option<i64>,
         decay: Option<Decay>,
         points: f64,
@@ -1006,7 +1006,6 @@ impl Compiler<'_> {
                 ok &= self.filter(attr, pattern, &attrs.span(), &mut filters);
             }
         }
-        let _ = span;
         if !ok {
             return None;
         }
@@ -1118,7 +1117,7 @@ impl Compiler<'_> {
     }
 
     /// Compiles the condition part of a clause (its subject and operators).
-    fn cond(&mut self, c: &RawClause, span: &Range<usize>, scope: Scopeish<'_>) -> Option<Cond> {
+    fn cond(&mut self, c: &RawClause, span: &Range<usize>, scope: CondScope<'_>) -> Option<Cond> {
         let composite = c.all.is_some() || c.any.is_some() || c.not.is_some();
         let grade = c.grade_at_least.is_some() || c.grade_at_most.is_some();
         let score_subject =
@@ -1155,7 +1154,7 @@ impl Compiler<'_> {
             subjects[0],
             "score" | "grade_at_least/grade_at_most" | "tier" | "rule" | "stage"
         );
-        let Scopeish::Stage {
+        let CondScope::Stage {
             score,
             stage,
             scores,
@@ -1343,7 +1342,7 @@ impl Compiler<'_> {
         c: &RawClause,
         span: &Range<usize>,
         subject: &str,
-        scope: Scopeish<'_>,
+        scope: CondScope<'_>,
     ) -> Option<Cond> {
         match subject {
             "property" => {
@@ -1374,7 +1373,7 @@ impl Compiler<'_> {
                 } else {
                     self.count_range(c, 1)?
                 };
-                let matcher = self.matcher(c, span, window_ms, None, 0.0, u32::MAX, 1)?;
+                let matcher = self.matcher(c, window_ms, None, 0.0, u32::MAX, 1)?;
                 Some(Cond::Events { matcher, min, max })
             }
             "list" => {
@@ -1421,7 +1420,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn nested(&mut self, item: &Spanned<RawClause>, scope: Scopeish<'_>) -> Option<Cond> {
+    fn nested(&mut self, item: &Spanned<RawClause>, scope: CondScope<'_>) -> Option<Cond> {
         let span = item.span();
         self.check_role_keys(item.get_ref(), &span, Role::Condition);
         self.cond(item.get_ref(), &span, scope)
@@ -1819,7 +1818,7 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let cond = self.cond(&clause, &span, Scopeish::Record)?;
+        let cond = self.cond(&clause, &span, CondScope::Record)?;
         Some(Disqualifier {
             name: name.get_ref().trim().to_owned(),
             cond,
@@ -1851,7 +1850,7 @@ impl Compiler<'_> {
                 self.unique(&mut criterion_names, name, "grading criterion");
                 let on_match = self.step(clause.on_match.as_ref());
                 let on_miss = self.step(clause.on_miss.as_ref());
-                let cond = self.cond(&clause, &cspan, Scopeish::Record);
+                let cond = self.cond(&clause, &cspan, CondScope::Record);
                 let (Some(on_match), Some(on_miss), Some(cond)) = (on_match, on_miss, cond) else {
                     continue;
                 };
@@ -1882,7 +1881,7 @@ impl Compiler<'_> {
                 Some(w) => {
                     let wspan = w.span();
                     self.check_role_keys(w.get_ref(), &wspan, Role::Condition);
-                    match self.cond(w.get_ref(), &wspan, Scopeish::Record) {
+                    match self.cond(w.get_ref(), &wspan, CondScope::Record) {
                         Some(c) => Some(c),
                         None => continue,
                     }
@@ -1974,7 +1973,7 @@ impl Compiler<'_> {
                     compiled[score].push(None);
                     continue;
                 }
-                let scope = Scopeish::Stage {
+                let scope = CondScope::Stage {
                     score,
                     stage,
                     scores,
@@ -2249,5 +2248,3 @@ fn test_case(d: &mut Diagnostics<'_>, model: &Model, value: Value<'_>) -> Option
         expectations,
     })
 }
-
-use serde::Deserialize as _;
