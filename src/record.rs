@@ -71,17 +71,36 @@ pub(crate) struct Value {
     pub time: Option<i64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Event {
     /// The model's event type slot, or `OTHER_TYPE`.
     pub kind: u32,
     /// Epoch milliseconds.
     pub at: i64,
-    /// Which of the model's attribute patterns this event's attributes
-    /// match, one bit per pattern. Computed once while the record is read,
-    /// so scoring tests a mask instead of matching text, and the record
-    /// keeps no attribute text at all.
-    pub matched: u128,
+    /// Which entries of the model's matcher list for this event's type
+    /// (`Model::hot_by_type`) accept it, time windows aside: one bit per
+    /// entry. Computed once while the record is read from the attribute
+    /// patterns the event matches, so scoring visits only the matchers that
+    /// want this event, and the record keeps no attribute text at all.
+    pub hits: u64,
+}
+
+impl Event {
+    fn new(model: &Model, kind: u32, at: i64, matched: u128) -> Event {
+        let list = if kind == OTHER_TYPE {
+            model.hot_by_type.len().saturating_sub(1)
+        } else {
+            kind as usize
+        };
+        let hits = model.hot_by_type.get(list).map_or(0, |list| {
+            list.iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, hot)| matched & hot.required == hot.required)
+                .fold(0u64, |bits, (i, _)| bits | 1 << i)
+        });
+        Event { kind, at, hits }
+    }
 }
 
 /// Tests one attribute value against the model's patterns for its slot and
@@ -194,11 +213,9 @@ impl<'m> RecordBuilder<'m> {
                 match_attr(self.model, *slot, value, &mut scratch, &mut matched);
             }
         }
-        self.record.events.push(Event {
-            kind,
-            at: at.as_millisecond(),
-            matched,
-        });
+        self.record
+            .events
+            .push(Event::new(self.model, kind, at.as_millisecond(), matched));
     }
 
     /// Marks the record as a member of a list.
@@ -671,7 +688,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 "events[{index}].at: {at:?} is not an RFC 3339 timestamp"
             ))
         })?;
-        Ok(Some(Event { kind, at, matched }))
+        Ok(Some(Event::new(self.model, kind, at, matched)))
     }
 }
 

@@ -207,8 +207,12 @@ impl Model {
             // Decay factors for this event's age, computed once per distinct decay.
             let mut factors = [0.0f64; 8];
             let mut known = 0u8;
-            for hot in list {
-                if event.matched & hot.required != hot.required || age > hot.window_ms {
+            let mut hits = event.hits;
+            while hits != 0 {
+                let entry = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let Some(hot) = list.get(entry) else { break };
+                if age > hot.window_ms {
                     continue;
                 }
                 let Some(acc) = accs.get_mut(hot.index as usize) else {
@@ -457,7 +461,8 @@ impl Model {
     }
 
     fn round(&self, value: f64) -> f64 {
-        let scale = 10f64.powi(self.precision as i32);
+        const SCALES: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
+        let scale = SCALES.get(self.precision as usize).copied().unwrap_or(1.0);
         let rounded = (value * scale).round() / scale;
         if rounded == 0.0 { 0.0 } else { rounded }
     }

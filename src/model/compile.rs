@@ -29,8 +29,10 @@ use crate::grade::{Grade, GradeStep};
 use crate::record::{RecordSeed, parse_time};
 
 const DAY_MS: f64 = 86_400_000.0;
-/// Events carry one bit per attribute pattern (`Event::matched`).
+/// Events are matched against at most this many attribute patterns.
 const MAX_PATTERNS: usize = 128;
+/// Events carry one bit per matcher of their type (`Event::hits`).
+const MAX_FILTERS_PER_TYPE: usize = 64;
 const TOP_LEVEL: &str = "model, score, grading, lifecycle, disqualifier, test";
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -106,6 +108,19 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
     let lifecycle = lifecycle_value.and_then(|v| c.lifecycle(v, &mut scores));
 
     let (hot_by_type, decays) = hot_lists(&c.matchers, c.schema.event_types.len());
+    for (kind, list) in hot_by_type.iter().enumerate() {
+        if list.len() > MAX_FILTERS_PER_TYPE {
+            let name = c
+                .schema
+                .event_types
+                .get(kind)
+                .map_or("events of other types", String::as_str);
+            c.d.error(&(0..0), format!(
+                "the model filters `{name}` events in {} different ways (time window, attributes); at most {MAX_FILTERS_PER_TYPE} are supported",
+                list.len()
+            ));
+        }
+    }
     let any_type_matchers: Vec<u32> = (0..c.matchers.len() as u32)
         .filter(|&i| c.matchers[i as usize].kind.is_none())
         .collect();
@@ -633,10 +648,11 @@ impl Compiler<'_> {
                         format!("decay percent must be above 0 and at most 100, got {p}"),
                     );
                 }
-                let period_ms = self.days(every, "every_days");
+                let period_ms = self.days(every, "every_days")?;
                 Some(Decay::Stepped {
                     fraction: p / 100.0,
-                    period_ms: period_ms?,
+                    period_ms,
+                    per_ms: 1.0 / period_ms as f64,
                     compound,
                 })
                 .filter(|_| percent_ok)

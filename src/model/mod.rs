@@ -284,6 +284,8 @@ pub(crate) enum Decay {
     Stepped {
         fraction: f64,
         period_ms: i64,
+        /// `1 / period_ms`, so the per-event path multiplies instead of dividing.
+        per_ms: f64,
         compound: bool,
     },
     /// Halve every `half_life_ms`, continuously.
@@ -298,9 +300,18 @@ impl Decay {
             Decay::Stepped {
                 fraction,
                 period_ms,
+                per_ms,
                 compound,
             } => {
-                let periods = (age_ms / period_ms) as f64;
+                // A float estimate of age / period, corrected to the exact
+                // whole number of periods so boundaries fall where they should.
+                let mut whole = (age_ms as f64 * per_ms) as i64;
+                if whole.saturating_mul(period_ms) > age_ms {
+                    whole -= 1;
+                } else if (whole + 1).saturating_mul(period_ms) <= age_ms {
+                    whole += 1;
+                }
+                let periods = whole as f64;
                 if compound {
                     (1.0 - fraction).powf(periods)
                 } else {
