@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod engine;
+pub mod fake;
 pub mod grade;
 pub mod model;
 pub mod record;

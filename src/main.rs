@@ -42,6 +42,19 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Serve a built-in fake CRM on a local address (for trying a model without an account).
+    FakeCrm {
+        #[arg(long, value_enum, default_value = "hubspot")]
+        kind: commands::FakeKind,
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: std::net::SocketAddr,
+        /// How many contacts to generate.
+        #[arg(long, default_value_t = 1000)]
+        contacts: u64,
+        /// Seed for the generated people; the same seed gives the same people.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Explain one record's score, grade, tier and stage for a person.
     Explain {
         #[arg(long, env = "LEADSCORED_CONFIG")]
@@ -119,6 +132,15 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 );
                 return Ok(exit::DATA_ERR);
             }
+            Ok(exit::OK)
+        }
+        Command::FakeCrm {
+            kind,
+            listen,
+            contacts,
+            seed,
+        } => {
+            commands::fake_crm(kind, listen, contacts, seed)?;
             Ok(exit::OK)
         }
         Command::Explain {

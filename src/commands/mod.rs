@@ -7,6 +7,7 @@
 mod check;
 mod demo;
 mod explain;
+mod fake;
 mod score;
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use std::path::Path;
 pub use check::{CheckOutcome, check_config, run_cases};
 pub use demo::demo;
 pub use explain::explain;
+pub use fake::{FakeKind, fake_crm};
 pub use score::{ScoreStats, score_stream};
 
 use crate::model::{ConfigErrors, Model};

@@ -11,6 +11,7 @@
 mod cli;
 mod config_errors;
 mod explain;
+mod fake_hubspot;
 mod models;
 mod properties;
 mod records;

@@ -1,0 +1,1295 @@
+//! The fake HubSpot: CRM v3 contacts (list, get, search, batch read, batch
+//! update), the properties API, bearer auth, HubSpot's error bodies, its
+//! rate-limit headers and 429s, all stateful and on 127.0.0.1.
+//!
+//! Contacts are generated on demand from the seed (see `people`); only what
+//! clients write is stored. Property values go over the wire as strings, as
+//! HubSpot sends them. Wire shapes follow HubSpot's public OpenAPI specs for
+//! these paths (`PublicApiSpecs/CRM/Contacts`, `.../CRM/Properties`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::limits::{DailyBudget, RollingWindow};
+use super::people::{GenEvent, PeopleSpec, Person};
+
+const DAY_MS: i64 = 86_400_000;
+/// HubSpot's search returns at most this many results for one query.
+pub const SEARCH_CAP: usize = 10_000;
+
+/// How the fake HubSpot behaves.
+#[derive(Clone, Debug)]
+pub struct HubspotConfig {
+    pub contacts: u64,
+    pub seed: u64,
+    /// The moment the generated history ends at, epoch ms.
+    pub epoch_ms: i64,
+    /// The private-app token clients must present.
+    pub token: String,
+    /// Requests per ten-second rolling window (HubSpot Free/Starter: 100).
+    pub per_ten_seconds: u32,
+    /// Search requests per second.
+    pub search_per_second: u32,
+    /// Calls per day.
+    pub daily: u64,
+    /// Share of the ten-second window another integration uses (0.0–1.0).
+    pub other_integration_share: f64,
+}
+
+impl Default for HubspotConfig {
+    fn default() -> Self {
+        Self {
+            contacts: 1_000,
+            seed: 1,
+            epoch_ms: 1_793_491_200_000, // 2026-11-01T00:00:00Z
+            token: "pat-fake-local-token".to_owned(),
+            per_ten_seconds: 100,
+            search_per_second: 5,
+            daily: 250_000,
+            other_integration_share: 0.0,
+        }
+    }
+}
+
+/// Shared state of one fake HubSpot.
+#[derive(Clone)]
+pub struct FakeHubspot {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for FakeHubspot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("FakeHubspot")
+            .field("contacts", &inner.config.contacts)
+            .field("seed", &inner.config.seed)
+            .field("written", &inner.written.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: HubspotConfig,
+    people: PeopleSpec,
+    /// Property values written by clients, by contact id.
+    written: HashMap<u64, BTreeMap<String, String>>,
+    /// Last-modified times that differ from the generated ones.
+    modified: HashMap<u64, i64>,
+    /// (lastmodified, id) for every contact; built on first search.
+    by_modified: Option<BTreeSet<(i64, u64)>>,
+    properties: BTreeMap<String, PropertyDef>,
+    ten_seconds: RollingWindow,
+    search_second: RollingWindow,
+    daily: DailyBudget,
+    stats: BTreeMap<String, u64>,
+    rate_limited: u64,
+    /// Milliseconds the fake's clock has moved past `epoch_ms` for writes.
+    write_clock: i64,
+}
+
+#[derive(Clone, Debug)]
+struct PropertyDef {
+    name: String,
+    label: String,
+    kind: &'static str,
+    field_type: String,
+    group: String,
+    options: Vec<(String, String)>,
+    hubspot_defined: bool,
+    read_only: bool,
+}
+
+impl PropertyDef {
+    fn builtin(name: &str, kind: &'static str, field_type: &str, read_only: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            label: name.replace('_', " "),
+            kind,
+            field_type: field_type.to_owned(),
+            group: "contactinformation".to_owned(),
+            options: Vec::new(),
+            hubspot_defined: true,
+            read_only,
+        }
+    }
+
+    fn to_json(&self, created: &str) -> Value {
+        json!({
+            "name": self.name,
+            "label": self.label,
+            "type": self.kind,
+            "fieldType": self.field_type,
+            "description": "",
+            "groupName": self.group,
+            "options": self.options.iter().enumerate().map(|(i, (label, value))| json!({
+                "label": label, "value": value, "displayOrder": i, "hidden": false
+            })).collect::<Vec<_>>(),
+            "displayOrder": -1,
+            "calculated": false,
+            "externalOptions": false,
+            "hasUniqueValue": false,
+            "hidden": false,
+            "hubspotDefined": self.hubspot_defined,
+            "modificationMetadata": { "archivable": !self.hubspot_defined, "readOnlyDefinition": self.hubspot_defined, "readOnlyValue": self.read_only },
+            "formField": !self.read_only,
+            "createdAt": created,
+            "updatedAt": created,
+            "archived": false,
+        })
+    }
+}
+
+fn builtin_properties() -> BTreeMap<String, PropertyDef> {
+    let list = [
+        PropertyDef::builtin("hs_object_id", "number", "number", true),
+        PropertyDef::builtin("email", "string", "text", false),
+        PropertyDef::builtin("firstname", "string", "text", false),
+        PropertyDef::builtin("lastname", "string", "text", false),
+        PropertyDef::builtin("jobtitle", "string", "text", false),
+        PropertyDef::builtin("phone", "string", "phonenumber", false),
+        PropertyDef::builtin("country", "string", "text", false),
+        PropertyDef::builtin("company", "string", "text", false),
+        PropertyDef::builtin("numemployees", "number", "number", false),
+        PropertyDef::builtin("industry", "string", "text", false),
+        PropertyDef::builtin("createdate", "datetime", "date", true),
+        PropertyDef::builtin("lastmodifieddate", "datetime", "date", true),
+        PropertyDef::builtin("lifecyclestage", "enumeration", "radio", false),
+        PropertyDef::builtin("hs_lead_status", "enumeration", "radio", false),
+        PropertyDef::builtin("hs_analytics_num_page_views", "number", "number", true),
+        PropertyDef::builtin("hs_analytics_num_visits", "number", "number", true),
+        PropertyDef::builtin(
+            "hs_analytics_last_visit_timestamp",
+            "datetime",
+            "date",
+            true,
+        ),
+        PropertyDef::builtin("hs_email_open", "number", "number", true),
+        PropertyDef::builtin("hs_email_click", "number", "number", true),
+        PropertyDef::builtin("hs_email_last_open_date", "datetime", "date", true),
+        PropertyDef::builtin("hs_email_optout", "bool", "booleancheckbox", false),
+        PropertyDef::builtin("num_conversion_events", "number", "number", true),
+        PropertyDef::builtin("recent_conversion_date", "datetime", "date", true),
+        PropertyDef::builtin("recent_conversion_event_name", "string", "text", true),
+        PropertyDef::builtin("hubspotscore", "number", "number", true),
+    ];
+    let mut map: BTreeMap<String, PropertyDef> =
+        list.into_iter().map(|p| (p.name.clone(), p)).collect();
+    let stages = [
+        "subscriber",
+        "lead",
+        "marketingqualifiedlead",
+        "salesqualifiedlead",
+        "opportunity",
+        "customer",
+        "evangelist",
+        "other",
+    ];
+    if let Some(p) = map.get_mut("lifecyclestage") {
+        p.options = stages
+            .iter()
+            .map(|s| ((*s).to_owned(), (*s).to_owned()))
+            .collect();
+    }
+    let statuses = [
+        "NEW",
+        "OPEN",
+        "IN_PROGRESS",
+        "OPEN_DEAL",
+        "UNQUALIFIED",
+        "ATTEMPTED_TO_CONTACT",
+        "CONNECTED",
+        "BAD_TIMING",
+    ];
+    if let Some(p) = map.get_mut("hs_lead_status") {
+        p.options = statuses
+            .iter()
+            .map(|s| ((*s).to_owned(), (*s).to_owned()))
+            .collect();
+    }
+    if let Some(p) = map.get_mut("hs_email_optout") {
+        p.options = vec![
+            ("True".to_owned(), "true".to_owned()),
+            ("False".to_owned(), "false".to_owned()),
+        ];
+    }
+    map
+}
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+fn new_correlation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// A HubSpot error response.
+fn error(status: StatusCode, category: &str, message: &str) -> Response {
+    let body = json!({
+        "status": "error",
+        "message": message,
+        "correlationId": new_correlation_id(),
+        "category": category,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The generated properties of a person, as HubSpot strings.
+fn generated_properties(person: &Person) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        p.insert(k.to_owned(), v);
+    };
+    put("hs_object_id", person.id.to_string());
+    put("email", person.email.clone());
+    put("firstname", person.firstname.to_owned());
+    put("lastname", person.lastname.to_owned());
+    put("jobtitle", person.jobtitle.clone());
+    if let Some(phone) = &person.phone {
+        put("phone", phone.clone());
+    }
+    put("country", person.country.to_owned());
+    put("company", person.company.clone());
+    put("numemployees", person.numemployees.to_string());
+    put("industry", person.industry.to_owned());
+    put("createdate", iso(person.created_at));
+    let count = |kind: &str| person.events.iter().filter(|e| e.kind == kind).count();
+    let newest = |kind: &str| person.events.iter().find(|e| e.kind == kind).map(|e| e.at);
+    let views = count("page_view");
+    put("hs_analytics_num_page_views", views.to_string());
+    put("hs_analytics_num_visits", views.div_ceil(2).to_string());
+    if let Some(at) = newest("page_view") {
+        put("hs_analytics_last_visit_timestamp", iso(at));
+    }
+    put("hs_email_open", count("email_open").to_string());
+    put("hs_email_click", count("email_click").to_string());
+    if let Some(at) = newest("email_open") {
+        put("hs_email_last_open_date", iso(at));
+    }
+    put(
+        "hs_email_optout",
+        (count("email_unsubscribe") > 0).to_string(),
+    );
+    let forms: Vec<&GenEvent> = person
+        .events
+        .iter()
+        .filter(|e| e.kind == "form_submission")
+        .collect();
+    put("num_conversion_events", forms.len().to_string());
+    if let Some(form) = forms.first() {
+        put("recent_conversion_date", iso(form.at));
+        if let Some((_, name)) = &form.attribute {
+            put("recent_conversion_event_name", name.clone());
+        }
+    }
+    let stage = if person.converted {
+        "customer"
+    } else if forms.is_empty() {
+        "subscriber"
+    } else {
+        "lead"
+    };
+    put("lifecyclestage", stage.to_owned());
+    p
+}
+
+fn generated_modified(person: &Person) -> i64 {
+    person
+        .events
+        .first()
+        .map_or(person.created_at, |e| e.at.max(person.created_at))
+}
+
+impl Inner {
+    fn exists(&self, id: u64) -> bool {
+        id >= 1 && id <= self.config.contacts
+    }
+
+    fn modified_at(&self, id: u64, person: &Person) -> i64 {
+        self.modified
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| generated_modified(person))
+    }
+
+    /// All current properties of a contact.
+    fn properties_of(&self, id: u64) -> (BTreeMap<String, String>, Person, i64) {
+        let person = self.people.person(id);
+        let mut props = generated_properties(&person);
+        if let Some(written) = self.written.get(&id) {
+            for (k, v) in written {
+                props.insert(k.clone(), v.clone());
+            }
+        }
+        let modified = self.modified_at(id, &person);
+        props.insert("lastmodifieddate".to_owned(), iso(modified));
+        (props, person, modified)
+    }
+
+    /// A contact object as HubSpot returns it, with the requested properties
+    /// (HubSpot's defaults when none are asked for).
+    fn contact_json(&self, id: u64, wanted: Option<&[String]>) -> Value {
+        let (props, person, modified) = self.properties_of(id);
+        let defaults = [
+            "createdate",
+            "email",
+            "firstname",
+            "hs_object_id",
+            "lastmodifieddate",
+            "lastname",
+        ];
+        let mut out = serde_json::Map::new();
+        match wanted {
+            Some(names) if !names.is_empty() => {
+                for name in names {
+                    if self.properties.contains_key(name) {
+                        out.insert(
+                            name.clone(),
+                            props
+                                .get(name)
+                                .map_or(Value::Null, |v| Value::String(v.clone())),
+                        );
+                    }
+                }
+                // HubSpot always includes these three.
+                for name in ["createdate", "hs_object_id", "lastmodifieddate"] {
+                    out.entry(name.to_owned()).or_insert_with(|| {
+                        props
+                            .get(name)
+                            .map_or(Value::Null, |v| Value::String(v.clone()))
+                    });
+                }
+            }
+            _ => {
+                for name in defaults {
+                    out.insert(
+                        name.to_owned(),
+                        props
+                            .get(name)
+                            .map_or(Value::Null, |v| Value::String(v.clone())),
+                    );
+                }
+            }
+        }
+        json!({
+            "id": id.to_string(),
+            "properties": out,
+            "createdAt": iso(person.created_at),
+            "updatedAt": iso(modified),
+            "archived": false,
+        })
+    }
+
+    fn index(&mut self) -> &BTreeSet<(i64, u64)> {
+        if self.by_modified.is_none() {
+            let mut set = BTreeSet::new();
+            for id in 1..=self.config.contacts {
+                let person = self.people.person(id);
+                set.insert((self.modified_at(id, &person), id));
+            }
+            self.by_modified = Some(set);
+        }
+        self.by_modified.get_or_insert_with(BTreeSet::new)
+    }
+
+    fn touch(&mut self, id: u64, old: i64, new: i64) {
+        self.modified.insert(id, new);
+        if let Some(index) = self.by_modified.as_mut() {
+            index.remove(&(old, id));
+            index.insert((new, id));
+        }
+    }
+
+    /// The fake's "now" for writes: after the generated history, strictly
+    /// increasing so every write moves `lastmodifieddate` forward.
+    fn next_write_time(&mut self) -> i64 {
+        let wall = jiff::Timestamp::now().as_millisecond();
+        let candidate = wall.max(self.config.epoch_ms + self.write_clock + 1);
+        self.write_clock = candidate - self.config.epoch_ms;
+        candidate
+    }
+}
+
+impl FakeHubspot {
+    pub fn new(config: HubspotConfig) -> Self {
+        let people = PeopleSpec {
+            seed: config.seed,
+            epoch_ms: config.epoch_ms,
+        };
+        let other = (f64::from(config.per_ten_seconds)
+            * (1.0 - config.other_integration_share.clamp(0.0, 1.0)))
+        .floor() as u32;
+        let inner = Inner {
+            ten_seconds: RollingWindow::new(other, Duration::from_secs(10)),
+            search_second: RollingWindow::new(config.search_per_second, Duration::from_secs(1)),
+            daily: DailyBudget {
+                max: config.daily,
+                used: 0,
+            },
+            people,
+            written: HashMap::new(),
+            modified: HashMap::new(),
+            by_modified: None,
+            properties: builtin_properties(),
+            stats: BTreeMap::new(),
+            rate_limited: 0,
+            write_clock: 0,
+            config,
+        };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The HTTP routes, ready to serve.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/crm/v3/objects/contacts", get(list_contacts))
+            .route("/crm/v3/objects/contacts/search", post(search_contacts))
+            .route("/crm/v3/objects/contacts/batch/read", post(batch_read))
+            .route("/crm/v3/objects/contacts/batch/update", post(batch_update))
+            .route("/crm/v3/objects/contacts/{id}", get(get_contact))
+            .route(
+                "/crm/v3/properties/contacts",
+                get(list_properties).post(create_property),
+            )
+            .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
+        let inspect = Router::new()
+            .route("/__fake/stats", get(stats))
+            .route("/__fake/contacts/{id}", get(inspect_contact))
+            .route("/__fake/reset-daily", post(reset_daily));
+        api.merge(inspect).with_state(self.clone())
+    }
+}
+
+/// Auth, rate limits, headers and request counting for every API call.
+async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
+    let key = format!("{} {route}", request.method());
+    let is_search = route.ends_with("/search");
+    let authorized = {
+        let expected = fake.lock().config.token.clone();
+        request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| token == expected)
+    };
+    let limited = if authorized {
+        let mut inner = fake.lock();
+        let now = Instant::now();
+        if !inner.daily.try_take() {
+            Some((
+                "DAILY",
+                "You have reached your daily limit.",
+                Duration::from_secs(3600),
+            ))
+        } else if is_search && !inner.search_second.try_take(now) {
+            let wait = inner.search_second.retry_after(now);
+            Some(("SECONDLY", "You have reached your secondly limit.", wait))
+        } else if !is_search && !inner.ten_seconds.try_take(now) {
+            let wait = inner.ten_seconds.retry_after(now);
+            Some((
+                "TEN_SECONDLY_ROLLING",
+                "You have reached your ten_secondly_rolling limit.",
+                wait,
+            ))
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    let mut response = if !authorized {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_AUTHENTICATION",
+            "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+        )
+    } else if let Some((policy, message, wait)) = limited {
+        fake.lock().rate_limited += 1;
+        let body = json!({
+            "status": "error",
+            "message": message,
+            "errorType": "RATE_LIMIT",
+            "correlationId": new_correlation_id(),
+            "policyName": policy,
+        });
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
+    } else {
+        next.run(request).await
+    };
+    let mut inner = fake.lock();
+    let status = response.status().as_u16();
+    *inner.stats.entry(format!("{key} {status}")).or_default() += 1;
+    if authorized && !is_search {
+        let now = Instant::now();
+        let remaining = inner.ten_seconds.remaining(now);
+        let headers = response.headers_mut();
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        };
+        put("x-hubspot-ratelimit-daily", inner.daily.max.to_string());
+        put(
+            "x-hubspot-ratelimit-daily-remaining",
+            inner.daily.remaining().to_string(),
+        );
+        put(
+            "x-hubspot-ratelimit-interval-milliseconds",
+            "10000".to_owned(),
+        );
+        put(
+            "x-hubspot-ratelimit-max",
+            inner.config.per_ten_seconds.to_string(),
+        );
+        put("x-hubspot-ratelimit-remaining", remaining.to_string());
+    }
+    response
+}
+
+fn parse_id(id: &str) -> Option<u64> {
+    id.parse::<u64>().ok()
+}
+
+fn property_list(text: Option<&String>) -> Option<Vec<String>> {
+    text.map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+async fn list_contacts(
+    State(fake): State<FakeHubspot>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = match query.get("limit").map(|l| l.parse::<u64>()) {
+        None => 10,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "limit must be between 1 and 100",
+            );
+        }
+    };
+    if query.get("archived").is_some_and(|a| a == "true") {
+        return Json(json!({ "results": [] })).into_response();
+    }
+    let after = match query.get("after").map(|a| a.parse::<u64>()) {
+        None => 0,
+        Some(Ok(a)) => a,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "Invalid input JSON: after must be a cursor returned by a previous page",
+            );
+        }
+    };
+    let wanted = property_list(query.get("properties"));
+    let inner = fake.lock();
+    let first = after + 1;
+    let last = (after + limit).min(inner.config.contacts);
+    let results: Vec<Value> = (first..=last)
+        .map(|id| inner.contact_json(id, wanted.as_deref()))
+        .collect();
+    let mut body = json!({ "results": results });
+    if last < inner.config.contacts {
+        let next = last.to_string();
+        body["paging"] = json!({ "next": { "after": next, "link": format!("/crm/v3/objects/contacts?after={next}") } });
+    }
+    Json(body).into_response()
+}
+
+async fn get_contact(
+    State(fake): State<FakeHubspot>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let inner = fake.lock();
+    match parse_id(&id).filter(|id| inner.exists(*id)) {
+        Some(id) => Json(inner.contact_json(id, property_list(query.get("properties")).as_deref()))
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            "resource not found",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchRequest {
+    #[serde(default)]
+    filter_groups: Vec<FilterGroup>,
+    #[serde(default)]
+    sorts: Vec<Value>,
+    #[serde(default)]
+    properties: Vec<String>,
+    limit: Option<i64>,
+    after: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct FilterGroup {
+    #[serde(default)]
+    filters: Vec<Filter>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    property_name: String,
+    operator: String,
+    value: Option<Value>,
+    high_value: Option<Value>,
+    values: Option<Vec<Value>>,
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A property value as a comparable number: numbers as they are, dates as
+/// epoch milliseconds (HubSpot accepts both forms in filters).
+fn numeric(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().or_else(|| {
+        text.parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.as_millisecond() as f64)
+    })
+}
+
+fn filter_matches(filter: &Filter, props: &BTreeMap<String, String>) -> bool {
+    let actual = props.get(&filter.property_name).filter(|v| !v.is_empty());
+    let compare = |wanted: &Value| -> Option<std::cmp::Ordering> {
+        let actual = actual?;
+        let wanted = value_text(wanted);
+        match (numeric(actual), numeric(&wanted)) {
+            (Some(a), Some(b)) => a.partial_cmp(&b),
+            _ => Some(actual.to_lowercase().cmp(&wanted.to_lowercase())),
+        }
+    };
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let value = filter.value.as_ref();
+    match filter.operator.as_str() {
+        "HAS_PROPERTY" => actual.is_some(),
+        "NOT_HAS_PROPERTY" => actual.is_none(),
+        "EQ" => value.and_then(compare) == Some(Equal),
+        "NEQ" => value.and_then(compare) != Some(Equal),
+        "GT" => value.and_then(compare) == Some(Greater),
+        "GTE" => matches!(value.and_then(compare), Some(Greater | Equal)),
+        "LT" => value.and_then(compare) == Some(Less),
+        "LTE" => matches!(value.and_then(compare), Some(Less | Equal)),
+        "BETWEEN" => {
+            matches!(value.and_then(compare), Some(Greater | Equal))
+                && matches!(
+                    filter.high_value.as_ref().and_then(compare),
+                    Some(Less | Equal)
+                )
+        }
+        "IN" => filter
+            .values
+            .as_ref()
+            .is_some_and(|vs| vs.iter().any(|v| compare(v) == Some(Equal))),
+        "NOT_IN" => !filter
+            .values
+            .as_ref()
+            .is_some_and(|vs| vs.iter().any(|v| compare(v) == Some(Equal))),
+        "CONTAINS_TOKEN" => {
+            let token = value
+                .map(value_text)
+                .unwrap_or_default()
+                .replace('*', "")
+                .to_lowercase();
+            actual.is_some_and(|a| a.to_lowercase().contains(&token))
+        }
+        _ => false,
+    }
+}
+
+const OPERATORS: &[&str] = &[
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+];
+
+async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+    let request: SearchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                &format!("Invalid input JSON on line 1: {e}"),
+            );
+        }
+    };
+    let limit = request.limit.unwrap_or(10);
+    if !(1..=200).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "limit must be between 1 and 200",
+        );
+    }
+    let filters: usize = request.filter_groups.iter().map(|g| g.filters.len()).sum();
+    if request.filter_groups.len() > 5
+        || request.filter_groups.iter().any(|g| g.filters.len() > 6)
+        || filters > 18
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "too many filters: at most 5 filterGroups of 6 filters, 18 in all",
+        );
+    }
+    if let Some(bad) = request
+        .filter_groups
+        .iter()
+        .flat_map(|g| &g.filters)
+        .find(|f| !OPERATORS.contains(&f.operator.as_str()))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unknown operator {}", bad.operator),
+        );
+    }
+    if request.sorts.len() > 1 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "only one sort is supported",
+        );
+    }
+    let after = match &request.after {
+        None => 0,
+        Some(v) => match value_text(v).parse::<usize>() {
+            Ok(a) => a,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "after must be a number",
+                );
+            }
+        },
+    };
+    if after >= SEARCH_CAP || after + limit as usize > SEARCH_CAP {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Search results are limited to 10000 per query: narrow the query instead of paging further",
+        );
+    }
+    let (sort_property, descending) = match request.sorts.first() {
+        None => ("hs_object_id".to_owned(), false),
+        Some(Value::String(name)) => (
+            name.trim_start_matches('-').to_owned(),
+            name.starts_with('-'),
+        ),
+        Some(sort) => (
+            sort.get("propertyName")
+                .and_then(Value::as_str)
+                .unwrap_or("hs_object_id")
+                .to_owned(),
+            sort.get("direction").and_then(Value::as_str) == Some("DESCENDING"),
+        ),
+    };
+    let mut inner = fake.lock();
+    let ids = candidates(&mut inner, &request.filter_groups);
+    let mut matches: Vec<(f64, String, u64)> = Vec::new();
+    for id in ids {
+        let (props, _, _) = inner.properties_of(id);
+        let ok = request.filter_groups.is_empty()
+            || request
+                .filter_groups
+                .iter()
+                .any(|g| g.filters.iter().all(|f| filter_matches(f, &props)));
+        if ok {
+            let key = props.get(&sort_property).cloned().unwrap_or_default();
+            matches.push((numeric(&key).unwrap_or(f64::NAN), key, id));
+        }
+    }
+    matches.sort_by(|a, b| {
+        let order = if a.0.is_nan() || b.0.is_nan() {
+            a.1.cmp(&b.1)
+        } else {
+            a.0.total_cmp(&b.0)
+        };
+        let order = order.then(a.2.cmp(&b.2));
+        if descending { order.reverse() } else { order }
+    });
+    let total = matches.len();
+    let page: Vec<Value> = matches
+        .iter()
+        .skip(after)
+        .take(limit as usize)
+        .map(|(_, _, id)| inner.contact_json(*id, Some(&request.properties)))
+        .collect();
+    let mut body = json!({ "total": total, "results": page });
+    let next = after + limit as usize;
+    if next < total {
+        body["paging"] = json!({ "next": { "after": next.to_string() } });
+    }
+    Json(body).into_response()
+}
+
+/// Contacts a search has to look at: a `lastmodifieddate` range present in
+/// every filter group narrows it through the index, else every contact.
+fn candidates(inner: &mut Inner, groups: &[FilterGroup]) -> Vec<u64> {
+    let range_of = |group: &FilterGroup| -> Option<(i64, i64)> {
+        let mut lo = i64::MIN;
+        let mut hi = i64::MAX;
+        let mut seen = false;
+        for f in group
+            .filters
+            .iter()
+            .filter(|f| f.property_name == "lastmodifieddate")
+        {
+            let v = f
+                .value
+                .as_ref()
+                .map(value_text)
+                .and_then(|t| numeric(&t))
+                .map(|n| n as i64);
+            match (f.operator.as_str(), v) {
+                ("GT" | "GTE", Some(v)) => lo = lo.max(v),
+                ("LT" | "LTE", Some(v)) => hi = hi.min(v),
+                ("BETWEEN", Some(v)) => {
+                    lo = lo.max(v);
+                    if let Some(h) = f
+                        .high_value
+                        .as_ref()
+                        .map(value_text)
+                        .and_then(|t| numeric(&t))
+                    {
+                        hi = hi.min(h as i64);
+                    }
+                }
+                _ => continue,
+            }
+            seen = true;
+        }
+        seen.then_some((lo, hi))
+    };
+    let ranges: Vec<Option<(i64, i64)>> = groups.iter().map(range_of).collect();
+    if groups.is_empty() || ranges.iter().any(Option::is_none) {
+        return (1..=inner.config.contacts).collect();
+    }
+    let index = inner.index();
+    let mut ids: BTreeSet<u64> = BTreeSet::new();
+    for (lo, hi) in ranges.into_iter().flatten() {
+        ids.extend(index.range((lo, 0)..=(hi, u64::MAX)).map(|(_, id)| *id));
+    }
+    ids.into_iter().collect()
+}
+
+#[derive(Deserialize)]
+struct BatchInput {
+    id: Value,
+    #[serde(default)]
+    properties: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct BatchRequest {
+    inputs: Vec<BatchInput>,
+    #[serde(default)]
+    properties: Vec<String>,
+    #[serde(rename = "idProperty")]
+    id_property: Option<String>,
+}
+
+fn batch_body(results: Vec<Value>, errors: Vec<Value>, started: &str) -> Response {
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": iso(jiff::Timestamp::now().as_millisecond()),
+    });
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    if !errors.is_empty() {
+        body["numErrors"] = json!(errors.len());
+        body["errors"] = Value::Array(errors);
+    }
+    (status, Json(body)).into_response()
+}
+
+async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+    let request: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                &format!("Invalid input JSON on line 1: {e}"),
+            );
+        }
+    };
+    if request.inputs.len() > 100 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Batch input limit of 100 exceeded",
+        );
+    }
+    if request
+        .id_property
+        .as_deref()
+        .is_some_and(|p| p != "hs_object_id")
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "the fake supports idProperty hs_object_id only",
+        );
+    }
+    let started = iso(jiff::Timestamp::now().as_millisecond());
+    let inner = fake.lock();
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    for input in &request.inputs {
+        let text = value_text(&input.id);
+        match parse_id(&text).filter(|id| inner.exists(*id)) {
+            Some(id) => results.push(inner.contact_json(id, Some(&request.properties))),
+            None => missing.push(text),
+        }
+    }
+    let errors = if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": format!("Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid. ids: {}", missing.join(", ")),
+            "context": { "ids": missing },
+        })]
+    };
+    batch_body(results, errors, &started)
+}
+
+/// Checks one written value against the property's definition.
+fn validate(def: Option<&PropertyDef>, name: &str, value: &Value) -> Result<String, String> {
+    let Some(def) = def else {
+        return Err(format!("Property \"{name}\" does not exist"));
+    };
+    if def.read_only {
+        return Err(format!(
+            "\"{name}\" is a read only property; its value cannot be set."
+        ));
+    }
+    let text = value_text(value);
+    match def.kind {
+        "number" if !text.is_empty() && text.parse::<f64>().is_err() => {
+            Err(format!("{text} was not a valid number."))
+        }
+        "enumeration" | "bool"
+            if !text.is_empty() && !def.options.iter().any(|(_, v)| *v == text) =>
+        {
+            Err(format!(
+                "{text} was not one of the allowed options: [{}]",
+                def.options
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+        _ => Ok(text),
+    }
+}
+
+async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+    let request: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                &format!("Invalid input JSON on line 1: {e}"),
+            );
+        }
+    };
+    if request.inputs.len() > 100 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Batch input limit of 100 exceeded",
+        );
+    }
+    let started = iso(jiff::Timestamp::now().as_millisecond());
+    let mut inner = fake.lock();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &request.inputs {
+        let text = value_text(&input.id);
+        let Some(id) = parse_id(&text).filter(|id| inner.exists(*id)) else {
+            errors.push(json!({
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": "Object not found.  objectId are usually numeric.",
+                "context": { "id": [text] },
+            }));
+            continue;
+        };
+        let mut accepted = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, value) in &input.properties {
+            match validate(inner.properties.get(name), name, value) {
+                Ok(text) => {
+                    accepted.insert(name.clone(), text);
+                }
+                Err(problem) => problems.push(json!({ "isValid": false, "message": problem, "error": "INVALID_OPTION", "name": name })),
+            }
+        }
+        if !problems.is_empty() {
+            errors.push(json!({
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": format!("Property values were not valid: {}", Value::Array(problems.clone())),
+                "context": { "ids": [text], "propertyErrors": problems },
+            }));
+            continue;
+        }
+        let person = inner.people.person(id);
+        let old = inner.modified_at(id, &person);
+        let now = inner.next_write_time();
+        inner.written.entry(id).or_default().extend(accepted);
+        inner.touch(id, old, now);
+        *inner
+            .stats
+            .entry("contacts written".to_owned())
+            .or_default() += 1;
+        results.push(inner.contact_json(
+            id,
+            Some(&input.properties.keys().cloned().collect::<Vec<_>>()),
+        ));
+    }
+    if results.is_empty() && !errors.is_empty() {
+        let first = errors
+            .first()
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("invalid input")
+            .to_owned();
+        let body = json!({
+            "status": "error",
+            "message": first,
+            "correlationId": new_correlation_id(),
+            "category": "VALIDATION_ERROR",
+            "errors": errors,
+        });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    batch_body(results, errors, &started)
+}
+
+async fn list_properties(State(fake): State<FakeHubspot>) -> Response {
+    let inner = fake.lock();
+    let created = iso(inner.config.epoch_ms - 900 * DAY_MS);
+    let results: Vec<Value> = inner
+        .properties
+        .values()
+        .map(|p| p.to_json(&created))
+        .collect();
+    Json(json!({ "results": results })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewProperty {
+    name: String,
+    label: String,
+    #[serde(rename = "type")]
+    kind: String,
+    field_type: String,
+    group_name: String,
+    #[serde(default)]
+    options: Vec<NewOption>,
+}
+
+#[derive(Deserialize)]
+struct NewOption {
+    label: String,
+    value: String,
+}
+
+async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+    let request: NewProperty = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                &format!("Invalid input JSON on line 1: {e}"),
+            );
+        }
+    };
+    let kind: &'static str = match request.kind.as_str() {
+        "string" => "string",
+        "number" => "number",
+        "enumeration" => "enumeration",
+        "datetime" => "datetime",
+        "date" => "date",
+        "bool" => "bool",
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                &format!("Unknown property type {other}"),
+            );
+        }
+    };
+    if request.name.is_empty()
+        || !request
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Property name must be lowercase letters, digits and underscores",
+        );
+    }
+    if kind == "enumeration" && request.options.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Enumeration properties need options",
+        );
+    }
+    let mut inner = fake.lock();
+    if inner.properties.contains_key(&request.name) {
+        return error(
+            StatusCode::CONFLICT,
+            "OBJECT_ALREADY_EXISTS",
+            &format!("Property named '{}' already exists.", request.name),
+        );
+    }
+    let def = PropertyDef {
+        name: request.name.clone(),
+        label: request.label,
+        kind,
+        field_type: request.field_type,
+        group: request.group_name,
+        options: request
+            .options
+            .into_iter()
+            .map(|o| (o.label, o.value))
+            .collect(),
+        hubspot_defined: false,
+        read_only: false,
+    };
+    let created = iso(jiff::Timestamp::now().as_millisecond());
+    let body = def.to_json(&created);
+    inner.properties.insert(request.name, def);
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn stats(State(fake): State<FakeHubspot>) -> Response {
+    let inner = fake.lock();
+    Json(json!({
+        "requests": inner.stats,
+        "rate_limited": inner.rate_limited,
+        "daily_used": inner.daily.used,
+        "contacts": inner.config.contacts,
+    }))
+    .into_response()
+}
+
+async fn inspect_contact(State(fake): State<FakeHubspot>, Path(id): Path<String>) -> Response {
+    let inner = fake.lock();
+    match parse_id(&id).filter(|id| inner.exists(*id)) {
+        Some(id) => {
+            let (props, person, _) = inner.properties_of(id);
+            Json(
+                json!({ "id": id.to_string(), "properties": props, "converted": person.converted }),
+            )
+            .into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such contact" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn reset_daily(State(fake): State<FakeHubspot>) -> Response {
+    fake.lock().daily.used = 0;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Serves `fake` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    fake: FakeHubspot,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, fake.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Headers a test may want to read back.
+pub fn rate_limit_remaining(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get("x-hubspot-ratelimit-remaining")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,55 @@
+//! Built-in fake CRMs on 127.0.0.1 for tests, benchmarks and demos: stateful,
+//! with the real APIs' shapes, limits and errors, and people generated
+//! deterministically from a seed.
+//!
+//! Nothing here is used by the product's scoring or sync path; it stands in
+//! for HubSpot (and, later, Pardot) where no account may be used.
+
+pub mod hubspot;
+mod limits;
+pub mod people;
+
+pub use hubspot::{FakeHubspot, HubspotConfig};
+pub use people::{PeopleSpec, Person, Persona};
+
+/// A fake CRM running in-process on an ephemeral port; stops when dropped.
+#[derive(Debug)]
+pub struct RunningFake {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningFake {
+    /// The base URL clients use, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a fake HubSpot on 127.0.0.1 with an ephemeral port, on the
+/// current tokio runtime.
+pub async fn spawn_hubspot(fake: FakeHubspot) -> std::io::Result<RunningFake> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(error) = hubspot::serve(listener, fake, shutdown).await {
+            tracing::warn!(%error, "fake HubSpot stopped");
+        }
+    });
+    Ok(RunningFake {
+        addr,
+        stop: Some(stop),
+    })
+}

@@ -1,0 +1,457 @@
+//! The fake HubSpot behaves like HubSpot where a sync depends on it: paging,
+//! search and its cap, batch reads and partial-failure writes, properties,
+//! auth, rate limits and their headers, deterministic people.
+
+use std::collections::BTreeSet;
+
+use leadscored::fake::{FakeHubspot, HubspotConfig, PeopleSpec, Persona, spawn_hubspot};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "pat-test-token";
+
+fn config(contacts: u64) -> HubspotConfig {
+    HubspotConfig {
+        contacts,
+        seed: 7,
+        token: TOKEN.to_owned(),
+        per_ten_seconds: 10_000,
+        search_per_second: 1_000,
+        ..HubspotConfig::default()
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(base: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.json().await.expect("json body"))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.json().await.expect("json body"))
+    }
+}
+
+#[tokio::test]
+async fn list_paging_walks_every_contact_exactly_once() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(1_234)))
+        .await
+        .expect("fake starts");
+    let client = Client::new(fake.url());
+    let mut seen = BTreeSet::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &after {
+            Some(a) => {
+                format!("/crm/v3/objects/contacts?limit=100&properties=jobtitle,email&after={a}")
+            }
+            None => "/crm/v3/objects/contacts?limit=100&properties=jobtitle,email".to_owned(),
+        };
+        let (status, _, body) = client.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        pages += 1;
+        for contact in body["results"].as_array().expect("results") {
+            assert!(contact["properties"]["jobtitle"].is_string());
+            assert!(
+                seen.insert(contact["id"].as_str().expect("id").to_owned()),
+                "contact seen twice"
+            );
+        }
+        match body["paging"]["next"]["after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 1_234);
+    assert_eq!(pages, 13);
+    let (status, _, body) = client.get("/crm/v3/objects/contacts?limit=101").await;
+    assert_eq!(
+        (status, body["category"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_tokens_get_hubspots_401() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(10)))
+        .await
+        .expect("fake starts");
+    let http = reqwest::Client::new();
+    for token in [None, Some("pat-wrong")] {
+        let mut request = http.get(format!("{}/crm/v3/objects/contacts", fake.url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 401);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "error");
+        assert_eq!(body["category"], "INVALID_AUTHENTICATION");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Authentication credentials not found"))
+        );
+        assert!(body["correlationId"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn search_filters_sorts_pages_and_stops_at_the_cap() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(600)))
+        .await
+        .expect("fake starts");
+    let client = Client::new(fake.url());
+    // Everything modified since 60 days before the epoch, keyset on hs_object_id.
+    let since = (1_793_491_200_000i64 - 60 * 86_400_000).to_string();
+    let mut last_id = "0".to_owned();
+    let mut found = Vec::new();
+    loop {
+        let (status, headers, body) = client
+            .post(
+                "/crm/v3/objects/contacts/search",
+                json!({
+                    "filterGroups": [{ "filters": [
+                        { "propertyName": "lastmodifieddate", "operator": "GTE", "value": since },
+                        { "propertyName": "hs_object_id", "operator": "GT", "value": last_id },
+                    ]}],
+                    "sorts": [{ "propertyName": "hs_object_id", "direction": "ASCENDING" }],
+                    "properties": ["lastmodifieddate", "jobtitle"],
+                    "limit": 50,
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            headers.get("x-hubspot-ratelimit-remaining").is_none(),
+            "search responses carry no rate-limit headers"
+        );
+        let results = body["results"].as_array().expect("results").clone();
+        if results.is_empty() {
+            break;
+        }
+        for r in &results {
+            let modified: jiff::Timestamp = r["properties"]["lastmodifieddate"]
+                .as_str()
+                .expect("date")
+                .parse()
+                .expect("iso");
+            assert!(modified.as_millisecond() >= since.parse::<i64>().expect("number"));
+            found.push(
+                r["id"]
+                    .as_str()
+                    .expect("id")
+                    .parse::<u64>()
+                    .expect("numeric id"),
+            );
+        }
+        last_id = found.last().expect("non-empty").to_string();
+    }
+    assert!(
+        found.windows(2).all(|w| w[0] < w[1]),
+        "ascending, no repeats"
+    );
+    assert!(
+        !found.is_empty() && found.len() < 600,
+        "the window selects some contacts: {}",
+        found.len()
+    );
+
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({ "filterGroups": [], "limit": 200, "after": "9900" }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({ "limit": 200, "after": "400" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["total"], 600);
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(200));
+    assert!(body.get("paging").is_none(), "the last page has no paging");
+    let (status, _, _) = client
+        .post("/crm/v3/objects/contacts/search", json!({ "limit": 201 }))
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn batch_update_applies_the_valid_records_and_reports_the_rest_with_207() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(20)))
+        .await
+        .expect("fake starts");
+    let client = Client::new(fake.url());
+    let (status, _, created) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({ "name": "ls_score", "label": "Lead score", "type": "number", "fieldType": "number", "groupName": "leadscored" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _, _) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({ "name": "ls_tier", "label": "Tier", "type": "enumeration", "fieldType": "select", "groupName": "leadscored",
+                    "options": [{ "label": "High", "value": "high" }, { "label": "Low", "value": "low" }] }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({ "name": "ls_score", "label": "again", "type": "number", "fieldType": "number", "groupName": "leadscored" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["category"].as_str()),
+        (409, Some("OBJECT_ALREADY_EXISTS"))
+    );
+
+    let (_, _, before) = client
+        .get("/crm/v3/objects/contacts/3?properties=lastmodifieddate")
+        .await;
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({ "inputs": [
+                { "id": "3", "properties": { "ls_score": "72", "ls_tier": "high" } },
+                { "id": "4", "properties": { "ls_score": "seventy" } },
+                { "id": "5", "properties": { "undefined_property": "x" } },
+                { "id": "6", "properties": { "ls_tier": "medium" } },
+                { "id": "999", "properties": { "ls_score": "1" } },
+                { "id": "7", "properties": { "ls_score": "10" } },
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["status"], "COMPLETE");
+    assert_eq!(body["numErrors"], 4);
+    let ok: BTreeSet<&str> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ok, BTreeSet::from(["3", "7"]));
+    let categories: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["category"].as_str())
+        .collect();
+    assert_eq!(
+        categories
+            .iter()
+            .filter(|c| **c == "VALIDATION_ERROR")
+            .count(),
+        3
+    );
+    assert_eq!(
+        categories
+            .iter()
+            .filter(|c| **c == "OBJECT_NOT_FOUND")
+            .count(),
+        1
+    );
+
+    let (_, _, after) = client
+        .get("/crm/v3/objects/contacts/3?properties=ls_score,ls_tier,lastmodifieddate")
+        .await;
+    assert_eq!(after["properties"]["ls_score"], "72");
+    assert_eq!(after["properties"]["ls_tier"], "high");
+    let modified = |v: &Value| {
+        v["properties"]["lastmodifieddate"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    assert!(
+        modified(&after) > modified(&before),
+        "a write bumps lastmodifieddate"
+    );
+    let (_, _, untouched) = client
+        .get("/crm/v3/objects/contacts/4?properties=ls_score")
+        .await;
+    assert_eq!(untouched["properties"]["ls_score"], Value::Null);
+
+    // Writes are visible to a search on lastmodifieddate.
+    let since = modified(&before)
+        .map(|t| (t.as_millisecond() + 1).to_string())
+        .unwrap_or_default();
+    let (_, _, found) = client
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({ "filterGroups": [{ "filters": [{ "propertyName": "lastmodifieddate", "operator": "GTE", "value": since }] }] }),
+        )
+        .await;
+    let ids: BTreeSet<&str> = found["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(ids.contains("3") && ids.contains("7"), "{found}");
+
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({ "inputs": [{ "id": "999", "properties": {} }] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["category"].as_str()),
+        (400, Some("VALIDATION_ERROR")),
+        "all inputs failing is a 400"
+    );
+
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({ "properties": ["ls_score"], "inputs": [{ "id": "3" }, { "id": "12345" }] }),
+        )
+        .await;
+    assert_eq!(status, 207);
+    assert_eq!(body["results"][0]["properties"]["ls_score"], "72");
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_the_policy_and_headers_count_down() {
+    let limited = HubspotConfig {
+        per_ten_seconds: 5,
+        search_per_second: 2,
+        daily: 9,
+        ..config(30)
+    };
+    let fake = spawn_hubspot(FakeHubspot::new(limited))
+        .await
+        .expect("fake starts");
+    let client = Client::new(fake.url());
+    let mut remaining = Vec::new();
+    for _ in 0..5 {
+        let (status, headers, _) = client.get("/crm/v3/objects/contacts?limit=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-hubspot-ratelimit-max"], "5");
+        assert_eq!(
+            headers["x-hubspot-ratelimit-interval-milliseconds"],
+            "10000"
+        );
+        remaining.push(leadscored::fake::hubspot::rate_limit_remaining(&headers).expect("header"));
+    }
+    assert_eq!(remaining, [4, 3, 2, 1, 0]);
+    let (status, headers, body) = client.get("/crm/v3/objects/contacts?limit=1").await;
+    assert_eq!(status, 429);
+    assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+    assert_eq!(body["errorType"], "RATE_LIMIT");
+    assert!(headers.contains_key("retry-after"));
+    // Search has its own per-second limit.
+    for expected in [200, 200, 429] {
+        let (status, _, body) = client
+            .post("/crm/v3/objects/contacts/search", json!({ "limit": 1 }))
+            .await;
+        assert_eq!(status, expected, "{body}");
+        if status == 429 {
+            assert_eq!(body["policyName"], "SECONDLY");
+        }
+    }
+    // 9 calls were made; the daily budget of 9 is spent.
+    let (status, _, body) = client
+        .post("/crm/v3/objects/contacts/search", json!({ "limit": 1 }))
+        .await;
+    assert_eq!((status, body["policyName"].as_str()), (429, Some("DAILY")));
+    let stats: Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["rate_limited"], 3);
+    assert_eq!(stats["requests"]["GET /crm/v3/objects/contacts 200"], 5);
+}
+
+#[test]
+fn people_are_deterministic_varied_and_their_outcome_has_signal() {
+    let spec = PeopleSpec {
+        seed: 42,
+        epoch_ms: 1_793_491_200_000,
+    };
+    assert_eq!(spec.person(17), spec.person(17));
+    assert_ne!(spec.person(17), PeopleSpec { seed: 43, ..spec }.person(17));
+    let people: Vec<_> = (1..=4_000).map(|id| spec.person(id)).collect();
+    let share = |f: &dyn Fn(&leadscored::fake::Person) -> bool| {
+        people.iter().filter(|p| f(p)).count() as f64 / people.len() as f64
+    };
+    let students = share(&|p| p.persona == Persona::Student);
+    let competitors = share(&|p| p.persona == Persona::Competitor);
+    let free_mail = share(&|p| {
+        ["gmail.com", "hotmail.com", "outlook.com", "yahoo.com"]
+            .iter()
+            .any(|d| p.email.ends_with(d))
+    });
+    assert!((0.05..0.12).contains(&students), "students {students}");
+    assert!(
+        (0.005..0.04).contains(&competitors),
+        "competitors {competitors}"
+    );
+    assert!((0.1..0.35).contains(&free_mail), "free mail {free_mail}");
+    let eighteen_months = 1_793_491_200_000 - 549 * 86_400_000;
+    assert!(
+        people
+            .iter()
+            .flat_map(|p| &p.events)
+            .all(|e| e.at >= eighteen_months && e.at <= 1_793_491_200_000)
+    );
+    let rate = |persona: Persona| {
+        let group: Vec<_> = people.iter().filter(|p| p.persona == persona).collect();
+        group.iter().filter(|p| p.converted).count() as f64 / group.len().max(1) as f64
+    };
+    assert!(
+        rate(Persona::Executive) > 2.0 * rate(Persona::Student),
+        "executives convert more than students"
+    );
+    let busy = |p: &&leadscored::fake::Person| p.events.len() >= 20;
+    let engaged: Vec<_> = people.iter().filter(busy).collect();
+    let quiet: Vec<_> = people.iter().filter(|p| p.events.len() < 5).collect();
+    let converted = |g: &[&leadscored::fake::Person]| {
+        g.iter().filter(|p| p.converted).count() as f64 / g.len().max(1) as f64
+    };
+    assert!(
+        converted(&engaged) > converted(&quiet),
+        "engaged people convert more"
+    );
+}
