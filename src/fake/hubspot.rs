@@ -44,6 +44,38 @@ pub struct HubspotConfig {
     pub daily: u64,
     /// Share of the ten-second window another integration uses (0.0–1.0).
     pub other_integration_share: f64,
+    /// The OAuth refresh token `/oauth/v1/token` accepts.
+    pub refresh_token: String,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+/// Faults the fake injects, by rate (0.0–1.0 per request) or as settings.
+/// Random choices come from the seed, so a run is reproducible.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Answer 429 (`TEN_SECONDLY_ROLLING`) regardless of the real limits.
+    pub rate_429: f64,
+    /// Whether those 429s carry `Retry-After` (HubSpot's CRM 429s may not).
+    pub retry_after_on_429: bool,
+    /// Answer 500, 502, 503 or 504.
+    pub rate_5xx: f64,
+    /// Answer 200 with the JSON body cut in half.
+    pub rate_malformed: f64,
+    /// Send half the body, then reset the connection.
+    pub rate_reset: f64,
+    /// Delay the answer by `slow`.
+    pub rate_slow: f64,
+    pub slow: Duration,
+    /// Reject each batch-update input with a validation error at this rate.
+    pub rate_record_error: f64,
+    /// Writes become visible to search only after this long.
+    pub search_lag: Duration,
+    /// The first N contacts share one `lastmodifieddate`, as after a bulk import.
+    pub bulk_import: u64,
+    /// OAuth mode: access tokens expire this long after they are issued
+    /// (401 `EXPIRED_AUTHENTICATION`); refresh at `/oauth/v1/token`.
+    pub token_ttl: Option<Duration>,
 }
 
 impl Default for HubspotConfig {
@@ -57,6 +89,8 @@ impl Default for HubspotConfig {
             search_per_second: 5,
             daily: 250_000,
             other_integration_share: 0.0,
+            refresh_token: "fake-refresh-token".to_owned(),
+            faults: Faults::default(),
         }
     }
 }
@@ -95,6 +129,12 @@ struct Inner {
     rate_limited: u64,
     /// Milliseconds the fake's clock has moved past `epoch_ms` for writes.
     write_clock: i64,
+    /// Index moves search does not see yet: (written at, id, old, new).
+    lagging: Vec<(Instant, u64, i64, i64)>,
+    /// OAuth access tokens and when they expire.
+    tokens: HashMap<String, Instant>,
+    fault_rng: super::people::Rng,
+    faults_served: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -321,10 +361,14 @@ impl Inner {
     }
 
     fn modified_at(&self, id: u64, person: &Person) -> i64 {
-        self.modified
-            .get(&id)
-            .copied()
-            .unwrap_or_else(|| generated_modified(person))
+        if let Some(modified) = self.modified.get(&id) {
+            return *modified;
+        }
+        if id <= self.config.faults.bulk_import {
+            // One import touched them all in the same millisecond.
+            return self.config.epoch_ms - 10 * DAY_MS;
+        }
+        generated_modified(person)
     }
 
     /// All current properties of a contact.
@@ -397,10 +441,18 @@ impl Inner {
 
     fn index(&mut self) -> &BTreeSet<(i64, u64)> {
         if self.by_modified.is_none() {
+            // Search sees a lagging contact where it was before its first unseen write.
+            let mut visible: HashMap<u64, i64> = HashMap::new();
+            for (_, id, old, _) in &self.lagging {
+                visible.entry(*id).or_insert(*old);
+            }
             let mut set = BTreeSet::new();
             for id in 1..=self.config.contacts {
-                let person = self.people.person(id);
-                set.insert((self.modified_at(id, &person), id));
+                let modified = match visible.get(&id) {
+                    Some(old) => *old,
+                    None => self.modified_at(id, &self.people.person(id)),
+                };
+                set.insert((modified, id));
             }
             self.by_modified = Some(set);
         }
@@ -409,9 +461,31 @@ impl Inner {
 
     fn touch(&mut self, id: u64, old: i64, new: i64) {
         self.modified.insert(id, new);
+        if self.config.faults.search_lag.is_zero() {
+            self.move_in_index(id, old, new);
+        } else {
+            self.lagging.push((Instant::now(), id, old, new));
+        }
+    }
+
+    fn move_in_index(&mut self, id: u64, old: i64, new: i64) {
         if let Some(index) = self.by_modified.as_mut() {
             index.remove(&(old, id));
             index.insert((new, id));
+        }
+    }
+
+    /// Applies the index moves that are older than the search lag.
+    fn catch_up_search(&mut self) {
+        let lag = self.config.faults.search_lag;
+        let now = Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = self
+            .lagging
+            .drain(..)
+            .partition(|(at, ..)| now.duration_since(*at) >= lag);
+        self.lagging = waiting;
+        for (_, id, old, new) in due {
+            self.move_in_index(id, old, new);
         }
     }
 
@@ -449,8 +523,17 @@ impl FakeHubspot {
             stats: BTreeMap::new(),
             rate_limited: 0,
             write_clock: 0,
+            lagging: Vec::new(),
+            tokens: HashMap::new(),
+            fault_rng: super::people::Rng::new(config.seed, 0xFA17),
+            faults_served: BTreeMap::new(),
             config,
         };
+        let mut inner = inner;
+        if let Some(ttl) = inner.config.faults.token_ttl {
+            let token = inner.config.token.clone();
+            inner.tokens.insert(token, Instant::now() + ttl);
+        }
         Self {
             inner: Arc::new(Mutex::new(inner)),
         }
@@ -478,12 +561,146 @@ impl FakeHubspot {
         let inspect = Router::new()
             .route("/__fake/stats", get(stats))
             .route("/__fake/contacts/{id}", get(inspect_contact))
-            .route("/__fake/reset-daily", post(reset_daily));
+            .route("/__fake/reset-daily", post(reset_daily))
+            .route("/__fake/catch-up-search", post(catch_up_search))
+            .route("/oauth/v1/token", post(oauth_token));
         api.merge(inspect).with_state(self.clone())
     }
 }
 
-/// Auth, rate limits, headers and request counting for every API call.
+/// The outcome of checking a request's bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Auth {
+    Valid,
+    Missing,
+    /// An OAuth token that expired this many seconds ago.
+    Expired(u64),
+}
+
+/// A fault chosen for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    TooMany,
+    ServerError(u16),
+    Malformed,
+    Reset,
+    Slow,
+}
+
+impl Inner {
+    fn check_token(&self, presented: Option<&str>) -> Auth {
+        let Some(token) = presented else {
+            return Auth::Missing;
+        };
+        if self.config.faults.token_ttl.is_none() {
+            return if token == self.config.token {
+                Auth::Valid
+            } else {
+                Auth::Missing
+            };
+        }
+        match self.tokens.get(token) {
+            None => Auth::Missing,
+            Some(expires) => {
+                let now = Instant::now();
+                if now < *expires {
+                    Auth::Valid
+                } else {
+                    Auth::Expired(now.duration_since(*expires).as_secs())
+                }
+            }
+        }
+    }
+
+    /// Draws at most one fault for a request, by the configured rates.
+    fn roll_fault(&mut self) -> Option<Fault> {
+        let faults = &self.config.faults;
+        let table = [
+            (faults.rate_429, Fault::TooMany),
+            (faults.rate_5xx, Fault::ServerError(500)),
+            (faults.rate_malformed, Fault::Malformed),
+            (faults.rate_reset, Fault::Reset),
+            (faults.rate_slow, Fault::Slow),
+        ];
+        if table.iter().all(|(rate, _)| *rate <= 0.0) {
+            return None;
+        }
+        let mut roll = self.fault_rng.unit();
+        for (rate, fault) in table {
+            if roll < rate {
+                let fault = match fault {
+                    Fault::ServerError(_) => {
+                        Fault::ServerError(*self.fault_rng.pick(&[500, 502, 503, 504]))
+                    }
+                    other => other,
+                };
+                let name = match fault {
+                    Fault::TooMany => "429",
+                    Fault::ServerError(_) => "5xx",
+                    Fault::Malformed => "malformed",
+                    Fault::Reset => "reset",
+                    Fault::Slow => "slow",
+                };
+                *self.faults_served.entry(name).or_default() += 1;
+                return Some(fault);
+            }
+            roll -= rate;
+        }
+        None
+    }
+}
+
+fn rate_limited(
+    fake: &FakeHubspot,
+    policy: &str,
+    message: &str,
+    wait: Option<Duration>,
+) -> Response {
+    fake.lock().rate_limited += 1;
+    let body = json!({
+        "status": "error",
+        "message": message,
+        "errorType": "RATE_LIMIT",
+        "correlationId": new_correlation_id(),
+        "policyName": policy,
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if let Some(wait) = wait {
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert("retry-after", value);
+        }
+    }
+    response
+}
+
+/// Keeps the status and headers but sends only the first half of the body:
+/// as a complete (malformed) body, or followed by a connection reset.
+async fn cut_body(response: Response, reset: bool) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let body = if reset {
+        use futures_util::StreamExt as _;
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(half)]);
+        let then_reset = futures_util::stream::once(async {
+            // Let the first half reach the client before the connection drops.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fault: connection reset",
+            ))
+        });
+        axum::body::Body::from_stream(first.chain(then_reset))
+    } else {
+        axum::body::Body::from(half)
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Auth, rate limits, faults, headers and request counting for every API call.
 async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or_else(
         || request.uri().path().to_owned(),
@@ -491,15 +708,14 @@ async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> 
     );
     let key = format!("{} {route}", request.method());
     let is_search = route.ends_with("/search");
-    let authorized = {
-        let expected = fake.lock().config.token.clone();
-        request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| token == expected)
-    };
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let auth = fake.lock().check_token(presented.as_deref());
+    let authorized = matches!(auth, Auth::Valid);
     let limited = if authorized {
         let mut inner = fake.lock();
         let now = Instant::now();
@@ -507,17 +723,21 @@ async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> 
             Some((
                 "DAILY",
                 "You have reached your daily limit.",
-                Duration::from_secs(3600),
+                Some(Duration::from_secs(3600)),
             ))
         } else if is_search && !inner.search_second.try_take(now) {
             let wait = inner.search_second.retry_after(now);
-            Some(("SECONDLY", "You have reached your secondly limit.", wait))
+            Some((
+                "SECONDLY",
+                "You have reached your secondly limit.",
+                Some(wait),
+            ))
         } else if !is_search && !inner.ten_seconds.try_take(now) {
             let wait = inner.ten_seconds.retry_after(now);
             Some((
                 "TEN_SECONDLY_ROLLING",
                 "You have reached your ten_secondly_rolling limit.",
-                wait,
+                Some(wait),
             ))
         } else {
             None
@@ -525,28 +745,55 @@ async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> 
     } else {
         None
     };
-    let mut response = if !authorized {
-        error(
+    let fault = if authorized && limited.is_none() {
+        fake.lock().roll_fault()
+    } else {
+        None
+    };
+    let mut response = match (auth, limited, fault) {
+        (Auth::Missing, ..) => error(
             StatusCode::UNAUTHORIZED,
             "INVALID_AUTHENTICATION",
             "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-        )
-    } else if let Some((policy, message, wait)) = limited {
-        fake.lock().rate_limited += 1;
-        let body = json!({
-            "status": "error",
-            "message": message,
-            "errorType": "RATE_LIMIT",
-            "correlationId": new_correlation_id(),
-            "policyName": policy,
-        });
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert("retry-after", value);
+        ),
+        (Auth::Expired(seconds), ..) => error(
+            StatusCode::UNAUTHORIZED,
+            "EXPIRED_AUTHENTICATION",
+            &format!("The OAuth token used to make this call expired {seconds} second(s) ago."),
+        ),
+        (Auth::Valid, Some((policy, message, wait)), _) => {
+            rate_limited(&fake, policy, message, wait)
         }
-        response
-    } else {
-        next.run(request).await
+        (Auth::Valid, None, Some(Fault::TooMany)) => {
+            let wait = fake
+                .lock()
+                .config
+                .faults
+                .retry_after_on_429
+                .then_some(Duration::from_secs(1));
+            rate_limited(
+                &fake,
+                "TEN_SECONDLY_ROLLING",
+                "You have reached your ten_secondly_rolling limit.",
+                wait,
+            )
+        }
+        (Auth::Valid, None, Some(Fault::ServerError(code))) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, "INTERNAL_ERROR", "internal error")
+        }
+        (Auth::Valid, None, fault) => {
+            if fault == Some(Fault::Slow) {
+                let delay = fake.lock().config.faults.slow;
+                tokio::time::sleep(delay).await;
+            }
+            let response = next.run(request).await;
+            match fault {
+                Some(Fault::Malformed) => cut_body(response, false).await,
+                Some(Fault::Reset) => cut_body(response, true).await,
+                _ => response,
+            }
+        }
     };
     let mut inner = fake.lock();
     let status = response.status().as_u16();
@@ -845,6 +1092,7 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
         ),
     };
     let mut inner = fake.lock();
+    inner.catch_up_search();
     let ids = candidates(&mut inner, &request.filter_groups);
     let mut matches: Vec<(f64, String, u64)> = Vec::new();
     for id in ids {
@@ -1087,7 +1335,12 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
         };
         let mut accepted = BTreeMap::new();
         let mut problems = Vec::new();
-        for (name, value) in &input.properties {
+        let injected = inner.config.faults.rate_record_error;
+        if injected > 0.0 && inner.fault_rng.unit() < injected {
+            problems.push(json!({ "isValid": false, "message": "fault: this record was rejected", "error": "INVALID_OPTION", "name": "hs_object_id" }));
+        }
+        let rejected = !problems.is_empty();
+        for (name, value) in input.properties.iter().filter(|_| !rejected) {
             match validate(inner.properties.get(name), name, value) {
                 Ok(text) => {
                     accepted.insert(name.clone(), text);
@@ -1244,6 +1497,7 @@ async fn stats(State(fake): State<FakeHubspot>) -> Response {
     Json(json!({
         "requests": inner.stats,
         "rate_limited": inner.rate_limited,
+        "faults": inner.faults_served,
         "daily_used": inner.daily.used,
         "contacts": inner.config.contacts,
     }))
@@ -1292,4 +1546,53 @@ pub fn rate_limit_remaining(headers: &HeaderMap) -> Option<u32> {
         .ok()?
         .parse()
         .ok()
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: String,
+    refresh_token: Option<String>,
+}
+
+/// HubSpot's OAuth token endpoint (refresh-token grant).
+async fn oauth_token(
+    State(fake): State<FakeHubspot>,
+    axum::Form(form): axum::Form<TokenRequest>,
+) -> Response {
+    let mut inner = fake.lock();
+    let valid = form.grant_type == "refresh_token"
+        && form.refresh_token.as_deref() == Some(inner.config.refresh_token.as_str());
+    if !valid {
+        let body = json!({
+            "status": "BAD_REFRESH_TOKEN",
+            "message": "missing or unknown refresh token",
+            "correlationId": new_correlation_id(),
+        });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    let ttl = inner
+        .config
+        .faults
+        .token_ttl
+        .unwrap_or(Duration::from_secs(1800));
+    let serial = inner.tokens.len() + 1;
+    let token = format!("fake-access-{serial}-{}", inner.fault_rng.next());
+    inner.tokens.insert(token.clone(), Instant::now() + ttl);
+    Json(json!({
+        "token_type": "bearer",
+        "refresh_token": inner.config.refresh_token,
+        "access_token": token,
+        "expires_in": ttl.as_secs(),
+    }))
+    .into_response()
+}
+
+/// Ends the search lag now, for tests that must not sleep.
+async fn catch_up_search(State(fake): State<FakeHubspot>) -> Response {
+    let mut inner = fake.lock();
+    let pending: Vec<_> = inner.lagging.drain(..).collect();
+    for (_, id, old, new) in pending {
+        inner.move_in_index(id, old, new);
+    }
+    StatusCode::NO_CONTENT.into_response()
 }

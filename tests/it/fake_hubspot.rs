@@ -455,3 +455,242 @@ fn people_are_deterministic_varied_and_their_outcome_has_signal() {
         "engaged people convert more"
     );
 }
+
+fn faulty(faults: leadscored::fake::hubspot::Faults) -> HubspotConfig {
+    HubspotConfig {
+        faults,
+        ..config(50)
+    }
+}
+
+#[tokio::test]
+async fn injected_429s_with_and_without_retry_after() {
+    use leadscored::fake::hubspot::Faults;
+    for with_header in [false, true] {
+        let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+            rate_429: 1.0,
+            retry_after_on_429: with_header,
+            ..Faults::default()
+        })))
+        .await
+        .expect("fake starts");
+        let (status, headers, body) = Client::new(fake.url())
+            .get("/crm/v3/objects/contacts")
+            .await;
+        assert_eq!(status, 429);
+        assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+        assert_eq!(headers.contains_key("retry-after"), with_header);
+    }
+}
+
+#[tokio::test]
+async fn injected_server_errors_bad_bodies_resets_and_slowness() {
+    use leadscored::fake::hubspot::Faults;
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+        rate_5xx: 1.0,
+        ..Faults::default()
+    })))
+    .await
+    .expect("fake");
+    let (status, _, _) = Client::new(fake.url())
+        .get("/crm/v3/objects/contacts")
+        .await;
+    assert!([500, 502, 503, 504].contains(&status), "{status}");
+
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+        rate_malformed: 1.0,
+        ..Faults::default()
+    })))
+    .await
+    .expect("fake");
+    let response = reqwest::Client::new()
+        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("a complete body");
+    assert!(
+        serde_json::from_str::<Value>(&text).is_err(),
+        "the body is cut: {text}"
+    );
+
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+        rate_reset: 1.0,
+        ..Faults::default()
+    })))
+    .await
+    .expect("fake");
+    let response = reqwest::Client::new()
+        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("headers arrive");
+    assert!(
+        response.bytes().await.is_err(),
+        "the connection is reset mid-body"
+    );
+
+    let slow = Faults {
+        rate_slow: 1.0,
+        slow: std::time::Duration::from_secs(5),
+        ..Faults::default()
+    };
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(slow)))
+        .await
+        .expect("fake");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let outcome = client
+        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(outcome.is_err_and(|e| e.is_timeout()));
+
+    let stats: Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["faults"]["slow"], 1);
+}
+
+#[tokio::test]
+async fn injected_record_errors_make_partial_batches() {
+    use leadscored::fake::hubspot::Faults;
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+        rate_record_error: 0.5,
+        ..Faults::default()
+    })))
+    .await
+    .expect("fake");
+    let client = Client::new(fake.url());
+    let inputs: Vec<Value> = (1..=40)
+        .map(|id| json!({ "id": id.to_string(), "properties": { "jobtitle": "CEO" } }))
+        .collect();
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({ "inputs": inputs }),
+        )
+        .await;
+    assert_eq!(status, 207);
+    let ok = body["results"].as_array().map_or(0, Vec::len);
+    let failed = body["numErrors"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(ok + failed, 40);
+    assert!((8..=32).contains(&failed), "about half fail: {failed}");
+}
+
+#[tokio::test]
+async fn search_lags_behind_writes_and_bulk_imports_share_a_timestamp() {
+    use leadscored::fake::hubspot::Faults;
+    let faults = Faults {
+        search_lag: std::time::Duration::from_secs(3600),
+        bulk_import: 30,
+        ..Faults::default()
+    };
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(faults)))
+        .await
+        .expect("fake");
+    let client = Client::new(fake.url());
+    let (_, _, first) = client
+        .get("/crm/v3/objects/contacts/1?properties=lastmodifieddate")
+        .await;
+    let stamp: jiff::Timestamp = first["properties"]["lastmodifieddate"]
+        .as_str()
+        .expect("date")
+        .parse()
+        .expect("iso");
+    let same = json!({ "filterGroups": [{ "filters": [{ "propertyName": "lastmodifieddate", "operator": "EQ", "value": stamp.as_millisecond().to_string() }] }], "limit": 100 });
+    let (_, _, body) = client
+        .post("/crm/v3/objects/contacts/search", same.clone())
+        .await;
+    assert_eq!(body["total"], 30, "the bulk import shares one timestamp");
+
+    let (status, _, _) = client
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({ "inputs": [{ "id": "40", "properties": { "jobtitle": "CFO" } }] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let recent = json!({ "filterGroups": [{ "filters": [{ "propertyName": "lastmodifieddate", "operator": "GT", "value": "1793491200000" }] }] });
+    let (_, _, body) = client
+        .post("/crm/v3/objects/contacts/search", recent.clone())
+        .await;
+    assert_eq!(body["total"], 0, "search does not see the write yet");
+    let response = reqwest::Client::new()
+        .post(format!("{}/__fake/catch-up-search", fake.url()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 204);
+    let (_, _, body) = client.post("/crm/v3/objects/contacts/search", recent).await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["results"][0]["id"], "40");
+}
+
+#[tokio::test]
+async fn oauth_tokens_expire_and_refresh() {
+    use leadscored::fake::hubspot::Faults;
+    let expiring = Faults {
+        token_ttl: Some(std::time::Duration::ZERO),
+        ..Faults::default()
+    };
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(expiring)))
+        .await
+        .expect("fake");
+    let (status, _, body) = Client::new(fake.url())
+        .get("/crm/v3/objects/contacts")
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["category"], "EXPIRED_AUTHENTICATION");
+
+    let lasting = Faults {
+        token_ttl: Some(std::time::Duration::from_secs(3600)),
+        ..Faults::default()
+    };
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(lasting)))
+        .await
+        .expect("fake");
+    let http = reqwest::Client::new();
+    let refreshed: Value = http
+        .post(format!("{}/oauth/v1/token", fake.url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "fake-refresh-token"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+        ])
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(refreshed["token_type"], "bearer");
+    assert_eq!(refreshed["expires_in"], 3600);
+    let token = refreshed["access_token"].as_str().expect("token");
+    let response = http
+        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let bad = http
+        .post(format!("{}/oauth/v1/token", fake.url()))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "stolen")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(bad.status().as_u16(), 400);
+    let body: Value = bad.json().await.expect("json");
+    assert_eq!(body["status"], "BAD_REFRESH_TOKEN");
+}
