@@ -665,10 +665,10 @@ fn rate_limited(
         "policyName": policy,
     });
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-    if let Some(wait) = wait {
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert("retry-after", value);
-        }
+    if let Some(value) =
+        wait.and_then(|w| HeaderValue::from_str(&w.as_secs().max(1).to_string()).ok())
+    {
+        response.headers_mut().insert("retry-after", value);
     }
     response
 }
