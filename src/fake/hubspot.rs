@@ -1259,14 +1259,30 @@ async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) ->
     let errors = if missing.is_empty() {
         Vec::new()
     } else {
-        vec![json!({
-            "status": "error",
-            "category": "OBJECT_NOT_FOUND",
-            "message": format!("Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid. ids: {}", missing.join(", ")),
-            "context": { "ids": missing },
-        })]
+        vec![standard_error(
+            "OBJECT_NOT_FOUND",
+            &format!(
+                "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid. ids: {}",
+                missing.join(", ")
+            ),
+            json!({ "ids": missing }),
+            Vec::new(),
+        )]
     };
     batch_body(results, errors, &started)
+}
+
+/// One entry of a batch response's `errors`, shaped as the spec's
+/// `StandardError` (every required field present, context values lists).
+fn standard_error(category: &str, message: &str, context: Value, details: Vec<Value>) -> Value {
+    json!({
+        "status": "error",
+        "category": category,
+        "message": message,
+        "context": context,
+        "errors": details,
+        "links": {},
+    })
 }
 
 /// Checks one written value against the property's definition.
@@ -1325,19 +1341,22 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
     for input in &request.inputs {
         let text = value_text(&input.id);
         let Some(id) = parse_id(&text).filter(|id| inner.exists(*id)) else {
-            errors.push(json!({
-                "status": "error",
-                "category": "OBJECT_NOT_FOUND",
-                "message": "Object not found.  objectId are usually numeric.",
-                "context": { "id": [text] },
-            }));
+            errors.push(standard_error(
+                "OBJECT_NOT_FOUND",
+                "Object not found.  objectId are usually numeric.",
+                json!({ "ids": [text] }),
+                Vec::new(),
+            ));
             continue;
         };
         let mut accepted = BTreeMap::new();
         let mut problems = Vec::new();
         let injected = inner.config.faults.rate_record_error;
         if injected > 0.0 && inner.fault_rng.unit() < injected {
-            problems.push(json!({ "isValid": false, "message": "fault: this record was rejected", "error": "INVALID_OPTION", "name": "hs_object_id" }));
+            problems.push((
+                "hs_object_id".to_owned(),
+                "fault: this record was rejected".to_owned(),
+            ));
         }
         let rejected = !problems.is_empty();
         for (name, value) in input.properties.iter().filter(|_| !rejected) {
@@ -1345,16 +1364,25 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
                 Ok(text) => {
                     accepted.insert(name.clone(), text);
                 }
-                Err(problem) => problems.push(json!({ "isValid": false, "message": problem, "error": "INVALID_OPTION", "name": name })),
+                Err(problem) => problems.push((name.clone(), problem)),
             }
         }
         if !problems.is_empty() {
-            errors.push(json!({
-                "status": "error",
-                "category": "VALIDATION_ERROR",
-                "message": format!("Property values were not valid: {}", Value::Array(problems.clone())),
-                "context": { "ids": [text], "propertyErrors": problems },
-            }));
+            let names: Vec<&str> = problems.iter().map(|(name, _)| name.as_str()).collect();
+            let messages: Vec<&str> = problems
+                .iter()
+                .map(|(_, message)| message.as_str())
+                .collect();
+            let details = problems
+                .iter()
+                .map(|(name, message)| json!({ "message": message, "code": "INVALID_OPTION", "in": name }))
+                .collect();
+            errors.push(standard_error(
+                "VALIDATION_ERROR",
+                &format!("Property values were not valid: {}", messages.join("; ")),
+                json!({ "ids": [text], "propertyName": names }),
+                details,
+            ));
             continue;
         }
         let person = inner.people.person(id);
@@ -1382,7 +1410,10 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
             "message": first,
             "correlationId": new_correlation_id(),
             "category": "VALIDATION_ERROR",
-            "errors": errors,
+            "errors": errors
+                .iter()
+                .map(|e| json!({ "message": e["message"], "context": e["context"] }))
+                .collect::<Vec<_>>(),
         });
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     }

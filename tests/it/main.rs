@@ -12,6 +12,7 @@ mod cli;
 mod config_errors;
 mod explain;
 mod fake_hubspot;
+mod fake_hubspot_spec;
 mod models;
 mod properties;
 mod records;
