@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 use super::limits::{DailyBudget, RollingWindow};
 use super::people::{GenEvent, PeopleSpec, Person};
 
+mod engagement;
+
 const DAY_MS: i64 = 86_400_000;
 /// HubSpot's search returns at most this many results for one query.
 pub const SEARCH_CAP: usize = 10_000;
@@ -121,6 +123,8 @@ struct Inner {
     modified: HashMap<u64, i64>,
     /// (lastmodified, id) for every contact; built on first search.
     by_modified: Option<BTreeSet<(i64, u64)>>,
+    /// Email, form and web event lookups; built on first use.
+    engagement: Option<engagement::EngagementIndex>,
     properties: BTreeMap<String, PropertyDef>,
     ten_seconds: RollingWindow,
     search_second: RollingWindow,
@@ -519,6 +523,7 @@ impl FakeHubspot {
             written: HashMap::new(),
             modified: HashMap::new(),
             by_modified: None,
+            engagement: None,
             properties: builtin_properties(),
             stats: BTreeMap::new(),
             rate_limited: 0,
@@ -557,6 +562,13 @@ impl FakeHubspot {
                 "/crm/v3/properties/contacts",
                 get(list_properties).post(create_property),
             )
+            .route("/marketing/v3/forms", get(engagement::list_forms))
+            .route(
+                "/form-integrations/v1/submissions/forms/{guid}",
+                get(engagement::form_submissions),
+            )
+            .route("/email/public/v1/events", get(engagement::email_events))
+            .route("/events/v3/events", get(engagement::web_events))
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
         let inspect = Router::new()
             .route("/__fake/stats", get(stats))

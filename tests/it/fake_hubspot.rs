@@ -694,3 +694,114 @@ async fn oauth_tokens_expire_and_refresh() {
     let body: Value = bad.json().await.expect("json");
     assert_eq!(body["status"], "BAD_REFRESH_TOKEN");
 }
+
+#[tokio::test]
+async fn engagement_detail_agrees_with_the_generated_people_and_summary_properties() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(300)))
+        .await
+        .expect("fake");
+    let client = Client::new(fake.url());
+    let spec = PeopleSpec {
+        seed: 7,
+        epoch_ms: 1_793_491_200_000,
+    };
+
+    // A contact with page views: the web events match, newest first.
+    let id = (1..=300)
+        .find(|id| {
+            spec.person(*id)
+                .events
+                .iter()
+                .filter(|e| e.kind == "page_view")
+                .count()
+                >= 3
+        })
+        .expect("someone browses");
+    let person = spec.person(id);
+    let (status, _, body) = client
+        .get(&format!(
+            "/events/v3/events?objectType=contact&objectId={id}&eventType=e_visited_page&limit=100"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().expect("results");
+    let views: Vec<&leadscored::fake::people::GenEvent> = person
+        .events
+        .iter()
+        .filter(|e| e.kind == "page_view")
+        .collect();
+    assert_eq!(results.len(), views.len());
+    assert_eq!(
+        results[0]["properties"]["hs_url"].as_str(),
+        views[0].attribute.as_ref().map(|(_, url)| url.as_str())
+    );
+    let (_, _, contact) = client
+        .get(&format!(
+            "/crm/v3/objects/contacts/{id}?properties=hs_analytics_num_page_views"
+        ))
+        .await;
+    assert_eq!(
+        contact["properties"]["hs_analytics_num_page_views"],
+        views.len().to_string()
+    );
+
+    // Email events by recipient.
+    let (status, _, body) = client
+        .get(&format!(
+            "/email/public/v1/events?recipient={}&limit=1000",
+            person.email
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let emails = person
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, "email_open" | "email_click" | "email_unsubscribe"))
+        .count();
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(emails));
+    assert_eq!(body["hasMore"], false);
+
+    // Form submissions, paged, across all contacts.
+    let (_, _, forms) = client.get("/marketing/v3/forms").await;
+    let newsletter = forms["results"]
+        .as_array()
+        .expect("forms")
+        .iter()
+        .find(|f| f["name"] == "newsletter")
+        .expect("newsletter form");
+    let guid = newsletter["id"].as_str().expect("guid");
+    let expected: usize = (1..=300)
+        .map(|id| {
+            spec.person(id)
+                .events
+                .iter()
+                .filter(|e| matches!(&e.attribute, Some((_, f)) if f == "newsletter"))
+                .count()
+        })
+        .sum();
+    let mut seen = 0;
+    let mut after = String::new();
+    loop {
+        let (status, _, page) = client
+            .get(&format!(
+                "/form-integrations/v1/submissions/forms/{guid}?limit=50&after={}",
+                if after.is_empty() { "0" } else { &after }
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for submission in page["results"].as_array().expect("results") {
+            assert!(submission["submittedAt"].is_i64());
+            assert_eq!(submission["values"][0]["name"], "email");
+        }
+        seen += page["results"].as_array().map_or(0, Vec::len);
+        match page["paging"]["next"]["after"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    let (status, _, _) = client
+        .get("/form-integrations/v1/submissions/forms/not-a-form")
+        .await;
+    assert_eq!(status, 404);
+}
