@@ -251,12 +251,7 @@ impl PeopleSpec {
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .collect();
-        let local = format!(
-            "{}.{}{}",
-            ascii_lower(firstname),
-            ascii_lower(lastname),
-            id % 1000
-        );
+        let local = format!("{}.{}{}", ascii_lower(firstname), ascii_lower(lastname), id);
         let domain = match persona {
             Persona::Competitor => (*rng.pick(COMPETITOR_DOMAINS)).to_owned(),
             Persona::Student | Persona::JobSeeker => (*rng.pick(FREE_MAIL)).to_owned(),

@@ -51,14 +51,14 @@ impl Inner {
                     .entry(person.email.to_lowercase())
                     .or_insert(id);
                 for event in person.events.iter().filter(|e| e.kind == "form_submission") {
-                    if let Some((_, form)) = &event.attribute {
-                        if let Some(name) = FORMS.iter().copied().find(|f| f == form) {
-                            index
-                                .submissions
-                                .entry(name)
-                                .or_default()
-                                .push((event.at, id));
-                        }
+                    if let Some((_, form)) = &event.attribute
+                        && let Some(name) = FORMS.iter().copied().find(|f| f == form)
+                    {
+                        index
+                            .submissions
+                            .entry(name)
+                            .or_default()
+                            .push((event.at, id));
                     }
                 }
             }
@@ -71,17 +71,18 @@ impl Inner {
     }
 }
 
-fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u64, Response> {
+/// A whole-number query parameter; the error is HubSpot's 400 message.
+fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u64, String> {
     match query.get(key) {
         None => Ok(default),
-        Some(text) => text.parse().map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                &format!("{key} must be a whole number"),
-            )
-        }),
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("{key} must be a whole number")),
     }
+}
+
+fn bad_request(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
 }
 
 pub(super) async fn list_forms(State(fake): State<FakeHubspot>) -> Response {
@@ -124,11 +125,11 @@ pub(super) async fn form_submissions(
                 "limit must be between 1 and 50",
             );
         }
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let after = match number(&query, "after", 0) {
         Ok(a) => a as usize,
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let mut inner = fake.lock();
     let all = inner
@@ -192,11 +193,11 @@ pub(super) async fn email_events(
                 "limit must be between 1 and 1000",
             );
         }
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let offset = match number(&query, "offset", 0) {
         Ok(o) => o as usize,
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let start = query
         .get("startTimestamp")
@@ -307,11 +308,11 @@ pub(super) async fn web_events(
                 "limit must be between 1 and 1000",
             );
         }
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let after = match number(&query, "after", 0) {
         Ok(a) => a as usize,
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let wanted = query.get("eventType");
     let since = query
