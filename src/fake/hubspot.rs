@@ -75,6 +75,13 @@ pub struct Faults {
     pub search_lag: Duration,
     /// The first N contacts share one `lastmodifieddate`, as after a bulk import.
     pub bulk_import: u64,
+    /// Every Nth contact is archived (0: none): gone from lists, search and
+    /// reads, listed only with `archived=true`.
+    pub archived_every: u64,
+    /// Every Nth contact was merged into the one before it (0: none):
+    /// reading its id returns the winner, which lists it in
+    /// `hs_merged_object_ids`; lists and search show only the winner.
+    pub merged_every: u64,
     /// OAuth mode: access tokens expire this long after they are issued
     /// (401 `EXPIRED_AUTHENTICATION`); refresh at `/oauth/v1/token`.
     pub token_ttl: Option<Duration>,
@@ -225,6 +232,7 @@ fn builtin_properties() -> BTreeMap<String, PropertyDef> {
         PropertyDef::builtin("recent_conversion_date", "datetime", "date", true),
         PropertyDef::builtin("recent_conversion_event_name", "string", "text", true),
         PropertyDef::builtin("hubspotscore", "number", "number", true),
+        PropertyDef::builtin("hs_merged_object_ids", "enumeration", "checkbox", true),
     ];
     let mut map: BTreeMap<String, PropertyDef> =
         list.into_iter().map(|p| (p.name.clone(), p)).collect();
@@ -360,8 +368,41 @@ fn generated_modified(person: &Person) -> i64 {
 }
 
 impl Inner {
+    /// A live contact (not archived, not merged away).
     fn exists(&self, id: u64) -> bool {
-        id >= 1 && id <= self.config.contacts
+        self.status(id) == Status::Live
+    }
+
+    fn status(&self, id: u64) -> Status {
+        let faults = &self.config.faults;
+        if id < 1 || id > self.config.contacts {
+            Status::Missing
+        } else if faults.archived_every > 0 && id.is_multiple_of(faults.archived_every) {
+            Status::Archived
+        } else if faults.merged_every > 1 && id.is_multiple_of(faults.merged_every) && id > 1 {
+            Status::MergedInto(id - 1)
+        } else {
+            Status::Live
+        }
+    }
+
+    /// The live contact an id now stands for: itself, or its merge winner.
+    fn resolve(&self, id: u64) -> Option<u64> {
+        match self.status(id) {
+            Status::Live => Some(id),
+            Status::MergedInto(winner) if self.exists(winner) => Some(winner),
+            _ => None,
+        }
+    }
+
+    /// Ids merged into `winner`.
+    fn merged_into(&self, winner: u64) -> Vec<u64> {
+        let every = self.config.faults.merged_every;
+        if every > 1 && (winner + 1).is_multiple_of(every) && winner < self.config.contacts {
+            vec![winner + 1]
+        } else {
+            Vec::new()
+        }
     }
 
     fn modified_at(&self, id: u64, person: &Person) -> i64 {
@@ -386,6 +427,11 @@ impl Inner {
         }
         let modified = self.modified_at(id, &person);
         props.insert("lastmodifieddate".to_owned(), iso(modified));
+        let merged = self.merged_into(id);
+        if !merged.is_empty() {
+            let ids: Vec<String> = merged.iter().map(u64::to_string).collect();
+            props.insert("hs_merged_object_ids".to_owned(), ids.join(";"));
+        }
         (props, person, modified)
     }
 
@@ -578,6 +624,15 @@ impl FakeHubspot {
             .route("/oauth/v1/token", post(oauth_token));
         api.merge(inspect).with_state(self.clone())
     }
+}
+
+/// What became of a contact id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Live,
+    Archived,
+    MergedInto(u64),
+    Missing,
 }
 
 /// The outcome of checking a request's bearer token.
@@ -865,9 +920,7 @@ async fn list_contacts(
             );
         }
     };
-    if query.get("archived").is_some_and(|a| a == "true") {
-        return Json(json!({ "results": [] })).into_response();
-    }
+    let archived = query.get("archived").is_some_and(|a| a == "true");
     let after = match query.get("after").map(|a| a.parse::<u64>()) {
         None => 0,
         Some(Ok(a)) => a,
@@ -881,13 +934,30 @@ async fn list_contacts(
     };
     let wanted = property_list(query.get("properties"));
     let inner = fake.lock();
-    let first = after + 1;
-    let last = (after + limit).min(inner.config.contacts);
-    let results: Vec<Value> = (first..=last)
-        .map(|id| inner.contact_json(id, wanted.as_deref()))
+    let wanted_status = |id: u64| match inner.status(id) {
+        Status::Live => !archived,
+        Status::Archived => archived,
+        _ => false,
+    };
+    let ids: Vec<u64> = (after + 1..=inner.config.contacts)
+        .filter(|id| wanted_status(*id))
+        .take(limit as usize + 1)
+        .collect();
+    let more = ids.len() > limit as usize;
+    let results: Vec<Value> = ids
+        .iter()
+        .take(limit as usize)
+        .map(|id| {
+            let mut contact = inner.contact_json(*id, wanted.as_deref());
+            if archived {
+                contact["archived"] = json!(true);
+                contact["archivedAt"] = json!(iso(inner.config.epoch_ms - 5 * DAY_MS));
+            }
+            contact
+        })
         .collect();
     let mut body = json!({ "results": results });
-    if last < inner.config.contacts {
+    if let (true, Some(last)) = (more, ids.get(limit as usize - 1)) {
         let next = last.to_string();
         body["paging"] = json!({ "next": { "after": next, "link": format!("/crm/v3/objects/contacts?after={next}") } });
     }
@@ -900,7 +970,7 @@ async fn get_contact(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let inner = fake.lock();
-    match parse_id(&id).filter(|id| inner.exists(*id)) {
+    match parse_id(&id).and_then(|id| inner.resolve(id)) {
         Some(id) => Json(inner.contact_json(id, property_list(query.get("properties")).as_deref()))
             .into_response(),
         None => error(
@@ -1107,7 +1177,7 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
     inner.catch_up_search();
     let ids = candidates(&mut inner, &request.filter_groups);
     let mut matches: Vec<(f64, String, u64)> = Vec::new();
-    for id in ids {
+    for id in ids.into_iter().filter(|id| inner.exists(*id)) {
         let (props, _, _) = inner.properties_of(id);
         let ok = request.filter_groups.is_empty()
             || request
@@ -1263,7 +1333,7 @@ async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) ->
     let mut missing = Vec::new();
     for input in &request.inputs {
         let text = value_text(&input.id);
-        match parse_id(&text).filter(|id| inner.exists(*id)) {
+        match parse_id(&text).and_then(|id| inner.resolve(id)) {
             Some(id) => results.push(inner.contact_json(id, Some(&request.properties))),
             None => missing.push(text),
         }
@@ -1352,7 +1422,7 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
     let mut errors = Vec::new();
     for input in &request.inputs {
         let text = value_text(&input.id);
-        let Some(id) = parse_id(&text).filter(|id| inner.exists(*id)) else {
+        let Some(id) = parse_id(&text).and_then(|id| inner.resolve(id)) else {
             errors.push(standard_error(
                 "OBJECT_NOT_FOUND",
                 "Object not found.  objectId are usually numeric.",
@@ -1549,7 +1619,7 @@ async fn stats(State(fake): State<FakeHubspot>) -> Response {
 
 async fn inspect_contact(State(fake): State<FakeHubspot>, Path(id): Path<String>) -> Response {
     let inner = fake.lock();
-    match parse_id(&id).filter(|id| inner.exists(*id)) {
+    match parse_id(&id).and_then(|id| inner.resolve(id)) {
         Some(id) => {
             let (props, person, _) = inner.properties_of(id);
             Json(

@@ -805,3 +805,73 @@ async fn engagement_detail_agrees_with_the_generated_people_and_summary_properti
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn archived_and_merged_contacts_behave_like_hubspots() {
+    use leadscored::fake::hubspot::Faults;
+    let faults = Faults {
+        archived_every: 10,
+        merged_every: 7,
+        ..Faults::default()
+    };
+    let fake = spawn_hubspot(FakeHubspot::new(faulty(faults)))
+        .await
+        .expect("fake");
+    let client = Client::new(fake.url());
+    let mut live = Vec::new();
+    let mut after = "0".to_owned();
+    loop {
+        let (_, _, page) = client
+            .get(&format!("/crm/v3/objects/contacts?limit=7&after={after}"))
+            .await;
+        live.extend(
+            page["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|c| c["id"].as_str().expect("id").parse::<u64>().expect("n")),
+        );
+        match page["paging"]["next"]["after"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = (1..=50).filter(|id| id % 10 != 0 && id % 7 != 0).collect();
+    assert_eq!(
+        live, expected,
+        "lists skip archived and merged-away contacts, and page correctly"
+    );
+    let (_, _, archived) = client
+        .get("/crm/v3/objects/contacts?archived=true&limit=100")
+        .await;
+    let ids: Vec<&str> = archived["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["10", "20", "30", "40", "50"]);
+    assert_eq!(archived["results"][0]["archived"], true);
+    let (status, _, _) = client.get("/crm/v3/objects/contacts/20").await;
+    assert_eq!(status, 404, "an archived contact is not found");
+    let (status, _, merged) = client
+        .get("/crm/v3/objects/contacts/14?properties=hs_merged_object_ids")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        merged["id"], "13",
+        "reading an absorbed id returns the winner"
+    );
+    assert_eq!(merged["properties"]["hs_merged_object_ids"], "14");
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({ "inputs": [{ "id": "14", "properties": { "jobtitle": "CTO" } }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][0]["id"], "13",
+        "a write to an absorbed id lands on the winner"
+    );
+}
