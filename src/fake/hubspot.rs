@@ -397,9 +397,9 @@ impl Inner {
 
     /// Ids merged into `winner`.
     fn merged_into(&self, winner: u64) -> Vec<u64> {
-        let every = self.config.faults.merged_every;
-        if every > 1 && (winner + 1).is_multiple_of(every) && winner < self.config.contacts {
-            vec![winner + 1]
+        let loser = winner + 1;
+        if self.status(loser) == Status::MergedInto(winner) {
+            vec![loser]
         } else {
             Vec::new()
         }
