@@ -913,11 +913,7 @@ async fn list_contacts(
         None => 10,
         Some(Ok(l)) if (1..=100).contains(&l) => l,
         Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                "limit must be between 1 and 100",
-            );
+            return bad_request("limit must be between 1 and 100");
         }
     };
     let archived = query.get("archived").is_some_and(|a| a == "true");
@@ -925,9 +921,7 @@ async fn list_contacts(
         None => 0,
         Some(Ok(a)) => a,
         Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
+            return bad_request(
                 "Invalid input JSON: after must be a cursor returned by a previous page",
             );
         }
@@ -1091,34 +1085,20 @@ const OPERATORS: &[&str] = &[
 ];
 
 async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
-    let request: SearchRequest = match serde_json::from_slice(&body) {
+    let request: SearchRequest = match decode(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                &format!("Invalid input JSON on line 1: {e}"),
-            );
-        }
+        Err(message) => return bad_request(&message),
     };
     let limit = request.limit.unwrap_or(10);
     if !(1..=200).contains(&limit) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "limit must be between 1 and 200",
-        );
+        return bad_request("limit must be between 1 and 200");
     }
     let filters: usize = request.filter_groups.iter().map(|g| g.filters.len()).sum();
     if request.filter_groups.len() > 5
         || request.filter_groups.iter().any(|g| g.filters.len() > 6)
         || filters > 18
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "too many filters: at most 5 filterGroups of 6 filters, 18 in all",
-        );
+        return bad_request("too many filters: at most 5 filterGroups of 6 filters, 18 in all");
     }
     if let Some(bad) = request
         .filter_groups
@@ -1126,36 +1106,22 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
         .flat_map(|g| &g.filters)
         .find(|f| !OPERATORS.contains(&f.operator.as_str()))
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            &format!("Unknown operator {}", bad.operator),
-        );
+        return bad_request(&format!("Unknown operator {}", bad.operator));
     }
     if request.sorts.len() > 1 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "only one sort is supported",
-        );
+        return bad_request("only one sort is supported");
     }
     let after = match &request.after {
         None => 0,
         Some(v) => match value_text(v).parse::<usize>() {
             Ok(a) => a,
             Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "VALIDATION_ERROR",
-                    "after must be a number",
-                );
+                return bad_request("after must be a number");
             }
         },
     };
     if after >= SEARCH_CAP || after + limit as usize > SEARCH_CAP {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
+        return bad_request(
             "Search results are limited to 10000 per query: narrow the query instead of paging further",
         );
     }
@@ -1299,33 +1265,16 @@ fn batch_body(results: Vec<Value>, errors: Vec<Value>, started: &str) -> Respons
 }
 
 async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
-    let request: BatchRequest = match serde_json::from_slice(&body) {
+    let request = match decode::<BatchRequest>(&body).and_then(within_batch_limit) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                &format!("Invalid input JSON on line 1: {e}"),
-            );
-        }
+        Err(message) => return bad_request(&message),
     };
-    if request.inputs.len() > 100 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "Batch input limit of 100 exceeded",
-        );
-    }
     if request
         .id_property
         .as_deref()
         .is_some_and(|p| p != "hs_object_id")
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "the fake supports idProperty hs_object_id only",
-        );
+        return bad_request("the fake supports idProperty hs_object_id only");
     }
     let started = iso(jiff::Timestamp::now().as_millisecond());
     let inner = fake.lock();
@@ -1352,6 +1301,24 @@ async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) ->
         )]
     };
     batch_body(results, errors, &started)
+}
+
+/// Parses a JSON request body, with HubSpot's wording for bad input.
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("Invalid input JSON on line 1: {e}"))
+}
+
+fn within_batch_limit(request: BatchRequest) -> Result<BatchRequest, String> {
+    if request.inputs.len() > 100 {
+        Err("Batch input limit of 100 exceeded".to_owned())
+    } else {
+        Ok(request)
+    }
+}
+
+/// HubSpot's 400 for invalid input.
+fn bad_request(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
 }
 
 /// One entry of a batch response's `errors`, shaped as the spec's
@@ -1399,23 +1366,10 @@ fn validate(def: Option<&PropertyDef>, name: &str, value: &Value) -> Result<Stri
 }
 
 async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
-    let request: BatchRequest = match serde_json::from_slice(&body) {
+    let request = match decode::<BatchRequest>(&body).and_then(within_batch_limit) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                &format!("Invalid input JSON on line 1: {e}"),
-            );
-        }
+        Err(message) => return bad_request(&message),
     };
-    if request.inputs.len() > 100 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "Batch input limit of 100 exceeded",
-        );
-    }
     let started = iso(jiff::Timestamp::now().as_millisecond());
     let mut inner = fake.lock();
     let mut results = Vec::new();
@@ -1533,15 +1487,9 @@ struct NewOption {
 }
 
 async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
-    let request: NewProperty = match serde_json::from_slice(&body) {
+    let request: NewProperty = match decode(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                &format!("Invalid input JSON on line 1: {e}"),
-            );
-        }
+        Err(message) => return bad_request(&message),
     };
     let kind: &'static str = match request.kind.as_str() {
         "string" => "string",
@@ -1551,11 +1499,7 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
         "date" => "date",
         "bool" => "bool",
         other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                &format!("Unknown property type {other}"),
-            );
+            return bad_request(&format!("Unknown property type {other}"));
         }
     };
     if request.name.is_empty()
@@ -1564,18 +1508,10 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "Property name must be lowercase letters, digits and underscores",
-        );
+        return bad_request("Property name must be lowercase letters, digits and underscores");
     }
     if kind == "enumeration" && request.options.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "Enumeration properties need options",
-        );
+        return bad_request("Enumeration properties need options");
     }
     let mut inner = fake.lock();
     if inner.properties.contains_key(&request.name) {

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{FakeHubspot, Inner, error, iso, parse_id};
+use super::{FakeHubspot, Inner, bad_request, error, iso, parse_id};
 use crate::fake::people::GenEvent;
 
 /// Form names the generator uses, in a fixed order (their GUIDs derive from it).
@@ -81,8 +81,17 @@ fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u6
     }
 }
 
-fn bad_request(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+/// A whole-number query parameter that must lie in `1..=max`.
+fn bounded(
+    query: &HashMap<String, String>,
+    key: &str,
+    default: u64,
+    max: u64,
+) -> Result<usize, String> {
+    match number(query, key, default)? {
+        n if (1..=max).contains(&n) => Ok(n as usize),
+        _ => Err(format!("{key} must be between 1 and {max}")),
+    }
 }
 
 pub(super) async fn list_forms(State(fake): State<FakeHubspot>) -> Response {
@@ -116,15 +125,8 @@ pub(super) async fn form_submissions(
             &format!("Form {guid} not found"),
         );
     };
-    let limit = match number(&query, "limit", 20) {
-        Ok(l) if (1..=50).contains(&l) => l as usize,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                "limit must be between 1 and 50",
-            );
-        }
+    let limit = match bounded(&query, "limit", 20, 50) {
+        Ok(l) => l,
         Err(message) => return bad_request(&message),
     };
     let after = match number(&query, "after", 0) {
@@ -184,15 +186,8 @@ pub(super) async fn email_events(
     State(fake): State<FakeHubspot>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let limit = match number(&query, "limit", 100) {
-        Ok(l) if (1..=1000).contains(&l) => l as usize,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                "limit must be between 1 and 1000",
-            );
-        }
+    let limit = match bounded(&query, "limit", 100, 1000) {
+        Ok(l) => l,
         Err(message) => return bad_request(&message),
     };
     let offset = match number(&query, "offset", 0) {
@@ -281,11 +276,7 @@ pub(super) async fn web_events(
         .get("objectType")
         .is_some_and(|t| !t.eq_ignore_ascii_case("contact") && t != "0-1")
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "the fake serves contact events only",
-        );
+        return bad_request("the fake serves contact events only");
     }
     let inner = fake.lock();
     let Some(id) = query
@@ -293,21 +284,10 @@ pub(super) async fn web_events(
         .and_then(|id| parse_id(id))
         .filter(|id| inner.exists(*id))
     else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "objectId must name an existing contact",
-        );
+        return bad_request("objectId must name an existing contact");
     };
-    let limit = match number(&query, "limit", 100) {
-        Ok(l) if (1..=1000).contains(&l) => l as usize,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                "limit must be between 1 and 1000",
-            );
-        }
+    let limit = match bounded(&query, "limit", 100, 1000) {
+        Ok(l) => l,
         Err(message) => return bad_request(&message),
     };
     let after = match number(&query, "after", 0) {
