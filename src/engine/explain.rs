@@ -569,24 +569,18 @@ fn describe(model: &Model, cond: &Cond) -> String {
                 name.map_or("", String::as_str)
             )
         }
-        Cond::All(items) => format!(
-            "all of ({})",
-            items
-                .iter()
-                .map(|c| describe(model, c))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        Cond::Any(items) => format!(
-            "any of ({})",
-            items
-                .iter()
-                .map(|c| describe(model, c))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+        Cond::All(items) => format!("all of ({})", describe_each(model, items)),
+        Cond::Any(items) => format!("any of ({})", describe_each(model, items)),
         Cond::Not(inner) => format!("not ({})", describe(model, inner)),
     }
+}
+
+fn describe_each(model: &Model, items: &[Cond]) -> String {
+    items
+        .iter()
+        .map(|c| describe(model, c))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn describe_property(model: &Model, slot: u32, check: &PropCheck) -> String {

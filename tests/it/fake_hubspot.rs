@@ -463,17 +463,33 @@ fn faulty(faults: leadscored::fake::hubspot::Faults) -> HubspotConfig {
     }
 }
 
+/// A fake with 50 contacts and these faults.
+async fn start_faulty(faults: leadscored::fake::hubspot::Faults) -> leadscored::fake::RunningFake {
+    spawn_hubspot(FakeHubspot::new(faulty(faults)))
+        .await
+        .expect("fake starts")
+}
+
+/// An authorised request for the first page of contacts, without reading the body.
+async fn raw_contacts(fake: &leadscored::fake::RunningFake) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the response head arrives")
+}
+
 #[tokio::test]
 async fn injected_429s_with_and_without_retry_after() {
     use leadscored::fake::hubspot::Faults;
     for with_header in [false, true] {
-        let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+        let fake = start_faulty(Faults {
             rate_429: 1.0,
             retry_after_on_429: with_header,
             ..Faults::default()
-        })))
-        .await
-        .expect("fake starts");
+        })
+        .await;
         let (status, headers, body) = Client::new(fake.url())
             .get("/crm/v3/objects/contacts")
             .await;
@@ -486,29 +502,22 @@ async fn injected_429s_with_and_without_retry_after() {
 #[tokio::test]
 async fn injected_server_errors_bad_bodies_resets_and_slowness() {
     use leadscored::fake::hubspot::Faults;
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+    let fake = start_faulty(Faults {
         rate_5xx: 1.0,
         ..Faults::default()
-    })))
-    .await
-    .expect("fake");
+    })
+    .await;
     let (status, _, _) = Client::new(fake.url())
         .get("/crm/v3/objects/contacts")
         .await;
     assert!([500, 502, 503, 504].contains(&status), "{status}");
 
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+    let fake = start_faulty(Faults {
         rate_malformed: 1.0,
         ..Faults::default()
-    })))
-    .await
-    .expect("fake");
-    let response = reqwest::Client::new()
-        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("sent");
+    })
+    .await;
+    let response = raw_contacts(&fake).await;
     assert_eq!(response.status().as_u16(), 200);
     let text = response.text().await.expect("a complete body");
     assert!(
@@ -516,18 +525,12 @@ async fn injected_server_errors_bad_bodies_resets_and_slowness() {
         "the body is cut: {text}"
     );
 
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+    let fake = start_faulty(Faults {
         rate_reset: 1.0,
         ..Faults::default()
-    })))
-    .await
-    .expect("fake");
-    let response = reqwest::Client::new()
-        .get(format!("{}/crm/v3/objects/contacts", fake.url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("headers arrive");
+    })
+    .await;
+    let response = raw_contacts(&fake).await;
     assert!(
         response.bytes().await.is_err(),
         "the connection is reset mid-body"
@@ -538,9 +541,7 @@ async fn injected_server_errors_bad_bodies_resets_and_slowness() {
         slow: std::time::Duration::from_secs(5),
         ..Faults::default()
     };
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(slow)))
-        .await
-        .expect("fake");
+    let fake = start_faulty(slow).await;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(200))
         .build()
@@ -564,12 +565,11 @@ async fn injected_server_errors_bad_bodies_resets_and_slowness() {
 #[tokio::test]
 async fn injected_record_errors_make_partial_batches() {
     use leadscored::fake::hubspot::Faults;
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(Faults {
+    let fake = start_faulty(Faults {
         rate_record_error: 0.5,
         ..Faults::default()
-    })))
-    .await
-    .expect("fake");
+    })
+    .await;
     let client = Client::new(fake.url());
     let inputs: Vec<Value> = (1..=40)
         .map(|id| json!({ "id": id.to_string(), "properties": { "jobtitle": "CEO" } }))
@@ -595,9 +595,7 @@ async fn search_lags_behind_writes_and_bulk_imports_share_a_timestamp() {
         bulk_import: 30,
         ..Faults::default()
     };
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(faults)))
-        .await
-        .expect("fake");
+    let fake = start_faulty(faults).await;
     let client = Client::new(fake.url());
     let (_, _, first) = client
         .get("/crm/v3/objects/contacts/1?properties=lastmodifieddate")
@@ -643,9 +641,7 @@ async fn oauth_tokens_expire_and_refresh() {
         token_ttl: Some(std::time::Duration::ZERO),
         ..Faults::default()
     };
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(expiring)))
-        .await
-        .expect("fake");
+    let fake = start_faulty(expiring).await;
     let (status, _, body) = Client::new(fake.url())
         .get("/crm/v3/objects/contacts")
         .await;
@@ -656,9 +652,7 @@ async fn oauth_tokens_expire_and_refresh() {
         token_ttl: Some(std::time::Duration::from_secs(3600)),
         ..Faults::default()
     };
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(lasting)))
-        .await
-        .expect("fake");
+    let fake = start_faulty(lasting).await;
     let http = reqwest::Client::new();
     let refreshed: Value = http
         .post(format!("{}/oauth/v1/token", fake.url()))
@@ -814,9 +808,7 @@ async fn archived_and_merged_contacts_behave_like_hubspots() {
         merged_every: 7,
         ..Faults::default()
     };
-    let fake = spawn_hubspot(FakeHubspot::new(faulty(faults)))
-        .await
-        .expect("fake");
+    let fake = start_faulty(faults).await;
     let client = Client::new(fake.url());
     let mut live = Vec::new();
     let mut after = "0".to_owned();
