@@ -140,23 +140,7 @@ fn polish(message: &str) -> String {
         && let Some((key, expected)) = rest.split_once('`')
     {
         let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let best = candidates
-            .iter()
-            .map(|c| (strsim::damerau_levenshtein(key, c), *c))
-            .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
-            .min();
-        return match best {
-            Some((_, suggestion)) => {
-                format!("unknown key `{key}`: did you mean `{suggestion}`?")
-            }
-            None if candidates.len() <= 8 => {
-                format!(
-                    "unknown key `{key}`, expected one of {}",
-                    candidates.join(", ")
-                )
-            }
-            None => format!("unknown key `{key}`: see the model reference in the README"),
-        };
+        return unknown_key(key, &candidates);
     }
     if let Some(rest) = message.strip_prefix("missing field `")
         && let Some((key, _)) = rest.split_once('`')
@@ -167,4 +151,22 @@ fn polish(message: &str) -> String {
         .replace("expected f64", "expected a number")
         .replace("expected i64", "expected a whole number")
         .replace("expected u32", "expected a whole number")
+}
+
+/// "unknown key `pionts`: did you mean `points`?", or the list of keys when
+/// it is short, or a pointer to the reference when it is long.
+pub(crate) fn unknown_key(key: &str, candidates: &[&str]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(key, c), *c))
+        .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
+        .min();
+    match best {
+        Some((_, suggestion)) => format!("unknown key `{key}`: did you mean `{suggestion}`?"),
+        None if candidates.len() <= 8 => format!(
+            "unknown key `{key}`, expected one of {}",
+            candidates.join(", ")
+        ),
+        None => format!("unknown key `{key}`: see the model reference in the README"),
+    }
 }

@@ -582,3 +582,19 @@ fn every_problem_is_reported_at_once() {
         ],
     );
 }
+
+#[test]
+fn every_unknown_key_in_one_table_and_its_type_errors() {
+    let source = SCORE
+        .replace("property = \"jobtitle\"", "proprety = \"jobtitle\"")
+        .replace("contains = \"director\"", "contians = \"director\"")
+        .replace("points = 10", "points = \"ten\"");
+    check(
+        &source,
+        &[
+            "11:1: unknown key `proprety`: did you mean `property`?",
+            "12:1: unknown key `contians`: did you mean `contains`?",
+            "13:10: invalid type: string \"ten\", expected a number",
+        ],
+    );
+}
