@@ -661,9 +661,15 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                     );
                 }
                 "attributes" => {
+                    let wanted = match kind {
+                        None => u64::MAX,
+                        Some(None) => 0,
+                        Some(Some(kind)) => self.model.attr_slots_wanted(kind),
+                    };
                     map.next_value_seed(AttrsSeed {
                         model: self.model,
                         index,
+                        wanted,
                         matched: &mut matched,
                     })?;
                 }
@@ -695,6 +701,9 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
 struct AttrsSeed<'a, 'm> {
     model: &'m Model,
     index: usize,
+    /// Attribute slots worth matching for this event's type (bit per slot);
+    /// all of them while the type is not known yet.
+    wanted: u64,
     matched: &'a mut u128,
 }
 
@@ -715,7 +724,10 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut scratch = String::new();
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            let Some(slot) = self.model.schema.attr_index.get(&*key).copied() else {
+            let slot = self.model.schema.attr_index.get(&*key).copied();
+            let Some(slot) = slot
+                .filter(|s| self.wanted & 1u64.checked_shl(u32::from(*s)).unwrap_or(u64::MAX) != 0)
+            else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };

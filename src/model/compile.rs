@@ -135,6 +135,20 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         patterns,
         static_checks,
     } = c;
+    let attr_slots_by_type: Vec<u64> = hot_by_type
+        .iter()
+        .map(|list| {
+            list.iter().fold(0u64, |mask, hot| {
+                (0..patterns.len())
+                    .filter(|p| hot.required & (1u128 << p) != 0)
+                    .fold(mask, |mask, p| {
+                        mask | 1u64
+                            .checked_shl(u32::from(patterns[p].slot))
+                            .unwrap_or(u64::MAX)
+                    })
+            })
+        })
+        .collect();
     let mut patterns_by_slot = vec![Vec::new(); schema.attrs.len()];
     for (index, p) in patterns.iter().enumerate() {
         patterns_by_slot[usize::from(p.slot)].push(index as u32);
@@ -154,6 +168,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         patterns,
         static_checks,
         patterns_by_slot,
+        attr_slots_by_type,
         profiles,
         disqualifiers,
         lifecycle,

@@ -53,6 +53,10 @@ pub struct Model {
     pub(crate) static_checks: Vec<(u32, PropCheck)>,
     /// For each attribute slot, the patterns that read it.
     pub(crate) patterns_by_slot: Vec<Vec<u32>>,
+    /// For each event type slot (and last, for unnamed types), the attribute
+    /// slots some matcher of that type tests: one bit per slot, all bits
+    /// from slot 63 on.
+    pub(crate) attr_slots_by_type: Vec<u64>,
     pub(crate) profiles: Vec<Profile>,
     pub(crate) disqualifiers: Vec<Disqualifier>,
     pub(crate) lifecycle: Option<Lifecycle>,
@@ -92,6 +96,19 @@ impl Model {
     /// Event types the model reads (`any` means every type).
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
         self.schema.event_types.iter().map(String::as_str)
+    }
+
+    /// The attribute slots worth reading for events of this type slot.
+    pub(crate) fn attr_slots_wanted(&self, kind: u32) -> u64 {
+        let list = if kind == crate::record::OTHER_TYPE {
+            self.attr_slots_by_type.len().saturating_sub(1)
+        } else {
+            kind as usize
+        };
+        self.attr_slots_by_type
+            .get(list)
+            .copied()
+            .unwrap_or(u64::MAX)
     }
 
     /// Whether any rule or condition looks at events of every type.
