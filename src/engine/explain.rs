@@ -130,13 +130,18 @@ impl Serialize for CardJson<'_> {
     }
 }
 
-fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
-    let name = model
+/// A property slot's name as revops wrote it (`jobtitle`, `company.industry`).
+fn property_name(model: &Model, slot: u32) -> String {
+    model
         .schema
         .props
         .get(slot as usize)
         .map(|p| p.display_name())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
+    let name = property_name(model, slot);
     match problem {
         Problem::NotANumber => {
             format!("property {name} is not a number; its numeric criteria did not match")
@@ -584,12 +589,7 @@ fn describe_each(model: &Model, items: &[Cond]) -> String {
 }
 
 fn describe_property(model: &Model, slot: u32, check: &PropCheck) -> String {
-    let name = model
-        .schema
-        .props
-        .get(slot as usize)
-        .map(|p| p.display_name())
-        .unwrap_or_default();
+    let name = property_name(model, slot);
     let tests = match check {
         PropCheck::IsSet(true) => return format!("{name} is set"),
         PropCheck::IsSet(false) => return format!("{name} is not set"),
