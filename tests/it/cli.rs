@@ -131,8 +131,8 @@ fn score_keeps_input_order_across_batches_and_threads() {
     let path = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(path.path(), &input).expect("write");
     let file = path.path().to_str().expect("utf-8 path");
-    let one = leadscored(
-        &[
+    let [one, two] = ["1", "2"].map(|threads| {
+        let args = [
             "score",
             "--config",
             "config/b2b.toml",
@@ -141,24 +141,10 @@ fn score_keeps_input_order_across_batches_and_threads() {
             "--input",
             file,
             "--threads",
-            "1",
-        ],
-        None,
-    );
-    let two = leadscored(
-        &[
-            "score",
-            "--config",
-            "config/b2b.toml",
-            "--now",
-            NOW,
-            "--input",
-            file,
-            "--threads",
-            "2",
-        ],
-        None,
-    );
+            threads,
+        ];
+        leadscored(&args, None)
+    });
     assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
     assert_eq!(two.status.code(), Some(0));
     assert_eq!(one.stdout, two.stdout);
