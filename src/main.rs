@@ -54,6 +54,10 @@ enum Command {
         /// Seed for the generated people; the same seed gives the same people.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Keep what clients write in this file across restarts (saved every
+        /// second while it changes, and at shutdown).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Explain one record's score, grade, tier and stage for a person.
     Explain {
@@ -139,8 +143,9 @@ fn run(command: Command) -> Result<u8, CommandError> {
             listen,
             contacts,
             seed,
+            state,
         } => {
-            commands::fake_crm(kind, listen, contacts, seed)?;
+            commands::fake_crm(kind, listen, contacts, seed, state.as_deref())?;
             Ok(exit::OK)
         }
         Command::Explain {

@@ -2,9 +2,11 @@
 //! so admins and revops can try a model without a CRM account.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
 
 use super::CommandError;
-use crate::fake::{FakeHubspot, HubspotConfig};
+use crate::fake::{FakeHubspot, FakePardot, HubspotConfig, PardotConfig};
 
 /// Which CRM to imitate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -13,34 +15,98 @@ pub enum FakeKind {
     Pardot,
 }
 
-/// Serves a fake CRM on `listen` until SIGINT or SIGTERM.
+/// One of the fakes, for saving its state.
+enum Fake {
+    Hubspot(FakeHubspot),
+    Pardot(FakePardot),
+}
+
+impl Fake {
+    fn save(&self, path: &Path) -> std::io::Result<bool> {
+        match self {
+            Self::Hubspot(fake) => fake.save_state(path),
+            Self::Pardot(fake) => fake.save_state(path),
+        }
+    }
+}
+
+/// Serves a fake CRM on `listen` until SIGINT or SIGTERM, keeping client
+/// writes in `state` when given.
 pub fn fake_crm(
     kind: FakeKind,
     listen: SocketAddr,
-    contacts: u64,
+    records: u64,
     seed: u64,
+    state: Option<&Path>,
 ) -> Result<(), CommandError> {
     if !listen.ip().is_loopback() {
         return Err(CommandError::Data(format!(
             "--listen {listen}: the fake CRM serves on a loopback address only (127.0.0.1 or ::1)"
         )));
     }
-    if kind == FakeKind::Pardot {
-        return Err(CommandError::Data(
-            "the fake Pardot is not available yet; use --kind hubspot".to_owned(),
-        ));
-    }
+    let (fake, router, banner) = match kind {
+        FakeKind::Hubspot => {
+            let config = HubspotConfig {
+                contacts: records,
+                seed,
+                ..HubspotConfig::default()
+            };
+            let banner = format!(
+                "fake HubSpot with {records} contacts (seed {seed}); bearer token: {}",
+                config.token
+            );
+            let fake = FakeHubspot::new(config);
+            if let Some(path) = state {
+                fake.load_state(path).map_err(CommandError::Data)?;
+            }
+            (Fake::Hubspot(fake.clone()), fake.router(), banner)
+        }
+        FakeKind::Pardot => {
+            let config = PardotConfig {
+                prospects: records,
+                seed,
+                ..PardotConfig::default()
+            };
+            let banner = format!(
+                "fake Pardot with {records} prospects (seed {seed}); bearer token: {}; Pardot-Business-Unit-Id: {}",
+                config.token, config.business_unit_id
+            );
+            let fake = FakePardot::new(config);
+            if let Some(path) = state {
+                fake.load_state(path).map_err(CommandError::Data)?;
+            }
+            (Fake::Pardot(fake.clone()), fake.router(), banner)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = HubspotConfig { contacts, seed, ..HubspotConfig::default() };
-        let token = config.token.clone();
-        let fake = FakeHubspot::new(config);
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        eprintln!("fake HubSpot with {contacts} contacts (seed {seed}) on http://{addr}; bearer token: {token}");
-        crate::fake::hubspot::serve(listener, fake, shutdown_signal()).await?;
+        eprintln!("{banner}; on http://{addr}");
+        let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());
+        match state {
+            None => server.await?,
+            Some(path) => {
+                let saver = async {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                        if let Err(error) = fake.save(path) {
+                            tracing::warn!(%error, path = %path.display(), "could not save the fake CRM's state");
+                        }
+                    }
+                };
+                tokio::select! {
+                    served = server => served?,
+                    () = saver => {}
+                }
+                fake.save(path).map_err(|error| {
+                    CommandError::Data(format!("{}: could not save the state: {error}", path.display()))
+                })?;
+            }
+        }
         Ok(())
     })
 }

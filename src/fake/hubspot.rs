@@ -17,11 +17,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use super::faults::Faults;
+use super::faults::{self, Fault};
 use super::limits::{DailyBudget, RollingWindow};
 use super::people::{GenEvent, PeopleSpec, Person};
+use super::store::{Overlay, StateHeader};
 
 mod engagement;
 
@@ -50,41 +53,6 @@ pub struct HubspotConfig {
     pub refresh_token: String,
     /// Faults to inject.
     pub faults: Faults,
-}
-
-/// Faults the fake injects, by rate (0.0–1.0 per request) or as settings.
-/// Random choices come from the seed, so a run is reproducible.
-#[derive(Clone, Debug, Default)]
-pub struct Faults {
-    /// Answer 429 (`TEN_SECONDLY_ROLLING`) regardless of the real limits.
-    pub rate_429: f64,
-    /// Whether those 429s carry `Retry-After` (HubSpot's CRM 429s may not).
-    pub retry_after_on_429: bool,
-    /// Answer 500, 502, 503 or 504.
-    pub rate_5xx: f64,
-    /// Answer 200 with the JSON body cut in half.
-    pub rate_malformed: f64,
-    /// Send half the body, then reset the connection.
-    pub rate_reset: f64,
-    /// Delay the answer by `slow`.
-    pub rate_slow: f64,
-    pub slow: Duration,
-    /// Reject each batch-update input with a validation error at this rate.
-    pub rate_record_error: f64,
-    /// Writes become visible to search only after this long.
-    pub search_lag: Duration,
-    /// The first N contacts share one `lastmodifieddate`, as after a bulk import.
-    pub bulk_import: u64,
-    /// Every Nth contact is archived (0: none): gone from lists, search and
-    /// reads, listed only with `archived=true`.
-    pub archived_every: u64,
-    /// Every Nth contact was merged into the one before it (0: none):
-    /// reading its id returns the winner, which lists it in
-    /// `hs_merged_object_ids`; lists and search show only the winner.
-    pub merged_every: u64,
-    /// OAuth mode: access tokens expire this long after they are issued
-    /// (401 `EXPIRED_AUTHENTICATION`); refresh at `/oauth/v1/token`.
-    pub token_ttl: Option<Duration>,
 }
 
 impl Default for HubspotConfig {
@@ -116,7 +84,7 @@ impl std::fmt::Debug for FakeHubspot {
         f.debug_struct("FakeHubspot")
             .field("contacts", &inner.config.contacts)
             .field("seed", &inner.config.seed)
-            .field("written", &inner.written.len())
+            .field("written", &inner.overlay.written.len())
             .finish_non_exhaustive()
     }
 }
@@ -124,10 +92,8 @@ impl std::fmt::Debug for FakeHubspot {
 struct Inner {
     config: HubspotConfig,
     people: PeopleSpec,
-    /// Property values written by clients, by contact id.
-    written: HashMap<u64, BTreeMap<String, String>>,
-    /// Last-modified times that differ from the generated ones.
-    modified: HashMap<u64, i64>,
+    /// What clients wrote: values, modified times, custom properties.
+    overlay: Overlay,
     /// (lastmodified, id) for every contact; built on first search.
     by_modified: Option<BTreeSet<(i64, u64)>>,
     /// Email, form and web event lookups; built on first use.
@@ -138,8 +104,6 @@ struct Inner {
     daily: DailyBudget,
     stats: BTreeMap<String, u64>,
     rate_limited: u64,
-    /// Milliseconds the fake's clock has moved past `epoch_ms` for writes.
-    write_clock: i64,
     /// Index moves search does not see yet: (written at, id, old, new).
     lagging: Vec<(Instant, u64, i64, i64)>,
     /// OAuth access tokens and when they expire.
@@ -148,11 +112,11 @@ struct Inner {
     faults_served: BTreeMap<&'static str, u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct PropertyDef {
     name: String,
     label: String,
-    kind: &'static str,
+    kind: String,
     field_type: String,
     group: String,
     options: Vec<(String, String)>,
@@ -161,11 +125,11 @@ struct PropertyDef {
 }
 
 impl PropertyDef {
-    fn builtin(name: &str, kind: &'static str, field_type: &str, read_only: bool) -> Self {
+    fn builtin(name: &str, kind: &str, field_type: &str, read_only: bool) -> Self {
         Self {
             name: name.to_owned(),
             label: name.replace('_', " "),
-            kind,
+            kind: kind.to_owned(),
             field_type: field_type.to_owned(),
             group: "contactinformation".to_owned(),
             options: Vec::new(),
@@ -406,7 +370,7 @@ impl Inner {
     }
 
     fn modified_at(&self, id: u64, person: &Person) -> i64 {
-        if let Some(modified) = self.modified.get(&id) {
+        if let Some(modified) = self.overlay.modified.get(&id) {
             return *modified;
         }
         if id <= self.config.faults.bulk_import {
@@ -420,7 +384,7 @@ impl Inner {
     fn properties_of(&self, id: u64) -> (BTreeMap<String, String>, Person, i64) {
         let person = self.people.person(id);
         let mut props = generated_properties(&person);
-        if let Some(written) = self.written.get(&id) {
+        if let Some(written) = self.overlay.written.get(&id) {
             for (k, v) in written {
                 props.insert(k.clone(), v.clone());
             }
@@ -509,8 +473,13 @@ impl Inner {
         self.by_modified.get_or_insert_with(BTreeSet::new)
     }
 
-    fn touch(&mut self, id: u64, old: i64, new: i64) {
-        self.modified.insert(id, new);
+    /// Applies a write and moves the contact in the search index (at once,
+    /// or after the search lag).
+    fn write(&mut self, id: u64, values: BTreeMap<String, String>) {
+        let person = self.people.person(id);
+        let old = self.modified_at(id, &person);
+        let new = self.overlay.next_write_time(self.config.epoch_ms);
+        self.overlay.write(id, values, new);
         if self.config.faults.search_lag.is_zero() {
             self.move_in_index(id, old, new);
         } else {
@@ -538,15 +507,6 @@ impl Inner {
             self.move_in_index(id, old, new);
         }
     }
-
-    /// The fake's "now" for writes: after the generated history, strictly
-    /// increasing so every write moves `lastmodifieddate` forward.
-    fn next_write_time(&mut self) -> i64 {
-        let wall = jiff::Timestamp::now().as_millisecond();
-        let candidate = wall.max(self.config.epoch_ms + self.write_clock + 1);
-        self.write_clock = candidate - self.config.epoch_ms;
-        candidate
-    }
 }
 
 impl FakeHubspot {
@@ -566,14 +526,12 @@ impl FakeHubspot {
                 used: 0,
             },
             people,
-            written: HashMap::new(),
-            modified: HashMap::new(),
+            overlay: Overlay::default(),
             by_modified: None,
             engagement: None,
             properties: builtin_properties(),
             stats: BTreeMap::new(),
             rate_limited: 0,
-            write_clock: 0,
             lagging: Vec::new(),
             tokens: HashMap::new(),
             fault_rng: super::people::Rng::new(config.seed, 0xFA17),
@@ -588,6 +546,41 @@ impl FakeHubspot {
         Self {
             inner: Arc::new(Mutex::new(inner)),
         }
+    }
+
+    fn state_header(inner: &Inner) -> StateHeader {
+        StateHeader {
+            kind: "hubspot".to_owned(),
+            seed: inner.config.seed,
+            records: inner.config.contacts,
+        }
+    }
+
+    /// Takes over the writes and custom properties saved in `path` (none
+    /// if the file does not exist yet).
+    pub fn load_state(&self, path: &std::path::Path) -> Result<(), String> {
+        let mut inner = self.lock();
+        let overlay = Overlay::load(&Self::state_header(&inner), path)?;
+        for saved in overlay.custom.values() {
+            let def: PropertyDef = serde_json::from_value(saved.clone())
+                .map_err(|e| format!("{}: a saved property: {e}", path.display()))?;
+            inner.properties.insert(def.name.clone(), def);
+        }
+        inner.overlay = overlay;
+        inner.by_modified = None;
+        Ok(())
+    }
+
+    /// Saves the writes and custom properties to `path` if anything changed
+    /// since the last save; true when it wrote the file.
+    pub fn save_state(&self, path: &std::path::Path) -> std::io::Result<bool> {
+        let mut inner = self.lock();
+        if !inner.overlay.dirty {
+            return Ok(false);
+        }
+        let header = Self::state_header(&inner);
+        inner.overlay.save(&header, path)?;
+        Ok(true)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -644,16 +637,6 @@ enum Auth {
     Expired(u64),
 }
 
-/// A fault chosen for one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
-    TooMany,
-    ServerError(u16),
-    Malformed,
-    Reset,
-    Slow,
-}
-
 impl Inner {
     fn check_token(&self, presented: Option<&str>) -> Auth {
         let Some(token) = presented else {
@@ -681,39 +664,11 @@ impl Inner {
 
     /// Draws at most one fault for a request, by the configured rates.
     fn roll_fault(&mut self) -> Option<Fault> {
-        let faults = &self.config.faults;
-        let table = [
-            (faults.rate_429, Fault::TooMany),
-            (faults.rate_5xx, Fault::ServerError(500)),
-            (faults.rate_malformed, Fault::Malformed),
-            (faults.rate_reset, Fault::Reset),
-            (faults.rate_slow, Fault::Slow),
-        ];
-        if table.iter().all(|(rate, _)| *rate <= 0.0) {
-            return None;
-        }
-        let mut roll = self.fault_rng.unit();
-        for (rate, fault) in table {
-            if roll < rate {
-                let fault = match fault {
-                    Fault::ServerError(_) => {
-                        Fault::ServerError(*self.fault_rng.pick(&[500, 502, 503, 504]))
-                    }
-                    other => other,
-                };
-                let name = match fault {
-                    Fault::TooMany => "429",
-                    Fault::ServerError(_) => "5xx",
-                    Fault::Malformed => "malformed",
-                    Fault::Reset => "reset",
-                    Fault::Slow => "slow",
-                };
-                *self.faults_served.entry(name).or_default() += 1;
-                return Some(fault);
-            }
-            roll -= rate;
-        }
-        None
+        faults::roll(
+            &self.config.faults,
+            &mut self.fault_rng,
+            &mut self.faults_served,
+        )
     }
 }
 
@@ -738,33 +693,6 @@ fn rate_limited(
         response.headers_mut().insert("retry-after", value);
     }
     response
-}
-
-/// Keeps the status and headers but sends only the first half of the body:
-/// as a complete (malformed) body, or followed by a connection reset.
-async fn cut_body(response: Response, reset: bool) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let half = bytes.slice(..bytes.len() / 2);
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    let body = if reset {
-        use futures_util::StreamExt as _;
-        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(half)]);
-        let then_reset = futures_util::stream::once(async {
-            // Let the first half reach the client before the connection drops.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "fault: connection reset",
-            ))
-        });
-        axum::body::Body::from_stream(first.chain(then_reset))
-    } else {
-        axum::body::Body::from(half)
-    };
-    Response::from_parts(parts, body)
 }
 
 /// Auth, rate limits, faults, headers and request counting for every API call.
@@ -850,16 +778,8 @@ async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> 
             error(status, "INTERNAL_ERROR", "internal error")
         }
         (Auth::Valid, None, fault) => {
-            if fault == Some(Fault::Slow) {
-                let delay = fake.lock().config.faults.slow;
-                tokio::time::sleep(delay).await;
-            }
-            let response = next.run(request).await;
-            match fault {
-                Some(Fault::Malformed) => cut_body(response, false).await,
-                Some(Fault::Reset) => cut_body(response, true).await,
-                _ => response,
-            }
+            let slow = fake.lock().config.faults.slow;
+            faults::pass_through(fault, slow, next.run(request)).await
         }
     };
     let mut inner = fake.lock();
@@ -1345,7 +1265,7 @@ fn validate(def: Option<&PropertyDef>, name: &str, value: &Value) -> Result<Stri
         ));
     }
     let text = value_text(value);
-    match def.kind {
+    match def.kind.as_str() {
         "number" if !text.is_empty() && text.parse::<f64>().is_err() => {
             Err(format!("{text} was not a valid number."))
         }
@@ -1421,11 +1341,7 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
             ));
             continue;
         }
-        let person = inner.people.person(id);
-        let old = inner.modified_at(id, &person);
-        let now = inner.next_write_time();
-        inner.written.entry(id).or_default().extend(accepted);
-        inner.touch(id, old, now);
+        inner.write(id, accepted);
         *inner
             .stats
             .entry("contacts written".to_owned())
@@ -1524,7 +1440,7 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
     let def = PropertyDef {
         name: request.name.clone(),
         label: request.label,
-        kind,
+        kind: kind.to_owned(),
         field_type: request.field_type,
         group: request.group_name,
         options: request
@@ -1537,6 +1453,10 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
     };
     let created = iso(jiff::Timestamp::now().as_millisecond());
     let body = def.to_json(&created);
+    if let Ok(saved) = serde_json::to_value(&def) {
+        inner.overlay.custom.insert(request.name.clone(), saved);
+        inner.overlay.dirty = true;
+    }
     inner.properties.insert(request.name, def);
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -1574,17 +1494,6 @@ async fn inspect_contact(State(fake): State<FakeHubspot>, Path(id): Path<String>
 async fn reset_daily(State(fake): State<FakeHubspot>) -> Response {
     fake.lock().daily.used = 0;
     StatusCode::NO_CONTENT.into_response()
-}
-
-/// Serves `fake` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    fake: FakeHubspot,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, fake.router())
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Headers a test may want to read back.

@@ -3,13 +3,19 @@
 //! deterministically from a seed.
 //!
 //! Nothing here is used by the product's scoring or sync path; it stands in
-//! for HubSpot (and, later, Pardot) where no account may be used.
+//! for HubSpot and Pardot where no account may be used.
 
+mod faults;
 pub mod hubspot;
 mod limits;
+pub mod pardot;
 pub mod people;
+mod store;
+
+pub use store::StateHeader;
 
 pub use hubspot::{FakeHubspot, HubspotConfig};
+pub use pardot::{FakePardot, PardotConfig};
 pub use people::{PeopleSpec, Person, Persona};
 
 /// A fake CRM running in-process on an ephemeral port; stops when dropped.
@@ -37,6 +43,16 @@ impl Drop for RunningFake {
 /// Starts a fake HubSpot on 127.0.0.1 with an ephemeral port, on the
 /// current tokio runtime.
 pub async fn spawn_hubspot(fake: FakeHubspot) -> std::io::Result<RunningFake> {
+    spawn(fake.router()).await
+}
+
+/// Starts a fake Pardot on 127.0.0.1 with an ephemeral port, on the current
+/// tokio runtime.
+pub async fn spawn_pardot(fake: FakePardot) -> std::io::Result<RunningFake> {
+    spawn(fake.router()).await
+}
+
+async fn spawn(router: axum::Router) -> std::io::Result<RunningFake> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -44,8 +60,11 @@ pub async fn spawn_hubspot(fake: FakeHubspot) -> std::io::Result<RunningFake> {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(error) = hubspot::serve(listener, fake, shutdown).await {
-            tracing::warn!(%error, "fake HubSpot stopped");
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(%error, "fake CRM stopped");
         }
     });
     Ok(RunningFake {

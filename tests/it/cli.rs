@@ -210,3 +210,107 @@ fn explain_finds_the_record_or_says_it_is_missing() {
     );
     assert_eq!(out.status.code(), Some(66));
 }
+
+/// A free loopback port (bound and released; the fake binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts `leadscored fake-crm` and waits until it answers.
+fn start_fake(args: &[&str], port: u16) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_leadscored"))
+        .arg("fake-crm")
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fake-crm starts");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("fake-crm did not start listening");
+}
+
+/// Stops a child with SIGTERM, as systemd or a shell would.
+fn terminate(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    let status = child.wait().expect("fake-crm exits");
+    assert!(
+        status.success(),
+        "fake-crm exits cleanly on SIGTERM: {status}"
+    );
+}
+
+#[test]
+fn fake_crm_keeps_writes_in_its_state_file_across_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("pardot-state.json");
+    let state_arg = state.to_str().expect("utf-8 path");
+    let args = ["--kind", "pardot", "--contacts", "20", "--state", state_arg];
+    let defaults = leadscored::fake::PardotConfig::default();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let call = |port: u16, method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
+            .bearer_auth(&defaults.token)
+            .header("Pardot-Business-Unit-Id", &defaults.business_unit_id);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        runtime.block_on(async {
+            let response = request.send().await.expect("reply");
+            response.json::<serde_json::Value>().await.expect("json")
+        })
+    };
+
+    let port = free_port();
+    let fake = start_fake(&args, port);
+    call(
+        port,
+        reqwest::Method::POST,
+        "/api/v5/objects/custom-fields",
+        Some(serde_json::json!({"name": "Score", "fieldId": "LS_Score", "type": "Number"})),
+    );
+    call(
+        port,
+        reqwest::Method::PATCH,
+        "/api/v5/objects/prospects/3",
+        Some(serde_json::json!({"LS_Score__c": 64})),
+    );
+    terminate(fake);
+    assert!(state.exists(), "saved at shutdown");
+
+    let port = free_port();
+    let fake = start_fake(&args, port);
+    let read = call(
+        port,
+        reqwest::Method::GET,
+        "/api/v5/objects/prospects/3?fields=LS_Score__c",
+        None,
+    );
+    terminate(fake);
+    assert_eq!(read["LS_Score__c"], 64);
+
+    let port = free_port();
+    let refused = Command::new(env!("CARGO_BIN_EXE_leadscored"))
+        .args(["fake-crm", "--kind", "hubspot", "--state", state_arg])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success(), "another fake's state is refused");
+    assert!(
+        text(&refused.stderr).contains("pardot"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

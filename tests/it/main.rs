@@ -13,6 +13,7 @@ mod config_errors;
 mod explain;
 mod fake_hubspot;
 mod fake_hubspot_spec;
+mod fake_pardot;
 mod models;
 mod properties;
 mod records;
