@@ -99,6 +99,8 @@ struct Inner {
     /// Email, form and web event lookups; built on first use.
     engagement: Option<engagement::EngagementIndex>,
     properties: BTreeMap<String, PropertyDef>,
+    /// Property group names and labels.
+    groups: BTreeMap<String, String>,
     ten_seconds: RollingWindow,
     search_second: RollingWindow,
     daily: DailyBudget,
@@ -530,6 +532,15 @@ impl FakeHubspot {
             by_modified: None,
             engagement: None,
             properties: builtin_properties(),
+            groups: [
+                ("contactinformation", "Contact information"),
+                ("emailinformation", "Email information"),
+                ("analyticsinformation", "Web analytics history"),
+                ("conversioninformation", "Conversion information"),
+            ]
+            .into_iter()
+            .map(|(name, label)| (name.to_owned(), label.to_owned()))
+            .collect(),
             stats: BTreeMap::new(),
             rate_limited: 0,
             lagging: Vec::new(),
@@ -561,7 +572,12 @@ impl FakeHubspot {
     pub fn load_state(&self, path: &std::path::Path) -> Result<(), String> {
         let mut inner = self.lock();
         let overlay = Overlay::load(&Self::state_header(&inner), path)?;
-        for saved in overlay.custom.values() {
+        for (key, saved) in &overlay.custom {
+            if let Some(group) = key.strip_prefix(GROUP_KEY) {
+                let label = saved.as_str().unwrap_or(group).to_owned();
+                inner.groups.insert(group.to_owned(), label);
+                continue;
+            }
             let def: PropertyDef = serde_json::from_value(saved.clone())
                 .map_err(|e| format!("{}: a saved property: {e}", path.display()))?;
             inner.properties.insert(def.name.clone(), def);
@@ -600,6 +616,10 @@ impl FakeHubspot {
             .route(
                 "/crm/v3/properties/contacts",
                 get(list_properties).post(create_property),
+            )
+            .route(
+                "/crm/v3/properties/contacts/groups",
+                get(list_groups).post(create_group),
             )
             .route("/marketing/v3/forms", get(engagement::list_forms))
             .route(
@@ -1062,9 +1082,29 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
     let mut inner = fake.lock();
     inner.catch_up_search();
     let ids = candidates(&mut inner, &request.filter_groups);
+    // Filters and a sort on id and modified time only (what a sync's keyset
+    // pagination sends) are decided from the index, without generating
+    // every candidate; pages of a large window stay cheap.
+    let cheap = |name: &str| name == "hs_object_id" || name == "lastmodifieddate";
+    let index_only = cheap(&sort_property)
+        && request
+            .filter_groups
+            .iter()
+            .flat_map(|g| &g.filters)
+            .all(|f| cheap(&f.property_name))
+        && ids.iter().all(|(_, key)| key.is_some());
     let mut matches: Vec<(f64, String, u64)> = Vec::new();
-    for id in ids.into_iter().filter(|id| inner.exists(*id)) {
-        let (props, _, _) = inner.properties_of(id);
+    for (id, key) in ids.into_iter().filter(|(id, _)| inner.exists(*id)) {
+        let props = match key {
+            Some(key) if index_only => {
+                let modified = inner.overlay.modified.get(&id).copied().unwrap_or(key);
+                BTreeMap::from([
+                    ("hs_object_id".to_owned(), id.to_string()),
+                    ("lastmodifieddate".to_owned(), iso(modified)),
+                ])
+            }
+            _ => inner.properties_of(id).0,
+        };
         let ok = request.filter_groups.is_empty()
             || request
                 .filter_groups
@@ -1101,7 +1141,7 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
 
 /// Contacts a search has to look at: a `lastmodifieddate` range present in
 /// every filter group narrows it through the index, else every contact.
-fn candidates(inner: &mut Inner, groups: &[FilterGroup]) -> Vec<u64> {
+fn candidates(inner: &mut Inner, groups: &[FilterGroup]) -> Vec<(u64, Option<i64>)> {
     let range_of = |group: &FilterGroup| -> Option<(i64, i64)> {
         let mut lo = i64::MIN;
         let mut hi = i64::MAX;
@@ -1139,14 +1179,18 @@ fn candidates(inner: &mut Inner, groups: &[FilterGroup]) -> Vec<u64> {
     };
     let ranges: Vec<Option<(i64, i64)>> = groups.iter().map(range_of).collect();
     if groups.is_empty() || ranges.iter().any(Option::is_none) {
-        return (1..=inner.config.contacts).collect();
+        return (1..=inner.config.contacts).map(|id| (id, None)).collect();
     }
     let index = inner.index();
-    let mut ids: BTreeSet<u64> = BTreeSet::new();
+    let mut ids: BTreeMap<u64, i64> = BTreeMap::new();
     for (lo, hi) in ranges.into_iter().flatten() {
-        ids.extend(index.range((lo, 0)..=(hi, u64::MAX)).map(|(_, id)| *id));
+        ids.extend(
+            index
+                .range((lo, 0)..=(hi, u64::MAX))
+                .map(|(modified, id)| (*id, *modified)),
+        );
     }
-    ids.into_iter().collect()
+    ids.into_iter().map(|(id, key)| (id, Some(key))).collect()
 }
 
 #[derive(Deserialize)]
@@ -1430,6 +1474,12 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
         return bad_request("Enumeration properties need options");
     }
     let mut inner = fake.lock();
+    if !inner.groups.contains_key(&request.group_name) {
+        return bad_request(&format!(
+            "Property group {} does not exist.",
+            request.group_name
+        ));
+    }
     if inner.properties.contains_key(&request.name) {
         return error(
             StatusCode::CONFLICT,
@@ -1459,6 +1509,65 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
     }
     inner.properties.insert(request.name, def);
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// Overlay keys of saved property groups (the rest are properties).
+const GROUP_KEY: &str = "group:";
+
+fn group_json(name: &str, label: &str) -> Value {
+    json!({ "name": name, "label": label, "displayOrder": -1, "archived": false })
+}
+
+async fn list_groups(State(fake): State<FakeHubspot>) -> Response {
+    let inner = fake.lock();
+    let results: Vec<Value> = inner
+        .groups
+        .iter()
+        .map(|(name, label)| group_json(name, label))
+        .collect();
+    Json(json!({ "results": results })).into_response()
+}
+
+#[derive(Deserialize)]
+struct NewGroup {
+    name: String,
+    label: String,
+}
+
+async fn create_group(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+    let request: NewGroup = match decode(&body) {
+        Ok(r) => r,
+        Err(message) => return bad_request(&message),
+    };
+    if request.name.is_empty()
+        || !request
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return bad_request("Group name must be lowercase letters, digits and underscores");
+    }
+    let mut inner = fake.lock();
+    if inner.groups.contains_key(&request.name) {
+        return error(
+            StatusCode::CONFLICT,
+            "OBJECT_ALREADY_EXISTS",
+            &format!("Property group named '{}' already exists.", request.name),
+        );
+    }
+    inner.overlay.custom.insert(
+        format!("{GROUP_KEY}{}", request.name),
+        Value::String(request.label.clone()),
+    );
+    inner.overlay.dirty = true;
+    inner
+        .groups
+        .insert(request.name.clone(), request.label.clone());
+    (
+        StatusCode::CREATED,
+        Json(group_json(&request.name, &request.label)),
+    )
+        .into_response()
 }
 
 async fn stats(State(fake): State<FakeHubspot>) -> Response {

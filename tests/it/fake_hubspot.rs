@@ -217,6 +217,20 @@ async fn batch_update_applies_the_valid_records_and_reports_the_rest_with_207() 
         .await
         .expect("fake starts");
     let client = Client::new(fake.url());
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({ "name": "ls_score", "label": "Lead score", "type": "number", "fieldType": "number", "groupName": "no_such_group" }),
+        )
+        .await;
+    assert_eq!(status, 400, "the group must exist: {body}");
+    let (status, _, _) = client
+        .post(
+            "/crm/v3/properties/contacts/groups",
+            json!({ "name": "leadscored", "label": "leadscored" }),
+        )
+        .await;
+    assert_eq!(status, 201);
     let (status, _, created) = client
         .post(
             "/crm/v3/properties/contacts",
