@@ -8,10 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod config;
+pub mod crm;
 pub mod engine;
 pub mod fake;
 pub mod grade;
 pub mod model;
+pub mod plan;
 pub mod record;
 
 pub use engine::Scorecard;

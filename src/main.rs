@@ -59,6 +59,18 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Create the output properties a connection writes, in the CRM.
+    Setup {
+        /// The connection file (it names the model).
+        #[arg(long, env = "LEADSCORED_CONNECTION")]
+        connection: PathBuf,
+        /// Use this CRM base URL instead of the configured one (tests, staging).
+        #[arg(long)]
+        crm_url: Option<String>,
+        /// Only report what is missing or wrong; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Explain one record's score, grade, tier and stage for a person.
     Explain {
         #[arg(long, env = "LEADSCORED_CONFIG")]
@@ -147,6 +159,26 @@ fn run(command: Command) -> Result<u8, CommandError> {
         } => {
             commands::fake_crm(kind, listen, contacts, seed, state.as_deref())?;
             Ok(exit::OK)
+        }
+        Command::Setup {
+            connection,
+            crm_url,
+            check,
+        } => {
+            let mut connection =
+                leadscored::config::Connection::load(&connection).map_err(CommandError::from)?;
+            if let Some(url) = crm_url {
+                connection
+                    .override_base_url(&url)
+                    .map_err(CommandError::Data)?;
+            }
+            let (text, report) = commands::setup(&connection, !check)?;
+            print(&text)?;
+            if report.conflicts.is_empty() && report.missing.is_empty() {
+                Ok(exit::OK)
+            } else {
+                Ok(exit::CONFIG)
+            }
         }
         Command::Explain {
             config,

@@ -9,6 +9,7 @@ mod demo;
 mod explain;
 mod fake;
 mod score;
+mod setup;
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ pub use demo::demo;
 pub use explain::explain;
 pub use fake::{FakeKind, fake_crm};
 pub use score::{ScoreStats, score_stream};
+pub use setup::setup;
 
 use crate::model::{ConfigErrors, Model};
 
@@ -28,6 +30,12 @@ pub mod exit {
     pub const DATA_ERR: u8 = 65;
     /// An input file could not be opened.
     pub const NO_INPUT: u8 = 66;
+    /// The CRM could not be reached, or its budget is spent: try later.
+    pub const TEMP_FAIL: u8 = 75;
+    /// The CRM answered in a way it does not document.
+    pub const PROTOCOL: u8 = 76;
+    /// The CRM refused the credentials or a scope is missing.
+    pub const NO_PERM: u8 = 77;
     /// The configuration is invalid.
     pub const CONFIG: u8 = 78;
 }
@@ -55,6 +63,10 @@ pub enum CommandError {
     Data(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Crm(#[from] crate::crm::CrmError),
+    #[error("{0}")]
+    Connection(#[from] crate::config::LoadError),
 }
 
 impl CommandError {
@@ -66,6 +78,16 @@ impl CommandError {
             CommandError::NoInput { .. } => exit::NO_INPUT,
             CommandError::Data(_) => exit::DATA_ERR,
             CommandError::Io(_) => exit::FAILURE,
+            CommandError::Connection(_) => exit::CONFIG,
+            CommandError::Crm(error) => {
+                use crate::crm::CrmError as E;
+                match error {
+                    E::Credentials(_) | E::Auth(_) | E::MissingScope(_) => exit::NO_PERM,
+                    E::BudgetExhausted { .. } | E::Unavailable { .. } => exit::TEMP_FAIL,
+                    E::Rejected { .. } | E::Protocol { .. } => exit::PROTOCOL,
+                    E::Stopped => exit::FAILURE,
+                }
+            }
         }
     }
 }

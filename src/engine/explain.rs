@@ -14,7 +14,7 @@ use crate::model::{Cond, Model, NumRange, Part, PropCheck, PropTest, RuleKind, T
 use crate::record::Record;
 
 /// A number as people write it: `30`, `-2.5`.
-fn num(value: f64) -> String {
+pub(crate) fn num(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{}", value as i64)
     } else {
@@ -216,7 +216,7 @@ impl Serialize for ScoreJson<'_> {
     }
 }
 
-fn stage_name<'m>(model: &'m Model, result: &ScoreResult) -> Option<&'m str> {
+pub(crate) fn stage_name<'m>(model: &'m Model, result: &ScoreResult) -> Option<&'m str> {
     let lifecycle = model.lifecycle.as_ref()?;
     result
         .stage
@@ -224,7 +224,7 @@ fn stage_name<'m>(model: &'m Model, result: &ScoreResult) -> Option<&'m str> {
         .map(String::as_str)
 }
 
-fn matrix_label(cell: [u8; 2]) -> String {
+pub(crate) fn matrix_label(cell: [u8; 2]) -> String {
     format!("{}{}", char::from(b'A' + cell[0]), cell[1] + 1)
 }
 

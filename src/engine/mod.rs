@@ -11,10 +11,12 @@
 //! because their conditions may read any score, the grade and tiers.
 
 mod explain;
+mod outputs;
 
 use jiff::Timestamp;
 
 pub use explain::{CardJson, explain_text, summary_line};
+pub use outputs::{OutputKind, OutputValue};
 
 use crate::grade::{Grade, GradeStep};
 use crate::model::{Cond, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp};

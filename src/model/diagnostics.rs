@@ -1,8 +1,13 @@
-//! Located configuration errors: every problem in a model file is reported
-//! with the file, line and column it comes from, and all of them at once.
+//! Located configuration errors: every problem in a model or connection
+//! file is reported with the file, line and column it comes from, and all
+//! of them at once.
 
 use std::fmt;
 use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeValue, ValueDeserializer};
 
 /// One problem in a model file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +110,39 @@ impl<'a> Diagnostics<'a> {
         self.error(&span, polish(&message));
     }
 
+    /// Decodes one table. Unknown keys are all reported (serde would stop at
+    /// the first) and dropped so the other values' types are still checked;
+    /// a table with unknown keys then yields nothing, because what it means
+    /// is uncertain and checking it further would only add noise.
+    pub(crate) fn decode<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
+        let span = value.span();
+        let (span, value) = (span.clone(), value.into_inner());
+        let mut had_unknown = false;
+        let value = match (value, struct_fields::<T>()) {
+            (DeValue::Table(mut table), Some(fields)) => {
+                let unknown: Vec<(String, Range<usize>)> = table
+                    .iter()
+                    .filter(|(key, _)| !fields.contains(&key.get_ref().as_ref()))
+                    .map(|(key, _)| (key.get_ref().to_string(), key.span()))
+                    .collect();
+                for (key, at) in &unknown {
+                    self.error(at, unknown_key(key, fields));
+                    table.remove(key.as_str());
+                }
+                had_unknown = !unknown.is_empty();
+                DeValue::Table(table)
+            }
+            (other, _) => other,
+        };
+        match T::deserialize(ValueDeserializer::from(Spanned::new(span.clone(), value))) {
+            Ok(v) => Some(v).filter(|_| !had_unknown),
+            Err(e) => {
+                self.toml(&e, &span);
+                None
+            }
+        }
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
@@ -169,4 +207,40 @@ pub(crate) fn unknown_key(key: &str, candidates: &[&str]) -> String {
         ),
         None => format!("unknown key `{key}`: see the model reference in the README"),
     }
+}
+
+/// The field names of a derived `Deserialize` struct, read by asking it to
+/// deserialize from a deserializer that only records what it is asked for.
+fn struct_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    use serde::de::value::Error;
+    use serde::de::{Deserializer, Error as _, Visitor};
+
+    struct Capture<'a>(&'a mut Option<&'static [&'static str]>);
+
+    impl<'de> Deserializer<'de> for Capture<'_> {
+        type Error = Error;
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Error> {
+            *self.0 = Some(fields);
+            Err(Error::custom("field names captured"))
+        }
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields = None;
+    let _ = T::deserialize(Capture(&mut fields));
+    fields
 }

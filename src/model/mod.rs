@@ -10,7 +10,7 @@
 //! This module does no IO: callers read the file and pass its text.
 
 mod compile;
-mod diagnostics;
+pub(crate) mod diagnostics;
 mod pattern;
 mod raw;
 

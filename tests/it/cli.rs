@@ -221,7 +221,7 @@ fn free_port() -> u16 {
 
 /// Starts `leadscored fake-crm` and waits until it answers.
 fn start_fake(args: &[&str], port: u16) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_leadscored"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadscored"))
         .arg("fake-crm")
         .args(args)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -234,6 +234,8 @@ fn start_fake(args: &[&str], port: u16) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("fake-crm did not start listening");
 }
 

@@ -1,0 +1,1128 @@
+//! The connection file: which CRM, how to authenticate (where the secrets
+//! are, never the secrets), the rate limits, which CRM field feeds which
+//! model input, where event detail comes from, and which scorecard value is
+//! written to which CRM property.
+//!
+//! It names its scoring model (`model = "b2b.toml"`, relative to the
+//! file), so revops keep model and mappings in git beside each other. Parsed
+//! then validated against the compiled model, with every problem reported
+//! at once with file, line and column.
+//!
+//! ```toml
+//! model = "b2b.toml"
+//!
+//! [crm]
+//! kind = "hubspot"
+//! token = { credential = "hubspot-token" }
+//!
+//! [inputs]
+//! "company.numemployees" = { field = "numemployees", type = "number" }
+//!
+//! [[output]]
+//! property = "leadscored_score"
+//! value = "contact.total"
+//! ```
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::engine::{OutputKind, OutputValue};
+use crate::model::diagnostics::Diagnostics;
+use crate::model::{ConfigErrors, Model, Scope};
+use raw::{RawCrm, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
+
+const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output";
+
+/// Which CRM a connection talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrmKind {
+    Hubspot,
+    Pardot,
+}
+
+impl CrmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmKind::Hubspot => "hubspot",
+            CrmKind::Pardot => "pardot",
+        }
+    }
+}
+
+/// Where a secret is read from. The secret itself never sits in config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `$CREDENTIALS_DIRECTORY/<name>` (systemd `LoadCredential=`).
+    Credential(String),
+    File(PathBuf),
+    Env(String),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Credential(name) => write!(f, "credential `{name}`"),
+            SecretSource::File(path) => write!(f, "file {}", path.display()),
+            SecretSource::Env(name) => write!(f, "environment variable {name}"),
+        }
+    }
+}
+
+/// How the connection authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// A private-app / service-key token, or a static access token.
+    Token(SecretSource),
+    /// OAuth 2 with a refresh token (HubSpot) or Salesforce's refresh-token
+    /// or client-credentials flow (Pardot).
+    Oauth {
+        client_id: String,
+        client_secret: SecretSource,
+        refresh_token: Option<SecretSource>,
+        token_url: String,
+    },
+}
+
+/// The CRM and how to reach it.
+#[derive(Clone, Debug)]
+pub struct CrmSettings {
+    pub kind: CrmKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_version: String,
+    pub auth: Auth,
+    /// Pardot only.
+    pub business_unit_id: Option<String>,
+    /// IANA name; the daily budget resets at midnight there.
+    pub timezone: String,
+}
+
+/// Rate limits and retry policy, defaulted by CRM and account tier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// HubSpot's per-10-second limit.
+    pub per_ten_seconds: u32,
+    /// HubSpot search requests per second.
+    pub search_per_second: u32,
+    pub daily: u64,
+    /// Share of the daily budget left to other integrations (0.0–0.9).
+    pub daily_headroom: f64,
+    /// Requests in flight at once (Pardot allows 5).
+    pub concurrency: usize,
+    /// Tries per request, the first included.
+    pub max_attempts: u32,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How far an incremental pull reaches back before its watermark, to
+    /// cover the CRM's index lag.
+    pub search_overlap: Duration,
+}
+
+impl Limits {
+    /// Defaults for a CRM and (HubSpot) account tier.
+    pub fn defaults(kind: CrmKind, tier: &str) -> Limits {
+        let (per_ten_seconds, daily) = match (kind, tier) {
+            (CrmKind::Pardot, "growth") => (0, 25_000),
+            (CrmKind::Pardot, "plus") => (0, 50_000),
+            (CrmKind::Pardot, _) => (0, 100_000),
+            (CrmKind::Hubspot, "professional") => (190, 625_000),
+            (CrmKind::Hubspot, "enterprise") => (190, 1_000_000),
+            (CrmKind::Hubspot, "api_limit_increase") => (250, 1_250_000),
+            (CrmKind::Hubspot, _) => (100, 250_000),
+        };
+        Limits {
+            per_ten_seconds,
+            search_per_second: 5,
+            daily,
+            daily_headroom: 0.1,
+            concurrency: if kind == CrmKind::Pardot { 5 } else { 4 },
+            max_attempts: 6,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            search_overlap: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How a CRM field's text becomes a model input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// As sent; numbers and dates are still recognised where the model
+    /// compares them.
+    Text,
+    Number,
+    /// `true`/`false`, also `1`/`0`, `yes`/`no`.
+    Bool,
+    /// ISO 8601 or epoch milliseconds.
+    Time,
+    /// A multi-select: values separated by `;`.
+    Multi,
+}
+
+/// Which CRM field feeds one model property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    pub scope: Scope,
+    /// The name the model uses (without `company.`).
+    pub name: String,
+    pub field: String,
+    pub kind: FieldType,
+}
+
+/// Where the detail for one model event type comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// HubSpot form submissions (`/form-integrations/v1/submissions/forms`).
+    HubspotForms,
+    /// HubSpot marketing email events of these types (`OPEN`, `CLICK`, ...).
+    HubspotEmail(Vec<String>),
+    /// HubSpot web / behavioural events of these types (`e_visited_page`, ...).
+    HubspotWeb(Vec<String>),
+    /// Pardot visitor activities of these type codes; with `with`, only
+    /// those that carry that field (`fileId`), with `without` only those
+    /// that do not.
+    PardotActivity {
+        types: Vec<u32>,
+        with: Option<String>,
+        without: Option<String>,
+    },
+}
+
+/// Whether a run may overwrite what the CRM holds in an output property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    Always,
+    /// Only when the property is empty.
+    IfEmpty,
+    /// When empty or holding one of this output's own values; a value sales
+    /// set by hand (outside that vocabulary) is left alone.
+    IfOurs,
+}
+
+/// One scorecard value written to one CRM property.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub property: String,
+    pub value: OutputValue,
+    pub label: String,
+    /// Scorecard text → CRM option value.
+    pub map: BTreeMap<String, String>,
+    pub overwrite: Overwrite,
+}
+
+impl Output {
+    pub fn kind(&self) -> OutputKind {
+        self.value.kind()
+    }
+
+    /// The CRM options of a choice output, after the value map.
+    pub fn options(&self, model: &Model) -> Vec<String> {
+        self.value
+            .options(model)
+            .into_iter()
+            .map(|o| self.map.get(&o).cloned().unwrap_or(o))
+            .collect()
+    }
+
+    /// The text to write for a scorecard, after the value map.
+    pub fn render(&self, model: &Model, card: &crate::Scorecard) -> Option<String> {
+        self.value
+            .render(model, card)
+            .map(|v| self.map.get(&v).cloned().unwrap_or(v))
+    }
+}
+
+/// A validated connection with its compiled model.
+#[derive(Debug)]
+pub struct Connection {
+    pub model_path: PathBuf,
+    pub model: Model,
+    pub crm: CrmSettings,
+    pub limits: Limits,
+    /// One per model property, explicit or defaulted.
+    pub inputs: Vec<Input>,
+    /// Event type → source, for every event type the model reads.
+    pub events: BTreeMap<String, EventSource>,
+    pub outputs: Vec<Output>,
+}
+
+/// Why a connection could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+impl Connection {
+    /// Reads a connection file and the model it names, and validates both.
+    pub fn load(path: &Path) -> Result<Connection, LoadError> {
+        let shown = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|source| LoadError::Unreadable {
+            path: shown.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Connection::parse(&shown, &source, base, None)
+    }
+
+    /// Validates connection text. The model is read from `model` relative
+    /// to `base`, unless `model` is given already compiled.
+    pub fn parse(
+        file: &str,
+        source: &str,
+        base: &Path,
+        model: Option<(PathBuf, Model)>,
+    ) -> Result<Connection, LoadError> {
+        let mut d = Diagnostics::new(file, source);
+        let (root, syntax_errors) = DeTable::parse_recoverable(source);
+        for error in &syntax_errors {
+            d.toml(error, &(0..0));
+        }
+        if !syntax_errors.is_empty() {
+            return Err(finish(d).into());
+        }
+        let root_span = root.span();
+        let mut root = root.into_inner();
+        let model_value = root.remove("model");
+        let crm_value = root.remove("crm");
+        let limits_value = root.remove("limits");
+        let inputs_value = root.remove("inputs");
+        let events_value = root.remove("events");
+        let outputs_value = root.remove("output");
+        for (key, _) in root.iter() {
+            d.error(
+                &key.span(),
+                format!(
+                    "unknown section `{}`, expected one of {TOP_LEVEL}",
+                    key.get_ref()
+                ),
+            );
+        }
+
+        // The model first: everything else is checked against it.
+        let model = match (model, model_value) {
+            (Some(given), _) => Some(given),
+            (None, None) => {
+                d.error(
+                    &root_span,
+                    "no `model`: name the model file, e.g. model = \"b2b.toml\"",
+                );
+                None
+            }
+            (None, Some(value)) => {
+                let span = value.span();
+                match d.decode::<String>(value) {
+                    Some(relative) => {
+                        let path = base.join(&relative);
+                        match std::fs::read_to_string(&path) {
+                            Ok(text) => match Model::compile(&path.display().to_string(), &text) {
+                                Ok(model) => Some((path, model)),
+                                Err(errors) => return Err(errors.into()),
+                            },
+                            Err(e) => {
+                                d.error(
+                                    &span,
+                                    format!("cannot read model {}: {e}", path.display()),
+                                );
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                }
+            }
+        };
+
+        let crm = match crm_value {
+            Some(value) => d
+                .decode::<RawCrm>(value)
+                .and_then(|raw| crm_settings(&mut d, raw)),
+            None => {
+                d.error(
+                    &root_span,
+                    "no [crm] section: say which CRM, e.g. kind = \"hubspot\"",
+                );
+                None
+            }
+        };
+        let raw_limits: RawLimits = match limits_value {
+            Some(value) => d.decode(value).unwrap_or_default(),
+            None => RawLimits::default(),
+        };
+        let raw_inputs: BTreeMap<String, Spanned<RawInput>> = match inputs_value {
+            Some(value) => d.decode(value).unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        let raw_events: BTreeMap<String, Spanned<String>> = match events_value {
+            Some(value) => d.decode(value).unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        let raw_outputs = match outputs_value {
+            Some(value) => array_of_tables(&mut d, value, "output")
+                .into_iter()
+                .filter_map(|v| d.decode::<RawOutput>(v))
+                .collect(),
+            None => Vec::new(),
+        };
+
+        let (Some((model_path, model)), Some((crm, tier))) = (model, crm) else {
+            return Err(finish(d).into());
+        };
+        let limits = limits(&mut d, raw_limits, crm.kind, &tier);
+        let inputs = inputs(&mut d, &model, raw_inputs);
+        let events = events(&mut d, &model, crm.kind, raw_events);
+        let outputs = outputs(&mut d, &model, crm.kind, raw_outputs);
+        if d.has_errors() {
+            return Err(finish(d).into());
+        }
+        Ok(Connection {
+            model_path,
+            model,
+            crm,
+            limits,
+            inputs,
+            events,
+            outputs,
+        })
+    }
+
+    /// Points the connection at another base URL (`--crm-url`, for tests
+    /// and staging); a token URL derived from the old base follows it.
+    pub fn override_base_url(&mut self, url: &str) -> Result<(), String> {
+        let url = url.trim_end_matches('/');
+        let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+        if !url.starts_with("https://") && !local.iter().any(|l| url.starts_with(l)) {
+            return Err(format!(
+                "--crm-url {url}: expected an https:// URL, or http:// on a loopback address"
+            ));
+        }
+        let old = std::mem::replace(&mut self.crm.base_url, url.to_owned());
+        if let Auth::Oauth { token_url, .. } = &mut self.crm.auth
+            && let Some(rest) = token_url.strip_prefix(&old)
+        {
+            *token_url = format!("{url}{rest}");
+        }
+        Ok(())
+    }
+
+    /// The output properties as `setup` creates them.
+    pub fn property_specs(&self) -> Vec<crate::crm::PropertySpec> {
+        self.outputs
+            .iter()
+            .map(|o| crate::crm::PropertySpec {
+                name: o.property.clone(),
+                label: o.label.clone(),
+                kind: o.kind(),
+                options: o.options(&self.model),
+            })
+            .collect()
+    }
+
+    /// The CRM fields a pull must request: every mapped input and every
+    /// output property (to compare with what would be written).
+    pub fn fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|i| i.field.clone())
+            .chain(self.outputs.iter().map(|o| o.property.clone()))
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+}
+
+fn finish(d: Diagnostics<'_>) -> ConfigErrors {
+    match d.finish() {
+        Err(errors) => errors,
+        Ok(()) => ConfigErrors(Vec::new()),
+    }
+}
+
+fn array_of_tables<'i>(
+    d: &mut Diagnostics<'_>,
+    value: Spanned<DeValue<'i>>,
+    key: &str,
+) -> Vec<Spanned<DeValue<'i>>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => items
+            .into_iter()
+            .filter(|item| {
+                let ok = item.get_ref().is_table();
+                if !ok {
+                    d.error(
+                        &item.span(),
+                        format!("`{key}` entries must be tables, written as [[{key}]]"),
+                    );
+                }
+                ok
+            })
+            .collect(),
+        _ => {
+            d.error(
+                &span,
+                format!("`{key}` must be an array of tables, written as [[{key}]]"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn secret(d: &mut Diagnostics<'_>, raw: &Spanned<RawSecret>, what: &str) -> Option<SecretSource> {
+    let s = raw.get_ref();
+    let given: Vec<SecretSource> = [
+        s.credential.clone().map(SecretSource::Credential),
+        s.file.clone().map(|f| SecretSource::File(PathBuf::from(f))),
+        s.env.clone().map(SecretSource::Env),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() != 1 {
+        d.error(
+            &raw.span(),
+            format!(
+                "{what}: give exactly one of credential, file or env (secrets never go in this file)"
+            ),
+        );
+        return None;
+    }
+    given.into_iter().next()
+}
+
+fn http_url(d: &mut Diagnostics<'_>, value: &Spanned<String>, what: &str) -> Option<String> {
+    let text = value.get_ref().trim_end_matches('/');
+    if text.starts_with("https://")
+        || text.starts_with("http://127.0.0.1")
+        || text.starts_with("http://localhost")
+        || text.starts_with("http://[::1]")
+    {
+        Some(text.to_owned())
+    } else {
+        d.error(
+            &value.span(),
+            format!("{what}: expected an https:// URL (plain http only for a local test server), got {text:?}"),
+        );
+        None
+    }
+}
+
+fn crm_settings(d: &mut Diagnostics<'_>, raw: RawCrm) -> Option<(CrmSettings, String)> {
+    let kind = match raw.kind.get_ref().as_str() {
+        "hubspot" => CrmKind::Hubspot,
+        "pardot" | "account_engagement" => CrmKind::Pardot,
+        other => {
+            d.error(
+                &raw.kind.span(),
+                format!("unknown CRM kind `{other}`, expected hubspot or pardot"),
+            );
+            return None;
+        }
+    };
+    let default_url = match kind {
+        CrmKind::Hubspot => "https://api.hubapi.com",
+        CrmKind::Pardot => "https://pi.pardot.com",
+    };
+    let base_url = match &raw.base_url {
+        Some(url) => http_url(d, url, "base_url")?,
+        None => default_url.to_owned(),
+    };
+    let api_version = raw
+        .api_version
+        .as_ref()
+        .map_or(
+            match kind {
+                CrmKind::Hubspot => "v3",
+                CrmKind::Pardot => "v5",
+            },
+            |v| v.get_ref().as_str(),
+        )
+        .to_owned();
+    if let Some(version) = &raw.api_version {
+        let ok = match kind {
+            CrmKind::Hubspot => version.get_ref() == "v3",
+            CrmKind::Pardot => version.get_ref() == "v5",
+        };
+        if !ok {
+            d.error(
+                &version.span(),
+                format!(
+                    "api_version `{}` is not supported for {}: use {}",
+                    version.get_ref(),
+                    kind.as_str(),
+                    if kind == CrmKind::Hubspot { "v3" } else { "v5" }
+                ),
+            );
+        }
+    }
+    let tier = raw
+        .account_tier
+        .as_ref()
+        .map_or("", |t| t.get_ref().as_str())
+        .to_owned();
+    let tiers: &[&str] = match kind {
+        CrmKind::Hubspot => &[
+            "free",
+            "starter",
+            "professional",
+            "enterprise",
+            "api_limit_increase",
+        ],
+        CrmKind::Pardot => &["growth", "plus", "advanced", "premium"],
+    };
+    if let Some(t) = &raw.account_tier
+        && !tiers.contains(&t.get_ref().as_str())
+    {
+        d.error(
+            &t.span(),
+            format!(
+                "unknown account_tier `{}` for {}, expected one of {}",
+                t.get_ref(),
+                kind.as_str(),
+                tiers.join(", ")
+            ),
+        );
+    }
+    let auth = match (&raw.token, &raw.oauth) {
+        (Some(token), None) => Auth::Token(secret(d, token, "token")?),
+        (None, Some(oauth)) => oauth_settings(d, oauth, kind, &base_url)?,
+        (Some(token), Some(_)) => {
+            d.error(&token.span(), "give either token or oauth, not both");
+            return None;
+        }
+        (None, None) => {
+            d.error(
+                &raw.kind.span(),
+                "no credentials: add token = { credential = \"...\" } or an [crm.oauth] table",
+            );
+            return None;
+        }
+    };
+    let business_unit_id = raw.business_unit_id.as_ref().map(|b| b.get_ref().clone());
+    match (kind, &raw.business_unit_id) {
+        (CrmKind::Pardot, None) => {
+            d.error(
+                &raw.kind.span(),
+                "Pardot needs business_unit_id (the 18-character id starting with 0Uv)",
+            );
+        }
+        (CrmKind::Pardot, Some(unit))
+            if unit.get_ref().len() != 18 || !unit.get_ref().starts_with("0Uv") =>
+        {
+            d.error(
+                &unit.span(),
+                "business_unit_id must be the 18-character id starting with 0Uv",
+            );
+        }
+        (CrmKind::Hubspot, Some(unit)) => {
+            d.error(&unit.span(), "business_unit_id is for Pardot only");
+        }
+        _ => {}
+    }
+    let timezone = raw
+        .timezone
+        .as_ref()
+        .map_or("UTC", |t| t.get_ref().as_str())
+        .to_owned();
+    if let Some(tz) = &raw.timezone
+        && jiff::tz::TimeZone::get(tz.get_ref()).is_err()
+    {
+        d.error(
+            &tz.span(),
+            format!(
+                "unknown time zone `{}` (use an IANA name such as Europe/Oslo)",
+                tz.get_ref()
+            ),
+        );
+    }
+    Some((
+        CrmSettings {
+            kind,
+            base_url,
+            api_version,
+            auth,
+            business_unit_id,
+            timezone,
+        },
+        tier,
+    ))
+}
+
+fn oauth_settings(
+    d: &mut Diagnostics<'_>,
+    raw: &Spanned<RawOauth>,
+    kind: CrmKind,
+    base_url: &str,
+) -> Option<Auth> {
+    let o = raw.get_ref();
+    let client_secret = secret(d, &o.client_secret, "oauth.client_secret")?;
+    let grant = o
+        .grant
+        .as_ref()
+        .map_or("refresh_token", |g| g.get_ref().as_str());
+    let refresh_token = match (&o.refresh_token, grant, kind) {
+        (Some(token), "refresh_token", _) => Some(secret(d, token, "oauth.refresh_token")?),
+        (None, "client_credentials", CrmKind::Pardot) => None,
+        (Some(token), "client_credentials", _) => {
+            d.error(
+                &token.span(),
+                "the client_credentials grant takes no refresh_token",
+            );
+            return None;
+        }
+        (None, "refresh_token", _) => {
+            d.error(
+                &raw.span(),
+                "oauth: refresh_token is required for the refresh_token grant",
+            );
+            return None;
+        }
+        (_, other, _) => {
+            let span = o.grant.as_ref().map_or(raw.span(), Spanned::span);
+            d.error(
+                &span,
+                format!(
+                    "unknown grant `{other}`: {}",
+                    if kind == CrmKind::Pardot {
+                        "use refresh_token or client_credentials"
+                    } else {
+                        "HubSpot uses refresh_token"
+                    }
+                ),
+            );
+            return None;
+        }
+    };
+    let token_url = match &o.token_url {
+        Some(url) => http_url(d, url, "oauth.token_url")?,
+        None => match kind {
+            CrmKind::Hubspot => format!("{base_url}/oauth/v1/token"),
+            CrmKind::Pardot => "https://login.salesforce.com/services/oauth2/token".to_owned(),
+        },
+    };
+    Some(Auth::Oauth {
+        client_id: o.client_id.get_ref().clone(),
+        client_secret,
+        refresh_token,
+        token_url,
+    })
+}
+
+fn limits(d: &mut Diagnostics<'_>, raw: RawLimits, kind: CrmKind, tier: &str) -> Limits {
+    let mut limits = Limits::defaults(kind, tier);
+    let int = |d: &mut Diagnostics<'_>,
+               v: &Option<Spanned<i64>>,
+               min: i64,
+               max: i64,
+               name: &str|
+     -> Option<i64> {
+        let v = v.as_ref()?;
+        let n = *v.get_ref();
+        if (min..=max).contains(&n) {
+            Some(n)
+        } else {
+            d.error(
+                &v.span(),
+                format!("{name} must be between {min} and {max}, got {n}"),
+            );
+            None
+        }
+    };
+    if let Some(n) = int(d, &raw.per_ten_seconds, 1, 10_000, "per_ten_seconds") {
+        limits.per_ten_seconds = n as u32;
+    }
+    if let Some(n) = int(d, &raw.search_per_second, 1, 1_000, "search_per_second") {
+        limits.search_per_second = n as u32;
+    }
+    if let Some(n) = int(d, &raw.daily, 1, 100_000_000, "daily") {
+        limits.daily = n as u64;
+    }
+    if let Some(n) = int(d, &raw.concurrency, 1, 64, "concurrency") {
+        limits.concurrency = n as usize;
+    }
+    if kind == CrmKind::Pardot && limits.concurrency > 5 {
+        let span = raw.concurrency.as_ref().map_or(0..0, Spanned::span);
+        d.error(&span, "Pardot allows at most 5 concurrent requests");
+    }
+    if let Some(n) = int(d, &raw.max_attempts, 1, 20, "max_attempts") {
+        limits.max_attempts = n as u32;
+    }
+    if let Some(n) = int(d, &raw.backoff_base_ms, 1, 60_000, "backoff_base_ms") {
+        limits.backoff_base = Duration::from_millis(n as u64);
+    }
+    let secs = |d: &mut Diagnostics<'_>,
+                v: &Option<Spanned<f64>>,
+                min: f64,
+                max: f64,
+                name: &str|
+     -> Option<Duration> {
+        let v = v.as_ref()?;
+        let n = *v.get_ref();
+        if (min..=max).contains(&n) {
+            Some(Duration::from_secs_f64(n))
+        } else {
+            d.error(
+                &v.span(),
+                format!("{name} must be between {min} and {max}, got {n}"),
+            );
+            None
+        }
+    };
+    if let Some(t) = secs(
+        d,
+        &raw.connect_timeout_secs,
+        0.1,
+        300.0,
+        "connect_timeout_secs",
+    ) {
+        limits.connect_timeout = t;
+    }
+    if let Some(t) = secs(
+        d,
+        &raw.request_timeout_secs,
+        0.1,
+        3600.0,
+        "request_timeout_secs",
+    ) {
+        limits.request_timeout = t;
+    }
+    if let Some(t) = secs(d, &raw.backoff_max_secs, 0.0, 3600.0, "backoff_max_secs") {
+        limits.backoff_max = t;
+    }
+    if let Some(t) = secs(
+        d,
+        &raw.search_overlap_secs,
+        0.0,
+        86_400.0,
+        "search_overlap_secs",
+    ) {
+        limits.search_overlap = t;
+    }
+    if let Some(p) = &raw.daily_headroom_percent {
+        let n = *p.get_ref();
+        if (0.0..=90.0).contains(&n) {
+            limits.daily_headroom = n / 100.0;
+        } else {
+            d.error(
+                &p.span(),
+                format!("daily_headroom_percent must be between 0 and 90, got {n}"),
+            );
+        }
+    }
+    limits
+}
+
+fn inputs(
+    d: &mut Diagnostics<'_>,
+    model: &Model,
+    mut raw: BTreeMap<String, Spanned<RawInput>>,
+) -> Vec<Input> {
+    let mut out = Vec::new();
+    for property in model.properties() {
+        let (scope, name) = match property.strip_prefix("company.") {
+            Some(rest) => (Scope::Company, rest.to_owned()),
+            None => (Scope::Contact, property.clone()),
+        };
+        let (field, kind) = match raw.remove(&property) {
+            None => (name.clone(), FieldType::Text),
+            Some(spanned) => {
+                let span = spanned.span();
+                match spanned.into_inner() {
+                    RawInput::Field(field) => (field, FieldType::Text),
+                    RawInput::Table(table) => {
+                        let kind = match table.kind.as_deref() {
+                            None | Some("text") => FieldType::Text,
+                            Some("number") => FieldType::Number,
+                            Some("bool" | "boolean") => FieldType::Bool,
+                            Some("datetime" | "date") => FieldType::Time,
+                            Some("multi" | "multiselect") => FieldType::Multi,
+                            Some(other) => {
+                                d.error(&span, format!("`{property}`: unknown type `{other}`, expected text, number, bool, datetime or multi"));
+                                FieldType::Text
+                            }
+                        };
+                        (table.field.unwrap_or_else(|| name.clone()), kind)
+                    }
+                }
+            }
+        };
+        if field.is_empty() {
+            d.error(
+                &(0..0),
+                format!("`{property}`: the CRM field name is empty"),
+            );
+        }
+        out.push(Input {
+            scope,
+            name,
+            field,
+            kind,
+        });
+    }
+    for (extra, value) in raw {
+        d.error(
+            &value.span(),
+            format!("[inputs] `{extra}`: the model reads no such property, so nothing maps to it"),
+        );
+    }
+    out
+}
+
+/// Sources for event types when `[events]` does not say.
+fn default_source(kind: CrmKind, event_type: &str) -> Option<EventSource> {
+    let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+    let activity =
+        |types: &[u32], with: Option<&str>, without: Option<&str>| EventSource::PardotActivity {
+            types: types.to_vec(),
+            with: with.map(str::to_owned),
+            without: without.map(str::to_owned),
+        };
+    Some(match (kind, event_type) {
+        (CrmKind::Hubspot, "form_submission") => EventSource::HubspotForms,
+        (CrmKind::Hubspot, "email_open") => EventSource::HubspotEmail(strings(&["OPEN"])),
+        (CrmKind::Hubspot, "email_click") => EventSource::HubspotEmail(strings(&["CLICK"])),
+        (CrmKind::Hubspot, "email_unsubscribe") => {
+            EventSource::HubspotEmail(strings(&["STATUSCHANGE"]))
+        }
+        (CrmKind::Hubspot, "page_view") => EventSource::HubspotWeb(strings(&["e_visited_page"])),
+        (CrmKind::Hubspot, "cta_click") => EventSource::HubspotWeb(strings(&["e_clicked_cta"])),
+        (CrmKind::Hubspot, "ad_click") => EventSource::HubspotWeb(strings(&["e_ad_interaction"])),
+        (CrmKind::Hubspot, "content_download") => {
+            EventSource::HubspotWeb(strings(&["pe_content_download"]))
+        }
+        (CrmKind::Hubspot, "webinar") => EventSource::HubspotWeb(strings(&["pe_webinar_attended"])),
+        (CrmKind::Hubspot, "meeting") => EventSource::HubspotWeb(strings(&["e_meeting_booked"])),
+        (CrmKind::Pardot, "email_click") => activity(&[1], Some("emailId"), None),
+        (CrmKind::Pardot, "page_view") => activity(&[2], None, Some("fileId")),
+        (CrmKind::Pardot, "content_download") => activity(&[2], Some("fileId"), None),
+        (CrmKind::Pardot, "form_error") => activity(&[3], None, None),
+        (CrmKind::Pardot, "form_submission") => activity(&[4], None, None),
+        (CrmKind::Pardot, "email_open") => activity(&[11], None, None),
+        (CrmKind::Pardot, "email_unsubscribe") => activity(&[12], None, None),
+        (CrmKind::Pardot, "cta_click" | "ad_click") => activity(&[21], None, None),
+        (CrmKind::Pardot, "webinar") => activity(&[24], None, None),
+        _ => return None,
+    })
+}
+
+/// Parses `forms`, `email:OPEN,CLICK`, `web:e_visited_page`,
+/// `activity:2+fileId`, `activity:2-fileId`, `activity:11,1`.
+fn parse_source(kind: CrmKind, text: &str) -> Result<EventSource, String> {
+    let (source, rest) = text.split_once(':').unwrap_or((text, ""));
+    let list = |rest: &str| -> Vec<String> {
+        rest.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    match (kind, source) {
+        (CrmKind::Hubspot, "forms") if rest.is_empty() => Ok(EventSource::HubspotForms),
+        (CrmKind::Hubspot, "email") if !list(rest).is_empty() => Ok(EventSource::HubspotEmail(
+            list(rest).iter().map(|s| s.to_uppercase()).collect(),
+        )),
+        (CrmKind::Hubspot, "web") if !list(rest).is_empty() => {
+            Ok(EventSource::HubspotWeb(list(rest)))
+        }
+        (CrmKind::Pardot, "activity") => {
+            let (codes, with, without) = if let Some((codes, field)) = rest.split_once('+') {
+                (codes, Some(field.to_owned()), None)
+            } else if let Some((codes, field)) = rest.split_once('-') {
+                (codes, None, Some(field.to_owned()))
+            } else {
+                (rest, None, None)
+            };
+            let types: Result<Vec<u32>, _> = list(codes).iter().map(|c| c.parse::<u32>()).collect();
+            match types {
+                Ok(types) if !types.is_empty() => Ok(EventSource::PardotActivity {
+                    types,
+                    with,
+                    without,
+                }),
+                _ => Err(format!(
+                    "`{text}`: expected activity:<type codes>, e.g. activity:2+fileId"
+                )),
+            }
+        }
+        (CrmKind::Hubspot, _) => Err(format!(
+            "`{text}`: expected forms, email:<TYPES> or web:<event types> for HubSpot"
+        )),
+        (CrmKind::Pardot, _) => Err(format!(
+            "`{text}`: expected activity:<type codes> for Pardot"
+        )),
+    }
+}
+
+fn events(
+    d: &mut Diagnostics<'_>,
+    model: &Model,
+    kind: CrmKind,
+    mut raw: BTreeMap<String, Spanned<String>>,
+) -> BTreeMap<String, EventSource> {
+    let mut out = BTreeMap::new();
+    for event_type in model.event_types() {
+        if event_type == "any" {
+            continue;
+        }
+        match raw.remove(event_type) {
+            Some(text) => match parse_source(kind, text.get_ref()) {
+                Ok(source) => {
+                    out.insert(event_type.to_owned(), source);
+                }
+                Err(message) => d.error(&text.span(), format!("[events] {event_type}: {message}")),
+            },
+            None => match default_source(kind, event_type) {
+                Some(source) => {
+                    out.insert(event_type.to_owned(), source);
+                }
+                None => d.error(
+                    &(0..0),
+                    format!(
+                        "the model reads `{event_type}` events but no source is known for them on {}: add it under [events]",
+                        kind.as_str()
+                    ),
+                ),
+            },
+        }
+    }
+    for (extra, value) in raw {
+        d.error(
+            &value.span(),
+            format!("[events] `{extra}`: the model reads no such event type"),
+        );
+    }
+    out
+}
+
+/// CRM properties leadscored must never write.
+fn forbidden(kind: CrmKind, property: &str) -> Option<&'static str> {
+    match kind {
+        CrmKind::Hubspot if property == "hubspotscore" => {
+            Some("hubspotscore is HubSpot's own legacy score (frozen since 2025-08-31)")
+        }
+        CrmKind::Hubspot if property.starts_with("hs_") && property != "hs_lead_status" => {
+            Some("hs_ properties belong to HubSpot (its lead scoring, analytics and system fields)")
+        }
+        CrmKind::Pardot if property == "grade" => {
+            Some("Pardot's grade is read-only: write the grade to a custom field")
+        }
+        CrmKind::Pardot if property == "score" => Some(
+            "Pardot's own score is changed by its scoring rules: write to a custom field (Name__c)",
+        ),
+        _ => None,
+    }
+}
+
+fn outputs(
+    d: &mut Diagnostics<'_>,
+    model: &Model,
+    kind: CrmKind,
+    raw: Vec<RawOutput>,
+) -> Vec<Output> {
+    let mut out: Vec<Output> = Vec::new();
+    for o in raw {
+        let property = o.property.get_ref().clone();
+        let at: Range<usize> = o.property.span();
+        if let Some(why) = forbidden(kind, &property) {
+            d.error(&at, format!("`{property}` cannot be an output: {why}"));
+            continue;
+        }
+        if kind == CrmKind::Pardot && !property.ends_with("__c") && property != "score" {
+            d.error(
+                &at,
+                format!(
+                    "`{property}`: Pardot outputs go to custom fields, named like Lead_Score__c"
+                ),
+            );
+            continue;
+        }
+        if out.iter().any(|p| p.property == property) {
+            d.error(&at, format!("`{property}` is written by two outputs"));
+            continue;
+        }
+        let value = match OutputValue::parse(model, o.value.get_ref()) {
+            Ok(v) => v,
+            Err(message) => {
+                d.error(&o.value.span(), message);
+                continue;
+            }
+        };
+        let builtin_status = matches!(property.as_str(), "hs_lead_status" | "lifecyclestage");
+        let overwrite = match o.overwrite.as_ref().map(|w| w.get_ref().as_str()) {
+            None if builtin_status => Overwrite::IfOurs,
+            None | Some("always") => Overwrite::Always,
+            Some("if_empty") => Overwrite::IfEmpty,
+            Some("if_ours") => Overwrite::IfOurs,
+            Some(other) => {
+                let span = o.overwrite.as_ref().map_or(at.clone(), Spanned::span);
+                d.error(
+                    &span,
+                    format!("unknown overwrite `{other}`, expected always, if_empty or if_ours"),
+                );
+                continue;
+            }
+        };
+        let options = value.options(model);
+        for key in o.map.keys() {
+            if value.kind() != OutputKind::Choice || !options.contains(key) {
+                d.error(
+                    &o.value.span(),
+                    format!(
+                        "`{property}`: map has `{key}`, which `{}` never produces{}",
+                        o.value.get_ref(),
+                        if options.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (it gives {})", options.join(", "))
+                        }
+                    ),
+                );
+            }
+        }
+        out.push(Output {
+            label: o.label.unwrap_or_else(|| default_label(model, value)),
+            property,
+            value,
+            map: o.map,
+            overwrite,
+        });
+    }
+    if out.is_empty() {
+        d.error(
+            &(0..0),
+            "no [[output]]: say which scorecard values are written to which CRM properties",
+        );
+    }
+    out
+}
+
+fn default_label(model: &Model, value: OutputValue) -> String {
+    let score = |i: usize| model.scores.get(i).map_or("", |s| s.label.as_str());
+    match value {
+        OutputValue::Total(i) => format!("{} (leadscored)", score(i)),
+        OutputValue::Fit(i) => format!("{} fit (leadscored)", score(i)),
+        OutputValue::Engagement(i) => format!("{} engagement (leadscored)", score(i)),
+        OutputValue::Tier(i) => format!("{} tier (leadscored)", score(i)),
+        OutputValue::Matrix(i) => format!("{} fit × engagement (leadscored)", score(i)),
+        OutputValue::Stage(i) => format!("{} stage (leadscored)", score(i)),
+        OutputValue::Summary(i) => format!("{} reasons (leadscored)", score(i)),
+        OutputValue::Grade => "Grade (leadscored)".to_owned(),
+    }
+}

@@ -1,0 +1,87 @@
+//! The connection file as written: serde structs mirroring the TOML, with
+//! spans for validation messages. Only `config::load` sees these.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[crm]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCrm {
+    pub kind: Spanned<String>,
+    pub base_url: Option<Spanned<String>>,
+    pub api_version: Option<Spanned<String>>,
+    pub account_tier: Option<Spanned<String>>,
+    pub token: Option<Spanned<RawSecret>>,
+    pub oauth: Option<Spanned<RawOauth>>,
+    pub business_unit_id: Option<Spanned<String>>,
+    /// The account's time zone (the daily limit resets at its midnight).
+    pub timezone: Option<Spanned<String>>,
+}
+
+/// Where a secret comes from: exactly one of these.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecret {
+    pub credential: Option<String>,
+    pub file: Option<String>,
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOauth {
+    pub client_id: Spanned<String>,
+    pub client_secret: Spanned<RawSecret>,
+    pub refresh_token: Option<Spanned<RawSecret>>,
+    pub token_url: Option<Spanned<String>>,
+    /// Salesforce only: `refresh_token` (default) or `client_credentials`.
+    pub grant: Option<Spanned<String>>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub per_ten_seconds: Option<Spanned<i64>>,
+    pub search_per_second: Option<Spanned<i64>>,
+    pub daily: Option<Spanned<i64>>,
+    pub daily_headroom_percent: Option<Spanned<f64>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub connect_timeout_secs: Option<Spanned<f64>>,
+    pub request_timeout_secs: Option<Spanned<f64>>,
+    pub backoff_base_ms: Option<Spanned<i64>>,
+    pub backoff_max_secs: Option<Spanned<f64>>,
+    pub search_overlap_secs: Option<Spanned<f64>>,
+}
+
+/// One `[inputs]` entry: a CRM field name, or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawInput {
+    Field(String),
+    Table(RawInputTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInputTable {
+    pub field: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `[[output]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    pub property: Spanned<String>,
+    pub value: Spanned<String>,
+    pub label: Option<String>,
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    pub overwrite: Option<Spanned<String>>,
+}

@@ -1,0 +1,547 @@
+//! The HTTP machinery every connector shares: one reqwest client (rustls,
+//! gzip, timeouts, a descriptive User-Agent), governor rate limiters per
+//! CRM limit, a rolling window that shrinks when the CRM's headers show
+//! another integration spending the same budget, a daily budget guard that
+//! leaves headroom, bounded concurrency, and retries — `Retry-After` first,
+//! else exponential backoff with full jitter, a bounded number of times,
+//! never for a 4xx other than 429.
+//!
+//! What a status means differs per CRM; connectors pass a [`Dialect`]
+//! that classifies answers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::CrmError;
+use super::auth::{Tokens, without_url};
+use crate::config::{CrmSettings, Limits};
+
+/// Which limit a call counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    General,
+    /// HubSpot search: its own per-second limit, no rate-limit headers.
+    Search,
+}
+
+/// What an answer means for the request that got it.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Success (including HubSpot's 207); the body is the caller's.
+    Done,
+    /// Try again after this long (or the backoff, when `None`).
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+        /// A rate-limit answer: the window is smaller than we thought.
+        throttled: bool,
+    },
+    /// The access token expired: refresh it and try once more.
+    Refresh,
+    /// Stop: the run cannot go on (auth, scope, budget).
+    Fatal(CrmError),
+    /// The CRM refused this request; the caller decides (per-record errors).
+    Rejected(String),
+}
+
+/// What an answer's headers say about the limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The interval limit and what is left of it.
+    pub window: Option<(u32, u32)>,
+    /// Calls left today for the whole account.
+    pub daily_remaining: Option<u64>,
+}
+
+/// How one CRM's answers are read.
+pub trait Dialect: Send + Sync {
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict;
+
+    fn observe(&self, _headers: &HeaderMap) -> Observed {
+        Observed::default()
+    }
+}
+
+/// Counters a run reports and `/metrics` will export.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub calls: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    /// Milliseconds spent waiting on our own limiters.
+    pub waited_ms: AtomicU64,
+    by_endpoint: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+impl Stats {
+    fn count(&self, endpoint: &str, status: u16) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut map = self
+            .by_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry((endpoint.to_owned(), status)).or_default() += 1;
+    }
+
+    /// Calls by endpoint and HTTP status (0: no answer).
+    pub fn by_endpoint(&self) -> BTreeMap<(String, u16), u64> {
+        self.by_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Our own sends in the last interval, and how many the CRM lets us make.
+#[derive(Debug)]
+struct Window {
+    interval: Duration,
+    /// Requests we may send per interval (shrinks when others share it).
+    allowed: u32,
+    nominal: u32,
+    sent: VecDeque<Instant>,
+}
+
+impl Window {
+    fn expire(&mut self, now: Instant) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.interval)
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Takes a slot now, or says how long until one frees.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.expire(now);
+        if (self.sent.len() as u32) < self.allowed {
+            self.sent.push_back(now);
+            return Ok(());
+        }
+        let oldest = self.sent.front().copied().unwrap_or(now);
+        Err((oldest + self.interval).saturating_duration_since(now) + Duration::from_millis(5))
+    }
+
+    /// Adapts to what the CRM says is left in its window.
+    fn observe(&mut self, max: u32, remaining: u32, now: Instant) {
+        self.expire(now);
+        let ours = self.sent.len() as u32;
+        let others = max.saturating_sub(remaining).saturating_sub(ours);
+        let fair = max
+            .min(self.nominal)
+            .saturating_sub(others)
+            .saturating_sub(1)
+            .max(1);
+        if fair != self.allowed {
+            tracing::debug!(
+                allowed = fair,
+                others,
+                "rate window adapted to the CRM's remaining calls"
+            );
+        }
+        self.allowed = fair;
+    }
+}
+
+/// Daily budget bookkeeping.
+#[derive(Debug)]
+struct Budget {
+    limit: u64,
+    headroom: f64,
+    timezone: jiff::tz::TimeZone,
+    day: jiff::civil::Date,
+    /// Calls we made today.
+    ours: u64,
+    /// What the CRM last said is left (all integrations together).
+    reported_remaining: Option<u64>,
+}
+
+impl Budget {
+    fn today(&self) -> jiff::civil::Date {
+        jiff::Timestamp::now()
+            .to_zoned_datetime(self.timezone.clone())
+            .date()
+    }
+
+    fn resume_at(&self) -> jiff::Timestamp {
+        let tomorrow = self.today().tomorrow().unwrap_or(self.today());
+        tomorrow
+            .to_zoned_datetime(self.timezone.clone())
+            .map(|z| z.timestamp())
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+    }
+
+    /// Counts one call, or refuses when the budget minus headroom is spent.
+    fn take(&mut self) -> Result<(), CrmError> {
+        let today = self.today();
+        if today != self.day {
+            self.day = today;
+            self.ours = 0;
+            self.reported_remaining = None;
+        }
+        let reserve = (self.limit as f64 * self.headroom).ceil() as u64;
+        let spent = match self.reported_remaining {
+            Some(remaining) => self.limit.saturating_sub(remaining),
+            None => self.ours,
+        };
+        if spent + reserve >= self.limit {
+            return Err(CrmError::BudgetExhausted {
+                used: spent,
+                limit: self.limit,
+                resume_at: self.resume_at(),
+            });
+        }
+        self.ours += 1;
+        if let Some(remaining) = self.reported_remaining.as_mut() {
+            *remaining = remaining.saturating_sub(1);
+        }
+        Ok(())
+    }
+}
+
+/// A request to send.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub method: reqwest::Method,
+    /// Path and query, appended to the base URL.
+    pub path: &'a str,
+    pub query: &'a [(&'a str, String)],
+    pub body: Option<&'a serde_json::Value>,
+    pub lane: Lane,
+    /// The endpoint's name in stats and errors (no ids).
+    pub endpoint: &'a str,
+}
+
+/// A decoded answer.
+#[derive(Debug)]
+pub struct Reply<T> {
+    pub status: u16,
+    pub body: T,
+}
+
+/// The shared client of one connection.
+pub struct Http {
+    client: reqwest::Client,
+    base_url: String,
+    tokens: Tokens,
+    dialect: Box<dyn Dialect>,
+    limits: Limits,
+    extra_headers: HeaderMap,
+    general: Option<DefaultDirectRateLimiter>,
+    search: Option<DefaultDirectRateLimiter>,
+    window: Option<Mutex<Window>>,
+    budget: Mutex<Budget>,
+    slots: Semaphore,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("base_url", &self.base_url)
+            .field("limits", &self.limits)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A governor limiter: `per` requests per `period`, released evenly with a
+/// small burst, so no rolling window of `period` ever sees more than `per`.
+fn limiter(per: u32, period: Duration) -> Option<DefaultDirectRateLimiter> {
+    let per = NonZeroU32::new(per)?;
+    let burst = NonZeroU32::new((per.get() / 10).max(1)).unwrap_or(NonZeroU32::MIN);
+    let steady = per.get().saturating_sub(burst.get()).max(1);
+    let quota = Quota::with_period(period / steady)?.allow_burst(burst);
+    Some(RateLimiter::direct(quota))
+}
+
+impl Http {
+    pub fn new(
+        crm: &CrmSettings,
+        limits: &Limits,
+        tokens: Tokens,
+        dialect: Box<dyn Dialect>,
+        extra_headers: HeaderMap,
+    ) -> Result<Http, CrmError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!(
+                "leadscored/",
+                env!("CARGO_PKG_VERSION"),
+                " (lead scoring sync; +https://github.com/leadscored/leadscored)"
+            ))
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.request_timeout)
+            .gzip(true)
+            .build()
+            .map_err(|e| CrmError::Protocol {
+                endpoint: "client".to_owned(),
+                message: without_url(&e),
+            })?;
+        let timezone = jiff::tz::TimeZone::get(&crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let today = jiff::Timestamp::now()
+            .to_zoned_datetime(timezone.clone())
+            .date();
+        // One slot below the CRM's limit absorbs jitter between our clock
+        // and its.
+        let per_ten = limits.per_ten_seconds.saturating_sub(1);
+        Ok(Http {
+            client,
+            base_url: crm.base_url.clone(),
+            tokens,
+            dialect,
+            extra_headers,
+            general: limiter(per_ten, Duration::from_secs(10)),
+            search: limiter(limits.search_per_second, Duration::from_secs(1)),
+            window: (per_ten > 0).then(|| {
+                Mutex::new(Window {
+                    interval: Duration::from_secs(10),
+                    allowed: per_ten,
+                    nominal: per_ten,
+                    sent: VecDeque::new(),
+                })
+            }),
+            budget: Mutex::new(Budget {
+                limit: limits.daily,
+                headroom: limits.daily_headroom,
+                timezone,
+                day: today,
+                ours: 0,
+                reported_remaining: None,
+            }),
+            slots: Semaphore::new(limits.concurrency.max(1)),
+            limits: limits.clone(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Tells the budget what the CRM reports is left today.
+    pub fn report_daily_remaining(&self, remaining: u64) {
+        let mut budget = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        budget.reported_remaining = Some(remaining);
+    }
+
+    /// Tells the rate window what the CRM reports is left in its interval.
+    pub fn report_window(&self, max: u32, remaining: u32) {
+        if let Some(window) = &self.window {
+            window
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .observe(max, remaining, Instant::now());
+        }
+    }
+
+    async fn wait_for_slot(&self, lane: Lane) {
+        let started = Instant::now();
+        match lane {
+            Lane::Search => {
+                if let Some(limiter) = &self.search {
+                    limiter.until_ready().await;
+                }
+            }
+            Lane::General => {
+                if let Some(limiter) = &self.general {
+                    limiter.until_ready().await;
+                }
+                if let Some(window) = &self.window {
+                    loop {
+                        let wait = window
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .take(Instant::now());
+                        match wait {
+                            Ok(()) => break,
+                            Err(wait) => tokio::time::sleep(wait).await,
+                        }
+                    }
+                }
+            }
+        }
+        let waited = started.elapsed().as_millis() as u64;
+        self.stats.waited_ms.fetch_add(waited, Ordering::Relaxed);
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .limits
+            .backoff_base
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+        let cap = exp.min(self.limits.backoff_max);
+        // Full jitter: anywhere between zero and the exponential bound.
+        cap.mul_f64(fastrand::f64())
+    }
+
+    /// Sends a call with retries and decodes a JSON answer. A rejected
+    /// request comes back as [`CrmError::Rejected`] with the CRM's body.
+    pub async fn json<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<Reply<T>, CrmError> {
+        let mut attempt: u32 = 0;
+        let mut refreshed = false;
+        let mut last = String::new();
+        while attempt < self.limits.max_attempts {
+            if attempt > 0 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            attempt += 1;
+            self.budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()?;
+            self.wait_for_slot(call.lane).await;
+            let (token, generation) = self.tokens.get(&self.client).await?;
+            let permit = self.slots.acquire().await.map_err(|_| CrmError::Stopped)?;
+            let mut request = self
+                .client
+                .request(
+                    call.method.clone(),
+                    format!("{}{}", self.base_url, call.path),
+                )
+                .headers(self.extra_headers.clone())
+                .bearer_auth(token.expose_secret());
+            if !call.query.is_empty() {
+                request = request.query(call.query);
+            }
+            if let Some(body) = call.body {
+                request = request.json(body);
+            }
+            let sent = request.send().await;
+            let (status, headers, bytes) = match sent {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    match response.bytes().await {
+                        Ok(bytes) => (status, headers, bytes),
+                        Err(e) => {
+                            drop(permit);
+                            self.stats.count(call.endpoint, status);
+                            last = format!("the answer broke off: {}", without_url(&e));
+                            tokio::time::sleep(self.backoff(attempt)).await;
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    self.stats.count(call.endpoint, 0);
+                    last = if e.is_timeout() {
+                        "timed out".to_owned()
+                    } else {
+                        without_url(&e)
+                    };
+                    tracing::debug!(endpoint = call.endpoint, attempt, error = %last, "request failed; retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    continue;
+                }
+            };
+            drop(permit);
+            self.stats.count(call.endpoint, status);
+            let observed = self.dialect.observe(&headers);
+            if let Some((max, remaining)) = observed.window {
+                self.report_window(max, remaining);
+            }
+            if let Some(remaining) = observed.daily_remaining {
+                self.report_daily_remaining(remaining);
+            }
+            match self.dialect.classify(status, &headers, &bytes) {
+                Verdict::Done => match serde_json::from_slice::<T>(&bytes) {
+                    Ok(body) => return Ok(Reply { status, body }),
+                    Err(e) => {
+                        // A cut or garbled body: the request may be sent again.
+                        last = format!("the answer is not the documented JSON: {e}");
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                    }
+                },
+                Verdict::Retry {
+                    after,
+                    reason,
+                    throttled,
+                } => {
+                    if throttled {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        if let Some(window) = &self.window {
+                            let mut window = window
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            window.allowed = (window.allowed * 9 / 10).max(1);
+                        }
+                    }
+                    let wait = after.unwrap_or_else(|| self.backoff(attempt));
+                    tracing::debug!(endpoint = call.endpoint, attempt, %reason, wait_ms = wait.as_millis() as u64, "retrying");
+                    last = reason;
+                    tokio::time::sleep(wait).await;
+                }
+                Verdict::Refresh if !refreshed && self.tokens.refreshable() => {
+                    refreshed = true;
+                    self.tokens.expired(&self.client, generation).await?;
+                    // The retry after a refresh does not count as an attempt.
+                    attempt -= 1;
+                }
+                Verdict::Refresh => {
+                    return Err(CrmError::Auth(
+                        "the CRM rejected the access token as expired, also right after a refresh"
+                            .to_owned(),
+                    ));
+                }
+                Verdict::Fatal(error) => return Err(error),
+                Verdict::Rejected(message) => {
+                    return Err(CrmError::Rejected {
+                        endpoint: call.endpoint.to_owned(),
+                        status,
+                        message,
+                        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+                    });
+                }
+            }
+        }
+        Err(CrmError::Unavailable {
+            endpoint: call.endpoint.to_owned(),
+            attempts: attempt,
+            last,
+        })
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+/// A header as a number.
+pub fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Builds a header map from name/value pairs, skipping invalid ones.
+pub fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            map.insert(HeaderName::from_static(name), value);
+        }
+    }
+    map
+}

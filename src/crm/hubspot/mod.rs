@@ -1,0 +1,862 @@
+//! The HubSpot connector (CRM v3): full pulls through the list endpoint,
+//! incremental pulls through search with keyset paging on `hs_object_id`
+//! inside a bounded `lastmodifieddate` window (never near the 10,000-result
+//! cap, correct when thousands share one timestamp), event detail from the
+//! forms, marketing email and web event APIs only for the event types the
+//! model reads, property setup, and batched write-back that handles 207
+//! partial failures.
+
+mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::json;
+use tokio::sync::{OnceCell, mpsc};
+
+use super::http::{Call, Dialect, Http, Lane, Observed, Verdict, header_number, retry_after};
+use super::{
+    Crm, CrmError, CrmEvent, CrmRecord, PropertySpec, PullKind, PullSpec, PullSummary, SetupReport,
+    Update, WriteReport,
+};
+use crate::config::{Connection, EventSource};
+use crate::engine::OutputKind;
+use wire::{
+    BatchResponse, ContactPage, EmailEventPage, ErrorBody, Filter, FilterGroup, FormList,
+    GroupList, NewProperty, PropertyList, PropertyOption, SearchRequest, Sort, SubmissionPage,
+    UpdateBatch, UpdateInput, WebEventPage,
+};
+
+/// HubSpot's page and batch sizes.
+const LIST_PAGE: u32 = 100;
+const SEARCH_PAGE: u32 = 200;
+const BATCH: usize = 100;
+/// Our property group.
+pub const GROUP: &str = "leadscored";
+
+/// How HubSpot answers are read.
+struct HubspotDialect {
+    timezone: jiff::tz::TimeZone,
+}
+
+fn error_body(body: &[u8]) -> ErrorBody {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
+fn message_of(body: &ErrorBody, status: u16) -> String {
+    body.message
+        .clone()
+        .unwrap_or_else(|| format!("HTTP {status} with no message"))
+}
+
+impl Dialect for HubspotDialect {
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        match status {
+            200..=299 => Verdict::Done,
+            401 => {
+                let error = error_body(body);
+                if error.category.as_deref() == Some("EXPIRED_AUTHENTICATION") {
+                    Verdict::Refresh
+                } else {
+                    Verdict::Fatal(CrmError::Auth(format!(
+                        "HubSpot rejected the token ({}): {}",
+                        error.category.as_deref().unwrap_or("401"),
+                        message_of(&error, status)
+                    )))
+                }
+            }
+            403 => {
+                let error = error_body(body);
+                let scopes = error
+                    .errors
+                    .iter()
+                    .filter_map(|e| e.message.clone())
+                    .chain(error.context.iter().map(|c| c.to_string()))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Verdict::Fatal(CrmError::MissingScope(format!(
+                    "HubSpot refused the call: {}{}. The private app or OAuth app needs crm.objects.contacts.read, crm.objects.contacts.write and crm.schemas.contacts.write",
+                    message_of(&error, status),
+                    if scopes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({scopes})")
+                    }
+                )))
+            }
+            429 => {
+                let error = error_body(body);
+                if error.policy_name.as_deref() == Some("DAILY") {
+                    let tomorrow = jiff::Timestamp::now()
+                        .to_zoned_datetime(self.timezone.clone())
+                        .date()
+                        .tomorrow()
+                        .ok()
+                        .and_then(|d| d.to_zoned_datetime(self.timezone.clone()).ok())
+                        .map_or_else(jiff::Timestamp::now, |z| z.timestamp());
+                    Verdict::Fatal(CrmError::BudgetExhausted {
+                        used: 0,
+                        limit: 0,
+                        resume_at: tomorrow,
+                    })
+                } else {
+                    Verdict::Retry {
+                        after: retry_after(headers),
+                        reason: format!(
+                            "429 {}",
+                            error.policy_name.as_deref().unwrap_or("rate limit")
+                        ),
+                        throttled: true,
+                    }
+                }
+            }
+            500..=599 => Verdict::Retry {
+                after: retry_after(headers),
+                reason: format!("HTTP {status}"),
+                throttled: false,
+            },
+            _ => Verdict::Rejected(message_of(&error_body(body), status)),
+        }
+    }
+
+    fn observe(&self, headers: &HeaderMap) -> Observed {
+        let max = header_number(headers, "x-hubspot-ratelimit-max");
+        let remaining = header_number(headers, "x-hubspot-ratelimit-remaining");
+        Observed {
+            window: max.zip(remaining).map(|(m, r)| (m as u32, r as u32)),
+            daily_remaining: header_number(headers, "x-hubspot-ratelimit-daily-remaining"),
+        }
+    }
+}
+
+/// Form submissions by email (lowercase): (submitted at, form name).
+type Submissions = HashMap<String, Vec<(i64, String)>>;
+
+/// A HubSpot connection.
+#[derive(Debug)]
+pub struct Hubspot {
+    http: Arc<Http>,
+    /// Model event type → where its detail comes from.
+    sources: BTreeMap<String, EventSource>,
+    overlap_ms: i64,
+    /// Loaded once per connector, on the first pull that needs forms.
+    submissions: OnceCell<Arc<Submissions>>,
+}
+
+impl Hubspot {
+    /// Connects with the connection's settings (reads the secrets; no call
+    /// is made yet).
+    pub fn new(connection: &Connection) -> Result<Hubspot, CrmError> {
+        let tokens = super::auth::Tokens::new(connection.crm.kind, &connection.crm.auth)?;
+        let timezone =
+            jiff::tz::TimeZone::get(&connection.crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let http = Http::new(
+            &connection.crm,
+            &connection.limits,
+            tokens,
+            Box::new(HubspotDialect { timezone }),
+            HeaderMap::new(),
+        )?;
+        Ok(Hubspot {
+            http: Arc::new(http),
+            sources: connection.events.clone(),
+            overlap_ms: connection.limits.search_overlap.as_millis() as i64,
+            submissions: OnceCell::new(),
+        })
+    }
+
+    /// Call counters for reports and metrics.
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn needs_email(&self, spec: &PullSpec) -> bool {
+        spec.event_types.iter().any(|t| {
+            matches!(
+                self.sources.get(t),
+                Some(EventSource::HubspotEmail(_) | EventSource::HubspotForms)
+            )
+        })
+    }
+
+    async fn list_page(
+        &self,
+        properties: &str,
+        after: Option<&str>,
+    ) -> Result<ContactPage, CrmError> {
+        let mut query = vec![
+            ("limit", LIST_PAGE.to_string()),
+            ("properties", properties.to_owned()),
+            ("archived", "false".to_owned()),
+        ];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let reply = self
+            .http
+            .json::<ContactPage>(&Call {
+                method: Method::GET,
+                path: "/crm/v3/objects/contacts",
+                query: &query,
+                body: None,
+                lane: Lane::General,
+                endpoint: "contacts.list",
+            })
+            .await?;
+        Ok(reply.body)
+    }
+
+    async fn search_page(
+        &self,
+        properties: &[String],
+        from_ms: i64,
+        until_ms: i64,
+        after_id: u64,
+    ) -> Result<ContactPage, CrmError> {
+        let request = SearchRequest {
+            filter_groups: vec![FilterGroup {
+                filters: vec![
+                    Filter {
+                        property_name: "lastmodifieddate",
+                        operator: "GTE",
+                        value: from_ms.to_string(),
+                    },
+                    Filter {
+                        property_name: "lastmodifieddate",
+                        operator: "LTE",
+                        value: until_ms.to_string(),
+                    },
+                    Filter {
+                        property_name: "hs_object_id",
+                        operator: "GT",
+                        value: after_id.to_string(),
+                    },
+                ],
+            }],
+            sorts: vec![Sort {
+                property_name: "hs_object_id",
+                direction: "ASCENDING",
+            }],
+            properties,
+            limit: SEARCH_PAGE,
+        };
+        let body = serde_json::to_value(&request).map_err(|e| CrmError::Protocol {
+            endpoint: "contacts.search".to_owned(),
+            message: e.to_string(),
+        })?;
+        let reply = self
+            .http
+            .json::<ContactPage>(&Call {
+                method: Method::POST,
+                path: "/crm/v3/objects/contacts/search",
+                query: &[],
+                body: Some(&body),
+                lane: Lane::Search,
+                endpoint: "contacts.search",
+            })
+            .await?;
+        Ok(reply.body)
+    }
+
+    /// Every form submission in the portal, by email: read once per
+    /// connector (the forms API cannot be asked per contact).
+    async fn submissions(&self) -> Result<Arc<Submissions>, CrmError> {
+        self.submissions
+            .get_or_try_init(|| async {
+                let mut by_email: Submissions = HashMap::new();
+                let mut forms = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let mut query = vec![("limit", "100".to_owned())];
+                    if let Some(a) = &after {
+                        query.push(("after", a.clone()));
+                    }
+                    let page = self
+                        .http
+                        .json::<FormList>(&Call {
+                            method: Method::GET,
+                            path: "/marketing/v3/forms",
+                            query: &query,
+                            body: None,
+                            lane: Lane::General,
+                            endpoint: "forms.list",
+                        })
+                        .await?
+                        .body;
+                    forms.extend(page.results);
+                    match page.paging.and_then(|p| p.next) {
+                        Some(next) => after = Some(next.after),
+                        None => break,
+                    }
+                }
+                for form in forms {
+                    let name = form.name.clone().unwrap_or_else(|| form.id.clone());
+                    let path = format!("/form-integrations/v1/submissions/forms/{}", form.id);
+                    let mut after: Option<String> = None;
+                    loop {
+                        let mut query = vec![("limit", "50".to_owned())];
+                        if let Some(a) = &after {
+                            query.push(("after", a.clone()));
+                        }
+                        let page = self
+                            .http
+                            .json::<SubmissionPage>(&Call {
+                                method: Method::GET,
+                                path: &path,
+                                query: &query,
+                                body: None,
+                                lane: Lane::General,
+                                endpoint: "forms.submissions",
+                            })
+                            .await?
+                            .body;
+                        for submission in page.results {
+                            let email = submission
+                                .values
+                                .iter()
+                                .find(|v| v.name == "email")
+                                .and_then(|v| v.value.clone());
+                            if let Some(email) = email {
+                                by_email
+                                    .entry(email.to_lowercase())
+                                    .or_default()
+                                    .push((submission.submitted_at, name.clone()));
+                            }
+                            let _ = submission.page_url;
+                        }
+                        match page.paging.and_then(|p| p.next) {
+                            Some(next) => after = Some(next.after),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(Arc::new(by_email))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Email events of one recipient, with the model's type names.
+    async fn email_events(
+        &self,
+        email: &str,
+        wanted: &HashMap<String, String>,
+    ) -> Result<(Vec<CrmEvent>, u64), CrmError> {
+        let mut events = Vec::new();
+        let mut offset: Option<String> = None;
+        let mut calls = 0;
+        loop {
+            let mut query = vec![
+                ("recipient", email.to_owned()),
+                ("limit", "1000".to_owned()),
+            ];
+            if let Some(o) = &offset {
+                query.push(("offset", o.clone()));
+            }
+            calls += 1;
+            let page = self
+                .http
+                .json::<EmailEventPage>(&Call {
+                    method: Method::GET,
+                    path: "/email/public/v1/events",
+                    query: &query,
+                    body: None,
+                    lane: Lane::General,
+                    endpoint: "email.events",
+                })
+                .await?
+                .body;
+            for event in page.events {
+                if let Some(kind) = wanted.get(&event.kind.to_uppercase()) {
+                    let mut attributes = Vec::new();
+                    if let Some(campaign) = event.campaign_id {
+                        attributes.push(("campaign".to_owned(), campaign.to_string()));
+                    }
+                    if let Some(url) = event.url {
+                        attributes.push(("url".to_owned(), url));
+                    }
+                    events.push(CrmEvent {
+                        kind: kind.clone(),
+                        at_ms: event.created,
+                        attributes,
+                    });
+                }
+            }
+            match (page.has_more, page.offset) {
+                (true, Some(next)) if offset.as_ref() != Some(&next) => offset = Some(next),
+                _ => break,
+            }
+        }
+        Ok((events, calls))
+    }
+
+    /// Web and behavioural events of one contact.
+    async fn web_events(
+        &self,
+        id: &str,
+        wanted: &HashMap<String, String>,
+    ) -> Result<(Vec<CrmEvent>, u64), CrmError> {
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        let mut calls = 0;
+        loop {
+            let mut query = vec![
+                ("objectType", "contact".to_owned()),
+                ("objectId", id.to_owned()),
+                ("limit", "1000".to_owned()),
+            ];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            calls += 1;
+            let page = self
+                .http
+                .json::<WebEventPage>(&Call {
+                    method: Method::GET,
+                    path: "/events/v3/events",
+                    query: &query,
+                    body: None,
+                    lane: Lane::General,
+                    endpoint: "web.events",
+                })
+                .await?
+                .body;
+            for event in page.results {
+                let Some(kind) = wanted.get(&event.event_type) else {
+                    continue;
+                };
+                let Ok(at) = event.occurred_at.parse::<jiff::Timestamp>() else {
+                    continue;
+                };
+                let attributes = event
+                    .properties
+                    .into_iter()
+                    .filter_map(|(name, value)| {
+                        let text = match value {
+                            serde_json::Value::String(s) => s,
+                            serde_json::Value::Number(n) => n.to_string(),
+                            _ => return None,
+                        };
+                        let name = if name == "hs_url" {
+                            "url".to_owned()
+                        } else {
+                            name
+                        };
+                        Some((name, text))
+                    })
+                    .collect();
+                events.push(CrmEvent {
+                    kind: kind.clone(),
+                    at_ms: at.as_millisecond(),
+                    attributes,
+                });
+            }
+            match page.paging.and_then(|p| p.next) {
+                Some(next) => after = Some(next.after),
+                None => break,
+            }
+        }
+        Ok((events, calls))
+    }
+
+    /// Email and web events of one contact.
+    async fn detail_for(
+        &self,
+        index: usize,
+        email: Option<String>,
+        id: String,
+        email_types: &HashMap<String, String>,
+        web_types: &HashMap<String, String>,
+    ) -> Result<(usize, Vec<CrmEvent>, u64), CrmError> {
+        let mut events = Vec::new();
+        let mut calls = 0;
+        if !email_types.is_empty()
+            && let Some(email) = &email
+        {
+            let (found, n) = self.email_events(email, email_types).await?;
+            events.extend(found);
+            calls += n;
+        }
+        if !web_types.is_empty() {
+            let (found, n) = self.web_events(&id, web_types).await?;
+            events.extend(found);
+            calls += n;
+        }
+        Ok((index, events, calls))
+    }
+
+    /// Adds the event detail `spec` asks for to a page of records.
+    async fn enrich(&self, spec: &PullSpec, records: &mut [CrmRecord]) -> Result<u64, CrmError> {
+        let mut email_types: HashMap<String, String> = HashMap::new();
+        let mut web_types: HashMap<String, String> = HashMap::new();
+        let mut forms: Option<String> = None;
+        for model_type in &spec.event_types {
+            match self.sources.get(model_type) {
+                Some(EventSource::HubspotEmail(types)) => {
+                    for t in types {
+                        email_types.insert(t.clone(), model_type.clone());
+                    }
+                }
+                Some(EventSource::HubspotWeb(types)) => {
+                    for t in types {
+                        web_types.insert(t.clone(), model_type.clone());
+                    }
+                }
+                Some(EventSource::HubspotForms) => forms = Some(model_type.clone()),
+                _ => {}
+            }
+        }
+        let mut calls = 0;
+        let submissions = match forms {
+            Some(_) => Some(self.submissions().await?),
+            None => None,
+        };
+        let concurrency = self.http.limits().concurrency.max(1);
+        let work: Vec<(usize, Option<String>, String)> = records
+            .iter()
+            .enumerate()
+            .map(|(index, r)| (index, r.values.get("email").cloned(), r.id.clone()))
+            .collect();
+        let (email_types, web_types) = (&email_types, &web_types);
+        let fetched: Vec<(usize, Vec<CrmEvent>, u64)> =
+            futures_util::stream::iter(work.into_iter().map(|(index, email, id)| {
+                self.detail_for(index, email, id, email_types, web_types)
+            }))
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        for (index, events, n) in fetched {
+            calls += n;
+            if let Some(record) = records.get_mut(index) {
+                record.events.extend(events);
+            }
+        }
+        if let (Some(kind), Some(submissions)) = (forms, submissions) {
+            for record in records.iter_mut() {
+                let Some(email) = record.values.get("email") else {
+                    continue;
+                };
+                if let Some(found) = submissions.get(&email.to_lowercase()) {
+                    record
+                        .events
+                        .extend(found.iter().map(|(at, form)| CrmEvent {
+                            kind: kind.clone(),
+                            at_ms: *at,
+                            attributes: vec![("form_id".to_owned(), form.clone())],
+                        }));
+                }
+            }
+        }
+        Ok(calls)
+    }
+}
+
+/// A pulled contact in the neutral shape.
+fn to_crm_record(contact: wire::Contact) -> CrmRecord {
+    let modified_ms = contact
+        .properties
+        .get("lastmodifieddate")
+        .and_then(|v| v.as_deref())
+        .or(contact.updated_at.as_deref())
+        .and_then(crate::record::parse_time)
+        .unwrap_or(0);
+    CrmRecord {
+        id: contact.id,
+        modified_ms,
+        values: contact
+            .properties
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect(),
+        events: Vec::new(),
+        lists: Vec::new(),
+    }
+}
+
+impl Crm for Hubspot {
+    async fn pull(
+        &self,
+        spec: &PullSpec,
+        sink: mpsc::Sender<Vec<CrmRecord>>,
+    ) -> Result<PullSummary, CrmError> {
+        let mut properties = spec.fields.clone();
+        properties.push("lastmodifieddate".to_owned());
+        if self.needs_email(spec) {
+            properties.push("email".to_owned());
+        }
+        properties.sort();
+        properties.dedup();
+        let joined = properties.join(",");
+        let mut summary = PullSummary::default();
+        let mut after: Option<String> = None;
+        let mut last_id: u64 = 0;
+        loop {
+            let page = match spec.kind {
+                PullKind::Full => self.list_page(&joined, after.as_deref()).await?,
+                PullKind::Since(watermark) => {
+                    self.search_page(
+                        &properties,
+                        watermark - self.overlap_ms,
+                        spec.until_ms,
+                        last_id,
+                    )
+                    .await?
+                }
+            };
+            summary.pages += 1;
+            let next = page.paging.and_then(|p| p.next).map(|n| n.after);
+            let mut records: Vec<CrmRecord> = page.results.into_iter().map(to_crm_record).collect();
+            if let Some(last) = records.last() {
+                match last.id.parse::<u64>() {
+                    Ok(id) if id > last_id || matches!(spec.kind, PullKind::Full) => last_id = id,
+                    _ => {
+                        return Err(CrmError::Protocol {
+                            endpoint: "contacts.search".to_owned(),
+                            message: format!(
+                                "ids did not ascend (got {} after {last_id}); stopping rather than looping",
+                                last.id
+                            ),
+                        });
+                    }
+                }
+            }
+            if !spec.event_types.is_empty() && !records.is_empty() {
+                summary.detail_calls += self.enrich(spec, &mut records).await?;
+            }
+            summary.records += records.len() as u64;
+            let empty = records.is_empty();
+            if !empty && sink.send(records).await.is_err() {
+                return Err(CrmError::Stopped);
+            }
+            match (spec.kind, next) {
+                (_, None) => break,
+                (_, Some(_)) if empty => break,
+                (PullKind::Full, Some(cursor)) => after = Some(cursor),
+                // Keyset: the next query starts past the last id, so the
+                // search's 10,000-result cap is never reached.
+                (PullKind::Since(_), Some(_)) => {}
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        let mut report = WriteReport::default();
+        for chunk in updates.chunks(BATCH) {
+            let batch = UpdateBatch {
+                inputs: chunk
+                    .iter()
+                    .map(|u| UpdateInput {
+                        id: &u.id,
+                        properties: &u.values,
+                    })
+                    .collect(),
+            };
+            let body = serde_json::to_value(&batch).map_err(|e| CrmError::Protocol {
+                endpoint: "contacts.batch.update".to_owned(),
+                message: e.to_string(),
+            })?;
+            report.calls += 1;
+            let answer = self
+                .http
+                .json::<BatchResponse>(&Call {
+                    method: Method::POST,
+                    path: "/crm/v3/objects/contacts/batch/update",
+                    query: &[],
+                    body: Some(&body),
+                    lane: Lane::General,
+                    endpoint: "contacts.batch.update",
+                })
+                .await;
+            let (results, errors) = match answer {
+                Ok(reply) => (reply.body.results, reply.body.errors),
+                Err(CrmError::Rejected { message, body, .. }) => {
+                    // Every input was refused (HubSpot answers 400 when
+                    // none is valid); per-record reasons when it gives them.
+                    let errors: Vec<wire::BatchError> = serde_json::from_value::<ErrorBody>(body)
+                        .map(|b| b.errors)
+                        .unwrap_or_default();
+                    if errors.iter().all(|e| e.context.is_none()) {
+                        for update in chunk {
+                            report.failed.push((update.id.clone(), message.clone()));
+                        }
+                        continue;
+                    }
+                    (Vec::new(), errors)
+                }
+                Err(other) => return Err(other),
+            };
+            let mut reasons: HashMap<String, String> = HashMap::new();
+            for error in errors {
+                let reason = format!(
+                    "{}: {}",
+                    error.category.as_deref().unwrap_or("ERROR"),
+                    error.message.as_deref().unwrap_or("no message")
+                );
+                for id in error.context.map(|c| c.ids).unwrap_or_default() {
+                    reasons.insert(id, reason.clone());
+                }
+            }
+            let done: std::collections::HashSet<String> =
+                results.into_iter().map(|c| c.id).collect();
+            for update in chunk {
+                if done.contains(&update.id) {
+                    report.written.push(update.id.clone());
+                } else if let Some(reason) = reasons.remove(&update.id) {
+                    report.failed.push((update.id.clone(), reason));
+                } else {
+                    report.failed.push((
+                        update.id.clone(),
+                        "not in HubSpot's answer (merged or archived?)".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
+        let call = |method: Method, path: &'static str, endpoint: &'static str| Call {
+            method,
+            path,
+            query: &[],
+            body: None,
+            lane: Lane::General,
+            endpoint,
+        };
+        let existing = self
+            .http
+            .json::<PropertyList>(&call(
+                Method::GET,
+                "/crm/v3/properties/contacts",
+                "properties.list",
+            ))
+            .await?
+            .body
+            .results;
+        let by_name: HashMap<&str, &wire::Property> =
+            existing.iter().map(|p| (p.name.as_str(), p)).collect();
+        let mut report = SetupReport::default();
+        let mut missing = Vec::new();
+        for spec in wanted {
+            match by_name.get(spec.name.as_str()) {
+                None => missing.push(spec),
+                Some(property) => {
+                    let expected = match spec.kind {
+                        OutputKind::Number => "number",
+                        OutputKind::Choice => "enumeration",
+                        OutputKind::Text => "string",
+                    };
+                    if property.kind != expected {
+                        report.conflicts.push((
+                            spec.name.clone(),
+                            format!(
+                                "exists as type {}, leadscored writes {expected}",
+                                property.kind
+                            ),
+                        ));
+                        continue;
+                    }
+                    let have: Vec<&str> =
+                        property.options.iter().map(|o| o.value.as_str()).collect();
+                    let lacking: Vec<&str> = spec
+                        .options
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|o| !have.contains(o))
+                        .collect();
+                    if spec.kind == OutputKind::Choice && !lacking.is_empty() {
+                        report.conflicts.push((
+                            spec.name.clone(),
+                            format!(
+                                "lacks the option{} {}{}",
+                                if lacking.len() == 1 { "" } else { "s" },
+                                lacking.join(", "),
+                                if property.hubspot_defined == Some(true) {
+                                    " (a HubSpot property: map the values onto its options)"
+                                } else {
+                                    " (add them in HubSpot or map the values onto its options)"
+                                }
+                            ),
+                        ));
+                    } else {
+                        report.existing.push(spec.name.clone());
+                    }
+                }
+            }
+        }
+        if !apply {
+            report.missing = missing.iter().map(|s| s.name.clone()).collect();
+            return Ok(report);
+        }
+        if !missing.is_empty() {
+            let groups = self
+                .http
+                .json::<GroupList>(&call(
+                    Method::GET,
+                    "/crm/v3/properties/contacts/groups",
+                    "properties.groups",
+                ))
+                .await?
+                .body
+                .results;
+            if !groups.iter().any(|g| g.name == GROUP) {
+                let body = json!({ "name": GROUP, "label": "leadscored", "displayOrder": -1 });
+                self.http
+                    .json::<serde_json::Value>(&Call {
+                        body: Some(&body),
+                        ..call(
+                            Method::POST,
+                            "/crm/v3/properties/contacts/groups",
+                            "properties.groups.create",
+                        )
+                    })
+                    .await?;
+            }
+        }
+        for spec in missing {
+            let (kind, field_type) = match spec.kind {
+                OutputKind::Number => ("number", "number"),
+                OutputKind::Choice => ("enumeration", "select"),
+                OutputKind::Text => ("string", "textarea"),
+            };
+            let new = NewProperty {
+                name: &spec.name,
+                label: &spec.label,
+                kind,
+                field_type,
+                group_name: GROUP,
+                description: "Written by leadscored; edit the scoring model, not this value.",
+                options: spec
+                    .options
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| PropertyOption {
+                        label: o.clone(),
+                        value: o.clone(),
+                        display_order: i as i32,
+                    })
+                    .collect(),
+            };
+            let body = serde_json::to_value(&new).map_err(|e| CrmError::Protocol {
+                endpoint: "properties.create".to_owned(),
+                message: e.to_string(),
+            })?;
+            self.http
+                .json::<serde_json::Value>(&Call {
+                    body: Some(&body),
+                    ..call(
+                        Method::POST,
+                        "/crm/v3/properties/contacts",
+                        "properties.create",
+                    )
+                })
+                .await?;
+            report.created.push(spec.name.clone());
+        }
+        Ok(report)
+    }
+}

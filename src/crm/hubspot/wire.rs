@@ -1,0 +1,243 @@
+//! HubSpot's JSON shapes, as its public OpenAPI specs give them, for the
+//! calls the connector makes. Every field a response may leave out is
+//! optional; nothing here leaves the `hubspot` module.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `SimplePublicObject` (list, search, batch results).
+#[derive(Debug, Deserialize)]
+pub(super) struct Contact {
+    pub id: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Option<String>>,
+    #[serde(rename = "updatedAt")]
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct NextPage {
+    pub after: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Paging {
+    pub next: Option<NextPage>,
+}
+
+/// `CollectionResponseSimplePublicObjectWithAssociationsForwardPaging` and
+/// the search response (which adds `total`).
+#[derive(Debug, Deserialize)]
+pub(super) struct ContactPage {
+    #[serde(default)]
+    pub results: Vec<Contact>,
+    pub paging: Option<Paging>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Filter {
+    #[serde(rename = "propertyName")]
+    pub property_name: &'static str,
+    pub operator: &'static str,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct FilterGroup {
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Sort {
+    #[serde(rename = "propertyName")]
+    pub property_name: &'static str,
+    pub direction: &'static str,
+}
+
+/// `PublicObjectSearchRequest`.
+#[derive(Debug, Serialize)]
+pub(super) struct SearchRequest<'a> {
+    #[serde(rename = "filterGroups")]
+    pub filter_groups: Vec<FilterGroup>,
+    pub sorts: Vec<Sort>,
+    pub properties: &'a [String],
+    pub limit: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct UpdateInput<'a> {
+    pub id: &'a str,
+    pub properties: &'a BTreeMap<String, String>,
+}
+
+/// `BatchInputSimplePublicObjectBatchInput`.
+#[derive(Debug, Serialize)]
+pub(super) struct UpdateBatch<'a> {
+    pub inputs: Vec<UpdateInput<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ErrorContext {
+    #[serde(default)]
+    pub ids: Vec<String>,
+}
+
+/// `StandardError` inside a batch answer.
+#[derive(Debug, Deserialize)]
+pub(super) struct BatchError {
+    pub message: Option<String>,
+    pub category: Option<String>,
+    pub context: Option<ErrorContext>,
+}
+
+/// `BatchResponseSimplePublicObject` (200) and
+/// `BatchResponseSimplePublicObjectWithErrors` (207); the 2026-09 shape
+/// folds errors into the 200 answer, so both are read alike.
+#[derive(Debug, Deserialize)]
+pub(super) struct BatchResponse {
+    #[serde(default)]
+    pub results: Vec<Contact>,
+    #[serde(default)]
+    pub errors: Vec<BatchError>,
+}
+
+/// The error body HubSpot sends with 4xx and 5xx answers.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ErrorBody {
+    pub message: Option<String>,
+    pub category: Option<String>,
+    #[serde(rename = "policyName")]
+    pub policy_name: Option<String>,
+    #[serde(default)]
+    pub errors: Vec<BatchError>,
+    pub context: Option<serde_json::Value>,
+}
+
+/// A property definition (`Property`).
+#[derive(Debug, Deserialize)]
+pub(super) struct Property {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub options: Vec<PropertyOption>,
+    #[serde(rename = "hubspotDefined")]
+    pub hubspot_defined: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct PropertyOption {
+    pub label: String,
+    pub value: String,
+    #[serde(rename = "displayOrder", default)]
+    pub display_order: i32,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PropertyList {
+    #[serde(default)]
+    pub results: Vec<Property>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Group {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct GroupList {
+    #[serde(default)]
+    pub results: Vec<Group>,
+}
+
+/// `PropertyCreate`.
+#[derive(Debug, Serialize)]
+pub(super) struct NewProperty<'a> {
+    pub name: &'a str,
+    pub label: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(rename = "fieldType")]
+    pub field_type: &'static str,
+    #[serde(rename = "groupName")]
+    pub group_name: &'a str,
+    pub description: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<PropertyOption>,
+}
+
+/// A form from `/marketing/v3/forms`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Form {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FormList {
+    #[serde(default)]
+    pub results: Vec<Form>,
+    pub paging: Option<Paging>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FieldValue {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Submission {
+    #[serde(rename = "submittedAt")]
+    pub submitted_at: i64,
+    #[serde(default)]
+    pub values: Vec<FieldValue>,
+    #[serde(rename = "pageUrl")]
+    pub page_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SubmissionPage {
+    #[serde(default)]
+    pub results: Vec<Submission>,
+    pub paging: Option<Paging>,
+}
+
+/// A marketing email event (`/email/public/v1/events`).
+#[derive(Debug, Deserialize)]
+pub(super) struct EmailEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    #[serde(rename = "emailCampaignId")]
+    pub campaign_id: Option<u64>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EmailEventPage {
+    #[serde(default)]
+    pub events: Vec<EmailEvent>,
+    #[serde(rename = "hasMore", default)]
+    pub has_more: bool,
+    pub offset: Option<String>,
+}
+
+/// A web or behavioural event (`/events/v3/events`).
+#[derive(Debug, Deserialize)]
+pub(super) struct WebEvent {
+    #[serde(rename = "eventType")]
+    pub event_type: String,
+    #[serde(rename = "occurredAt")]
+    pub occurred_at: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WebEventPage {
+    #[serde(default)]
+    pub results: Vec<WebEvent>,
+    pub paging: Option<Paging>,
+}

@@ -1,0 +1,186 @@
+//! The CRM layer: one trait, [`Crm`], with one implementation per CRM
+//! (HubSpot today; Pardot fits the same shape). Scoring never knows which
+//! CRM a record came from: connectors hand over [`CrmRecord`]s — field
+//! values as text, engagement events with the model's type names — and
+//! take back [`Update`]s.
+//!
+//! Wire types live only in the connector modules. The HTTP machinery that
+//! every connector shares (rate limits, daily budget, retries with
+//! backoff, timeouts, auth) is in `http`; credentials in `auth`; turning a
+//! `CrmRecord` into a model `Record` in `mapping`.
+
+pub mod auth;
+pub mod http;
+pub mod hubspot;
+pub mod mapping;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use tokio::sync::mpsc;
+
+/// One contact or prospect as pulled: field values as text (absent or
+/// null fields are left out), its last-modified time, and the engagement
+/// detail the model needs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrmRecord {
+    pub id: String,
+    /// Epoch milliseconds.
+    pub modified_ms: i64,
+    pub values: BTreeMap<String, String>,
+    pub events: Vec<CrmEvent>,
+    pub lists: Vec<String>,
+}
+
+/// One engagement event, with the model's event type name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrmEvent {
+    pub kind: String,
+    /// Epoch milliseconds.
+    pub at_ms: i64,
+    /// `url`, `campaign`, `form_id`, `asset`, ...
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Which records a pull asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullKind {
+    /// Every live record.
+    Full,
+    /// Records modified at or after this moment (epoch ms).
+    Since(i64),
+}
+
+/// What a pull fetches.
+#[derive(Clone, Debug)]
+pub struct PullSpec {
+    pub kind: PullKind,
+    /// CRM fields to request: exactly what the model and the outputs need.
+    pub fields: Vec<String>,
+    /// Model event types whose detail must be fetched (none: no extra calls).
+    pub event_types: Vec<String>,
+    /// The pull's upper bound (epoch ms): records changed later are left to
+    /// the next run. The next watermark.
+    pub until_ms: i64,
+}
+
+/// How a pull went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullSummary {
+    /// Records handed to the sink.
+    pub records: u64,
+    /// Pages (list or search calls) read.
+    pub pages: u64,
+    /// Calls made for event detail.
+    pub detail_calls: u64,
+}
+
+/// New values for one record's output properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub id: String,
+    /// Property → text; an empty text clears the property.
+    pub values: BTreeMap<String, String>,
+}
+
+/// The outcome of writing updates: every id ends in exactly one list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    pub written: Vec<String>,
+    /// Id and the CRM's reason.
+    pub failed: Vec<(String, String)>,
+    pub calls: u64,
+}
+
+/// A property leadscored writes, as `setup` creates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropertySpec {
+    pub name: String,
+    pub label: String,
+    pub kind: crate::engine::OutputKind,
+    /// For choice properties, in order.
+    pub options: Vec<String>,
+}
+
+/// What `setup` found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetupReport {
+    pub created: Vec<String>,
+    pub existing: Vec<String>,
+    /// Properties that exist with another type or options, and why they
+    /// will not work.
+    pub conflicts: Vec<(String, String)>,
+    /// Properties that do not exist (when not applying).
+    pub missing: Vec<String>,
+}
+
+/// Why a CRM call or a whole run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    /// A secret could not be read (the message names where, never what).
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// The CRM rejected the credentials; the run stops.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The token lacks a scope the call needs.
+    #[error("missing permission: {0}")]
+    MissingScope(String),
+    /// The daily budget (minus the headroom left to other integrations) is
+    /// spent; resume after the reset.
+    #[error("daily API budget spent ({used} of {limit} calls); resuming after {resume_at}")]
+    BudgetExhausted {
+        used: u64,
+        limit: u64,
+        resume_at: jiff::Timestamp,
+    },
+    /// The CRM refused a request (a 4xx other than auth and rate limits).
+    #[error("{endpoint}: HTTP {status}: {message}")]
+    Rejected {
+        endpoint: String,
+        status: u16,
+        message: String,
+        body: serde_json::Value,
+    },
+    /// Retries did not get an answer (5xx, 429, timeouts, resets, bad bodies).
+    #[error("{endpoint}: gave up after {attempts} attempts: {last}")]
+    Unavailable {
+        endpoint: String,
+        attempts: u32,
+        last: String,
+    },
+    /// An answer that does not have the shape the API documents.
+    #[error("{endpoint}: unexpected answer: {message}")]
+    Protocol { endpoint: String, message: String },
+    /// The pull's consumer went away (the run is stopping).
+    #[error("the run was stopped")]
+    Stopped,
+}
+
+/// A CRM connection. Implementations page, batch, rate-limit and retry on
+/// their own; callers see records and write reports.
+pub trait Crm: Send + Sync {
+    /// Reads the records `spec` asks for, in pages, and sends them to
+    /// `sink` (a bounded channel: a slow consumer slows the pull, so memory
+    /// stays flat). Event detail is fetched only for `spec.event_types`.
+    fn pull(
+        &self,
+        spec: &PullSpec,
+        sink: mpsc::Sender<Vec<CrmRecord>>,
+    ) -> impl Future<Output = Result<PullSummary, CrmError>> + Send;
+
+    /// Writes the updates in the CRM's largest batches. One bad record never
+    /// fails the others; failures come back per id.
+    fn write(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Result<WriteReport, CrmError>> + Send;
+
+    /// Creates missing output properties (when `apply`), and reports
+    /// existing ones of the wrong type.
+    fn setup(
+        &self,
+        wanted: &[PropertySpec],
+        apply: bool,
+    ) -> impl Future<Output = Result<SetupReport, CrmError>> + Send;
+}
