@@ -109,6 +109,8 @@ pub struct CrmSettings {
 pub struct Limits {
     /// HubSpot's per-10-second limit.
     pub per_ten_seconds: u32,
+    /// The window `per_ten_seconds` applies to (ten seconds at HubSpot).
+    pub interval: Duration,
     /// HubSpot search requests per second.
     pub search_per_second: u32,
     pub daily: u64,
@@ -141,6 +143,7 @@ impl Limits {
         };
         Limits {
             per_ten_seconds,
+            interval: Duration::from_secs(10),
             search_per_second: 5,
             daily,
             daily_headroom: 0.1,
@@ -806,6 +809,15 @@ fn limits(d: &mut Diagnostics<'_>, raw: RawLimits, kind: CrmKind, tier: &str) ->
     }
     if let Some(t) = secs(d, &raw.backoff_max_secs, 0.0, 3600.0, "backoff_max_secs") {
         limits.backoff_max = t;
+    }
+    if let Some(t) = secs(
+        d,
+        &raw.rate_interval_secs,
+        0.1,
+        3600.0,
+        "rate_interval_secs",
+    ) {
+        limits.interval = t;
     }
     if let Some(t) = secs(
         d,

@@ -56,6 +56,8 @@ pub(crate) struct RawLimits {
     pub backoff_base_ms: Option<Spanned<i64>>,
     pub backoff_max_secs: Option<Spanned<f64>>,
     pub search_overlap_secs: Option<Spanned<f64>>,
+    /// The window `per_ten_seconds` counts in (10 at HubSpot).
+    pub rate_interval_secs: Option<Spanned<f64>>,
 }
 
 /// One `[inputs]` entry: a CRM field name, or a table.

@@ -301,11 +301,11 @@ impl Http {
             tokens,
             dialect,
             extra_headers,
-            general: limiter(per_ten, Duration::from_secs(10)),
+            general: limiter(per_ten, limits.interval),
             search: limiter(limits.search_per_second, Duration::from_secs(1)),
             window: (per_ten > 0).then(|| {
                 Mutex::new(Window {
-                    interval: Duration::from_secs(10),
+                    interval: limits.interval,
                     allowed: per_ten,
                     nominal: per_ten,
                     sent: VecDeque::new(),

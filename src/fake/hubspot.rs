@@ -43,6 +43,9 @@ pub struct HubspotConfig {
     pub token: String,
     /// Requests per ten-second rolling window (HubSpot Free/Starter: 100).
     pub per_ten_seconds: u32,
+    /// The rolling window `per_ten_seconds` applies to: ten seconds, as in
+    /// HubSpot; tests shrink it to run fast.
+    pub interval: Duration,
     /// Search requests per second.
     pub search_per_second: u32,
     /// Calls per day.
@@ -63,6 +66,7 @@ impl Default for HubspotConfig {
             epoch_ms: 1_793_491_200_000, // 2026-11-01T00:00:00Z
             token: "pat-fake-local-token".to_owned(),
             per_ten_seconds: 100,
+            interval: Duration::from_secs(10),
             search_per_second: 5,
             daily: 250_000,
             other_integration_share: 0.0,
@@ -521,7 +525,7 @@ impl FakeHubspot {
             * (1.0 - config.other_integration_share.clamp(0.0, 1.0)))
         .floor() as u32;
         let inner = Inner {
-            ten_seconds: RollingWindow::new(other, Duration::from_secs(10)),
+            ten_seconds: RollingWindow::new(other, config.interval),
             search_second: RollingWindow::new(config.search_per_second, Duration::from_secs(1)),
             daily: DailyBudget {
                 max: config.daily,
@@ -821,7 +825,7 @@ async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> 
         );
         put(
             "x-hubspot-ratelimit-interval-milliseconds",
-            "10000".to_owned(),
+            inner.config.interval.as_millis().to_string(),
         );
         put(
             "x-hubspot-ratelimit-max",
@@ -961,6 +965,47 @@ fn numeric(text: &str) -> Option<f64> {
     })
 }
 
+/// A filter on a numeric value known without the contact's properties
+/// (its id, its indexed modified time), with its operands parsed once.
+struct NumberFilter<'a> {
+    filter: &'a Filter,
+    value: Option<f64>,
+    high: Option<f64>,
+    values: Vec<f64>,
+}
+
+impl<'a> NumberFilter<'a> {
+    fn new(filter: &'a Filter) -> Self {
+        let number = |v: &Value| numeric(&value_text(v));
+        Self {
+            filter,
+            value: filter.value.as_ref().and_then(number),
+            high: filter.high_value.as_ref().and_then(number),
+            values: filter.values.iter().flatten().filter_map(number).collect(),
+        }
+    }
+
+    fn matches(&self, actual: f64) -> bool {
+        let value = self.value;
+        match self.filter.operator.as_str() {
+            "HAS_PROPERTY" => true,
+            "NOT_HAS_PROPERTY" => false,
+            "EQ" => value == Some(actual),
+            "NEQ" => value != Some(actual),
+            "GT" => value.is_some_and(|v| actual > v),
+            "GTE" => value.is_some_and(|v| actual >= v),
+            "LT" => value.is_some_and(|v| actual < v),
+            "LTE" => value.is_some_and(|v| actual <= v),
+            "BETWEEN" => {
+                value.is_some_and(|v| actual >= v) && self.high.is_some_and(|h| actual <= h)
+            }
+            "IN" => self.values.contains(&actual),
+            "NOT_IN" => !self.values.contains(&actual),
+            _ => false,
+        }
+    }
+}
+
 fn filter_matches(filter: &Filter, props: &BTreeMap<String, String>) -> bool {
     let actual = props.get(&filter.property_name).filter(|v| !v.is_empty());
     let compare = |wanted: &Value| -> Option<std::cmp::Ordering> {
@@ -1093,18 +1138,33 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
             .flat_map(|g| &g.filters)
             .all(|f| cheap(&f.property_name))
         && ids.iter().all(|(_, key)| key.is_some());
+    let number_groups: Vec<Vec<NumberFilter<'_>>> = request
+        .filter_groups
+        .iter()
+        .map(|g| g.filters.iter().map(NumberFilter::new).collect())
+        .collect();
     let mut matches: Vec<(f64, String, u64)> = Vec::new();
     for (id, key) in ids.into_iter().filter(|(id, _)| inner.exists(*id)) {
-        let props = match key {
-            Some(key) if index_only => {
-                let modified = inner.overlay.modified.get(&id).copied().unwrap_or(key);
-                BTreeMap::from([
-                    ("hs_object_id".to_owned(), id.to_string()),
-                    ("lastmodifieddate".to_owned(), iso(modified)),
-                ])
+        if let (Some(key), true) = (key, index_only) {
+            let modified = inner.overlay.modified.get(&id).copied().unwrap_or(key);
+            let value_of = |name: &str| {
+                if name == "hs_object_id" {
+                    id as f64
+                } else {
+                    modified as f64
+                }
+            };
+            let ok = number_groups.is_empty()
+                || number_groups.iter().any(|g| {
+                    g.iter()
+                        .all(|f| f.matches(value_of(&f.filter.property_name)))
+                });
+            if ok {
+                matches.push((value_of(&sort_property), String::new(), id));
             }
-            _ => inner.properties_of(id).0,
-        };
+            continue;
+        }
+        let props = inner.properties_of(id).0;
         let ok = request.filter_groups.is_empty()
             || request
                 .filter_groups
@@ -1115,7 +1175,7 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
             matches.push((numeric(&key).unwrap_or(f64::NAN), key, id));
         }
     }
-    matches.sort_by(|a, b| {
+    let order = |a: &(f64, String, u64), b: &(f64, String, u64)| {
         let order = if a.0.is_nan() || b.0.is_nan() {
             a.1.cmp(&b.1)
         } else {
@@ -1123,8 +1183,15 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
         };
         let order = order.then(a.2.cmp(&b.2));
         if descending { order.reverse() } else { order }
-    });
+    };
     let total = matches.len();
+    // Only the requested page needs ordering: select it, then sort it.
+    let needed = after + limit as usize;
+    if matches.len() > needed {
+        matches.select_nth_unstable_by(needed, order);
+        matches.truncate(needed);
+    }
+    matches.sort_by(order);
     let page: Vec<Value> = matches
         .iter()
         .skip(after)
@@ -1182,6 +1249,12 @@ fn candidates(inner: &mut Inner, groups: &[FilterGroup]) -> Vec<(u64, Option<i64
         return (1..=inner.config.contacts).map(|id| (id, None)).collect();
     }
     let index = inner.index();
+    if let [Some((lo, hi))] = ranges.as_slice() {
+        return index
+            .range((*lo, 0)..=(*hi, u64::MAX))
+            .map(|(modified, id)| (*id, Some(*modified)))
+            .collect();
+    }
     let mut ids: BTreeMap<u64, i64> = BTreeMap::new();
     for (lo, hi) in ranges.into_iter().flatten() {
         ids.extend(

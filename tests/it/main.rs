@@ -14,6 +14,7 @@ mod explain;
 mod fake_hubspot;
 mod fake_hubspot_spec;
 mod fake_pardot;
+mod hubspot_flows;
 mod models;
 mod properties;
 mod records;

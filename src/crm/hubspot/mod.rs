@@ -462,6 +462,31 @@ impl Hubspot {
         Ok((events, calls))
     }
 
+    /// Creates a property or group. A 409 means an earlier attempt whose
+    /// answer was lost already created it.
+    async fn create(
+        &self,
+        path: &str,
+        endpoint: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), CrmError> {
+        let created = self
+            .http
+            .json::<serde_json::Value>(&Call {
+                method: Method::POST,
+                path,
+                query: &[],
+                body: Some(body),
+                lane: Lane::General,
+                endpoint,
+            })
+            .await;
+        match created {
+            Ok(_) | Err(CrmError::Rejected { status: 409, .. }) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Email and web events of one contact.
     async fn detail_for(
         &self,
@@ -805,16 +830,12 @@ impl Crm for Hubspot {
                 .results;
             if !groups.iter().any(|g| g.name == GROUP) {
                 let body = json!({ "name": GROUP, "label": "leadscored", "displayOrder": -1 });
-                self.http
-                    .json::<serde_json::Value>(&Call {
-                        body: Some(&body),
-                        ..call(
-                            Method::POST,
-                            "/crm/v3/properties/contacts/groups",
-                            "properties.groups.create",
-                        )
-                    })
-                    .await?;
+                self.create(
+                    "/crm/v3/properties/contacts/groups",
+                    "properties.groups.create",
+                    &body,
+                )
+                .await?;
             }
         }
         for spec in missing {
@@ -845,15 +866,7 @@ impl Crm for Hubspot {
                 endpoint: "properties.create".to_owned(),
                 message: e.to_string(),
             })?;
-            self.http
-                .json::<serde_json::Value>(&Call {
-                    body: Some(&body),
-                    ..call(
-                        Method::POST,
-                        "/crm/v3/properties/contacts",
-                        "properties.create",
-                    )
-                })
+            self.create("/crm/v3/properties/contacts", "properties.create", &body)
                 .await?;
             report.created.push(spec.name.clone());
         }
