@@ -15,6 +15,7 @@ mod fake_hubspot;
 mod fake_hubspot_spec;
 mod fake_pardot;
 mod hubspot_flows;
+mod hubspot_wiremock;
 mod models;
 mod properties;
 mod records;
