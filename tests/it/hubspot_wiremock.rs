@@ -529,6 +529,7 @@ async fn setup_creates_missing_properties_in_our_group_and_reports_wrong_types()
 
 #[tokio::test]
 async fn event_detail_comes_from_forms_email_and_web_events_only_when_asked() {
+    type Seen = (String, i64, Vec<(String, String)>);
     let (server, _dir, connection, crm) = setup().await;
     Mock::given(method("GET"))
         .and(path("/crm/v3/objects/contacts"))
@@ -577,7 +578,7 @@ async fn event_detail_comes_from_forms_email_and_web_events_only_when_asked() {
         .mount(&server)
         .await;
     let records = pull_all(&crm, &connection, PullKind::Full, i64::MAX, true).await;
-    let mut events: Vec<(String, i64, Vec<(String, String)>)> = records[0]
+    let mut events: Vec<Seen> = records[0]
         .events
         .iter()
         .map(|e| (e.kind.clone(), e.at_ms, e.attributes.clone()))
