@@ -353,9 +353,16 @@ impl Connection {
         };
 
         let crm = match crm_value {
-            Some(value) => d
-                .decode::<RawCrm>(value)
-                .and_then(|raw| crm_settings(&mut d, raw)),
+            Some(value) => d.decode::<RawCrm>(value).map(|raw| {
+                let tier = raw
+                    .account_tier
+                    .as_ref()
+                    .map_or("", |t| t.get_ref().as_str())
+                    .to_owned();
+                let kind = crm_kind(&mut d, &raw);
+                let settings = kind.and_then(|kind| crm_settings(&mut d, raw, kind));
+                (kind, tier, settings)
+            }),
             None => {
                 d.error(
                     &root_span,
@@ -384,16 +391,16 @@ impl Connection {
             None => Vec::new(),
         };
 
-        let (Some((model_path, model)), Some((crm, tier))) = (model, crm) else {
+        let (Some((model_path, model)), Some((Some(kind), tier, settings))) = (model, crm) else {
             return Err(finish(d).into());
         };
-        let limits = limits(&mut d, raw_limits, crm.kind, &tier);
+        let limits = limits(&mut d, raw_limits, kind, &tier);
         let inputs = inputs(&mut d, &model, raw_inputs);
-        let events = events(&mut d, &model, crm.kind, raw_events);
-        let outputs = outputs(&mut d, &model, crm.kind, raw_outputs);
-        if d.has_errors() {
+        let events = events(&mut d, &model, kind, raw_events);
+        let outputs = outputs(&mut d, &model, kind, raw_outputs);
+        let (Some(crm), false) = (settings, d.has_errors()) else {
             return Err(finish(d).into());
-        }
+        };
         Ok(Connection {
             model_path,
             model,
@@ -528,18 +535,21 @@ fn http_url(d: &mut Diagnostics<'_>, value: &Spanned<String>, what: &str) -> Opt
     }
 }
 
-fn crm_settings(d: &mut Diagnostics<'_>, raw: RawCrm) -> Option<(CrmSettings, String)> {
-    let kind = match raw.kind.get_ref().as_str() {
-        "hubspot" => CrmKind::Hubspot,
-        "pardot" | "account_engagement" => CrmKind::Pardot,
+fn crm_kind(d: &mut Diagnostics<'_>, raw: &RawCrm) -> Option<CrmKind> {
+    match raw.kind.get_ref().as_str() {
+        "hubspot" => Some(CrmKind::Hubspot),
+        "pardot" | "account_engagement" => Some(CrmKind::Pardot),
         other => {
             d.error(
                 &raw.kind.span(),
                 format!("unknown CRM kind `{other}`, expected hubspot or pardot"),
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+fn crm_settings(d: &mut Diagnostics<'_>, raw: RawCrm, kind: CrmKind) -> Option<CrmSettings> {
     let default_url = match kind {
         CrmKind::Hubspot => "https://api.hubapi.com",
         CrmKind::Pardot => "https://pi.pardot.com",
@@ -576,11 +586,6 @@ fn crm_settings(d: &mut Diagnostics<'_>, raw: RawCrm) -> Option<(CrmSettings, St
             );
         }
     }
-    let tier = raw
-        .account_tier
-        .as_ref()
-        .map_or("", |t| t.get_ref().as_str())
-        .to_owned();
     let tiers: &[&str] = match kind {
         CrmKind::Hubspot => &[
             "free",
@@ -656,17 +661,14 @@ fn crm_settings(d: &mut Diagnostics<'_>, raw: RawCrm) -> Option<(CrmSettings, St
             ),
         );
     }
-    Some((
-        CrmSettings {
-            kind,
-            base_url,
-            api_version,
-            auth,
-            business_unit_id,
-            timezone,
-        },
-        tier,
-    ))
+    Some(CrmSettings {
+        kind,
+        base_url,
+        api_version,
+        auth,
+        business_unit_id,
+        timezone,
+    })
 }
 
 fn oauth_settings(
@@ -1049,6 +1051,7 @@ fn outputs(
     raw: Vec<RawOutput>,
 ) -> Vec<Output> {
     let mut out: Vec<Output> = Vec::new();
+    let none_written = raw.is_empty();
     for o in raw {
         let property = o.property.get_ref().clone();
         let at: Range<usize> = o.property.span();
@@ -1116,7 +1119,7 @@ fn outputs(
             overwrite,
         });
     }
-    if out.is_empty() {
+    if none_written {
         d.error(
             &(0..0),
             "no [[output]]: say which scorecard values are written to which CRM properties",

@@ -10,6 +10,7 @@
 
 mod cli;
 mod config_errors;
+mod connection_errors;
 mod explain;
 mod fake_hubspot;
 mod fake_hubspot_spec;
@@ -17,6 +18,7 @@ mod fake_pardot;
 mod hubspot_flows;
 mod hubspot_wiremock;
 mod models;
+mod plan;
 mod properties;
 mod records;
 
