@@ -112,11 +112,18 @@ struct Window {
 }
 
 impl Window {
+    /// How long a send counts against us: the CRM's interval plus a little,
+    /// so latency jitter cannot make the CRM still count a send we dropped.
+    fn horizon(&self) -> Duration {
+        self.interval + (self.interval / 40).max(Duration::from_millis(20))
+    }
+
     fn expire(&mut self, now: Instant) {
+        let horizon = self.horizon();
         while self
             .sent
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.interval)
+            .is_some_and(|t| now.duration_since(*t) >= horizon)
         {
             self.sent.pop_front();
         }
@@ -130,19 +137,20 @@ impl Window {
             return Ok(());
         }
         let oldest = self.sent.front().copied().unwrap_or(now);
-        Err((oldest + self.interval).saturating_duration_since(now) + Duration::from_millis(5))
+        Err((oldest + self.horizon()).saturating_duration_since(now))
     }
 
     /// Adapts to what the CRM says is left in its window.
     fn observe(&mut self, max: u32, remaining: u32, now: Instant) {
         self.expire(now);
-        let ours = self.sent.len() as u32;
+        // Our sends the CRM still counts: those inside its exact interval.
+        let ours = self
+            .sent
+            .iter()
+            .filter(|t| now.duration_since(**t) < self.interval)
+            .count() as u32;
         let others = max.saturating_sub(remaining).saturating_sub(ours);
-        let fair = max
-            .min(self.nominal)
-            .saturating_sub(others)
-            .saturating_sub(1)
-            .max(1);
+        let fair = max.min(self.nominal).saturating_sub(others).max(1);
         if fair != self.allowed {
             tracing::debug!(
                 allowed = fair,
@@ -256,13 +264,13 @@ impl std::fmt::Debug for Http {
     }
 }
 
-/// A governor limiter: `per` requests per `period`, released evenly with a
-/// small burst, so no rolling window of `period` ever sees more than `per`.
+/// A governor limiter: `per` requests per `period`, with a burst of the
+/// whole allowance (HubSpot counts a rolling window, so a burst is fine);
+/// the exact rolling window in [`Window`] keeps any `period` at or under
+/// the limit when the burst and the refill meet.
 fn limiter(per: u32, period: Duration) -> Option<DefaultDirectRateLimiter> {
     let per = NonZeroU32::new(per)?;
-    let burst = NonZeroU32::new((per.get() / 10).max(1)).unwrap_or(NonZeroU32::MIN);
-    let steady = per.get().saturating_sub(burst.get()).max(1);
-    let quota = Quota::with_period(period / steady)?.allow_burst(burst);
+    let quota = Quota::with_period(period / per.get())?.allow_burst(per);
     Some(RateLimiter::direct(quota))
 }
 
@@ -292,9 +300,7 @@ impl Http {
         let today = jiff::Timestamp::now()
             .to_zoned_datetime(timezone.clone())
             .date();
-        // One slot below the CRM's limit absorbs jitter between our clock
-        // and its.
-        let per_ten = limits.per_ten_seconds.saturating_sub(1);
+        let per_ten = limits.per_ten_seconds;
         Ok(Http {
             client,
             base_url: crm.base_url.clone(),

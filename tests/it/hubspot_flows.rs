@@ -251,22 +251,22 @@ async fn the_rate_limit_is_used_without_tripping_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_integration_eating_half_the_budget_slows_us_down_instead_of_tripping() {
     let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
-        per_ten_seconds: 40,
+        per_ten_seconds: 100,
         interval: Duration::from_secs(1),
         other_integration_share: 0.5,
-        ..fake_config(8_000)
+        ..fake_config(25_000)
     }))
     .await
     .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let connection = connection(
         &fake.url(),
-        "per_ten_seconds = 40\nrate_interval_secs = 1\nconcurrency = 4",
+        "per_ten_seconds = 100\nrate_interval_secs = 1\nconcurrency = 4",
         &dir,
     );
     let crm = Hubspot::new(&connection).expect("connector");
     let all = pull_all(&crm, &connection, PullKind::Full, far_future(), false).await;
-    assert_eq!(all.len(), 8_000);
+    assert_eq!(all.len(), 25_000);
     let stats = stats(&fake).await;
     let total = calls(&stats, "GET /crm/v3/objects/contacts");
     let throttled = stats["rate_limited"].as_u64().unwrap_or(0);

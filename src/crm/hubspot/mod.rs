@@ -462,6 +462,81 @@ impl Hubspot {
         Ok((events, calls))
     }
 
+    /// Writes one batch of at most 100 updates.
+    async fn write_batch(&self, chunk: &[Update]) -> Result<WriteReport, CrmError> {
+        let mut report = WriteReport {
+            calls: 1,
+            ..WriteReport::default()
+        };
+        let batch = UpdateBatch {
+            inputs: chunk
+                .iter()
+                .map(|u| UpdateInput {
+                    id: &u.id,
+                    properties: &u.values,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_value(&batch).map_err(|e| CrmError::Protocol {
+            endpoint: "contacts.batch.update".to_owned(),
+            message: e.to_string(),
+        })?;
+        let answer = self
+            .http
+            .json::<BatchResponse>(&Call {
+                method: Method::POST,
+                path: "/crm/v3/objects/contacts/batch/update",
+                query: &[],
+                body: Some(&body),
+                lane: Lane::General,
+                endpoint: "contacts.batch.update",
+            })
+            .await;
+        let (results, errors) = match answer {
+            Ok(reply) => (reply.body.results, reply.body.errors),
+            Err(CrmError::Rejected { message, body, .. }) => {
+                // Every input was refused (HubSpot answers 400 when
+                // none is valid); per-record reasons when it gives them.
+                let errors: Vec<wire::BatchError> = serde_json::from_value::<ErrorBody>(body)
+                    .map(|b| b.errors)
+                    .unwrap_or_default();
+                if errors.iter().all(|e| e.context.is_none()) {
+                    for update in chunk {
+                        report.failed.push((update.id.clone(), message.clone()));
+                    }
+                    return Ok(report);
+                }
+                (Vec::new(), errors)
+            }
+            Err(other) => return Err(other),
+        };
+        let mut reasons: HashMap<String, String> = HashMap::new();
+        for error in errors {
+            let reason = format!(
+                "{}: {}",
+                error.category.as_deref().unwrap_or("ERROR"),
+                error.message.as_deref().unwrap_or("no message")
+            );
+            for id in error.context.map(|c| c.ids).unwrap_or_default() {
+                reasons.insert(id, reason.clone());
+            }
+        }
+        let done: std::collections::HashSet<String> = results.into_iter().map(|c| c.id).collect();
+        for update in chunk {
+            if done.contains(&update.id) {
+                report.written.push(update.id.clone());
+            } else if let Some(reason) = reasons.remove(&update.id) {
+                report.failed.push((update.id.clone(), reason));
+            } else {
+                report.failed.push((
+                    update.id.clone(),
+                    "not in HubSpot's answer (merged or archived?)".to_owned(),
+                ));
+            }
+        }
+        Ok(report)
+    }
+
     /// Creates a property or group. A 409 means an earlier attempt whose
     /// answer was lost already created it.
     async fn create(
@@ -669,76 +744,26 @@ impl Crm for Hubspot {
     }
 
     async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        // Batches go out concurrently (bounded); reports keep batch order.
+        let concurrency = self.http.limits().concurrency.max(1);
+        let mut batches: Vec<Vec<Update>> = Vec::new();
+        let mut rest = updates.into_iter().peekable();
+        while rest.peek().is_some() {
+            batches.push(rest.by_ref().take(BATCH).collect());
+        }
+        let reports: Vec<WriteReport> = futures_util::stream::iter(
+            batches
+                .into_iter()
+                .map(|batch| async move { self.write_batch(&batch).await }),
+        )
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
         let mut report = WriteReport::default();
-        for chunk in updates.chunks(BATCH) {
-            let batch = UpdateBatch {
-                inputs: chunk
-                    .iter()
-                    .map(|u| UpdateInput {
-                        id: &u.id,
-                        properties: &u.values,
-                    })
-                    .collect(),
-            };
-            let body = serde_json::to_value(&batch).map_err(|e| CrmError::Protocol {
-                endpoint: "contacts.batch.update".to_owned(),
-                message: e.to_string(),
-            })?;
-            report.calls += 1;
-            let answer = self
-                .http
-                .json::<BatchResponse>(&Call {
-                    method: Method::POST,
-                    path: "/crm/v3/objects/contacts/batch/update",
-                    query: &[],
-                    body: Some(&body),
-                    lane: Lane::General,
-                    endpoint: "contacts.batch.update",
-                })
-                .await;
-            let (results, errors) = match answer {
-                Ok(reply) => (reply.body.results, reply.body.errors),
-                Err(CrmError::Rejected { message, body, .. }) => {
-                    // Every input was refused (HubSpot answers 400 when
-                    // none is valid); per-record reasons when it gives them.
-                    let errors: Vec<wire::BatchError> = serde_json::from_value::<ErrorBody>(body)
-                        .map(|b| b.errors)
-                        .unwrap_or_default();
-                    if errors.iter().all(|e| e.context.is_none()) {
-                        for update in chunk {
-                            report.failed.push((update.id.clone(), message.clone()));
-                        }
-                        continue;
-                    }
-                    (Vec::new(), errors)
-                }
-                Err(other) => return Err(other),
-            };
-            let mut reasons: HashMap<String, String> = HashMap::new();
-            for error in errors {
-                let reason = format!(
-                    "{}: {}",
-                    error.category.as_deref().unwrap_or("ERROR"),
-                    error.message.as_deref().unwrap_or("no message")
-                );
-                for id in error.context.map(|c| c.ids).unwrap_or_default() {
-                    reasons.insert(id, reason.clone());
-                }
-            }
-            let done: std::collections::HashSet<String> =
-                results.into_iter().map(|c| c.id).collect();
-            for update in chunk {
-                if done.contains(&update.id) {
-                    report.written.push(update.id.clone());
-                } else if let Some(reason) = reasons.remove(&update.id) {
-                    report.failed.push((update.id.clone(), reason));
-                } else {
-                    report.failed.push((
-                        update.id.clone(),
-                        "not in HubSpot's answer (merged or archived?)".to_owned(),
-                    ));
-                }
-            }
+        for part in reports {
+            report.calls += part.calls;
+            report.written.extend(part.written);
+            report.failed.extend(part.failed);
         }
         Ok(report)
     }
