@@ -41,14 +41,15 @@ pub fn read_secret(source: &SecretSource) -> Result<SecretString, CrmError> {
     Ok(SecretString::from(trimmed.to_owned()))
 }
 
-/// Refresh this long before a token's stated expiry.
+/// Refresh this long before a token's stated expiry (or a quarter of its
+/// lifetime, for short-lived tokens).
 const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 
 struct Current {
     token: SecretString,
-    /// None: never expires (a static token, or a Salesforce session whose
-    /// lifetime is not stated).
-    expires: Option<Instant>,
+    /// When to refresh: ahead of the stated expiry. None: never expires (a
+    /// static token, or a Salesforce session whose lifetime is not stated).
+    refresh_at: Option<Instant>,
     /// Bumped on every refresh, so concurrent 401s refresh once.
     generation: u64,
 }
@@ -97,7 +98,7 @@ impl Tokens {
                 source: Source::Static,
                 current: Mutex::new(Some(Current {
                     token: read_secret(source)?,
-                    expires: None,
+                    refresh_at: None,
                     generation: 0,
                 })),
             },
@@ -128,10 +129,9 @@ impl Tokens {
     /// its generation, to pass to [`Tokens::expired`].
     pub async fn get(&self, http: &reqwest::Client) -> Result<(SecretString, u64), CrmError> {
         let mut current = self.current.lock().await;
-        let fresh = current.as_ref().is_some_and(|c| {
-            c.expires
-                .is_none_or(|at| Instant::now() + REFRESH_AHEAD < at)
-        });
+        let fresh = current
+            .as_ref()
+            .is_some_and(|c| c.refresh_at.is_none_or(|at| Instant::now() < at));
         if !fresh {
             let generation = current.as_ref().map_or(0, |c| c.generation) + 1;
             *current = Some(self.refresh(http, generation).await?);
@@ -224,9 +224,10 @@ impl Tokens {
         tracing::info!(generation, "access token refreshed");
         Ok(Current {
             token: SecretString::from(parsed.access_token),
-            expires: parsed
-                .expires_in
-                .map(|s| Instant::now() + Duration::from_secs(s)),
+            refresh_at: parsed.expires_in.map(|s| {
+                let lifetime = Duration::from_secs(s);
+                Instant::now() + lifetime - REFRESH_AHEAD.min(lifetime / 4)
+            }),
             generation,
         })
     }

@@ -1715,6 +1715,10 @@ async fn oauth_token(
         .faults
         .token_ttl
         .unwrap_or(Duration::from_secs(1800));
+    *inner
+        .stats
+        .entry("POST /oauth/v1/token 200".to_owned())
+        .or_default() += 1;
     let serial = inner.tokens.len() + 1;
     let token = format!("fake-access-{serial}-{}", inner.fault_rng.next());
     inner.tokens.insert(token.clone(), Instant::now() + ttl);

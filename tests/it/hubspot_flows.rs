@@ -40,6 +40,34 @@ pub fn connection(url: &str, limits: &str, token_dir: &tempfile::TempDir) -> Con
     connection
 }
 
+/// The same connection, authenticating with OAuth against the fake's
+/// token endpoint.
+pub fn oauth_connection(url: &str, limits: &str, dir: &tempfile::TempDir) -> Connection {
+    let secret = dir.path().join("client-secret");
+    let refresh = dir.path().join("refresh-token");
+    std::fs::write(&secret, "fake-client-secret").expect("secret file");
+    std::fs::write(&refresh, "fake-refresh-token").expect("refresh file");
+    let source = crate::read("config/hubspot.toml")
+        .replace(
+            "token = { credential = \"hubspot-token\" }",
+            &format!(
+                "oauth = {{ client_id = \"fake-client\", client_secret = {{ file = {:?} }}, refresh_token = {{ file = {:?} }} }}",
+                secret.display().to_string(),
+                refresh.display().to_string()
+            ),
+        )
+        .replace("[limits]\n", &format!("[limits]\n{limits}\n"));
+    let mut connection = Connection::parse(
+        "config/hubspot.toml",
+        &source,
+        &crate::root().join("config"),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("the OAuth connection loads: {e}"));
+    connection.override_base_url(url).expect("a local URL");
+    connection
+}
+
 pub fn fake_config(contacts: u64) -> HubspotConfig {
     HubspotConfig {
         contacts,
@@ -294,6 +322,8 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
             rate_malformed: 0.03,
             rate_reset: 0.03,
             rate_record_error: 0.05,
+            // OAuth tokens live two seconds: refreshed ahead, or on 401.
+            token_ttl: Some(Duration::from_secs(2)),
             ..Faults::default()
         },
         ..fake_config(n)
@@ -301,7 +331,7 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
     .await
     .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let connection = connection(&fake.url(), FAST, &dir);
+    let connection = oauth_connection(&fake.url(), FAST, &dir);
     let crm = Hubspot::new(&connection).expect("connector");
     let setup = crm
         .setup(&connection.property_specs(), true)
@@ -361,7 +391,12 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
             assert_eq!(held, expected, "contact {} {}", record.id, output.property);
         }
     }
-    let faults = stats(&fake).await["faults"].clone();
+    let stats = stats(&fake).await;
+    assert!(
+        calls(&stats, "POST /oauth/v1/token 200") >= 2,
+        "tokens were refreshed: {stats}"
+    );
+    let faults = stats["faults"].clone();
     for kind in ["429", "5xx", "malformed", "reset"] {
         assert!(
             faults[kind].as_u64().unwrap_or(0) > 0,
