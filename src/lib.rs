@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod crm;
 pub mod engine;
+pub mod evaluate;
 pub mod fake;
 pub mod grade;
 pub mod model;

@@ -59,6 +59,66 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// How well a model separates converters, on records with known outcomes.
+    Backtest {
+        #[arg(long, env = "LEADSCORED_CONFIG")]
+        config: PathBuf,
+        /// JSON lines (the `score` format) with outcomes; `-` for stdin.
+        #[arg(long)]
+        input: String,
+        /// Where the outcome is: a field (default `outcome`),
+        /// `property:NAME=VALUE` or `event:TYPE`.
+        #[arg(long, default_value = "outcome")]
+        outcome: String,
+        /// Score as of this moment (the snapshot time).
+        #[arg(long)]
+        now: Option<String>,
+        /// Print JSON instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two models on the same records: tier and grade moves, biggest movers, metrics.
+    Diff {
+        #[arg(long = "config", num_args = 2, required = true)]
+        configs: Vec<PathBuf>,
+        #[arg(long)]
+        input: String,
+        #[arg(long, default_value = "outcome")]
+        outcome: String,
+        #[arg(long)]
+        now: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Learn point values from outcomes and propose a model file.
+    Calibrate {
+        #[arg(long, env = "LEADSCORED_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        input: String,
+        #[arg(long, default_value = "outcome")]
+        outcome: String,
+        /// Which score to fit (default: the first).
+        #[arg(long)]
+        score: Option<String>,
+        #[arg(long)]
+        now: Option<String>,
+        /// Write the proposed model here (the original with new points).
+        #[arg(long)]
+        write: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write generated people (the fake CRM's) as records with outcomes.
+    Generate {
+        #[arg(long, default_value_t = 1000)]
+        records: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The moment the generated history ends at.
+        #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+        now: String,
+    },
     /// Create the output properties a connection writes, in the CRM.
     Setup {
         /// The connection file (it names the model).
@@ -160,6 +220,101 @@ fn run(command: Command) -> Result<u8, CommandError> {
             commands::fake_crm(kind, listen, contacts, seed, state.as_deref())?;
             Ok(exit::OK)
         }
+        Command::Backtest {
+            config,
+            input,
+            outcome,
+            now,
+            json,
+        } => {
+            let model = commands::load_model(&config)?;
+            let now = commands::resolve_now(now.as_deref())?;
+            let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
+            let (report, skipped) = if input == "-" {
+                commands::backtest(&model, now, &outcome, std::io::stdin().lock(), threads())?
+            } else {
+                commands::backtest(&model, now, &outcome, open(&input)?, threads())?
+            };
+            eprint!("{}", skipped.text());
+            if json {
+                print(&to_json(&report)?)?;
+            } else {
+                print(&report.text())?;
+            }
+            Ok(exit::OK)
+        }
+        Command::Diff {
+            configs,
+            input,
+            outcome,
+            now,
+            json,
+        } => {
+            let old = commands::load_model(&configs[0])?;
+            let new = commands::load_model(&configs[1])?;
+            let now = commands::resolve_now(now.as_deref())?;
+            let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
+            let (diff, skipped) =
+                commands::diff(&old, &new, now, &outcome, open(&input)?, threads())?;
+            eprint!("{}", skipped.text());
+            if json {
+                print(&to_json(&diff)?)?;
+            } else {
+                print(&diff.text())?;
+            }
+            Ok(exit::OK)
+        }
+        Command::Calibrate {
+            config,
+            input,
+            outcome,
+            score,
+            now,
+            write,
+            json,
+        } => {
+            let model = commands::load_model(&config)?;
+            let source = std::fs::read_to_string(&config).map_err(|source| {
+                CommandError::ConfigUnreadable {
+                    path: config.display().to_string(),
+                    source,
+                }
+            })?;
+            let now = commands::resolve_now(now.as_deref())?;
+            let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
+            let (result, proposal, skipped) = commands::calibrate(
+                &model,
+                &source,
+                score.as_deref(),
+                now,
+                &outcome,
+                open(&input)?,
+                threads(),
+            )?;
+            eprint!("{}", skipped.text());
+            if json {
+                print(&to_json(&result)?)?;
+            } else {
+                print(&result.text())?;
+            }
+            if let Some(path) = write {
+                let Some(text) = proposal else {
+                    return Err(CommandError::Data(
+                        "could not match the model file's rules to write a proposal".to_owned(),
+                    ));
+                };
+                std::fs::write(&path, text)?;
+                eprintln!("proposed model written to {}", path.display());
+            }
+            Ok(exit::OK)
+        }
+        Command::Generate { records, seed, now } => {
+            let now = commands::resolve_now(Some(&now))?;
+            let stdout = std::io::stdout();
+            let output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            commands::generate(records, seed, now, output)?;
+            Ok(exit::OK)
+        }
         Command::Setup {
             connection,
             crm_url,
@@ -201,6 +356,14 @@ fn open(path: &str) -> Result<BufReader<std::fs::File>, CommandError> {
             path: path.to_owned(),
             source,
         })
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, CommandError> {
+    serde_json::to_string_pretty(value).map_err(|e| CommandError::Data(e.to_string()))
 }
 
 fn print(text: &str) -> Result<(), CommandError> {

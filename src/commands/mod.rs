@@ -6,8 +6,10 @@
 
 mod check;
 mod demo;
+mod evaluate;
 mod explain;
 mod fake;
+mod lines;
 mod score;
 mod setup;
 
@@ -15,6 +17,7 @@ use std::path::Path;
 
 pub use check::{CheckOutcome, check_config, run_cases};
 pub use demo::demo;
+pub use evaluate::{Diff, OutcomeSpec, Skipped, backtest, calibrate, diff, generate};
 pub use explain::explain;
 pub use fake::{FakeKind, fake_crm};
 pub use score::{ScoreStats, score_stream};

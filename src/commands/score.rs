@@ -10,12 +10,9 @@ use std::io::{BufRead, Write};
 use jiff::Timestamp;
 
 use super::CommandError;
+use super::lines::{for_each_batch, line_text};
 use crate::engine::{CardJson, Scorecard};
 use crate::model::Model;
-
-/// Lines per batch: large enough to amortise thread hand-off, small enough
-/// to keep memory flat (a few MB for typical records).
-const BATCH_LINES: usize = 4096;
 
 /// Counts from one `score` run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,59 +32,25 @@ impl ScoreStats {
 pub fn score_stream(
     model: &Model,
     now: Timestamp,
-    mut input: impl BufRead,
+    input: impl BufRead,
     mut output: impl Write,
     threads: usize,
 ) -> Result<ScoreStats, CommandError> {
-    let threads = threads.max(1);
     let mut stats = ScoreStats::default();
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH_LINES);
-    let mut spare: Vec<Vec<u8>> = Vec::new();
-    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); threads];
-    let mut first_line = 1u64;
-    loop {
-        batch.clear();
-        while batch.len() < BATCH_LINES {
-            let mut line = spare.pop().unwrap_or_default();
-            line.clear();
-            if input.read_until(b'\n', &mut line)? == 0 {
-                break;
-            }
-            batch.push(line);
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let chunk = batch.len().div_ceil(threads);
-        if threads == 1 || batch.len() < 64 {
-            outputs[0].clear();
-            stats.add(score_lines(model, now, &batch, first_line, &mut outputs[0]));
-            output.write_all(&outputs[0])?;
-        } else {
-            let results: Vec<ScoreStats> = std::thread::scope(|scope| {
-                let handles: Vec<_> = batch
-                    .chunks(chunk)
-                    .zip(outputs.iter_mut())
-                    .enumerate()
-                    .map(|(i, (lines, out))| {
-                        out.clear();
-                        let start = first_line + (i * chunk) as u64;
-                        scope.spawn(move || score_lines(model, now, lines, start, out))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_default())
-                    .collect()
-            });
-            for (result, out) in results.into_iter().zip(&outputs) {
-                stats.add(result);
-                output.write_all(out)?;
-            }
-        }
-        first_line += batch.len() as u64;
-        spare.append(&mut batch);
-    }
+    for_each_batch(
+        input,
+        threads,
+        |lines, first_line| {
+            let mut out = Vec::new();
+            let stats = score_lines(model, now, lines, first_line, &mut out);
+            (stats, out)
+        },
+        |(part, out)| {
+            stats.add(part);
+            output.write_all(&out)?;
+            Ok(())
+        },
+    )?;
     output.flush()?;
     Ok(stats)
 }
@@ -103,11 +66,11 @@ fn score_lines(
     let mut card = Scorecard::default();
     for (i, raw) in lines.iter().enumerate() {
         let number = first_line + i as u64;
-        let text = match std::str::from_utf8(raw) {
-            Ok(text) => text.trim(),
-            Err(e) => {
+        let text = match line_text(raw) {
+            Ok(text) => text,
+            Err(message) => {
                 stats.failed += 1;
-                error_line(out, number, &format!("line is not UTF-8: {e}"));
+                error_line(out, number, &message);
                 continue;
             }
         };

@@ -102,6 +102,52 @@ pub struct Person {
     pub converted: bool,
 }
 
+impl Person {
+    /// The person in the neutral JSON-line record format, with the known
+    /// outcome as `outcome` (for backtests).
+    pub fn to_record_json(&self) -> serde_json::Value {
+        let time = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
+        let views = self.events.iter().filter(|e| e.kind == "page_view").count();
+        let mut properties = serde_json::json!({
+            "email": self.email,
+            "firstname": self.firstname,
+            "lastname": self.lastname,
+            "jobtitle": self.jobtitle,
+            "country": self.country,
+            "hs_analytics_num_visits": views.div_ceil(2).to_string(),
+        });
+        if let Some(open) = self.events.iter().find(|e| e.kind == "email_open") {
+            properties["hs_email_last_open_date"] = serde_json::json!(time(open.at));
+        }
+        let events: Vec<serde_json::Value> = self
+            .events
+            .iter()
+            .map(|e| {
+                let mut event = serde_json::json!({ "type": e.kind, "at": time(e.at) });
+                if let Some((name, value)) = &e.attribute {
+                    event["attributes"] = serde_json::json!({ *name: value });
+                }
+                event
+            })
+            .collect();
+        serde_json::json!({
+            "id": format!("p-{}", self.id),
+            "properties": properties,
+            "company": {
+                "name": self.company,
+                "numemployees": self.numemployees.to_string(),
+                "industry": self.industry,
+            },
+            "events": events,
+            "outcome": self.converted,
+        })
+    }
+}
+
 const FIRST: &[&str] = &[
     "Ingrid",
     "Ola",

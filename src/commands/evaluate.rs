@@ -1,0 +1,483 @@
+//! `backtest`, `diff` and `calibrate`: records with known outcomes (JSON
+//! lines, the `score` format plus an outcome) scored by one or two models,
+//! turned into the metrics of `crate::evaluate`. Also `generate`, which
+//! writes the fake CRM's people as such records.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::CommandError;
+use super::lines::{for_each_batch, line_text};
+use crate::Scorecard;
+use crate::evaluate::calibrate::{Calibration, Outcome, rewrite_points};
+use crate::evaluate::{Collector, Report};
+use crate::model::Model;
+
+/// Where a record's outcome is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeSpec {
+    /// A top-level field: `true`, `1`, `"yes"`... (default `outcome`).
+    Field(String),
+    /// A property equal to a value (case-insensitive), e.g.
+    /// `property:lifecyclestage=customer`.
+    Property { name: String, value: String },
+    /// Any event of a type, e.g. `event:closed_won`.
+    Event(String),
+}
+
+impl OutcomeSpec {
+    pub fn parse(text: &str) -> Result<OutcomeSpec, String> {
+        if let Some(rest) = text.strip_prefix("property:") {
+            let (name, value) = rest
+                .split_once('=')
+                .ok_or_else(|| format!("--outcome {text}: expected property:NAME=VALUE"))?;
+            return Ok(OutcomeSpec::Property {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+        }
+        if let Some(kind) = text.strip_prefix("event:") {
+            return Ok(OutcomeSpec::Event(kind.to_owned()));
+        }
+        let field = text.strip_prefix("field:").unwrap_or(text);
+        if field.is_empty() {
+            return Err("--outcome: name a field, property:NAME=VALUE or event:TYPE".to_owned());
+        }
+        Ok(OutcomeSpec::Field(field.to_owned()))
+    }
+
+    /// The outcome of one JSON line; `None` when the line does not say.
+    fn read(&self, line: &str) -> Result<Option<bool>, String> {
+        #[derive(Deserialize)]
+        struct Event {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            properties: BTreeMap<String, serde_json::Value>,
+            #[serde(default)]
+            events: Vec<Event>,
+        }
+        let truthy = |v: &serde_json::Value| match v {
+            serde_json::Value::Bool(b) => Some(*b),
+            serde_json::Value::Number(n) => n.as_f64().map(|n| n != 0.0),
+            serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" | "won" | "converted" => Some(true),
+                "false" | "no" | "0" | "lost" | "" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        match self {
+            OutcomeSpec::Field(name) => {
+                let map: BTreeMap<String, serde_json::Value> =
+                    serde_json::from_str(line).map_err(|e| e.to_string())?;
+                match map.get(name) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(v) => truthy(v)
+                        .map(Some)
+                        .ok_or_else(|| format!("`{name}`: {v} is not a yes/no outcome")),
+                }
+            }
+            OutcomeSpec::Property { name, value } => {
+                let probe: Probe = serde_json::from_str(line).map_err(|e| e.to_string())?;
+                Ok(Some(probe.properties.get(name).is_some_and(|v| match v {
+                    serde_json::Value::String(s) => s.eq_ignore_ascii_case(value),
+                    other => other.to_string().eq_ignore_ascii_case(value),
+                })))
+            }
+            OutcomeSpec::Event(kind) => {
+                let probe: Probe = serde_json::from_str(line).map_err(|e| e.to_string())?;
+                Ok(Some(probe.events.iter().any(|e| &e.kind == kind)))
+            }
+        }
+    }
+}
+
+/// Counts of lines that could not be used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub unreadable: u64,
+    pub no_outcome: u64,
+    /// The first few problems, with line numbers.
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    fn note(&mut self, line: u64, message: String, unreadable: bool) {
+        if unreadable {
+            self.unreadable += 1;
+        } else {
+            self.no_outcome += 1;
+        }
+        if self.examples.len() < 5 {
+            self.examples.push(format!("line {line}: {message}"));
+        }
+    }
+
+    pub fn text(&self) -> String {
+        if self.unreadable + self.no_outcome == 0 {
+            return String::new();
+        }
+        let mut out = format!(
+            "skipped {} unreadable records and {} without an outcome",
+            self.unreadable, self.no_outcome
+        );
+        for example in &self.examples {
+            out.push_str("\n  ");
+            out.push_str(example);
+        }
+        out.push('\n');
+        out
+    }
+}
+
+type Scored = Vec<Result<(String, Vec<Scorecard>, bool), (u64, String, bool)>>;
+
+/// Reads records, scores each with every model, and calls `visit` in input
+/// order.
+fn each_scored(
+    models: &[&Model],
+    now: Timestamp,
+    outcome: &OutcomeSpec,
+    input: impl BufRead,
+    threads: usize,
+    mut visit: impl FnMut(&str, &[Scorecard], bool),
+) -> Result<Skipped, CommandError> {
+    let mut skipped = Skipped::default();
+    for_each_batch(
+        input,
+        threads,
+        |lines, first_line| -> Scored {
+            let mut out = Vec::with_capacity(lines.len());
+            for (i, raw) in lines.iter().enumerate() {
+                let number = first_line + i as u64;
+                let text = match line_text(raw) {
+                    Ok("") => continue,
+                    Ok(text) => text,
+                    Err(message) => {
+                        out.push(Err((number, message, true)));
+                        continue;
+                    }
+                };
+                let converted = match outcome.read(text) {
+                    Ok(Some(converted)) => converted,
+                    Ok(None) => {
+                        out.push(Err((number, "no outcome".to_owned(), false)));
+                        continue;
+                    }
+                    Err(message) => {
+                        out.push(Err((number, message, true)));
+                        continue;
+                    }
+                };
+                let mut cards = Vec::with_capacity(models.len());
+                let mut id = String::new();
+                for model in models {
+                    match model.parse_record(text) {
+                        Ok(record) => {
+                            id = record.id().to_owned();
+                            cards.push(model.score(&record, now));
+                        }
+                        Err(e) => {
+                            out.push(Err((number, e.to_string(), true)));
+                            break;
+                        }
+                    }
+                }
+                if cards.len() == models.len() {
+                    out.push(Ok((id, cards, converted)));
+                }
+            }
+            out
+        },
+        |results| {
+            for result in results {
+                match result {
+                    Ok((id, cards, converted)) => visit(&id, &cards, converted),
+                    Err((line, message, unreadable)) => skipped.note(line, message, unreadable),
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(skipped)
+}
+
+/// Backtests one model.
+pub fn backtest(
+    model: &Model,
+    now: Timestamp,
+    outcome: &OutcomeSpec,
+    input: impl BufRead,
+    threads: usize,
+) -> Result<(Report, Skipped), CommandError> {
+    let mut collector = Collector::new(model);
+    let skipped = each_scored(
+        &[model],
+        now,
+        outcome,
+        input,
+        threads,
+        |_, cards, converted| {
+            if let Some(card) = cards.first() {
+                collector.add(card, converted);
+            }
+        },
+    )?;
+    if collector.is_empty() {
+        return Err(CommandError::Data(format!(
+            "no record with an outcome to backtest\n{}",
+            skipped.text()
+        )));
+    }
+    Ok((collector.report(), skipped))
+}
+
+/// Records moving from (old label) to (new label).
+pub type Moves = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// How records move between two models.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Diff {
+    pub old: Report,
+    pub new: Report,
+    /// Per score present in both: tier transitions, old → new → records.
+    pub tier_moves: Vec<(String, Moves)>,
+    pub grade_moves: Moves,
+    pub biggest_movers: Vec<Mover>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Mover {
+    pub id: String,
+    pub score: String,
+    pub old_total: f64,
+    pub new_total: f64,
+    pub old_reasons: String,
+    pub new_reasons: String,
+}
+
+/// Compares two models on the same records.
+pub fn diff(
+    old: &Model,
+    new: &Model,
+    now: Timestamp,
+    outcome: &OutcomeSpec,
+    input: impl BufRead,
+    threads: usize,
+) -> Result<(Diff, Skipped), CommandError> {
+    let shared: Vec<(usize, usize, String)> = old
+        .scores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            new.scores
+                .iter()
+                .position(|t| t.name == s.name)
+                .map(|j| (i, j, s.name.clone()))
+        })
+        .collect();
+    let mut old_collector = Collector::new(old);
+    let mut new_collector = Collector::new(new);
+    let mut tier_moves: Vec<Moves> = vec![BTreeMap::new(); shared.len()];
+    let mut grade_moves: Moves = BTreeMap::new();
+    let mut movers: Vec<Mover> = Vec::new();
+    let tier_label = |model: &Model, card: &Scorecard, score: usize| {
+        card.scores
+            .get(score)
+            .and_then(|r| r.tier)
+            .and_then(|t| model.scores[score].tiers.get(usize::from(t)))
+            .map_or("(none)".to_owned(), |t| t.label.clone())
+    };
+    let skipped = each_scored(
+        &[old, new],
+        now,
+        outcome,
+        input,
+        threads,
+        |id, cards, converted| {
+            let [a, b] = cards else { return };
+            old_collector.add(a, converted);
+            new_collector.add(b, converted);
+            for (k, (i, j, name)) in shared.iter().enumerate() {
+                *tier_moves[k]
+                    .entry(tier_label(old, a, *i))
+                    .or_default()
+                    .entry(tier_label(new, b, *j))
+                    .or_default() += 1;
+                let (before, after) = (
+                    a.scores.get(*i).map_or(0.0, |r| r.total),
+                    b.scores.get(*j).map_or(0.0, |r| r.total),
+                );
+                if before != after {
+                    movers.push(Mover {
+                        id: id.to_owned(),
+                        score: name.clone(),
+                        old_total: before,
+                        new_total: after,
+                        old_reasons: crate::engine::summary_line(old, a, *i),
+                        new_reasons: crate::engine::summary_line(new, b, *j),
+                    });
+                    if movers.len() > 200 {
+                        movers.sort_by(|x, y| {
+                            (y.new_total - y.old_total)
+                                .abs()
+                                .total_cmp(&(x.new_total - x.old_total).abs())
+                        });
+                        movers.truncate(20);
+                    }
+                }
+            }
+            let grade = |card: &Scorecard| {
+                card.grade
+                    .map_or("(none)".to_owned(), |g| g.as_str().to_owned())
+            };
+            *grade_moves
+                .entry(grade(a))
+                .or_default()
+                .entry(grade(b))
+                .or_default() += 1;
+        },
+    )?;
+    movers.sort_by(|x, y| {
+        (y.new_total - y.old_total)
+            .abs()
+            .total_cmp(&(x.new_total - x.old_total).abs())
+    });
+    movers.truncate(20);
+    if old_collector.is_empty() {
+        return Err(CommandError::Data(format!(
+            "no record with an outcome to compare\n{}",
+            skipped.text()
+        )));
+    }
+    Ok((
+        Diff {
+            old: old_collector.report(),
+            new: new_collector.report(),
+            tier_moves: shared
+                .into_iter()
+                .zip(tier_moves)
+                .map(|((_, _, name), moves)| (name, moves))
+                .collect(),
+            grade_moves,
+            biggest_movers: movers,
+        },
+        skipped,
+    ))
+}
+
+impl Diff {
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "{} records", self.old.records);
+        for (old, new) in self.old.scores.iter().zip(&self.new.scores) {
+            let auc = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.3}"));
+            let _ = writeln!(
+                out,
+                "score \"{}\": ROC AUC {} → {}; top-10 % lift {:.2}× → {:.2}×",
+                old.score,
+                auc(old.auc),
+                auc(new.auc),
+                old.top.first().map_or(0.0, |t| t.lift),
+                new.top.first().map_or(0.0, |t| t.lift)
+            );
+        }
+        for (score, moves) in &self.tier_moves {
+            let _ = writeln!(out, "\ntier moves for \"{score}\" (old → new: records)");
+            for (from, row) in moves {
+                for (to, n) in row {
+                    let marker = if from == to { " " } else { "*" };
+                    let _ = writeln!(out, "  {marker} {from:>10} → {to:<10} {n}");
+                }
+            }
+        }
+        let changed: u64 = self
+            .grade_moves
+            .iter()
+            .flat_map(|(from, row)| {
+                row.iter()
+                    .filter(move |(to, _)| *to != from)
+                    .map(|(_, n)| *n)
+            })
+            .sum();
+        let _ = writeln!(out, "\n{changed} records change grade");
+        if !self.biggest_movers.is_empty() {
+            let _ = writeln!(out, "\nbiggest movers");
+            for m in &self.biggest_movers {
+                let _ = writeln!(
+                    out,
+                    "  {} ({}): {} → {}\n    was: {}\n    now: {}",
+                    m.id, m.score, m.old_total, m.new_total, m.old_reasons, m.new_reasons
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Fits point values for one score and proposes a model file.
+pub fn calibrate(
+    model: &Model,
+    source: &str,
+    score: Option<&str>,
+    now: Timestamp,
+    outcome: &OutcomeSpec,
+    input: impl BufRead,
+    threads: usize,
+) -> Result<(Outcome, Option<String>, Skipped), CommandError> {
+    let index = match score {
+        None => 0,
+        Some(name) => model
+            .scores
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| {
+                CommandError::Data(format!("--score {name}: the model has no such score"))
+            })?,
+    };
+    let mut calibration = Calibration::new(model, index);
+    let skipped = each_scored(
+        &[model],
+        now,
+        outcome,
+        input,
+        threads,
+        |id, cards, converted| {
+            if let Some(card) = cards.first() {
+                calibration.add(id, card, converted);
+            }
+        },
+    )?;
+    let outcome = calibration.finish(1.0);
+    let proposal = rewrite_points(source, index, &outcome.rules);
+    Ok((outcome, proposal, skipped))
+}
+
+/// Writes `count` generated people as JSON-line records with an `outcome`.
+pub fn generate(
+    count: u64,
+    seed: u64,
+    epoch: Timestamp,
+    mut out: impl Write,
+) -> Result<(), CommandError> {
+    let people = crate::fake::PeopleSpec {
+        seed,
+        epoch_ms: epoch.as_millisecond(),
+    };
+    for id in 1..=count {
+        let person = people.person(id);
+        serde_json::to_writer(&mut out, &person.to_record_json())
+            .map_err(|e| CommandError::Data(e.to_string()))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,473 @@
+//! Does the model separate converters? Backtest metrics over scored
+//! records with known outcomes: ROC AUC (ties counted half), conversion by
+//! tier and by grade with Wilson 95 % intervals, lift and capture in the
+//! top 10 % and 20 %, whether tiers are ordered by conversion, and which
+//! criteria fire more among converters. Also the comparison of two models
+//! on the same records (`diff`) and a fitted logistic model (`calibrate`).
+//!
+//! Pure: scorecards and outcomes in, numbers out. Commands do the reading.
+
+pub mod calibrate;
+
+use serde::Serialize;
+
+use crate::Scorecard;
+use crate::grade::Grade;
+use crate::model::Model;
+
+/// ROC AUC of `scores` against outcomes: the chance that a random converter
+/// scores above a random non-converter, ties counting one half. `None`
+/// without both classes.
+pub fn auc(scored: &mut [(f64, bool)]) -> Option<f64> {
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = scored.iter().filter(|s| s.1).count() as f64;
+    let negatives = scored.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    // Mann–Whitney: the sum of the positives' ranks, ties given their mean rank.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < scored.len() {
+        let mut j = i;
+        while j < scored.len() && scored[j].0 == scored[i].0 {
+            j += 1;
+        }
+        let mean_rank = (i + 1 + j) as f64 / 2.0;
+        rank_sum += mean_rank * scored[i..j].iter().filter(|s| s.1).count() as f64;
+        i = j;
+    }
+    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+}
+
+/// Wilson score interval (95 %) for `hits` out of `n`.
+pub fn wilson(hits: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let total = n as f64;
+    let p = hits as f64 / total;
+    let denominator = 1.0 + z * z / total;
+    let centre = p + z * z / (2.0 * total);
+    let margin = z * ((p * (1.0 - p) + z * z / (4.0 * total)) / total).sqrt();
+    let low = if hits == 0 {
+        0.0
+    } else {
+        ((centre - margin) / denominator).max(0.0)
+    };
+    let high = if p >= 1.0 {
+        1.0
+    } else {
+        ((centre + margin) / denominator).min(1.0)
+    };
+    (low, high)
+}
+
+/// Converters among the top `fraction` of records by score, against the
+/// base rate. `sorted` must be by score, highest first.
+pub fn top_share(sorted: &[(f64, bool)], fraction: f64) -> TopShare {
+    let total_positive = sorted.iter().filter(|s| s.1).count() as f64;
+    let take = ((sorted.len() as f64 * fraction).ceil() as usize).min(sorted.len());
+    let positive = sorted[..take].iter().filter(|s| s.1).count() as f64;
+    let base = if sorted.is_empty() {
+        0.0
+    } else {
+        total_positive / sorted.len() as f64
+    };
+    let rate = if take == 0 {
+        0.0
+    } else {
+        positive / take as f64
+    };
+    TopShare {
+        fraction,
+        records: take as u64,
+        conversion_rate: rate,
+        lift: if base > 0.0 { rate / base } else { 0.0 },
+        capture: if total_positive > 0.0 {
+            positive / total_positive
+        } else {
+            0.0
+        },
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopShare {
+    pub fraction: f64,
+    pub records: u64,
+    pub conversion_rate: f64,
+    /// The top's conversion rate over the base rate.
+    pub lift: f64,
+    /// Share of all converters that are in the top.
+    pub capture: f64,
+}
+
+/// Conversion in one bucket (a tier, a grade, a stage).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Bucket {
+    pub label: String,
+    pub records: u64,
+    pub converted: u64,
+    pub rate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Bucket {
+    fn new(label: String, records: u64, converted: u64) -> Bucket {
+        let (low, high) = wilson(converted, records);
+        Bucket {
+            label,
+            records,
+            converted,
+            rate: if records == 0 {
+                0.0
+            } else {
+                converted as f64 / records as f64
+            },
+            low,
+            high,
+        }
+    }
+}
+
+/// How often one criterion fires among converters and the others.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Criterion {
+    pub score: String,
+    pub rule: String,
+    pub points: f64,
+    pub among_converters: f64,
+    pub among_others: f64,
+    /// among_converters / among_others (∞ written as null).
+    pub ratio: Option<f64>,
+}
+
+/// One score's metrics.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoreMetrics {
+    pub score: String,
+    pub auc: Option<f64>,
+    pub top: Vec<TopShare>,
+    pub tiers: Vec<Bucket>,
+    /// Tiers whose conversion rate is not above the tier below them.
+    pub tier_inversions: Vec<String>,
+    pub stages: Vec<Bucket>,
+}
+
+/// A backtest's result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub records: u64,
+    pub converted: u64,
+    pub base_rate: f64,
+    pub scores: Vec<ScoreMetrics>,
+    pub grades: Vec<Bucket>,
+    pub criteria: Vec<Criterion>,
+}
+
+/// Accumulates scorecards and outcomes; memory is a few bytes per record
+/// (the totals AUC needs) plus fixed counters.
+#[derive(Debug)]
+pub struct Collector<'m> {
+    model: &'m Model,
+    outcomes: Vec<bool>,
+    /// Per score: totals in record order.
+    totals: Vec<Vec<f64>>,
+    /// Per score, per tier (last: no tier): records, converted.
+    tiers: Vec<Vec<(u64, u64)>>,
+    stages: Vec<Vec<(u64, u64)>>,
+    grades: [(u64, u64); 14],
+    /// Per score, per rule: fired among converters, among others.
+    fired: Vec<Vec<(u64, u64)>>,
+}
+
+impl<'m> Collector<'m> {
+    pub fn new(model: &'m Model) -> Collector<'m> {
+        let stage_count = model.lifecycle.as_ref().map_or(0, |l| l.stages.len());
+        Collector {
+            model,
+            outcomes: Vec::new(),
+            totals: vec![Vec::new(); model.scores.len()],
+            tiers: model
+                .scores
+                .iter()
+                .map(|s| vec![(0, 0); s.tiers.len() + 1])
+                .collect(),
+            stages: model
+                .scores
+                .iter()
+                .map(|_| vec![(0, 0); stage_count + 1])
+                .collect(),
+            grades: [(0, 0); 14],
+            fired: model
+                .scores
+                .iter()
+                .map(|s| vec![(0, 0); s.rules.len()])
+                .collect(),
+        }
+    }
+
+    pub fn add(&mut self, card: &Scorecard, converted: bool) {
+        self.outcomes.push(converted);
+        let count = |cell: &mut (u64, u64)| {
+            cell.0 += 1;
+            cell.1 += u64::from(converted);
+        };
+        for (i, result) in card.scores.iter().enumerate().take(self.totals.len()) {
+            self.totals[i].push(result.total);
+            let tiers = &mut self.tiers[i];
+            let last = tiers.len() - 1;
+            count(&mut tiers[result.tier.map_or(last, usize::from).min(last)]);
+            let stages = &mut self.stages[i];
+            let last = stages.len() - 1;
+            count(&mut stages[result.stage.map_or(last, usize::from).min(last)]);
+            for hit in &result.hits {
+                if let Some(cell) = self.fired[i].get_mut(usize::from(hit.rule)) {
+                    if converted {
+                        cell.0 += 1;
+                    } else {
+                        cell.1 += 1;
+                    }
+                }
+            }
+        }
+        count(&mut self.grades[card.grade.map_or(13, |g| usize::from(g.rank()))]);
+    }
+
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// Totals and outcomes of one score (for AUC and for comparing models).
+    pub fn scored(&self, score: usize) -> Vec<(f64, bool)> {
+        self.totals
+            .get(score)
+            .map(|t| {
+                t.iter()
+                    .copied()
+                    .zip(self.outcomes.iter().copied())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn report(&self) -> Report {
+        let model = self.model;
+        let records = self.outcomes.len() as u64;
+        let converted = self.outcomes.iter().filter(|o| **o).count() as u64;
+        let others = records - converted;
+        let mut scores = Vec::new();
+        let mut criteria = Vec::new();
+        for (i, spec) in model.scores.iter().enumerate() {
+            let auc = auc(&mut self.scored(i));
+            // Highest first; among equal totals, file order.
+            let mut scored = self.scored(i);
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let top = [0.1, 0.2].iter().map(|f| top_share(&scored, *f)).collect();
+            let mut tiers: Vec<Bucket> = spec
+                .tiers
+                .iter()
+                .zip(&self.tiers[i])
+                .map(|(tier, (n, c))| Bucket::new(tier.label.clone(), *n, *c))
+                .collect();
+            let inversions = tiers
+                .windows(2)
+                .filter(|w| w[0].records > 0 && w[1].records > 0 && w[1].rate <= w[0].rate)
+                .map(|w| format!("{} converts no better than {}", w[1].label, w[0].label))
+                .collect();
+            if let Some((n, c)) = self.tiers[i]
+                .last()
+                .filter(|(n, _)| *n > 0 && !spec.tiers.is_empty())
+            {
+                tiers.insert(0, Bucket::new("(no tier)".to_owned(), *n, *c));
+            }
+            let stage_names = model
+                .lifecycle
+                .as_ref()
+                .map(|l| l.stages.clone())
+                .unwrap_or_default();
+            let stages = if spec.stages.is_empty() {
+                Vec::new()
+            } else {
+                let mut list: Vec<Bucket> = stage_names
+                    .iter()
+                    .zip(&self.stages[i])
+                    .map(|(name, (n, c))| Bucket::new(name.clone(), *n, *c))
+                    .collect();
+                if let Some((n, c)) = self.stages[i].last().filter(|(n, _)| *n > 0) {
+                    list.insert(0, Bucket::new("(no stage)".to_owned(), *n, *c));
+                }
+                list
+            };
+            for (rule, (pos, neg)) in spec.rules.iter().zip(&self.fired[i]) {
+                let among_converters = if converted == 0 {
+                    0.0
+                } else {
+                    *pos as f64 / converted as f64
+                };
+                let among_others = if others == 0 {
+                    0.0
+                } else {
+                    *neg as f64 / others as f64
+                };
+                criteria.push(Criterion {
+                    score: spec.name.clone(),
+                    rule: rule.name.clone(),
+                    points: rule.points,
+                    among_converters,
+                    among_others,
+                    ratio: (among_others > 0.0).then(|| among_converters / among_others),
+                });
+            }
+            scores.push(ScoreMetrics {
+                score: spec.name.clone(),
+                auc,
+                top,
+                tiers,
+                tier_inversions: inversions,
+                stages,
+            });
+        }
+        criteria.sort_by(|a, b| {
+            let key = |c: &Criterion| c.among_converters - c.among_others;
+            key(b).total_cmp(&key(a))
+        });
+        let grades = if model.profiles.is_empty() {
+            Vec::new()
+        } else {
+            Grade::ladder()
+                .map(|g| (g.as_str().to_owned(), self.grades[usize::from(g.rank())]))
+                .chain(std::iter::once(("(none)".to_owned(), self.grades[13])))
+                .filter(|(_, (n, _))| *n > 0)
+                .map(|(label, (n, c))| Bucket::new(label, n, c))
+                .collect()
+        };
+        Report {
+            model: model.name.clone(),
+            records,
+            converted,
+            base_rate: if records == 0 {
+                0.0
+            } else {
+                converted as f64 / records as f64
+            },
+            scores,
+            grades,
+            criteria,
+        }
+    }
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.1} %", 100.0 * x)
+}
+
+fn bucket_lines(out: &mut String, title: &str, buckets: &[Bucket]) {
+    use std::fmt::Write as _;
+    if buckets.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {title}");
+    for b in buckets {
+        let _ = writeln!(
+            out,
+            "    {:<14} {:>9} records {:>8} converted  {:>7}  (95 % CI {} – {})",
+            b.label,
+            b.records,
+            b.converted,
+            percent(b.rate),
+            percent(b.low),
+            percent(b.high)
+        );
+    }
+}
+
+impl Report {
+    /// The report as revops read it in a terminal.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "model \"{}\": {} records, {} converted (base rate {})",
+            self.model,
+            self.records,
+            self.converted,
+            percent(self.base_rate)
+        );
+        for score in &self.scores {
+            let _ = writeln!(out, "\nscore \"{}\"", score.score);
+            match score.auc {
+                Some(auc) => {
+                    let verdict = if auc >= 0.8 {
+                        "strong separation"
+                    } else if auc >= 0.7 {
+                        "useful separation"
+                    } else if auc > 0.55 {
+                        "weak separation"
+                    } else {
+                        "no better than chance"
+                    };
+                    let _ = writeln!(out, "  ROC AUC {auc:.3} ({verdict})");
+                }
+                None => {
+                    let _ = writeln!(out, "  ROC AUC: needs both converters and non-converters");
+                }
+            }
+            for top in &score.top {
+                let _ = writeln!(
+                    out,
+                    "  top {:>2.0} %: {} records, conversion {}, lift {:.2}×, captures {} of converters",
+                    top.fraction * 100.0,
+                    top.records,
+                    percent(top.conversion_rate),
+                    top.lift,
+                    percent(top.capture)
+                );
+            }
+            bucket_lines(&mut out, "by tier", &score.tiers);
+            for inversion in &score.tier_inversions {
+                let _ = writeln!(out, "  ! {inversion}");
+            }
+            bucket_lines(&mut out, "by stage", &score.stages);
+        }
+        if !self.grades.is_empty() {
+            out.push('\n');
+            bucket_lines(&mut out, "by grade", &self.grades);
+        }
+        if !self.criteria.is_empty() {
+            let _ = writeln!(
+                out,
+                "\ncriteria, most telling first (fired among converters vs others)"
+            );
+            for c in self.criteria.iter().take(12) {
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:>7} vs {:>7}  ({} points)",
+                    format!("{} / {}", c.score, c.rule),
+                    percent(c.among_converters),
+                    percent(c.among_others),
+                    c.points
+                );
+            }
+            let idle: Vec<&str> = self
+                .criteria
+                .iter()
+                .filter(|c| c.among_converters == 0.0 && c.among_others == 0.0)
+                .map(|c| c.rule.as_str())
+                .collect();
+            if !idle.is_empty() {
+                let _ = writeln!(out, "  never fired: {}", idle.join(", "));
+            }
+        }
+        out
+    }
+}
