@@ -79,7 +79,8 @@ enum Command {
     },
     /// Compare two models on the same records: tier and grade moves, biggest movers, metrics.
     Diff {
-        #[arg(long = "config", num_args = 2, required = true)]
+        /// The old model, then the new one: `--config OLD --config NEW`.
+        #[arg(long = "config", action = clap::ArgAction::Append, required = true)]
         configs: Vec<PathBuf>,
         #[arg(long)]
         input: String,
@@ -250,8 +251,13 @@ fn run(command: Command) -> Result<u8, CommandError> {
             now,
             json,
         } => {
-            let old = commands::load_model(&configs[0])?;
-            let new = commands::load_model(&configs[1])?;
+            let [old, new] = configs.as_slice() else {
+                return Err(CommandError::Data(
+                    "diff needs exactly two models: --config OLD --config NEW".to_owned(),
+                ));
+            };
+            let old = commands::load_model(old)?;
+            let new = commands::load_model(new)?;
             let now = commands::resolve_now(now.as_deref())?;
             let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
             let (diff, skipped) =

@@ -1,5 +1,7 @@
 //! Learning point values from outcomes: an L2-regularised logistic
-//! regression of "converted" on which of a score's criteria fired, fitted by
+//! regression of "converted" on how often each of a score's criteria
+//! counted (once for a property rule, per occurrence for an event rule, as
+//! the model's points are given), fitted by
 //! Newton's method (IRLS) on the distinct firing patterns (so a million
 //! records cost no more than the patterns they show), compared with the
 //! hand-set model on held-out records, and turned into points on the
@@ -13,22 +15,19 @@ use super::auc;
 use crate::Scorecard;
 use crate::model::Model;
 
-/// The criteria of one score that fired on a record, as a bit set.
-fn pattern(card: &Scorecard, score: usize, words: usize) -> Vec<u64> {
-    let mut bits = vec![0u64; words];
+/// How often each criterion of one score counted on a record (1 for a
+/// property rule that held; the occurrences that scored for an event rule).
+/// The fitted weight is then per occurrence, as the model's points are.
+fn pattern(card: &Scorecard, score: usize, rules: usize) -> Vec<u16> {
+    let mut counts = vec![0u16; rules];
     if let Some(result) = card.scores.get(score) {
         for hit in &result.hits {
-            let i = usize::from(hit.rule);
-            if let Some(word) = bits.get_mut(i / 64) {
-                *word |= 1 << (i % 64);
+            if let Some(count) = counts.get_mut(usize::from(hit.rule)) {
+                *count = u16::try_from(hit.count.max(1)).unwrap_or(u16::MAX);
             }
         }
     }
-    bits
-}
-
-fn bit(bits: &[u64], i: usize) -> bool {
-    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    counts
 }
 
 /// Training patterns and held-out records for one score.
@@ -37,10 +36,9 @@ pub struct Calibration<'m> {
     model: &'m Model,
     score: usize,
     rules: usize,
-    words: usize,
     /// Pattern → index into `counts`.
-    index: HashMap<Vec<u64>, usize>,
-    patterns: Vec<Vec<u64>>,
+    index: HashMap<Vec<u16>, usize>,
+    patterns: Vec<Vec<u16>>,
     /// Per pattern: (converted, not converted) among training records.
     counts: Vec<(u64, u64)>,
     /// Held-out records: pattern index, hand-set total, outcome.
@@ -180,9 +178,10 @@ fn solve(mut a: Vec<Vec<f64>>, b: &[f64]) -> Option<Vec<f64>> {
     Some(x)
 }
 
-/// Fits weights (last: intercept) to patterns with counts, L2 penalty
+/// Fits weights (last: intercept) to feature vectors with outcome counts,
+/// L2 penalty
 /// `lambda` on the weights (not the intercept).
-pub fn fit(patterns: &[Vec<bool>], counts: &[(u64, u64)], lambda: f64) -> Vec<f64> {
+pub fn fit(patterns: &[Vec<f64>], counts: &[(u64, u64)], lambda: f64) -> Vec<f64> {
     let d = patterns.first().map_or(0, Vec::len);
     let mut w = vec![0.0; d + 1];
     for _ in 0..50 {
@@ -193,20 +192,22 @@ pub fn fit(patterns: &[Vec<bool>], counts: &[(u64, u64)], lambda: f64) -> Vec<f6
             if n == 0.0 {
                 continue;
             }
-            let z = w[d]
-                + x.iter()
-                    .zip(&w)
-                    .filter(|(on, _)| **on)
-                    .map(|(_, wi)| wi)
-                    .sum::<f64>();
+            let z = w[d] + x.iter().zip(&w).map(|(xi, wi)| xi * wi).sum::<f64>();
             let p = sigmoid(z);
             let residual = *pos as f64 - n * p;
             let weight = n * p * (1.0 - p);
-            let active: Vec<usize> = (0..d).filter(|i| x[*i]).chain(std::iter::once(d)).collect();
-            for &i in &active {
-                gradient[i] += residual;
-                for &j in &active {
-                    hessian[i][j] += weight;
+            // Features with the intercept's constant 1 last; zeros skipped.
+            let active: Vec<(usize, f64)> = x
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, v)| *v != 0.0)
+                .chain(std::iter::once((d, 1.0)))
+                .collect();
+            for &(i, xi) in &active {
+                gradient[i] += residual * xi;
+                for &(j, xj) in &active {
+                    hessian[i][j] += weight * xi * xj;
                 }
             }
         }
@@ -236,7 +237,6 @@ impl<'m> Calibration<'m> {
             model,
             score,
             rules,
-            words: rules.div_ceil(64).max(1),
             index: HashMap::new(),
             patterns: Vec::new(),
             counts: Vec::new(),
@@ -245,11 +245,11 @@ impl<'m> Calibration<'m> {
     }
 
     pub fn add(&mut self, id: &str, card: &Scorecard, converted: bool) {
-        let bits = pattern(card, self.score, self.words);
+        let counts = pattern(card, self.score, self.rules);
         let next = self.patterns.len();
-        let index = *self.index.entry(bits.clone()).or_insert(next);
+        let index = *self.index.entry(counts.clone()).or_insert(next);
         if index == next {
-            self.patterns.push(bits);
+            self.patterns.push(counts);
             self.counts.push((0, 0));
         }
         if held_out(id) {
@@ -263,18 +263,17 @@ impl<'m> Calibration<'m> {
     }
 
     pub fn finish(&self, lambda: f64) -> Outcome {
-        let features: Vec<Vec<bool>> = self
+        let features: Vec<Vec<f64>> = self
             .patterns
             .iter()
-            .map(|bits| (0..self.rules).map(|i| bit(bits, i)).collect())
+            .map(|counts| counts.iter().map(|c| f64::from(*c)).collect())
             .collect();
         let w = fit(&features, &self.counts, lambda);
         let predict = |index: usize| -> f64 {
             features[index]
                 .iter()
                 .zip(&w)
-                .filter(|(on, _)| **on)
-                .map(|(_, wi)| wi)
+                .map(|(xi, wi)| xi * wi)
                 .sum::<f64>()
                 + w.last().copied().unwrap_or(0.0)
         };
