@@ -316,3 +316,74 @@ fn fake_crm_keeps_writes_in_its_state_file_across_restarts() {
         text(&refused.stderr)
     );
 }
+
+#[test]
+fn generate_backtest_calibrate_and_diff_from_the_command_line() {
+    let generated = leadscored(&["generate", "--records", "3000", "--seed", "4"], None);
+    assert!(generated.status.success());
+    let records = text(&generated.stdout);
+    assert_eq!(records.lines().count(), 3000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("people.jsonl");
+    std::fs::write(&input, &records).expect("write");
+    let input = input.to_str().expect("utf-8");
+
+    let report = leadscored(
+        &[
+            "backtest",
+            "--config",
+            "config/b2b.toml",
+            "--input",
+            "-",
+            "--now",
+            NOW,
+            "--json",
+        ],
+        Some(&records),
+    );
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("json");
+    assert_eq!(json["records"], 3000);
+    assert!(json["scores"][0]["auc"].as_f64().expect("auc") > 0.6);
+
+    let proposal = dir.path().join("proposed.toml");
+    let calibrated = leadscored(
+        &[
+            "calibrate",
+            "--config",
+            "config/b2b.toml",
+            "--input",
+            input,
+            "--now",
+            NOW,
+            "--write",
+            proposal.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(calibrated.status.success(), "{}", text(&calibrated.stderr));
+    assert!(text(&calibrated.stdout).contains("held-out ROC AUC"));
+
+    let compared = leadscored(
+        &[
+            "diff",
+            "--config",
+            "config/b2b.toml",
+            "--config",
+            proposal.to_str().expect("utf-8"),
+            "--input",
+            input,
+            "--now",
+            NOW,
+        ],
+        None,
+    );
+    assert!(compared.status.success(), "{}", text(&compared.stderr));
+    assert!(text(&compared.stdout).contains("tier moves for \"contact\""));
+
+    let one = leadscored(
+        &["diff", "--config", "config/b2b.toml", "--input", input],
+        None,
+    );
+    assert_eq!(one.status.code(), Some(65), "diff needs two models");
+}
