@@ -115,7 +115,7 @@ impl Window {
     /// How long a send counts against us: the CRM's interval plus a little,
     /// so latency jitter cannot make the CRM still count a send we dropped.
     fn horizon(&self) -> Duration {
-        self.interval + (self.interval / 40).max(Duration::from_millis(20))
+        self.interval + (self.interval / 40).max(Duration::from_millis(100))
     }
 
     fn expire(&mut self, now: Instant) {

@@ -709,9 +709,9 @@ impl Crm for Hubspot {
             summary.pages += 1;
             let next = page.paging.and_then(|p| p.next).map(|n| n.after);
             let mut records: Vec<CrmRecord> = page.results.into_iter().map(to_crm_record).collect();
-            if let Some(last) = records.last() {
+            if let (PullKind::Since(_), Some(last)) = (spec.kind, records.last()) {
                 match last.id.parse::<u64>() {
-                    Ok(id) if id > last_id || matches!(spec.kind, PullKind::Full) => last_id = id,
+                    Ok(id) if id > last_id => last_id = id,
                     _ => {
                         return Err(CrmError::Protocol {
                             endpoint: "contacts.search".to_owned(),
