@@ -17,6 +17,7 @@ pub mod grade;
 pub mod model;
 pub mod plan;
 pub mod record;
+pub mod sync;
 
 pub use engine::Scorecard;
 pub use grade::{Grade, GradeStep};

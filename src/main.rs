@@ -120,6 +120,29 @@ enum Command {
         #[arg(long, default_value = "2026-11-01T00:00:00Z")]
         now: String,
     },
+    /// One sync pass: pull, score, write back what changed (or, with
+    /// --dry-run, print what would change).
+    Sync {
+        #[arg(long, env = "LEADSCORED_CONNECTION")]
+        connection: PathBuf,
+        /// Run one pass and exit (the scheduled daemon is `run`, planned).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Records changed since this moment (RFC 3339); default: all records.
+        #[arg(long)]
+        since: Option<String>,
+        /// Write nothing; print each planned change and a summary.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON lines: one per changed record, then {"summary": ...}.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        crm_url: Option<String>,
+        /// Score as of this moment (default: now).
+        #[arg(long)]
+        now: Option<String>,
+    },
     /// Create the output properties a connection writes, in the CRM.
     Setup {
         /// The connection file (it names the model).
@@ -320,6 +343,40 @@ fn run(command: Command) -> Result<u8, CommandError> {
             let output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             commands::generate(records, seed, now, output)?;
             Ok(exit::OK)
+        }
+        Command::Sync {
+            connection,
+            once: _,
+            since,
+            dry_run,
+            json,
+            crm_url,
+            now,
+        } => {
+            let mut connection =
+                leadscored::config::Connection::load(&connection).map_err(CommandError::from)?;
+            if let Some(url) = crm_url {
+                connection
+                    .override_base_url(&url)
+                    .map_err(CommandError::Data)?;
+            }
+            let now = commands::resolve_now(now.as_deref())?;
+            let kind = match since {
+                None => leadscored::crm::PullKind::Full,
+                Some(text) => {
+                    let at = commands::resolve_now(Some(&text))?;
+                    leadscored::crm::PullKind::Since(at.as_millisecond())
+                }
+            };
+            let pass = leadscored::sync::Pass { kind, now, dry_run };
+            let stdout = std::io::stdout();
+            let output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let report = commands::sync_once(&connection, pass, json, output)?;
+            if report.failed.is_empty() {
+                Ok(exit::OK)
+            } else {
+                Ok(exit::DATA_ERR)
+            }
         }
         Command::Setup {
             connection,

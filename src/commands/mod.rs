@@ -12,6 +12,7 @@ mod fake;
 mod lines;
 mod score;
 mod setup;
+mod sync;
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ pub use explain::explain;
 pub use fake::{FakeKind, fake_crm};
 pub use score::{ScoreStats, score_stream};
 pub use setup::setup;
+pub use sync::sync_once;
 
 use crate::model::{ConfigErrors, Model};
 

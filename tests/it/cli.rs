@@ -387,3 +387,73 @@ fn generate_backtest_calibrate_and_diff_from_the_command_line() {
     );
     assert_eq!(one.status.code(), Some(65), "diff needs two models");
 }
+
+#[test]
+fn setup_and_a_dry_run_sync_against_the_fake_crm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, leadscored::fake::HubspotConfig::default().token).expect("token");
+    let connection = dir.path().join("hubspot.toml");
+    let source = read("config/hubspot.toml")
+        .replace(
+            "model = \"b2b.toml\"",
+            &format!(
+                "model = {:?}",
+                root().join("config/b2b.toml").display().to_string()
+            ),
+        )
+        .replace(
+            "token = { credential = \"hubspot-token\" }",
+            &format!("token = {{ file = {:?} }}", token.display().to_string()),
+        );
+    std::fs::write(&connection, source).expect("connection");
+    let connection = connection.to_str().expect("utf-8");
+    let port = free_port();
+    let fake = start_fake(&["--kind", "hubspot", "--contacts", "40"], port);
+    let url = format!("http://127.0.0.1:{port}");
+    let check = leadscored(
+        &[
+            "setup",
+            "--connection",
+            connection,
+            "--crm-url",
+            &url,
+            "--check",
+        ],
+        None,
+    );
+    assert_eq!(
+        check.status.code(),
+        Some(78),
+        "properties are missing at first"
+    );
+    let setup = leadscored(
+        &["setup", "--connection", connection, "--crm-url", &url],
+        None,
+    );
+    assert!(setup.status.success(), "{}", text(&setup.stderr));
+    let dry = leadscored(
+        &[
+            "sync",
+            "--connection",
+            connection,
+            "--crm-url",
+            &url,
+            "--once",
+            "--dry-run",
+        ],
+        None,
+    );
+    let printed = text(&dry.stdout);
+    terminate(fake);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        printed.contains("dry run: nothing was written"),
+        "{printed}"
+    );
+    assert!(printed.contains("40 records pulled"), "{printed}");
+    assert!(
+        printed.contains("leadscored_score: (empty) → "),
+        "{printed}"
+    );
+}

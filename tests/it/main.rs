@@ -22,6 +22,7 @@ mod models;
 mod plan;
 mod properties;
 mod records;
+mod sync_pass;
 
 use std::path::{Path, PathBuf};
 
