@@ -300,7 +300,7 @@ async fn more_than_five_concurrent_requests_get_error_66() {
     let (fake, client) = start(PardotConfig {
         faults: Faults {
             rate_slow: 1.0,
-            slow: std::time::Duration::from_millis(400),
+            slow: std::time::Duration::from_millis(1500),
             ..Faults::default()
         },
         ..config(20)
