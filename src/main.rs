@@ -63,52 +63,29 @@ enum Command {
     Backtest {
         #[arg(long, env = "LEADSCORED_CONFIG")]
         config: PathBuf,
-        /// JSON lines (the `score` format) with outcomes; `-` for stdin.
-        #[arg(long)]
-        input: String,
-        /// Where the outcome is: a field (default `outcome`),
-        /// `property:NAME=VALUE` or `event:TYPE`.
-        #[arg(long, default_value = "outcome")]
-        outcome: String,
-        /// Score as of this moment (the snapshot time).
-        #[arg(long)]
-        now: Option<String>,
-        /// Print JSON instead of the readable report.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        records: Outcomes,
     },
     /// Compare two models on the same records: tier and grade moves, biggest movers, metrics.
     Diff {
         /// The old model, then the new one: `--config OLD --config NEW`.
         #[arg(long = "config", action = clap::ArgAction::Append, required = true)]
         configs: Vec<PathBuf>,
-        #[arg(long)]
-        input: String,
-        #[arg(long, default_value = "outcome")]
-        outcome: String,
-        #[arg(long)]
-        now: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        records: Outcomes,
     },
     /// Learn point values from outcomes and propose a model file.
     Calibrate {
         #[arg(long, env = "LEADSCORED_CONFIG")]
         config: PathBuf,
-        #[arg(long)]
-        input: String,
-        #[arg(long, default_value = "outcome")]
-        outcome: String,
         /// Which score to fit (default: the first).
         #[arg(long)]
         score: Option<String>,
-        #[arg(long)]
-        now: Option<String>,
         /// Write the proposed model here (the original with new points).
         #[arg(long)]
         write: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        records: Outcomes,
     },
     /// Write generated people (the fake CRM's) as records with outcomes.
     Generate {
@@ -166,6 +143,57 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+}
+
+/// Records with known outcomes, as `backtest`, `diff` and `calibrate` read them.
+#[derive(clap::Args, Debug)]
+struct Outcomes {
+    /// JSON lines (the `score` format) with outcomes; `-` for stdin.
+    #[arg(long)]
+    input: String,
+    /// Where the outcome is: a field (default `outcome`),
+    /// `property:NAME=VALUE` or `event:TYPE`.
+    #[arg(long, default_value = "outcome")]
+    outcome: String,
+    /// Score as of this moment (the snapshot time).
+    #[arg(long)]
+    now: Option<String>,
+    /// Print JSON instead of the readable report.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Outcomes {
+    fn spec(&self) -> Result<commands::OutcomeSpec, CommandError> {
+        commands::OutcomeSpec::parse(&self.outcome).map_err(CommandError::Data)
+    }
+
+    fn now(&self) -> Result<jiff::Timestamp, CommandError> {
+        commands::resolve_now(self.now.as_deref())
+    }
+
+    fn input(&self) -> Result<Box<dyn std::io::BufRead>, CommandError> {
+        Ok(if self.input == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(open(&self.input)?)
+        })
+    }
+
+    /// Prints the result as JSON or text, after the skipped-records note.
+    fn emit(
+        &self,
+        value: &impl serde::Serialize,
+        text: String,
+        skipped: &commands::Skipped,
+    ) -> Result<(), CommandError> {
+        eprint!("{}", skipped.text());
+        if self.json {
+            print(&to_json(value)?)
+        } else {
+            print(&text)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -244,36 +272,19 @@ fn run(command: Command) -> Result<u8, CommandError> {
             commands::fake_crm(kind, listen, contacts, seed, state.as_deref())?;
             Ok(exit::OK)
         }
-        Command::Backtest {
-            config,
-            input,
-            outcome,
-            now,
-            json,
-        } => {
+        Command::Backtest { config, records } => {
             let model = commands::load_model(&config)?;
-            let now = commands::resolve_now(now.as_deref())?;
-            let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
-            let (report, skipped) = if input == "-" {
-                commands::backtest(&model, now, &outcome, std::io::stdin().lock(), threads())?
-            } else {
-                commands::backtest(&model, now, &outcome, open(&input)?, threads())?
-            };
-            eprint!("{}", skipped.text());
-            if json {
-                print(&to_json(&report)?)?;
-            } else {
-                print(&report.text())?;
-            }
+            let (report, skipped) = commands::backtest(
+                &model,
+                records.now()?,
+                &records.spec()?,
+                records.input()?,
+                threads(),
+            )?;
+            records.emit(&report, report.text(), &skipped)?;
             Ok(exit::OK)
         }
-        Command::Diff {
-            configs,
-            input,
-            outcome,
-            now,
-            json,
-        } => {
+        Command::Diff { configs, records } => {
             let [old, new] = configs.as_slice() else {
                 return Err(CommandError::Data(
                     "diff needs exactly two models: --config OLD --config NEW".to_owned(),
@@ -281,26 +292,22 @@ fn run(command: Command) -> Result<u8, CommandError> {
             };
             let old = commands::load_model(old)?;
             let new = commands::load_model(new)?;
-            let now = commands::resolve_now(now.as_deref())?;
-            let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
-            let (diff, skipped) =
-                commands::diff(&old, &new, now, &outcome, open(&input)?, threads())?;
-            eprint!("{}", skipped.text());
-            if json {
-                print(&to_json(&diff)?)?;
-            } else {
-                print(&diff.text())?;
-            }
+            let (diff, skipped) = commands::diff(
+                &old,
+                &new,
+                records.now()?,
+                &records.spec()?,
+                records.input()?,
+                threads(),
+            )?;
+            records.emit(&diff, diff.text(), &skipped)?;
             Ok(exit::OK)
         }
         Command::Calibrate {
             config,
-            input,
-            outcome,
             score,
-            now,
             write,
-            json,
+            records,
         } => {
             let model = commands::load_model(&config)?;
             let source = std::fs::read_to_string(&config).map_err(|source| {
@@ -309,23 +316,16 @@ fn run(command: Command) -> Result<u8, CommandError> {
                     source,
                 }
             })?;
-            let now = commands::resolve_now(now.as_deref())?;
-            let outcome = commands::OutcomeSpec::parse(&outcome).map_err(CommandError::Data)?;
             let (result, proposal, skipped) = commands::calibrate(
                 &model,
                 &source,
                 score.as_deref(),
-                now,
-                &outcome,
-                open(&input)?,
+                records.now()?,
+                &records.spec()?,
+                records.input()?,
                 threads(),
             )?;
-            eprint!("{}", skipped.text());
-            if json {
-                print(&to_json(&result)?)?;
-            } else {
-                print(&result.text())?;
-            }
+            records.emit(&result, result.text(), &skipped)?;
             if let Some(path) = write {
                 let Some(text) = proposal else {
                     return Err(CommandError::Data(
@@ -353,13 +353,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
             crm_url,
             now,
         } => {
-            let mut connection =
-                leadscored::config::Connection::load(&connection).map_err(CommandError::from)?;
-            if let Some(url) = crm_url {
-                connection
-                    .override_base_url(&url)
-                    .map_err(CommandError::Data)?;
-            }
+            let connection = load_connection(&connection, crm_url.as_deref())?;
             let now = commands::resolve_now(now.as_deref())?;
             let kind = match since {
                 None => leadscored::crm::PullKind::Full,
@@ -383,13 +377,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
             crm_url,
             check,
         } => {
-            let mut connection =
-                leadscored::config::Connection::load(&connection).map_err(CommandError::from)?;
-            if let Some(url) = crm_url {
-                connection
-                    .override_base_url(&url)
-                    .map_err(CommandError::Data)?;
-            }
+            let connection = load_connection(&connection, crm_url.as_deref())?;
             let (text, report) = commands::setup(&connection, !check)?;
             print(&text)?;
             if report.conflicts.is_empty() && report.missing.is_empty() {
@@ -419,6 +407,20 @@ fn open(path: &str) -> Result<BufReader<std::fs::File>, CommandError> {
             path: path.to_owned(),
             source,
         })
+}
+
+/// Reads a connection file, pointed at `--crm-url` when given.
+fn load_connection(
+    path: &std::path::Path,
+    crm_url: Option<&str>,
+) -> Result<leadscored::config::Connection, CommandError> {
+    let mut connection = leadscored::config::Connection::load(path)?;
+    if let Some(url) = crm_url {
+        connection
+            .override_base_url(url)
+            .map_err(CommandError::Data)?;
+    }
+    Ok(connection)
 }
 
 fn threads() -> usize {

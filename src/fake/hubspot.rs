@@ -595,12 +595,8 @@ impl FakeHubspot {
     /// since the last save; true when it wrote the file.
     pub fn save_state(&self, path: &std::path::Path) -> std::io::Result<bool> {
         let mut inner = self.lock();
-        if !inner.overlay.dirty {
-            return Ok(false);
-        }
         let header = Self::state_header(&inner);
-        inner.overlay.save(&header, path)?;
-        Ok(true)
+        inner.overlay.save_if_dirty(&header, path)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

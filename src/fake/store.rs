@@ -73,6 +73,16 @@ impl Overlay {
         Ok(())
     }
 
+    /// Saves only if something changed since the last save; true when it
+    /// wrote the file.
+    pub fn save_if_dirty(&mut self, header: &StateHeader, path: &Path) -> std::io::Result<bool> {
+        if !self.dirty {
+            return Ok(false);
+        }
+        self.save(header, path)?;
+        Ok(true)
+    }
+
     /// Loads a saved state; a missing file is an empty overlay.
     pub fn load(header: &StateHeader, path: &Path) -> Result<Self, String> {
         let bytes = match std::fs::read(path) {

@@ -29,15 +29,7 @@ pub fn connection(url: &str, limits: &str, token_dir: &tempfile::TempDir) -> Con
             ),
         )
         .replace("[limits]\n", &format!("[limits]\n{limits}\n"));
-    let mut connection = Connection::parse(
-        "config/hubspot.toml",
-        &source,
-        &crate::root().join("config"),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("the example connection loads: {e}"));
-    connection.override_base_url(url).expect("a local URL");
-    connection
+    pointed_at(&source, url)
 }
 
 /// The same connection, authenticating with OAuth against the fake's
@@ -57,13 +49,18 @@ pub fn oauth_connection(url: &str, limits: &str, dir: &tempfile::TempDir) -> Con
             ),
         )
         .replace("[limits]\n", &format!("[limits]\n{limits}\n"));
+    pointed_at(&source, url)
+}
+
+/// Compiles connection text (with the example model) and points it at `url`.
+fn pointed_at(source: &str, url: &str) -> Connection {
     let mut connection = Connection::parse(
         "config/hubspot.toml",
-        &source,
+        source,
         &crate::root().join("config"),
         None,
     )
-    .unwrap_or_else(|e| panic!("the OAuth connection loads: {e}"));
+    .unwrap_or_else(|e| panic!("the connection loads: {e}"));
     connection.override_base_url(url).expect("a local URL");
     connection
 }
