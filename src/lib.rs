@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod config;
 pub mod crm;
+pub mod daemon;
 pub mod engine;
 pub mod evaluate;
 pub mod fake;
@@ -17,7 +18,9 @@ pub mod grade;
 pub mod model;
 pub mod plan;
 pub mod record;
+pub mod state;
 pub mod sync;
+pub mod telemetry;
 
 pub use engine::Scorecard;
 pub use grade::{Grade, GradeStep};

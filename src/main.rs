@@ -15,8 +15,43 @@ use leadscored::commands::{self, CommandError, exit};
 #[derive(Parser)]
 #[command(name = "leadscored", version, about, long_about = None)]
 struct Cli {
+    /// Log format (standard error): auto picks human on a terminal and
+    /// journald-friendly lines under systemd.
+    #[arg(long, global = true, value_enum, default_value = "auto", env = "LEADSCORED_LOG_FORMAT")]
+    log_format: leadscored::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where local state lives: systemd's `StateDirectory`, else the user's
+/// state directory.
+#[derive(clap::Args)]
+struct StateDir {
+    /// Directory for the local state (one SQLite file per connection);
+    /// default: $STATE_DIRECTORY (systemd), else ~/.local/state/leadscored.
+    #[arg(long, env = "LEADSCORED_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    fn resolve(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
+            let dirs = dirs.to_string_lossy().into_owned();
+            if let Some(first) = dirs.split(':').next().filter(|d| !d.is_empty()) {
+                return PathBuf::from(first);
+            }
+        }
+        if let Some(base) = std::env::var_os("XDG_STATE_HOME").filter(|b| !b.is_empty()) {
+            return PathBuf::from(base).join("leadscored");
+        }
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/state/leadscored"),
+            None => PathBuf::from(".leadscored"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -102,13 +137,22 @@ enum Command {
     Sync {
         #[arg(long, env = "LEADSCORED_CONNECTION")]
         connection: PathBuf,
-        /// Run one pass and exit (the scheduled daemon is `run`, planned).
+        /// Run one pass and exit (the scheduled daemon is `run`).
         #[arg(long, required = true)]
         once: bool,
-        /// Records changed since this moment (RFC 3339); default: all records.
+        /// Pull every record afresh (default: what changed since the last
+        /// pass; everything on the first).
+        #[arg(long, conflicts_with_all = ["rescore", "since"])]
+        full: bool,
+        /// After the incremental pull, rescore every stored record (decay).
+        #[arg(long)]
+        rescore: bool,
+        /// Pull records changed since this moment (RFC 3339) instead of since
+        /// the watermark; the watermark stays.
         #[arg(long)]
         since: Option<String>,
-        /// Write nothing; print each planned change and a summary.
+        /// Write nothing (neither CRM nor state); print each planned change
+        /// and a summary.
         #[arg(long)]
         dry_run: bool,
         /// JSON lines: one per changed record, then {"summary": ...}.
@@ -119,6 +163,22 @@ enum Command {
         /// Score as of this moment (default: now).
         #[arg(long)]
         now: Option<String>,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// The daemon: scheduled passes, /healthz and /metrics, systemd
+    /// notifications; SIGHUP reloads, SIGTERM stops.
+    Run {
+        /// The connection file (it names the model).
+        #[arg(long, visible_alias = "config", env = "LEADSCORED_CONNECTION")]
+        connection: PathBuf,
+        #[arg(long)]
+        crm_url: Option<String>,
+        /// Serve /healthz and /metrics here instead of `[daemon] listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        state: StateDir,
     },
     /// Create the output properties a connection writes, in the CRM.
     Setup {
@@ -198,13 +258,12 @@ impl Outcomes {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEADSCORED_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    // The daemon tells what it does; one-off commands only warn.
+    let level = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    leadscored::telemetry::init(cli.log_format, level);
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
@@ -344,28 +403,53 @@ fn run(command: Command) -> Result<u8, CommandError> {
             commands::generate(records, seed, now, output)?;
             Ok(exit::OK)
         }
-        Command::Sync {
+        Command::Run {
             connection,
+            crm_url,
+            listen,
+            state,
+        } => {
+            leadscored::daemon::run(leadscored::daemon::Options {
+                connection,
+                crm_url,
+                state_dir: state.resolve(),
+                listen,
+            })?;
+            Ok(exit::OK)
+        }
+        Command::Sync {
+            connection: path,
             once: _,
+            full,
+            rescore,
             since,
             dry_run,
             json,
             crm_url,
             now,
+            state,
         } => {
-            let connection = load_connection(&connection, crm_url.as_deref())?;
+            let connection = load_connection(&path, crm_url.as_deref())?;
             let now = commands::resolve_now(now.as_deref())?;
-            let kind = match since {
-                None => leadscored::crm::PullKind::Full,
-                Some(text) => {
-                    let at = commands::resolve_now(Some(&text))?;
-                    leadscored::crm::PullKind::Since(at.as_millisecond())
-                }
+            let since = match since {
+                None => None,
+                Some(text) => Some(commands::resolve_now(Some(&text))?.as_millisecond()),
             };
-            let pass = leadscored::sync::Pass { kind, now, dry_run };
+            let kind = match (full, rescore) {
+                (true, _) => leadscored::sync::PassKind::Full,
+                (false, true) => leadscored::sync::PassKind::Rescore,
+                (false, false) => leadscored::sync::PassKind::Incremental,
+            };
+            let pass = leadscored::sync::Pass {
+                kind,
+                now,
+                dry_run,
+                since,
+            };
+            let state_path = leadscored::state::default_path(&state.resolve(), &path);
             let stdout = std::io::stdout();
             let output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let report = commands::sync_once(&connection, pass, json, output)?;
+            let report = commands::sync_once(&connection, &state_path, pass, json, output)?;
             if report.failed.is_empty() {
                 Ok(exit::OK)
             } else {

@@ -1,31 +1,119 @@
-//! One sync pass: pull → score → plan → write, joined by a bounded channel
-//! so memory stays flat however large the portal. Writes go out in full
-//! batches while the pull goes on; a dry run writes nothing and reports
-//! every change and what it would cost.
+//! The sync engine: one pass of pull → score → plan → write, joined by a
+//! bounded channel so memory stays flat however large the portal, with the
+//! local [`State`] around it.
 //!
-//! This is the pass the daemon will schedule; local state (watermarks,
-//! last written values, echo suppression) is not kept here yet, so an
-//! incremental pass takes its watermark from the caller.
+//! A pass pulls (everything, or what changed since the watermark), scores
+//! and plans each record against what the CRM holds, writes in full
+//! batches while the pull goes on, and records every outcome in the state.
+//! After the pull it retries records whose writes failed, and a rescore
+//! pass then rescores every other stored record from its stored inputs
+//! (decay and time windows move scores with no CRM change). Only then does
+//! the watermark move: a pass cut short — error, SIGTERM, kill -9 — is
+//! simply repeated, and repeating it writes only what is still missing.
+//!
+//! Records the CRM returns exactly as leadscored last saw them (typically
+//! the echo of our own write) keep their stored events: no detail calls,
+//! and no write unless time alone moved the score.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
-use crate::config::Connection;
-use crate::crm::{Crm, CrmError, PullKind, PullSpec, Update, WriteReport, mapping};
+use crate::config::{Connection, EventSource, Output};
+use crate::crm::{Crm, CrmError, CrmRecord, PullKind, PullSpec, Update, WriteReport, mapping};
 use crate::engine::OutputKind;
 use crate::plan::Change;
+use crate::state::{RunLog, State, StateError, WriteOutcome, Written};
 
 /// Pages in flight between the pull and the scorer.
 const PAGES_IN_FLIGHT: usize = 4;
+/// Stored records read per step of a rescore.
+const RESCORE_PAGE: usize = 1_000;
+/// A failed record is retried by incremental passes this many times; after
+/// that only by rescore and full passes.
+pub const RETRIES: u32 = 10;
+
+/// Which records a pass looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassKind {
+    /// Records changed since the watermark (everything on a first run),
+    /// then failed records again.
+    Incremental,
+    /// An incremental pass, then every other stored record rescored from
+    /// its stored inputs: the nightly run that applies decay.
+    Rescore,
+    /// Every record pulled afresh (with its event detail).
+    Full,
+}
+
+impl PassKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassKind::Incremental => "incremental",
+            PassKind::Rescore => "rescore",
+            PassKind::Full => "full",
+        }
+    }
+}
 
 /// What a pass does.
 #[derive(Clone, Copy, Debug)]
 pub struct Pass {
-    pub kind: PullKind,
+    pub kind: PassKind,
     pub now: jiff::Timestamp,
     pub dry_run: bool,
+    /// Pull records changed since this moment (epoch ms) instead of since
+    /// the watermark.
+    pub since: Option<i64>,
+}
+
+/// A request to stop at the next safe point (SIGTERM): between pages and
+/// batches; a batch on the wire finishes.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<StopInner>);
+
+#[derive(Debug, Default)]
+struct StopInner {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`Stop::stop`] was called.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Why a pass did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Crm(#[from] CrmError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("stopped before the pass finished; the watermark stays where it was")]
+    Stopped,
 }
 
 /// One record's planned changes.
@@ -55,10 +143,18 @@ impl From<Change> for ChangeJson {
 /// What a pass found and did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PassReport {
+    pub kind: Option<PassKind>,
     pub dry_run: bool,
+    /// `full` or `since <time>`.
+    pub pull: String,
     pub pulled: u64,
     pub pull_pages: u64,
     pub detail_calls: u64,
+    /// Pulled records found as leadscored last saw them (echoes of its
+    /// own writes, mostly): no detail fetched.
+    pub unchanged: u64,
+    /// Stored records rescored without a pull (failed retries and rescore).
+    pub rescored: u64,
     /// Records with at least one change.
     pub changed: u64,
     pub written: u64,
@@ -66,6 +162,8 @@ pub struct PassReport {
     pub write_calls: u64,
     /// Batch calls the changes cost (or would cost, in a dry run).
     pub write_cost: u64,
+    /// The watermark the pass leaves (epoch ms), when it moved.
+    pub watermark: Option<i64>,
     /// Per choice output (tier, stage, grade): value → records, before
     /// (what the CRM holds) and after (what leadscored computes).
     pub before: BTreeMap<String, BTreeMap<String, u64>>,
@@ -73,10 +171,9 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    fn absorb(&mut self, report: WriteReport) {
-        self.written += report.written.len() as u64;
-        self.write_calls += report.calls;
-        self.failed.extend(report.failed);
+    /// Calls the pass made.
+    pub fn calls(&self) -> u64 {
+        self.pull_pages + self.detail_calls + self.write_calls
     }
 
     /// The summary as an admin reads it.
@@ -85,8 +182,18 @@ impl PassReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} records pulled in {} pages ({} detail calls); {} need writes, costing {} batch calls",
-            self.pulled, self.pull_pages, self.detail_calls, self.changed, self.write_cost
+            "pull {}: {} records in {} pages ({} detail calls, {} unchanged since last seen); {} rescored from local state",
+            self.pull,
+            self.pulled,
+            self.pull_pages,
+            self.detail_calls,
+            self.unchanged,
+            self.rescored
+        );
+        let _ = writeln!(
+            out,
+            "{} records need writes, costing {} batch calls",
+            self.changed, self.write_cost
         );
         if self.dry_run {
             let _ = writeln!(out, "dry run: nothing was written");
@@ -122,98 +229,414 @@ impl PassReport {
     }
 }
 
-/// Runs one pass. `on_change` sees each record's planned changes as they
-/// are found (a dry run's per-record report).
+/// What stored inputs were pulled for: the fields and event sources. Inputs
+/// stored under another fingerprint lack something the model now reads,
+/// so the next pass pulls everything afresh.
+pub fn fingerprint(connection: &Connection) -> String {
+    let mut parts: Vec<String> = connection.fields();
+    for (name, source) in &connection.events {
+        let source = match source {
+            EventSource::HubspotForms => "forms".to_owned(),
+            EventSource::HubspotEmail(t) => format!("email{t:?}"),
+            EventSource::HubspotWeb(t) => format!("web{t:?}"),
+            EventSource::PardotActivity {
+                types,
+                with,
+                without,
+            } => format!("activity{types:?}{with:?}{without:?}"),
+        };
+        parts.push(format!("{name}={source}"));
+    }
+    parts.join(",")
+}
+
+/// The pass in progress: the scorer's side of the pipeline.
+struct Worker<'a, C: Crm> {
+    crm: &'a C,
+    connection: &'a Connection,
+    state: Option<&'a mut State>,
+    pass: Pass,
+    choices: Vec<&'a Output>,
+    failed_before: FxHashSet<String>,
+    pending: Vec<(Update, Written)>,
+    batch_size: usize,
+    report: PassReport,
+}
+
+impl<C: Crm> Worker<'_, C> {
+    /// Scores and plans records; `ours` is what leadscored wrote to each
+    /// since it was pulled (empty for fresh pulls).
+    fn plan(
+        &mut self,
+        records: Vec<(CrmRecord, Written)>,
+        on_change: &mut impl FnMut(&RecordChange),
+    ) -> Vec<String> {
+        let model = &self.connection.model;
+        metrics::counter!("leadscored_records_scored_total").increment(records.len() as u64);
+        let mut settled = Vec::new();
+        for (pulled, ours) in records {
+            let record = mapping::to_record(model, &self.connection.inputs, &pulled);
+            let card = model.score(&record, self.pass.now);
+            for output in &self.choices {
+                let held = pulled
+                    .values
+                    .get(&output.property)
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| "(empty)".to_owned());
+                let new = output
+                    .render(model, &card)
+                    .unwrap_or_else(|| "(empty)".to_owned());
+                *self
+                    .report
+                    .before
+                    .entry(output.property.clone())
+                    .or_default()
+                    .entry(held)
+                    .or_default() += 1;
+                *self
+                    .report
+                    .after
+                    .entry(output.property.clone())
+                    .or_default()
+                    .entry(new)
+                    .or_default() += 1;
+            }
+            let changes = crate::plan::changes(model, &self.connection.outputs, &pulled.values, &card);
+            if changes.is_empty() {
+                if self.failed_before.contains(&pulled.id) {
+                    settled.push(pulled.id);
+                }
+                continue;
+            }
+            self.report.changed += 1;
+            let mut written = ours;
+            let mut values = BTreeMap::new();
+            for change in &changes {
+                values.insert(change.property.clone(), change.new.clone());
+                written.insert(change.property.clone(), change.new.clone());
+            }
+            on_change(&RecordChange {
+                id: pulled.id.clone(),
+                changes: changes.into_iter().map(ChangeJson::from).collect(),
+            });
+            if !self.pass.dry_run {
+                self.pending.push((
+                    Update {
+                        id: pulled.id,
+                        values,
+                    },
+                    written,
+                ));
+            }
+        }
+        settled
+    }
+
+    /// Writes what is pending (all of it, or only full batches) and
+    /// records the outcome.
+    async fn flush(&mut self, settled: Vec<String>, all: bool) -> Result<(), PassError> {
+        let take = if all || self.pending.len() >= self.batch_size {
+            std::mem::take(&mut self.pending)
+        } else {
+            Vec::new()
+        };
+        if take.is_empty() && settled.is_empty() {
+            return Ok(());
+        }
+        let (updates, written): (Vec<Update>, Vec<Written>) = take.into_iter().unzip();
+        let ids: Vec<String> = updates.iter().map(|u| u.id.clone()).collect();
+        let report = if updates.is_empty() {
+            WriteReport::default()
+        } else {
+            self.crm.write(updates).await?
+        };
+        metrics::counter!("leadscored_records_written_total").increment(report.written.len() as u64);
+        metrics::counter!("leadscored_records_failed_total").increment(report.failed.len() as u64);
+        if let Some(state) = self.state.as_deref_mut() {
+            let written_by_id: FxHashMap<&str, &Written> =
+                ids.iter().map(String::as_str).zip(written.iter()).collect();
+            let stamps: FxHashMap<&str, i64> =
+                report.stamps.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+            let outcomes: Vec<WriteOutcome<'_>> = report
+                .written
+                .iter()
+                .filter_map(|id| {
+                    Some(WriteOutcome {
+                        id,
+                        written: written_by_id.get(id.as_str())?,
+                        stamp: stamps.get(id.as_str()).copied(),
+                    })
+                })
+                .collect();
+            state.save_writes(
+                &outcomes,
+                &report.failed,
+                &settled,
+                self.pass.now.as_millisecond(),
+            )?;
+        }
+        self.report.written += report.written.len() as u64;
+        self.report.write_calls += report.calls;
+        self.report.failed.extend(report.failed);
+        Ok(())
+    }
+}
+
+/// Runs one pass. `state` is required unless `pass.dry_run` (a dry run
+/// without state plans as if nothing had been seen). `on_change` sees each
+/// record's planned changes as they are found.
 pub async fn run_pass<C: Crm>(
     crm: &C,
     connection: &Connection,
+    state: Option<&mut State>,
     pass: Pass,
+    stop: &Stop,
     mut on_change: impl FnMut(&RecordChange),
-) -> Result<PassReport, CrmError> {
+) -> Result<PassReport, PassError> {
+    let fingerprint = fingerprint(connection);
+    let (watermark, usable, failed_before) = match state.as_deref() {
+        Some(state) => {
+            let usable = state.fingerprint()?.as_deref() == Some(fingerprint.as_str());
+            let failed: FxHashSet<String> =
+                state.failed()?.into_iter().map(|(id, _, _)| id).collect();
+            (state.watermark()?.filter(|_| usable), usable, failed)
+        }
+        None => (None, false, FxHashSet::default()),
+    };
+    let pull_kind = match (pass.kind, pass.since.or(watermark)) {
+        (PassKind::Full, _) | (_, None) => PullKind::Full,
+        (_, Some(since)) => PullKind::Since(since),
+    };
+    let known = match (pull_kind, state.as_deref()) {
+        (PullKind::Since(since), Some(state)) if usable => {
+            let slack = connection.limits.search_overlap.as_millis() as i64 + 60_000;
+            state.seen_since(since - slack)?
+        }
+        _ => FxHashMap::default(),
+    };
     let spec = PullSpec {
-        kind: pass.kind,
+        kind: pull_kind,
         fields: connection.fields(),
         event_types: connection.events.keys().cloned().collect(),
         until_ms: pass.now.as_millisecond(),
+        known: Arc::new(known),
     };
-    let batch_size = 100 * connection.limits.concurrency.max(1);
-    let (sink, mut pages) = mpsc::channel(PAGES_IN_FLIGHT);
-    let mut report = PassReport {
-        dry_run: pass.dry_run,
-        ..PassReport::default()
+    let mut worker = Worker {
+        crm,
+        connection,
+        state,
+        pass,
+        choices: connection
+            .outputs
+            .iter()
+            .filter(|o| o.kind() == OutputKind::Choice)
+            .collect(),
+        failed_before,
+        pending: Vec::new(),
+        batch_size: 100 * connection.limits.concurrency.max(1),
+        report: PassReport {
+            kind: Some(pass.kind),
+            dry_run: pass.dry_run,
+            pull: match pull_kind {
+                PullKind::Full => "full".to_owned(),
+                PullKind::Since(ms) => format!(
+                    "since {}",
+                    jiff::Timestamp::from_millisecond(ms).unwrap_or_default()
+                ),
+            },
+            ..PassReport::default()
+        },
     };
-    let choices: Vec<&crate::config::Output> = connection
-        .outputs
-        .iter()
-        .filter(|o| o.kind() == OutputKind::Choice)
-        .collect();
-    let model = &connection.model;
+    // Records this pass pulled (only kept when a later stage must skip
+    // them: incremental pulls, which are small).
+    let mut seen: FxHashSet<String> = FxHashSet::default();
+    let keep_seen = matches!(pull_kind, PullKind::Since(_));
+
+    let (sink, mut pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
     let consume = async {
-        let mut pending: Vec<Update> = Vec::new();
-        while let Some(page) = pages.recv().await {
-            for pulled in page {
-                report.pulled += 1;
-                let record = mapping::to_record(model, &connection.inputs, &pulled);
-                let card = model.score(&record, pass.now);
-                for output in &choices {
-                    let held = pulled
-                        .values
-                        .get(&output.property)
-                        .filter(|v| !v.is_empty())
-                        .cloned()
-                        .unwrap_or_else(|| "(empty)".to_owned());
-                    let new = output
-                        .render(model, &card)
-                        .unwrap_or_else(|| "(empty)".to_owned());
-                    *report
-                        .before
-                        .entry(output.property.clone())
-                        .or_default()
-                        .entry(held)
-                        .or_default() += 1;
-                    *report
-                        .after
-                        .entry(output.property.clone())
-                        .or_default()
-                        .entry(new)
-                        .or_default() += 1;
+        loop {
+            let page = tokio::select! {
+                biased;
+                () = stop.stopped() => return Err(PassError::Stopped),
+                page = pages.recv() => page,
+            };
+            let Some(mut page) = page else { break };
+            worker.report.pulled += page.len() as u64;
+            metrics::counter!("leadscored_records_pulled_total").increment(page.len() as u64);
+            if let Some(state) = worker.state.as_deref_mut() {
+                for record in page.iter_mut().filter(|r| r.detail_skipped) {
+                    worker.report.unchanged += 1;
+                    if let Some((stored, _)) = state.record(&record.id)? {
+                        record.events = stored.events;
+                    }
                 }
-                let changes =
-                    crate::plan::changes(model, &connection.outputs, &pulled.values, &card);
-                if changes.is_empty() {
-                    continue;
-                }
-                report.changed += 1;
-                let values = changes
-                    .iter()
-                    .map(|c| (c.property.clone(), c.new.clone()))
-                    .collect();
-                on_change(&RecordChange {
-                    id: pulled.id.clone(),
-                    changes: changes.into_iter().map(ChangeJson::from).collect(),
-                });
                 if !pass.dry_run {
-                    pending.push(Update {
-                        id: pulled.id,
-                        values,
-                    });
+                    state.save_pulled(&page)?;
                 }
             }
-            if pending.len() >= batch_size {
-                let full = std::mem::take(&mut pending);
-                report.absorb(crm.write(full).await?);
+            if keep_seen {
+                seen.extend(page.iter().map(|r| r.id.clone()));
             }
+            let records = page.into_iter().map(|r| (r, Written::new())).collect();
+            let settled = worker.plan(records, &mut on_change);
+            worker.flush(settled, false).await?;
         }
-        if !pending.is_empty() {
-            report.absorb(crm.write(pending).await?);
-        }
-        Ok::<(), CrmError>(())
+        Ok(())
     };
     let (pulled, consumed) = tokio::join!(crm.pull(&spec, sink), consume);
     consumed?;
     let summary = pulled?;
-    report.pull_pages = summary.pages;
-    report.detail_calls = summary.detail_calls;
-    report.write_cost = report.changed.div_ceil(100);
-    Ok(report)
+    worker.flush(Vec::new(), true).await?;
+    worker.report.pull_pages = summary.pages;
+    worker.report.detail_calls = summary.detail_calls;
+
+    // Failed records the pull did not bring back, then (rescore) the rest.
+    if usable && pull_kind != PullKind::Full {
+        let retry: Vec<String> = match worker.state.as_deref() {
+            Some(state) if pass.kind == PassKind::Incremental => state
+                .failed_ids(RETRIES)?
+                .into_iter()
+                .filter(|id| !seen.contains(id))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for ids in retry.chunks(RESCORE_PAGE) {
+            if stop.is_stopped() {
+                return Err(PassError::Stopped);
+            }
+            let mut records = Vec::new();
+            if let Some(state) = worker.state.as_deref() {
+                for id in ids {
+                    records.extend(state.record(id)?);
+                }
+            }
+            worker.report.rescored += records.len() as u64;
+            let settled = worker.plan(records, &mut on_change);
+            worker.flush(settled, false).await?;
+        }
+        if pass.kind == PassKind::Rescore {
+            let mut after = String::new();
+            loop {
+                if stop.is_stopped() {
+                    return Err(PassError::Stopped);
+                }
+                let Some(state) = worker.state.as_deref() else {
+                    break;
+                };
+                let batch = state.records_after(&after, RESCORE_PAGE)?;
+                let Some((last, _)) = batch.last() else { break };
+                after = last.id.clone();
+                let records: Vec<(CrmRecord, Written)> = batch
+                    .into_iter()
+                    .filter(|(r, _)| !seen.contains(&r.id))
+                    .collect();
+                worker.report.rescored += records.len() as u64;
+                let settled = worker.plan(records, &mut on_change);
+                worker.flush(settled, false).await?;
+            }
+        }
+        worker.flush(Vec::new(), true).await?;
+    }
+
+    if !pass.dry_run
+        && pass.since.is_none()
+        && let Some(state) = worker.state.as_deref()
+    {
+        state.finish_pull(spec.until_ms, &fingerprint)?;
+        worker.report.watermark = Some(spec.until_ms);
+    }
+    worker.report.write_cost = worker.report.changed.div_ceil(100);
+    Ok(worker.report)
+}
+
+/// A run id: the start time and a random tail, short enough for logs.
+pub fn run_id(now: jiff::Timestamp) -> String {
+    format!(
+        "{:x}-{:04x}",
+        now.as_second(),
+        fastrand::u16(..)
+    )
+}
+
+/// How a run ended, in a word (the run log, `STATUS=`, metrics).
+pub fn outcome(result: &Result<PassReport, PassError>) -> &'static str {
+    match result {
+        Ok(report) if report.failed.is_empty() => "ok",
+        Ok(_) => "ok-with-failures",
+        Err(PassError::Stopped) => "stopped",
+        Err(PassError::Crm(CrmError::BudgetExhausted { .. })) => "budget-exhausted",
+        Err(PassError::Crm(
+            CrmError::Auth(_) | CrmError::MissingScope(_) | CrmError::Credentials(_),
+        )) => "auth-failed",
+        Err(PassError::Crm(_)) => "crm-error",
+        Err(PassError::State(_)) => "state-error",
+    }
+}
+
+/// Runs a pass inside a `run` span with a run id, and logs it in the
+/// state's run log (dry runs are not logged: they change nothing).
+pub async fn run_logged<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    state: &mut State,
+    pass: Pass,
+    stop: &Stop,
+    on_change: impl FnMut(&RecordChange),
+) -> Result<PassReport, PassError> {
+    use tracing::Instrument as _;
+    let id = run_id(pass.now);
+    let span = tracing::info_span!("run", run_id = %id, kind = pass.kind.as_str());
+    async {
+        let started = jiff::Timestamp::now();
+        let row = if pass.dry_run || state.read_only() {
+            None
+        } else {
+            Some(state.begin_run(&id, pass.kind.as_str(), started.as_millisecond())?)
+        };
+        tracing::info!(dry_run = pass.dry_run, "run started");
+        let result = run_pass(crm, connection, Some(&mut *state), pass, stop, on_change).await;
+        let ended = jiff::Timestamp::now();
+        let word = outcome(&result);
+        let mut log = RunLog {
+            run_id: id.clone(),
+            kind: pass.kind.as_str().to_owned(),
+            started_ms: started.as_millisecond(),
+            ended_ms: Some(ended.as_millisecond()),
+            outcome: Some(word.to_owned()),
+            ..RunLog::default()
+        };
+        match &result {
+            Ok(report) => {
+                log.pulled = report.pulled;
+                log.changed = report.changed;
+                log.written = report.written;
+                log.failed = report.failed.len() as u64;
+                log.calls = report.calls();
+                log.watermark_ms = report.watermark;
+                tracing::info!(
+                    outcome = word,
+                    pulled = report.pulled,
+                    unchanged = report.unchanged,
+                    rescored = report.rescored,
+                    changed = report.changed,
+                    written = report.written,
+                    failed = report.failed.len(),
+                    calls = report.calls(),
+                    seconds = (ended - started).as_secs_f64(),
+                    "run finished"
+                );
+            }
+            Err(error) => {
+                log.message = Some(error.to_string());
+                tracing::warn!(outcome = word, error = %error, "run did not finish");
+            }
+        }
+        if let Some(row) = row {
+            state.end_run(row, &log)?;
+        }
+        result
+    }
+    .instrument(span)
+    .await
 }

@@ -35,6 +35,8 @@ pub mod exit {
     pub const DATA_ERR: u8 = 65;
     /// An input file could not be opened.
     pub const NO_INPUT: u8 = 66;
+    /// The local state cannot be created or written.
+    pub const CANT_CREATE: u8 = 73;
     /// The CRM could not be reached, or its budget is spent: try later.
     pub const TEMP_FAIL: u8 = 75;
     /// The CRM answered in a way it does not document.
@@ -72,6 +74,21 @@ pub enum CommandError {
     Crm(#[from] crate::crm::CrmError),
     #[error("{0}")]
     Connection(#[from] crate::config::LoadError),
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+    #[error("{0}")]
+    Stopped(String),
+}
+
+impl From<crate::sync::PassError> for CommandError {
+    fn from(error: crate::sync::PassError) -> Self {
+        use crate::sync::PassError as P;
+        match error {
+            P::Crm(e) => CommandError::Crm(e),
+            P::State(e) => CommandError::State(e),
+            P::Stopped => CommandError::Stopped(P::Stopped.to_string()),
+        }
+    }
 }
 
 impl CommandError {
@@ -84,6 +101,15 @@ impl CommandError {
             CommandError::Data(_) => exit::DATA_ERR,
             CommandError::Io(_) => exit::FAILURE,
             CommandError::Connection(_) => exit::CONFIG,
+            CommandError::State(error) => {
+                use crate::state::StateError as S;
+                match error {
+                    S::Locked { .. } => exit::TEMP_FAIL,
+                    S::Foreign { .. } | S::TooNew { .. } => exit::CONFIG,
+                    S::Open { .. } | S::Sql(_) => exit::CANT_CREATE,
+                }
+            }
+            CommandError::Stopped(_) => exit::TEMP_FAIL,
             CommandError::Crm(error) => {
                 use crate::crm::CrmError as E;
                 match error {
@@ -91,6 +117,7 @@ impl CommandError {
                     E::BudgetExhausted { .. } | E::Unavailable { .. } => exit::TEMP_FAIL,
                     E::Rejected { .. } | E::Protocol { .. } => exit::PROTOCOL,
                     E::Stopped => exit::FAILURE,
+                    E::Unsupported(_) => exit::CONFIG,
                 }
             }
         }

@@ -1,26 +1,59 @@
-//! `sync --once`: one pass of pull → score → plan → write against the
-//! connection's CRM; with `--dry-run`, nothing is written and every
-//! planned change is printed (old → new per record) with a summary.
+//! `sync --once`: one pass against the connection's CRM, with its local
+//! state (the same state the daemon keeps; a daemon holding it makes this
+//! wait its turn: runs never overlap). With `--dry-run`, nothing is
+//! written — not to the CRM, not to the state — and every planned change
+//! is printed (old → new per record) with a summary.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::CommandError;
-use crate::config::{Connection, CrmKind};
-use crate::crm::hubspot::Hubspot;
-use crate::sync::{Pass, PassReport, RecordChange, run_pass};
+use crate::config::Connection;
+use crate::crm::Connector;
+use crate::state::State;
+use crate::sync::{Pass, PassReport, RecordChange, Stop, run_logged, run_pass};
 
-/// Runs one pass, printing each record's changes to `out` (a line of text
-/// or of JSON each) and then the summary.
+/// Prints one record's planned changes as a line of text or of JSON.
+pub(crate) fn print_change(
+    out: &mut impl Write,
+    change: &RecordChange,
+    json: bool,
+) -> std::io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, change).map_err(std::io::Error::other)?;
+        return out.write_all(b"\n");
+    }
+    let parts: Vec<String> = change
+        .changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {} → {}",
+                c.property,
+                c.old.as_deref().unwrap_or("(empty)"),
+                if c.new.is_empty() { "(empty)" } else { &c.new }
+            )
+        })
+        .collect();
+    writeln!(out, "{}  {}", change.id, parts.join("; "))
+}
+
+/// Runs one pass, printing each record's changes to `out` and then the
+/// summary. SIGTERM or Ctrl-C stops it at the next safe point.
 pub fn sync_once(
     connection: &Connection,
+    state_path: &Path,
     pass: Pass,
     json: bool,
     mut out: impl Write,
 ) -> Result<PassReport, CommandError> {
-    if connection.crm.kind == CrmKind::Pardot {
-        return Err(CommandError::Data(
-            "sync with Pardot is not available yet (the Pardot connector is planned)".to_owned(),
-        ));
+    let mut state = if pass.dry_run {
+        State::open_read_only(state_path, &connection.identity())?
+    } else {
+        Some(State::open(state_path, &connection.identity())?)
+    };
+    if let Some(state) = state.as_ref().filter(|s| !s.read_only()) {
+        state.close_abandoned_runs(jiff::Timestamp::now().as_millisecond())?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -28,35 +61,21 @@ pub fn sync_once(
         .build()?;
     let mut write_error: Option<std::io::Error> = None;
     let report = runtime.block_on(async {
-        let crm = Hubspot::new(connection)?;
-        run_pass(&crm, connection, pass, |change: &RecordChange| {
-            if write_error.is_some() {
-                return;
-            }
-            let result = if json {
-                serde_json::to_writer(&mut out, change)
-                    .map_err(std::io::Error::other)
-                    .and_then(|()| out.write_all(b"\n"))
-            } else {
-                let parts: Vec<String> = change
-                    .changes
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{}: {} → {}",
-                            c.property,
-                            c.old.as_deref().unwrap_or("(empty)"),
-                            if c.new.is_empty() { "(empty)" } else { &c.new }
-                        )
-                    })
-                    .collect();
-                writeln!(out, "{}  {}", change.id, parts.join("; "))
-            };
-            if let Err(e) = result {
+        let stop = Stop::default();
+        crate::daemon::stop_on_signals(stop.clone());
+        let crm = Connector::new(connection)?;
+        let on_change = |change: &RecordChange| {
+            if write_error.is_none()
+                && let Err(e) = print_change(&mut out, change, json)
+            {
                 write_error = Some(e);
             }
-        })
-        .await
+        };
+        let result = match state.as_mut() {
+            Some(state) => run_logged(&crm, connection, state, pass, &stop, on_change).await,
+            None => run_pass(&crm, connection, None, pass, &stop, on_change).await,
+        };
+        Ok::<_, CommandError>(result?)
     })?;
     if let Some(e) = write_error {
         return Err(e.into());

@@ -36,9 +36,9 @@ use toml::de::{DeTable, DeValue};
 use crate::engine::{OutputKind, OutputValue};
 use crate::model::diagnostics::Diagnostics;
 use crate::model::{ConfigErrors, Model, Scope};
-use raw::{RawCrm, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
+use raw::{RawCrm, RawDaemon, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
 
-const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output";
+const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon";
 
 /// Which CRM a connection talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,6 +258,51 @@ pub struct Connection {
     /// Event type → source, for every event type the model reads.
     pub events: BTreeMap<String, EventSource>,
     pub outputs: Vec<Output>,
+    pub daemon: DaemonSettings,
+}
+
+/// When the daemon runs a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// A cron expression with seconds (six fields, UTC).
+    Cron(String),
+    /// A fixed interval from the daemon's start.
+    Every(Duration),
+    Off,
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Cron(expr) => write!(f, "cron {expr:?} (UTC)"),
+            Schedule::Every(every) => write!(f, "every {}s", every.as_secs()),
+            Schedule::Off => f.write_str("off"),
+        }
+    }
+}
+
+/// `[daemon]`: schedules and the local HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// Incremental passes (changes since the watermark).
+    pub incremental: Schedule,
+    /// Rescore passes (every stored record, for decay).
+    pub rescore: Schedule,
+    /// `/healthz` and `/metrics`; `None` when off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/healthz` reports degraded when the last successful run is older.
+    pub stale_after: Duration,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            incremental: Schedule::Every(Duration::from_secs(15 * 60)),
+            rescore: Schedule::Cron("0 30 3 * * *".to_owned()),
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9187))),
+            stale_after: Duration::from_secs(90 * 60),
+        }
+    }
 }
 
 /// Why a connection could not be loaded.
@@ -308,6 +353,7 @@ impl Connection {
         let inputs_value = root.remove("inputs");
         let events_value = root.remove("events");
         let outputs_value = root.remove("output");
+        let daemon_value = root.remove("daemon");
         for (key, _) in root.iter() {
             d.error(
                 &key.span(),
@@ -391,6 +437,12 @@ impl Connection {
             None => Vec::new(),
         };
 
+        let raw_daemon: RawDaemon = match daemon_value {
+            Some(value) => d.decode(value).unwrap_or_default(),
+            None => RawDaemon::default(),
+        };
+        let daemon = daemon(&mut d, raw_daemon);
+
         let (Some((model_path, model)), Some((Some(kind), tier, settings))) = (model, crm) else {
             return Err(finish(d).into());
         };
@@ -409,6 +461,7 @@ impl Connection {
             inputs,
             events,
             outputs,
+            daemon,
         })
     }
 
@@ -429,6 +482,22 @@ impl Connection {
             *token_url = format!("{url}{rest}");
         }
         Ok(())
+    }
+
+    /// The CRM account this connection talks to, as local state records
+    /// it (state made for one account is never used for another). A local
+    /// test server's port is left out: it changes between starts.
+    pub fn identity(&self) -> String {
+        let mut base = self.crm.base_url.as_str();
+        for local in ["http://127.0.0.1", "http://localhost", "http://[::1]"] {
+            if base.starts_with(local) {
+                base = local;
+            }
+        }
+        match &self.crm.business_unit_id {
+            Some(unit) => format!("{} {base} {unit}", self.crm.kind.as_str()),
+            None => format!("{} {base}", self.crm.kind.as_str()),
+        }
     }
 
     /// The output properties as `setup` creates them.
@@ -1140,4 +1209,91 @@ fn default_label(model: &Model, value: OutputValue) -> String {
         OutputValue::Summary(i) => format!("{} reasons (leadscored)", score(i)),
         OutputValue::Grade => "Grade (leadscored)".to_owned(),
     }
+}
+
+/// Parses a schedule: `off`, `every 15m` (a friendly duration), or a
+/// six-field cron expression.
+fn schedule(d: &mut Diagnostics<'_>, value: &Spanned<String>, name: &str) -> Option<Schedule> {
+    let text = value.get_ref().trim();
+    if text == "off" {
+        return Some(Schedule::Off);
+    }
+    if let Some(every) = text.strip_prefix("every ") {
+        return match every.trim().parse::<jiff::SignedDuration>() {
+            Ok(duration) if duration >= jiff::SignedDuration::from_secs(1) => {
+                Some(Schedule::Every(duration.unsigned_abs()))
+            }
+            Ok(_) => {
+                d.error(&value.span(), format!("{name}: the interval must be at least 1s"));
+                None
+            }
+            Err(e) => {
+                d.error(
+                    &value.span(),
+                    format!("{name}: {every:?} is not a duration like 15m or 1h30m: {e}"),
+                );
+                None
+            }
+        };
+    }
+    let fields = text.split_whitespace().count();
+    if fields != 6 {
+        d.error(
+            &value.span(),
+            format!(
+                "{name}: a cron expression needs six fields (second minute hour day month weekday), got {fields}; or write \"every 15m\" or \"off\""
+            ),
+        );
+        return None;
+    }
+    match tokio_cron_scheduler::Job::new(text, |_, _| {}) {
+        Ok(_) => Some(Schedule::Cron(text.to_owned())),
+        Err(e) => {
+            d.error(
+                &value.span(),
+                format!("{name}: {text:?} is not a valid cron expression: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn daemon(d: &mut Diagnostics<'_>, raw: RawDaemon) -> DaemonSettings {
+    let mut settings = DaemonSettings::default();
+    if let Some(value) = &raw.incremental
+        && let Some(s) = schedule(d, value, "incremental")
+    {
+        settings.incremental = s;
+    }
+    if let Some(value) = &raw.rescore
+        && let Some(s) = schedule(d, value, "rescore")
+    {
+        settings.rescore = s;
+    }
+    if let Some(value) = &raw.listen {
+        let text = value.get_ref().trim();
+        if text == "off" {
+            settings.listen = None;
+        } else {
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => settings.listen = Some(addr),
+                Err(_) => d.error(
+                    &value.span(),
+                    format!("listen: {text:?} is not an address like 127.0.0.1:9187 (or \"off\")"),
+                ),
+            }
+        }
+    }
+    if let Some(value) = &raw.stale_after_minutes {
+        let n = *value.get_ref();
+        if (1..=10_080).contains(&n) {
+            settings.stale_after = Duration::from_secs(n as u64 * 60);
+        } else {
+            d.error(
+                &value.span(),
+                format!("stale_after_minutes must be between 1 and 10080, got {n}"),
+            );
+        }
+    }
+    settings
 }

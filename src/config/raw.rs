@@ -60,6 +60,16 @@ pub(crate) struct RawLimits {
     pub rate_interval_secs: Option<Spanned<f64>>,
 }
 
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDaemon {
+    pub incremental: Option<Spanned<String>>,
+    pub rescore: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub stale_after_minutes: Option<Spanned<i64>>,
+}
+
 /// One `[inputs]` entry: a CRM field name, or a table.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

@@ -85,6 +85,12 @@ pub struct Stats {
 impl Stats {
     fn count(&self, endpoint: &str, status: u16) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(
+            "leadscored_crm_requests_total",
+            "endpoint" => endpoint.to_owned(),
+            "status" => status.to_string()
+        )
+        .increment(1);
         let mut map = self
             .by_endpoint
             .lock()
@@ -331,6 +337,22 @@ impl Http {
         })
     }
 
+    /// Calls left today before the headroom kept for other integrations.
+    pub fn budget_left(&self) -> u64 {
+        let budget = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reserve = (budget.limit as f64 * budget.headroom).ceil() as u64;
+        let spent = match budget.reported_remaining {
+            Some(remaining) if budget.day == budget.today() => budget.limit.saturating_sub(remaining),
+            Some(_) => 0,
+            None if budget.day == budget.today() => budget.ours,
+            None => 0,
+        };
+        budget.limit.saturating_sub(reserve).saturating_sub(spent)
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -382,6 +404,11 @@ impl Http {
         }
         let waited = started.elapsed().as_millis() as u64;
         self.stats.waited_ms.fetch_add(waited, Ordering::Relaxed);
+        if waited > 0 {
+            metrics::counter!("leadscored_rate_limit_waits_total").increment(1);
+            metrics::counter!("leadscored_rate_limit_wait_seconds_total")
+                .increment(waited.div_ceil(1000));
+        }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -403,6 +430,7 @@ impl Http {
         while attempt < self.limits.max_attempts {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("leadscored_crm_retries_total").increment(1);
             }
             attempt += 1;
             self.budget
@@ -480,6 +508,7 @@ impl Http {
                 } => {
                     if throttled {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("leadscored_crm_throttled_total").increment(1);
                         if let Some(window) = &self.window {
                             let mut window = window
                                 .lock()

@@ -30,6 +30,10 @@ pub struct CrmRecord {
     pub values: BTreeMap<String, String>,
     pub events: Vec<CrmEvent>,
     pub lists: Vec<String>,
+    /// The connector skipped event detail because the record is as
+    /// leadscored last saw it ([`PullSpec::known`]); its events are in the
+    /// local state.
+    pub detail_skipped: bool,
 }
 
 /// One engagement event, with the model's event type name.
@@ -62,6 +66,10 @@ pub struct PullSpec {
     /// The pull's upper bound (epoch ms): records changed later are left to
     /// the next run. The next watermark.
     pub until_ms: i64,
+    /// Records leadscored has seen, id → modified time then: a record
+    /// pulled at that same time is unchanged (often an echo of our own
+    /// write), so its event detail is not fetched again.
+    pub known: std::sync::Arc<rustc_hash::FxHashMap<String, i64>>,
 }
 
 /// How a pull went.
@@ -87,6 +95,9 @@ pub struct Update {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteReport {
     pub written: Vec<String>,
+    /// The CRM's modified time after the write (epoch ms), per written id,
+    /// where the answer gave it: the next pull recognises the echo.
+    pub stamps: Vec<(String, i64)>,
     /// Id and the CRM's reason.
     pub failed: Vec<(String, String)>,
     pub calls: u64,
@@ -155,6 +166,9 @@ pub enum CrmError {
     /// The pull's consumer went away (the run is stopping).
     #[error("the run was stopped")]
     Stopped,
+    /// The connection asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A CRM connection. Implementations page, batch, rate-limit and retry on
@@ -183,4 +197,54 @@ pub trait Crm: Send + Sync {
         wanted: &[PropertySpec],
         apply: bool,
     ) -> impl Future<Output = Result<SetupReport, CrmError>> + Send;
+}
+
+/// The connector a connection file names.
+#[derive(Debug)]
+pub enum Connector {
+    Hubspot(hubspot::Hubspot),
+}
+
+impl Connector {
+    pub fn new(connection: &crate::config::Connection) -> Result<Connector, CrmError> {
+        match connection.crm.kind {
+            crate::config::CrmKind::Hubspot => {
+                Ok(Connector::Hubspot(hubspot::Hubspot::new(connection)?))
+            }
+            crate::config::CrmKind::Pardot => Err(CrmError::Unsupported(
+                "the Pardot connector is not available yet".to_owned(),
+            )),
+        }
+    }
+
+    /// The HTTP layer: call counts, rate-limit waits, the daily budget.
+    pub fn http(&self) -> &http::Http {
+        match self {
+            Connector::Hubspot(c) => c.http(),
+        }
+    }
+}
+
+impl Crm for Connector {
+    async fn pull(
+        &self,
+        spec: &PullSpec,
+        sink: mpsc::Sender<Vec<CrmRecord>>,
+    ) -> Result<PullSummary, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.pull(spec, sink).await,
+        }
+    }
+
+    async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.write(updates).await,
+        }
+    }
+
+    async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.setup(wanted, apply).await,
+        }
+    }
 }

@@ -15,7 +15,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::json;
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::mpsc;
 
 use super::http::{Call, Dialect, Http, Lane, Observed, Verdict, header_number, retry_after};
 use super::{
@@ -142,8 +142,9 @@ pub struct Hubspot {
     /// Model event type → where its detail comes from.
     sources: BTreeMap<String, EventSource>,
     overlap_ms: i64,
-    /// Loaded once per connector, on the first pull that needs forms.
-    submissions: OnceCell<Arc<Submissions>>,
+    /// Loaded once per pull (keyed by its `until_ms`), on the first page
+    /// that needs forms.
+    submissions: tokio::sync::Mutex<Option<(i64, Arc<Submissions>)>>,
 }
 
 impl Hubspot {
@@ -164,7 +165,7 @@ impl Hubspot {
             http: Arc::new(http),
             sources: connection.events.clone(),
             overlap_ms: connection.limits.search_overlap.as_millis() as i64,
-            submissions: OnceCell::new(),
+            submissions: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -261,11 +262,17 @@ impl Hubspot {
         Ok(reply.body)
     }
 
-    /// Every form submission in the portal, by email: read once per
-    /// connector (the forms API cannot be asked per contact).
-    async fn submissions(&self) -> Result<Arc<Submissions>, CrmError> {
-        self.submissions
-            .get_or_try_init(|| async {
+    /// Every form submission in the portal, by email: read once per pull
+    /// (the forms API cannot be asked per contact), so a daemon sees new
+    /// submissions on its next pull.
+    async fn submissions(&self, pull: i64) -> Result<Arc<Submissions>, CrmError> {
+        let mut cached = self.submissions.lock().await;
+        if let Some((key, found)) = cached.as_ref()
+            && *key == pull
+        {
+            return Ok(found.clone());
+        }
+        let loaded = async {
                 let mut by_email: Submissions = HashMap::new();
                 let mut forms = Vec::new();
                 let mut after: Option<String> = None;
@@ -333,10 +340,11 @@ impl Hubspot {
                         }
                     }
                 }
-                Ok(Arc::new(by_email))
-            })
-            .await
-            .cloned()
+                Ok::<_, CrmError>(Arc::new(by_email))
+        }
+        .await?;
+        *cached = Some((pull, loaded.clone()));
+        Ok(loaded)
     }
 
     /// Email events of one recipient, with the model's type names.
@@ -521,7 +529,17 @@ impl Hubspot {
                 reasons.insert(id, reason.clone());
             }
         }
-        let done: std::collections::HashSet<String> = results.into_iter().map(|c| c.id).collect();
+        let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for contact in results {
+            if let Some(at) = contact
+                .updated_at
+                .as_deref()
+                .and_then(crate::record::parse_time)
+            {
+                report.stamps.push((contact.id.clone(), at));
+            }
+            done.insert(contact.id);
+        }
         for update in chunk {
             if done.contains(&update.id) {
                 report.written.push(update.id.clone());
@@ -590,6 +608,10 @@ impl Hubspot {
 
     /// Adds the event detail `spec` asks for to a page of records.
     async fn enrich(&self, spec: &PullSpec, records: &mut [CrmRecord]) -> Result<u64, CrmError> {
+        // Records as leadscored last saw them keep their stored events.
+        for record in records.iter_mut() {
+            record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
+        }
         let mut email_types: HashMap<String, String> = HashMap::new();
         let mut web_types: HashMap<String, String> = HashMap::new();
         let mut forms: Option<String> = None;
@@ -610,14 +632,16 @@ impl Hubspot {
             }
         }
         let mut calls = 0;
+        let all_skipped = records.iter().all(|r| r.detail_skipped);
         let submissions = match forms {
-            Some(_) => Some(self.submissions().await?),
-            None => None,
+            Some(_) if !all_skipped => Some(self.submissions(spec.until_ms).await?),
+            _ => None,
         };
         let concurrency = self.http.limits().concurrency.max(1);
         let work: Vec<(usize, Option<String>, String)> = records
             .iter()
             .enumerate()
+            .filter(|(_, r)| !r.detail_skipped)
             .map(|(index, r)| (index, r.values.get("email").cloned(), r.id.clone()))
             .collect();
         let (email_types, web_types) = (&email_types, &web_types);
@@ -635,7 +659,7 @@ impl Hubspot {
             }
         }
         if let (Some(kind), Some(submissions)) = (forms, submissions) {
-            for record in records.iter_mut() {
+            for record in records.iter_mut().filter(|r| !r.detail_skipped) {
                 let Some(email) = record.values.get("email") else {
                     continue;
                 };
@@ -673,6 +697,7 @@ fn to_crm_record(contact: wire::Contact) -> CrmRecord {
             .collect(),
         events: Vec::new(),
         lists: Vec::new(),
+        detail_skipped: false,
     }
 }
 
@@ -763,6 +788,7 @@ impl Crm for Hubspot {
         for part in reports {
             report.calls += part.calls;
             report.written.extend(part.written);
+            report.stamps.extend(part.stamps);
             report.failed.extend(part.failed);
         }
         Ok(report)

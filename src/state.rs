@@ -1,0 +1,569 @@
+//! Local state, one SQLite file per connection (WAL, `bundled`): the sync
+//! watermark, every record's scoring inputs as last pulled (so a full
+//! rescore needs no re-pull), the values leadscored last wrote, records
+//! whose write failed (reason and attempts), and a run log.
+//!
+//! Invariants:
+//! - The watermark moves only when a pass has written, or recorded as
+//!   failed, everything it pulled (the engine calls [`State::finish_pull`]
+//!   last). A crash before that repeats the pass; repeating is idempotent.
+//! - A record's `seen_ms` is the CRM's modified time when leadscored last
+//!   saw the record as it is: pulled, or just written by us (the time the
+//!   CRM gave back). A later pull with the same modified time is an echo.
+//! - One process holds a connection's state at a time: an exclusive lock
+//!   on `<file>.lock`, released by the OS even on kill -9. Read-only opens
+//!   (dry runs) take no lock.
+//! - The schema is versioned (`PRAGMA user_version`) and migrated forward
+//!   in one transaction; a file from a newer leadscored is refused.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::crm::{CrmEvent, CrmRecord};
+
+/// The schema, one entry per version; entry `n` moves version `n` to `n+1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE records (
+         id TEXT PRIMARY KEY,
+         seen_ms INTEGER NOT NULL,
+         inputs TEXT NOT NULL,
+         written TEXT
+     ) WITHOUT ROWID;
+     CREATE INDEX records_seen ON records (seen_ms);
+     CREATE TABLE failed (
+         id TEXT PRIMARY KEY,
+         reason TEXT NOT NULL,
+         attempts INTEGER NOT NULL,
+         first_ms INTEGER NOT NULL,
+         last_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE runs (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         run_id TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         started_ms INTEGER NOT NULL,
+         ended_ms INTEGER,
+         outcome TEXT,
+         pulled INTEGER NOT NULL DEFAULT 0,
+         changed INTEGER NOT NULL DEFAULT 0,
+         written INTEGER NOT NULL DEFAULT 0,
+         failed INTEGER NOT NULL DEFAULT 0,
+         calls INTEGER NOT NULL DEFAULT 0,
+         watermark_ms INTEGER,
+         message TEXT
+     );",
+];
+
+/// Why the state could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error(
+        "state {path} is in use by another leadscored (a daemon or a sync); runs never overlap"
+    )]
+    Locked { path: PathBuf },
+    #[error("state {path} belongs to {found}, not to this connection ({expected})")]
+    Foreign {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("state {path} was written by a newer leadscored (schema {found}, this one knows {known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// A record as stored: what a rescore needs.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    /// Modified time as pulled.
+    m: i64,
+    v: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    e: Vec<(String, i64, Vec<(String, String)>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    l: Vec<String>,
+}
+
+fn encode(record: &CrmRecord) -> String {
+    let stored = Stored {
+        m: record.modified_ms,
+        v: record.values.clone(),
+        e: record
+            .events
+            .iter()
+            .map(|e| (e.kind.clone(), e.at_ms, e.attributes.clone()))
+            .collect(),
+        l: record.lists.clone(),
+    };
+    serde_json::to_string(&stored).unwrap_or_default()
+}
+
+/// A stored row as the record a rescore sees (pulled values overlaid with
+/// what leadscored wrote since) and what leadscored wrote.
+fn stored(id: String, inputs: &str, written: Option<&str>) -> Option<(CrmRecord, Written)> {
+    let stored: Stored = serde_json::from_str(inputs).ok()?;
+    let ours: Written = written
+        .and_then(|w| serde_json::from_str(w).ok())
+        .unwrap_or_default();
+    let mut values = stored.v;
+    values.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let record = CrmRecord {
+        id,
+        modified_ms: stored.m,
+        values,
+        events: stored
+            .e
+            .into_iter()
+            .map(|(kind, at_ms, attributes)| CrmEvent {
+                kind,
+                at_ms,
+                attributes,
+            })
+            .collect(),
+        lists: stored.l,
+        detail_skipped: false,
+    };
+    Some((record, ours))
+}
+
+/// Property → value leadscored last wrote.
+pub type Written = BTreeMap<String, String>;
+
+/// One finished write, as the state records it.
+#[derive(Debug)]
+pub struct WriteOutcome<'a> {
+    pub id: &'a str,
+    /// Everything leadscored has written to the record since it was last
+    /// pulled (earlier writes and this one).
+    pub written: &'a Written,
+    /// The CRM's modified time after the write, when it said.
+    pub stamp: Option<i64>,
+}
+
+/// One line of the run log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunLog {
+    pub run_id: String,
+    pub kind: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub outcome: Option<String>,
+    pub pulled: u64,
+    pub changed: u64,
+    pub written: u64,
+    pub failed: u64,
+    pub calls: u64,
+    pub watermark_ms: Option<i64>,
+    pub message: Option<String>,
+}
+
+/// A connection's local state.
+#[derive(Debug)]
+pub struct State {
+    db: Connection,
+    path: PathBuf,
+    read_only: bool,
+    /// Held for the state's lifetime; the OS drops it with the process.
+    _lock: Option<File>,
+}
+
+impl State {
+    /// Opens (creating and migrating) the state at `path` for writing,
+    /// taking the connection's lock. `identity` names the CRM account;
+    /// a file made for another is refused.
+    pub fn open(path: &Path, identity: &str) -> Result<State, StateError> {
+        let fail = |message: String| StateError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let lock_path = lock_path(path);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| fail(format!("cannot open {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(fail(format!("cannot lock {}: {e}", lock_path.display())));
+            }
+        }
+        let db = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut state = State {
+            db,
+            path: path.to_owned(),
+            read_only: false,
+            _lock: Some(lock),
+        };
+        state.migrate()?;
+        state.claim(identity)?;
+        Ok(state)
+    }
+
+    /// Opens existing state to read (a dry run beside a running daemon);
+    /// `None` when there is none yet.
+    pub fn open_read_only(path: &Path, identity: &str) -> Result<Option<State>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StateError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        let state = State {
+            db,
+            path: path.to_owned(),
+            read_only: true,
+            _lock: None,
+        };
+        let version: i64 = state.db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version as usize != MIGRATIONS.len() {
+            return Err(StateError::Open {
+                path: path.to_owned(),
+                message: format!(
+                    "schema version {version}; run a sync or the daemon once to migrate it"
+                ),
+            });
+        }
+        state.check_identity(identity)?;
+        Ok(Some(state))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let version: i64 = self
+            .db
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        let tx = self.db.transaction()?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn check_identity(&self, identity: &str) -> Result<bool, StateError> {
+        match self.meta("identity")? {
+            Some(found) if found != identity => Err(StateError::Foreign {
+                path: self.path.clone(),
+                found,
+                expected: identity.to_owned(),
+            }),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    fn claim(&mut self, identity: &str) -> Result<(), StateError> {
+        if !self.check_identity(identity)? {
+            self.set_meta("identity", identity)?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        Ok(self
+            .db
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Where the last complete pull reached (epoch ms): the next
+    /// incremental pull starts there.
+    pub fn watermark(&self) -> Result<Option<i64>, StateError> {
+        Ok(self.meta("watermark_ms")?.and_then(|v| v.parse().ok()))
+    }
+
+    /// What the stored inputs were pulled for (fields and event sources);
+    /// stored inputs made for another set cannot be rescored.
+    pub fn fingerprint(&self) -> Result<Option<String>, StateError> {
+        self.meta("fingerprint")
+    }
+
+    /// Marks a pull complete: everything up to `watermark` is written or
+    /// recorded as failed, for inputs of `fingerprint`.
+    pub fn finish_pull(&self, watermark: i64, fingerprint: &str) -> Result<(), StateError> {
+        self.set_meta("watermark_ms", &watermark.to_string())?;
+        self.set_meta("fingerprint", fingerprint)
+    }
+
+    /// Records seen at or after `since_ms`: id → modified time then. A pull
+    /// that finds a record at that same time finds it as we left it.
+    pub fn seen_since(&self, since_ms: i64) -> Result<FxHashMap<String, i64>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT id, seen_ms FROM records WHERE seen_ms >= ?1")?;
+        let rows = statement.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut out = FxHashMap::default();
+        for row in rows {
+            let (id, ms) = row?;
+            out.insert(id, ms);
+        }
+        Ok(out)
+    }
+
+    /// A record's stored inputs (values with what leadscored wrote since),
+    /// and what it wrote.
+    pub fn record(&self, id: &str) -> Result<Option<(CrmRecord, Written)>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT inputs, written FROM records WHERE id = ?1")?;
+        let row: Option<(String, Option<String>)> = statement
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.and_then(|(inputs, written)| stored(id.to_owned(), &inputs, written.as_deref())))
+    }
+
+    /// Stored records after `after` in id order, at most `limit`, for a
+    /// rescore. Rows that no longer decode are skipped (the next full pull
+    /// replaces them).
+    pub fn records_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(CrmRecord, Written)>, StateError> {
+        let mut statement = self.db.prepare_cached(
+            "SELECT id, inputs, written FROM records WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![after, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, inputs, written) = row?;
+            match stored(id.clone(), &inputs, written.as_deref()) {
+                Some(found) => out.push(found),
+                None => tracing::warn!(record = %id, "stored inputs do not decode; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many records are stored.
+    pub fn count(&self) -> Result<u64, StateError> {
+        Ok(self
+            .db
+            .query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    /// Saves a page of pulled records (their inputs, as the CRM has them
+    /// now; earlier writes are in those values).
+    pub fn save_pulled(&mut self, records: &[CrmRecord]) -> Result<(), StateError> {
+        let tx = self.db.transaction()?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO records (id, seen_ms, inputs, written) VALUES (?1, ?2, ?3, NULL)
+                 ON CONFLICT (id) DO UPDATE SET
+                     seen_ms = excluded.seen_ms, inputs = excluded.inputs, written = NULL",
+            )?;
+            for record in records {
+                statement.execute(params![record.id, record.modified_ms, encode(record)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a write's outcome: written records get their values and new
+    /// modified time and leave the failed list; failed ones enter it (or
+    /// count one more attempt); `settled` ones (nothing to write any more)
+    /// leave it.
+    pub fn save_writes(
+        &mut self,
+        written: &[WriteOutcome<'_>],
+        failed: &[(String, String)],
+        settled: &[String],
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        let tx = self.db.transaction()?;
+        {
+            let mut wrote = tx.prepare_cached(
+                "UPDATE records SET written = ?2, seen_ms = coalesce(?3, seen_ms) WHERE id = ?1",
+            )?;
+            let mut clear = tx.prepare_cached("DELETE FROM failed WHERE id = ?1")?;
+            for outcome in written {
+                let json = serde_json::to_string(outcome.written).unwrap_or_default();
+                wrote.execute(params![outcome.id, json, outcome.stamp])?;
+                clear.execute([outcome.id])?;
+            }
+            for id in settled {
+                clear.execute([id])?;
+            }
+            let mut fail = tx.prepare_cached(
+                "INSERT INTO failed (id, reason, attempts, first_ms, last_ms) VALUES (?1, ?2, 1, ?3, ?3)
+                 ON CONFLICT (id) DO UPDATE SET
+                     reason = excluded.reason, attempts = attempts + 1, last_ms = excluded.last_ms",
+            )?;
+            for (id, reason) in failed {
+                fail.execute(params![id, reason, now_ms])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Failed records still worth retrying (fewer than `max_attempts`).
+    pub fn failed_ids(&self, max_attempts: u32) -> Result<Vec<String>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT id FROM failed WHERE attempts < ?1 ORDER BY id")?;
+        let rows = statement.query_map([max_attempts], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every failed record: id, reason, attempts.
+    pub fn failed(&self) -> Result<Vec<(String, String, u32)>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT id, reason, attempts FROM failed ORDER BY id")?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Starts a run log line; returns its row.
+    pub fn begin_run(&self, run_id: &str, kind: &str, started_ms: i64) -> Result<i64, StateError> {
+        self.db.execute(
+            "INSERT INTO runs (run_id, kind, started_ms) VALUES (?1, ?2, ?3)",
+            params![run_id, kind, started_ms],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Ends a run log line.
+    pub fn end_run(&self, row: i64, log: &RunLog) -> Result<(), StateError> {
+        self.db.execute(
+            "UPDATE runs SET ended_ms = ?2, outcome = ?3, pulled = ?4, changed = ?5,
+                 written = ?6, failed = ?7, calls = ?8, watermark_ms = ?9, message = ?10
+             WHERE id = ?1",
+            params![
+                row,
+                log.ended_ms,
+                log.outcome,
+                log.pulled as i64,
+                log.changed as i64,
+                log.written as i64,
+                log.failed as i64,
+                log.calls as i64,
+                log.watermark_ms,
+                log.message
+            ],
+        )?;
+        // The log keeps the last 10,000 runs (months of 15-minute runs).
+        self.db.execute(
+            "DELETE FROM runs WHERE id <= (SELECT max(id) FROM runs) - 10000",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// The last `limit` runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunLog>, StateError> {
+        let mut statement = self.db.prepare_cached(
+            "SELECT run_id, kind, started_ms, ended_ms, outcome, pulled, changed, written,
+                    failed, calls, watermark_ms, message
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |r| {
+            Ok(RunLog {
+                run_id: r.get(0)?,
+                kind: r.get(1)?,
+                started_ms: r.get(2)?,
+                ended_ms: r.get(3)?,
+                outcome: r.get(4)?,
+                pulled: r.get::<_, i64>(5)? as u64,
+                changed: r.get::<_, i64>(6)? as u64,
+                written: r.get::<_, i64>(7)? as u64,
+                failed: r.get::<_, i64>(8)? as u64,
+                calls: r.get::<_, i64>(9)? as u64,
+                watermark_ms: r.get(10)?,
+                message: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Runs that started and never ended (a crash or kill): marked so, at
+    /// start-up.
+    pub fn close_abandoned_runs(&self, now_ms: i64) -> Result<usize, StateError> {
+        Ok(self.db.execute(
+            "UPDATE runs SET ended_ms = ?1, outcome = 'abandoned' WHERE ended_ms IS NULL",
+            [now_ms],
+        )?)
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Where a connection's state lives: `dir/<connection file stem>.sqlite3`.
+pub fn default_path(dir: &Path, connection_file: &Path) -> PathBuf {
+    let stem = connection_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "leadscored".to_owned());
+    dir.join(format!("{stem}.sqlite3"))
+}
