@@ -77,6 +77,7 @@ async fn run(contacts: u64) {
         fields: connection.fields(),
         event_types: Vec::new(),
         until_ms: now.as_millisecond(),
+        known: Default::default(),
     };
     let (sink, mut pages) = tokio::sync::mpsc::channel(4);
     let pull = crm.pull(&spec, sink);

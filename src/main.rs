@@ -260,7 +260,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon tells what it does; one-off commands only warn.
     let level = match cli.command {
-        Command::Run { .. } => "info",
+        Command::Run { .. } => "info,tokio_cron_scheduler=warn",
         _ => "warn",
     };
     leadscored::telemetry::init(cli.log_format, level);

@@ -96,6 +96,7 @@ pub async fn pull_all(
             Vec::new()
         },
         until_ms,
+        known: Default::default(),
     };
     let (sink, mut pages) = tokio::sync::mpsc::channel(4);
     let collect = tokio::spawn(async move {
