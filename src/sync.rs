@@ -484,7 +484,15 @@ pub async fn run_pass<C: Crm>(
         }
         Ok(())
     };
-    let (pulled, consumed) = tokio::join!(crm.pull(&spec, sink), consume);
+    // A stop abandons the pull at once (it only reads); writes already on
+    // the wire finish in `consume`.
+    let pull = async {
+        tokio::select! {
+            pulled = crm.pull(&spec, sink) => pulled,
+            () = stop.stopped() => Err(CrmError::Stopped),
+        }
+    };
+    let (pulled, consumed) = tokio::join!(pull, consume);
     consumed?;
     let summary = pulled?;
     worker.flush(Vec::new(), true).await?;

@@ -720,12 +720,12 @@ fn crm_settings(d: &mut Diagnostics<'_>, raw: RawCrm, kind: CrmKind) -> Option<C
         .map_or("UTC", |t| t.get_ref().as_str())
         .to_owned();
     if let Some(tz) = &raw.timezone
-        && jiff::tz::TimeZone::get(tz.get_ref()).is_err()
+        && account_zone(tz.get_ref()).is_none()
     {
         d.error(
             &tz.span(),
             format!(
-                "unknown time zone `{}` (use an IANA name such as Europe/Oslo)",
+                "unknown time zone `{}` (use an IANA name such as Europe/Oslo, or a fixed offset such as UTC+05:30)",
                 tz.get_ref()
             ),
         );
@@ -1296,4 +1296,32 @@ fn daemon(d: &mut Diagnostics<'_>, raw: RawDaemon) -> DaemonSettings {
         }
     }
     settings
+}
+
+/// The account's time zone (the daily API limit resets at its midnight): an
+/// IANA name, or a fixed offset `UTC±HH:MM[:SS]`.
+pub fn account_zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    if let Ok(zone) = jiff::tz::TimeZone::get(name) {
+        return Some(zone);
+    }
+    let offset = name.strip_prefix("UTC")?;
+    let (sign, rest) = match offset.as_bytes().first()? {
+        b'+' => (1, &offset[1..]),
+        b'-' => (-1, &offset[1..]),
+        _ => return None,
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let numbers: Vec<i32> = parts
+        .iter()
+        .map(|p| p.parse::<i32>().ok())
+        .collect::<Option<_>>()?;
+    let (h, m, sec) = (numbers[0], numbers[1], numbers.get(2).copied().unwrap_or(0));
+    if h > 25 || m > 59 || sec > 59 {
+        return None;
+    }
+    let offset = jiff::tz::Offset::from_seconds(sign * (h * 3600 + m * 60 + sec)).ok()?;
+    Some(jiff::tz::TimeZone::fixed(offset))
 }

@@ -205,8 +205,10 @@ impl Budget {
             self.reported_remaining = None;
         }
         let reserve = (self.limit as f64 * self.headroom).ceil() as u64;
+        // The CRM's count covers every integration; ours covers us even
+        // when the CRM's own limit is larger than the one configured.
         let spent = match self.reported_remaining {
-            Some(remaining) => self.limit.saturating_sub(remaining),
+            Some(remaining) => self.limit.saturating_sub(remaining).max(self.ours),
             None => self.ours,
         };
         if spent + reserve >= self.limit {
@@ -302,7 +304,7 @@ impl Http {
                 endpoint: "client".to_owned(),
                 message: without_url(&e),
             })?;
-        let timezone = jiff::tz::TimeZone::get(&crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let timezone = crate::config::account_zone(&crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let today = jiff::Timestamp::now()
             .to_zoned_datetime(timezone.clone())
             .date();
@@ -345,10 +347,9 @@ impl Http {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let reserve = (budget.limit as f64 * budget.headroom).ceil() as u64;
         let spent = match budget.reported_remaining {
-            Some(remaining) if budget.day == budget.today() => budget.limit.saturating_sub(remaining),
-            Some(_) => 0,
-            None if budget.day == budget.today() => budget.ours,
-            None => 0,
+            _ if budget.day != budget.today() => 0,
+            Some(remaining) => budget.limit.saturating_sub(remaining).max(budget.ours),
+            None => budget.ours,
         };
         budget.limit.saturating_sub(reserve).saturating_sub(spent)
     }

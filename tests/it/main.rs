@@ -11,6 +11,7 @@
 mod cli;
 mod config_errors;
 mod connection_errors;
+mod daemon;
 mod evaluate;
 mod explain;
 mod fake_hubspot;

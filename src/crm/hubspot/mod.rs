@@ -153,7 +153,7 @@ impl Hubspot {
     pub fn new(connection: &Connection) -> Result<Hubspot, CrmError> {
         let tokens = super::auth::Tokens::new(connection.crm.kind, &connection.crm.auth)?;
         let timezone =
-            jiff::tz::TimeZone::get(&connection.crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+            crate::config::account_zone(&connection.crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let http = Http::new(
             &connection.crm,
             &connection.limits,
