@@ -235,7 +235,8 @@ async fn sigterm_mid_run_stops_cleanly_and_the_next_run_resumes() {
     let fast = write_connection(dir.path(), &fake.url(), FAST, "", "UTC");
     let status = sync_child(&fast, dir.path()).wait().expect("next run");
     assert!(status.success());
-    assert_eq!(left_to_write(&connection).await, 0);
+    let fast = Connection::load(&fast).expect("loads");
+    assert_eq!(left_to_write(&fast).await, 0);
 }
 
 fn free_port() -> u16 {
