@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the pipeline allocates many small strings per record across
+/// threads, where glibc's malloc spends a fifth of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use leadscored::commands::{self, CommandError, exit};
 
 /// Keeps a CRM's lead scores right: scores contacts with a model revops
@@ -17,7 +22,13 @@ use leadscored::commands::{self, CommandError, exit};
 struct Cli {
     /// Log format (standard error): auto picks human on a terminal and
     /// journald-friendly lines under systemd.
-    #[arg(long, global = true, value_enum, default_value = "auto", env = "LEADSCORED_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        env = "LEADSCORED_LOG_FORMAT"
+    )]
     log_format: leadscored::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -56,12 +67,30 @@ impl StateDir {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Score the bundled sample contacts with the example model (no account, no files needed).
-    Demo,
+    /// The whole job against a built-in fake HubSpot on 127.0.0.1: setup, a
+    /// full sync, edits, an incremental sync, the results explained (no
+    /// account, no network).
+    Demo {
+        /// How many contacts the fake portal has.
+        #[arg(long, default_value_t = 3000)]
+        contacts: u64,
+        /// Only score the bundled sample contacts (no fake CRM).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Validate a model file, run its embedded test cases and summarise it.
     CheckConfig {
-        #[arg(long, env = "LEADSCORED_CONFIG")]
-        config: PathBuf,
+        /// A model file.
+        #[arg(
+            long,
+            env = "LEADSCORED_CONFIG",
+            required_unless_present = "connection"
+        )]
+        config: Option<PathBuf>,
+        /// A connection file: checks it and the model it names (no CRM call,
+        /// no secret read; systemd runs this before start and reload).
+        #[arg(long, conflicts_with = "config")]
+        connection: Option<PathBuf>,
     },
     /// Score JSON-lines records: one scorecard per input line on standard output.
     Score {
@@ -93,6 +122,10 @@ enum Command {
         /// second while it changes, and at shutdown).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// No rate or daily limits (benchmarks); Pardot keeps its 5
+        /// concurrent requests.
+        #[arg(long)]
+        unlimited: bool,
     },
     /// How well a model separates converters, on records with known outcomes.
     Backtest {
@@ -275,20 +308,39 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, CommandError> {
     match command {
-        Command::Demo => {
-            print(&commands::demo()?)?;
+        Command::Demo { contacts, offline } => {
+            if offline {
+                print(&commands::demo_offline()?)?;
+            } else {
+                print(&commands::demo_live(contacts.clamp(10, 1_000_000))?)?;
+            }
             Ok(exit::OK)
         }
-        Command::CheckConfig { config } => match commands::check_config(&config)?.into_result() {
-            Ok(report) => {
-                print(&report)?;
-                Ok(exit::OK)
+        Command::CheckConfig { config, connection } => {
+            let (model_path, summary) = match (config, connection) {
+                (_, Some(path)) => {
+                    let connection = load_connection(&path, None)?;
+                    let summary = commands::connection_summary(&path, &connection);
+                    (connection.model_path, summary)
+                }
+                (Some(config), None) => (config, String::new()),
+                (None, None) => {
+                    return Err(CommandError::Data(
+                        "give --config MODEL or --connection FILE".to_owned(),
+                    ));
+                }
+            };
+            match commands::check_config(&model_path)?.into_result() {
+                Ok(report) => {
+                    print(&format!("{summary}{report}"))?;
+                    Ok(exit::OK)
+                }
+                Err((report, error)) => {
+                    print(&format!("{summary}{report}"))?;
+                    Err(error)
+                }
             }
-            Err((report, error)) => {
-                print(&report)?;
-                Err(error)
-            }
-        },
+        }
         Command::Score {
             config,
             input,
@@ -327,8 +379,9 @@ fn run(command: Command) -> Result<u8, CommandError> {
             contacts,
             seed,
             state,
+            unlimited,
         } => {
-            commands::fake_crm(kind, listen, contacts, seed, state.as_deref())?;
+            commands::fake_crm(kind, listen, contacts, seed, state.as_deref(), unlimited)?;
             Ok(exit::OK)
         }
         Command::Backtest { config, records } => {

@@ -76,7 +76,9 @@ pub enum StateError {
         found: String,
         expected: String,
     },
-    #[error("state {path} was written by a newer leadscored (schema {found}, this one knows {known})")]
+    #[error(
+        "state {path} was written by a newer leadscored (schema {found}, this one knows {known})"
+    )]
     TooNew {
         path: PathBuf,
         found: i64,
@@ -86,6 +88,9 @@ pub enum StateError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// A stored event: model type, time (epoch ms), attributes.
+type StoredEvent = (String, i64, Vec<(String, String)>);
+
 /// A record as stored: what a rescore needs.
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -93,7 +98,7 @@ struct Stored {
     m: i64,
     v: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    e: Vec<(String, i64, Vec<(String, String)>)>,
+    e: Vec<StoredEvent>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     l: Vec<String>,
 }
@@ -248,7 +253,9 @@ impl State {
             read_only: true,
             _lock: None,
         };
-        let version: i64 = state.db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version: i64 = state
+            .db
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version as usize != MIGRATIONS.len() {
             return Err(StateError::Open {
                 path: path.to_owned(),

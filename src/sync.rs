@@ -302,7 +302,8 @@ impl<C: Crm> Worker<'_, C> {
                     .entry(new)
                     .or_default() += 1;
             }
-            let changes = crate::plan::changes(model, &self.connection.outputs, &pulled.values, &card);
+            let changes =
+                crate::plan::changes(model, &self.connection.outputs, &pulled.values, &card);
             if changes.is_empty() {
                 if self.failed_before.contains(&pulled.id) {
                     settled.push(pulled.id);
@@ -351,13 +352,17 @@ impl<C: Crm> Worker<'_, C> {
         } else {
             self.crm.write(updates).await?
         };
-        metrics::counter!("leadscored_records_written_total").increment(report.written.len() as u64);
+        metrics::counter!("leadscored_records_written_total")
+            .increment(report.written.len() as u64);
         metrics::counter!("leadscored_records_failed_total").increment(report.failed.len() as u64);
         if let Some(state) = self.state.as_deref_mut() {
             let written_by_id: FxHashMap<&str, &Written> =
                 ids.iter().map(String::as_str).zip(written.iter()).collect();
-            let stamps: FxHashMap<&str, i64> =
-                report.stamps.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+            let stamps: FxHashMap<&str, i64> = report
+                .stamps
+                .iter()
+                .map(|(id, at)| (id.as_str(), *at))
+                .collect();
             let outcomes: Vec<WriteOutcome<'_>> = report
                 .written
                 .iter()
@@ -560,11 +565,7 @@ pub async fn run_pass<C: Crm>(
 
 /// A run id: the start time and a random tail, short enough for logs.
 pub fn run_id(now: jiff::Timestamp) -> String {
-    format!(
-        "{:x}-{:04x}",
-        now.as_second(),
-        fastrand::u16(..)
-    )
+    format!("{:x}-{:04x}", now.as_second(), fastrand::u16(..))
 }
 
 /// How a run ended, in a word (the run log, `STATUS=`, metrics).

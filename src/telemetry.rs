@@ -23,8 +23,8 @@ pub enum LogFormat {
 /// Installs the global subscriber; `default_level` applies when
 /// `LEADSCORED_LOG` is unset.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_env("LEADSCORED_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_env("LEADSCORED_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let terminal = std::io::stderr().is_terminal();
     let format = match format {
         LogFormat::Auto if std::env::var_os("JOURNAL_STREAM").is_some() => LogFormat::Journald,

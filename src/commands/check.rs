@@ -146,3 +146,60 @@ fn compare(out: &mut Vec<String>, e: &Expectation, actual: &serde_json::Value, c
         ));
     }
 }
+
+/// What a connection file sets up, for `check-config --connection`.
+pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let crm = &connection.crm;
+    let _ = writeln!(out, "connection {} is valid", path.display());
+    let _ = writeln!(
+        out,
+        "  CRM          {} at {} (time zone {})",
+        crm.kind.as_str(),
+        crm.base_url,
+        crm.timezone
+    );
+    let _ = writeln!(
+        out,
+        "  limits       {} calls per {:?}, {} concurrent, {} a day ({}% left to others)",
+        connection.limits.per_ten_seconds,
+        connection.limits.interval,
+        connection.limits.concurrency,
+        connection.limits.daily,
+        (connection.limits.daily_headroom * 100.0).round()
+    );
+    let _ = writeln!(
+        out,
+        "  reads        {} fields, events: {}",
+        connection.fields().len(),
+        connection
+            .events
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let outputs: Vec<&str> = connection
+        .outputs
+        .iter()
+        .map(|o| o.property.as_str())
+        .collect();
+    let _ = writeln!(out, "  writes       {}", outputs.join(", "));
+    let daemon = &connection.daemon;
+    let _ = writeln!(
+        out,
+        "  schedules    incremental {}, rescore {}",
+        daemon.incremental, daemon.rescore
+    );
+    let _ = writeln!(
+        out,
+        "  endpoint     {}",
+        daemon.listen.map_or_else(
+            || "off".to_owned(),
+            |a| format!("http://{a}/healthz, /metrics")
+        )
+    );
+    let _ = writeln!(out, "  model        {}\n", connection.model_path.display());
+    out
+}

@@ -1,5 +1,9 @@
-//! `demo`: the whole scoring job on embedded defaults — the example B2B
-//! model and a bundled sample of contacts — with no account and no files.
+//! `demo`: the whole job on embedded defaults, with no account, no files
+//! and no network. The live demo starts the built-in fake HubSpot on
+//! 127.0.0.1 with generated contacts and runs the product against it:
+//! setup, a first full sync, some contacts edited in the CRM, an
+//! incremental sync, then the tier and grade distribution and three
+//! contacts explained. `demo --offline` scores a bundled sample instead.
 
 use std::fmt::Write as _;
 
@@ -17,7 +21,7 @@ pub const SAMPLE_RECORDS: &str = include_str!("../../fixtures/records/sample.jso
 pub const SAMPLE_NOW: &str = "2026-11-01T00:00:00Z";
 
 /// Scores the bundled sample and returns a table plus the top record's explanation.
-pub fn demo() -> Result<String, CommandError> {
+pub fn demo_offline() -> Result<String, CommandError> {
     let model = Model::compile("config/b2b.toml (embedded)", EXAMPLE_MODEL)?;
     let now: Timestamp = SAMPLE_NOW
         .parse()
@@ -85,4 +89,266 @@ pub fn demo() -> Result<String, CommandError> {
 
 fn total(card: &Scorecard) -> f64 {
     card.results().first().map_or(0.0, |r| r.total())
+}
+
+/// The example connection shipped in `config/hubspot.toml`.
+pub const EXAMPLE_CONNECTION: &str = include_str!("../../config/hubspot.toml");
+
+/// A temporary directory for the demo's token file and state, removed on
+/// drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!(
+            "leadscored-demo-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A bar of `width` cells for `count` of `max`.
+fn bar(count: u64, max: u64, width: usize) -> String {
+    let cells = if max == 0 {
+        0
+    } else {
+        ((count as f64 / max as f64) * width as f64).round() as usize
+    };
+    "█".repeat(cells.max(usize::from(count > 0)))
+}
+
+fn histogram(out: &mut String, title: &str, values: &std::collections::BTreeMap<String, u64>) {
+    let max = values.values().copied().max().unwrap_or(0);
+    let _ = writeln!(out, "{title}");
+    for (value, count) in values {
+        let _ = writeln!(out, "  {value:<8} {:>6}  {}", count, bar(*count, max, 40));
+    }
+}
+
+/// Runs the live demo against an in-process fake HubSpot with `contacts`
+/// generated contacts; progress goes to standard error on a terminal.
+pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
+    use crate::crm::{Connector, Crm as _};
+    use crate::sync::{Pass, PassKind, Stop, run_logged};
+
+    let scratch = Scratch::new()?;
+    let token = "pat-demo-local-token";
+    let token_file = scratch.0.join("token");
+    std::fs::write(&token_file, token)?;
+    let model = Model::compile("config/b2b.toml (embedded)", EXAMPLE_MODEL)?;
+    let source = EXAMPLE_CONNECTION
+        .replace(
+            "token = { credential = \"hubspot-token\" }",
+            &format!(
+                "token = {{ file = {:?} }}",
+                token_file.display().to_string()
+            ),
+        )
+        .replace(
+            "[limits]\n",
+            "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 8\n",
+        );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let fake = crate::fake::spawn_hubspot(crate::fake::FakeHubspot::new(
+            crate::fake::HubspotConfig {
+                contacts,
+                seed: 7,
+                token: token.to_owned(),
+                per_ten_seconds: 100_000,
+                search_per_second: 100_000,
+                ..crate::fake::HubspotConfig::default()
+            },
+        ))
+        .await?;
+        let mut connection = crate::config::Connection::parse(
+            "config/hubspot.toml (embedded)",
+            &source,
+            std::path::Path::new("config"),
+            Some((std::path::PathBuf::from("config/b2b.toml"), model)),
+        )?;
+        connection
+            .override_base_url(&fake.url())
+            .map_err(CommandError::Data)?;
+        let crm = Connector::new(&connection)?;
+        let mut state = crate::state::State::open(
+            &scratch.0.join("demo.sqlite3"),
+            &connection.identity(),
+        )?;
+        let stop = Stop::default();
+        let calls = || crm.http().stats.calls.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "leadscored demo: a fake HubSpot portal on {} with {contacts} generated contacts\n(no account, no network), the example model \"{}\".\n",
+            fake.addr,
+            connection.model.name()
+        );
+
+        let setup = crm.setup(&connection.property_specs(), true).await?;
+        let _ = writeln!(
+            out,
+            "1. setup: {} properties created in the group \"leadscored\", {} already there ({} calls)",
+            setup.created.len(),
+            setup.existing.len(),
+            calls()
+        );
+
+        let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new(contacts);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "   {msg:<14} [{bar:40}] {pos}/{len} contacts scored and written",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message("first sync");
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut scores: Vec<(String, f64)> = Vec::new();
+        let before = calls();
+        let started = std::time::Instant::now();
+        let pass = |kind| Pass {
+            kind,
+            now: jiff::Timestamp::now(),
+            dry_run: false,
+            since: None,
+        };
+        let first = run_logged(
+            &crm,
+            &connection,
+            &mut state,
+            pass(PassKind::Incremental),
+            &stop,
+            |change| {
+                progress.inc(1);
+                if let Some(score) = change
+                    .changes
+                    .iter()
+                    .find(|c| c.property == "leadscored_score")
+                    .and_then(|c| c.new.parse::<f64>().ok())
+                {
+                    scores.push((change.id.clone(), score));
+                }
+            },
+        )
+        .await?;
+        progress.finish_and_clear();
+        let _ = writeln!(
+            out,
+            "2. first sync (everything): pulled {} contacts in {} pages with {} event-detail calls;\n   wrote {} contacts in {} batch calls; {} calls, {:.1} s",
+            first.pulled,
+            first.pull_pages,
+            first.detail_calls,
+            first.written,
+            first.write_calls,
+            calls() - before,
+            started.elapsed().as_secs_f64()
+        );
+
+        // Sales edits some contacts in the CRM.
+        let edited: Vec<serde_json::Value> = (0..contacts.min(60))
+            .map(|i| {
+                let id = 1 + i * (contacts / 60).max(1);
+                let title = if i % 2 == 0 { "Chief Executive Officer" } else { "Student" };
+                serde_json::json!({ "id": id.to_string(), "properties": { "jobtitle": title } })
+            })
+            .collect();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/crm/v3/objects/contacts/batch/update", fake.url()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "inputs": edited }))
+            .send()
+            .await
+            .map_err(|e| CommandError::Data(format!("the fake CRM: {e}")))?;
+        if !answer.status().is_success() {
+            return Err(CommandError::Data(format!(
+                "the fake CRM refused the edits: {}",
+                answer.status()
+            )));
+        }
+        let _ = writeln!(
+            out,
+            "3. in the CRM, {} contacts get a new job title (half become CEOs, half students)",
+            edited.len()
+        );
+        // Let the edits (and our own writes) settle behind the new run's start.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        let before = calls();
+        let started = std::time::Instant::now();
+        let second = run_logged(
+            &crm,
+            &connection,
+            &mut state,
+            pass(PassKind::Incremental),
+            &stop,
+            |_| {},
+        )
+        .await?;
+        let _ = writeln!(
+            out,
+            "4. incremental sync: pulled {} contacts changed since the first sync ({} of them only by\n   our own writes: recognised, no detail fetched, nothing written); {} event-detail calls;\n   {} needed new values, written in {} batch call(s); {} calls, {:.1} s",
+            second.pulled,
+            second.unchanged,
+            second.detail_calls,
+            second.written,
+            second.write_calls,
+            calls() - before,
+            started.elapsed().as_secs_f64()
+        );
+
+        let _ = writeln!(out);
+        if let Some(tiers) = first.after.get("leadscored_tier") {
+            histogram(&mut out, "Tiers after the first sync", tiers);
+        }
+        if let Some(grades) = first.after.get("leadscored_grade") {
+            histogram(&mut out, "Grades", grades);
+        }
+
+        scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let picks: Vec<&(String, f64)> = [0, scores.len() / 2, scores.len().saturating_sub(1)]
+            .iter()
+            .filter_map(|&i| scores.get(i))
+            .collect();
+        let now = jiff::Timestamp::now();
+        for (label, (id, _)) in ["The top contact", "A middling contact", "The lowest contact"]
+            .iter()
+            .zip(picks)
+        {
+            if let Some((stored, _)) = state.record(id)? {
+                let record = crate::crm::mapping::to_record(
+                    &connection.model,
+                    &connection.inputs,
+                    &stored,
+                );
+                let card = connection.model.score(&record, now);
+                let _ = write!(
+                    out,
+                    "\n{label} (HubSpot id {id}), explained:\n\n{}",
+                    explain_text(&connection.model, &record, &card, now)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nNext: `leadscored sync --once --dry-run` against your portal shows what it would write."
+        );
+        Ok(out)
+    })
 }

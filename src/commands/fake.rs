@@ -38,6 +38,7 @@ pub fn fake_crm(
     records: u64,
     seed: u64,
     state: Option<&Path>,
+    unlimited: bool,
 ) -> Result<(), CommandError> {
     if !listen.ip().is_loopback() {
         return Err(CommandError::Data(format!(
@@ -46,11 +47,16 @@ pub fn fake_crm(
     }
     let (fake, router, banner) = match kind {
         FakeKind::Hubspot => {
-            let config = HubspotConfig {
+            let mut config = HubspotConfig {
                 contacts: records,
                 seed,
                 ..HubspotConfig::default()
             };
+            if unlimited {
+                config.per_ten_seconds = 100_000_000;
+                config.search_per_second = 10_000_000;
+                config.daily = u64::MAX / 2;
+            }
             let banner = format!(
                 "fake HubSpot with {records} contacts (seed {seed}); bearer token: {}",
                 config.token
@@ -62,11 +68,14 @@ pub fn fake_crm(
             (Fake::Hubspot(fake.clone()), fake.router(), banner)
         }
         FakeKind::Pardot => {
-            let config = PardotConfig {
+            let mut config = PardotConfig {
                 prospects: records,
                 seed,
                 ..PardotConfig::default()
             };
+            if unlimited {
+                config.daily = u64::MAX / 2;
+            }
             let banner = format!(
                 "fake Pardot with {records} prospects (seed {seed}); bearer token: {}; Pardot-Business-Unit-Id: {}",
                 config.token, config.business_unit_id

@@ -16,8 +16,8 @@ mod sync;
 
 use std::path::Path;
 
-pub use check::{CheckOutcome, check_config, run_cases};
-pub use demo::demo;
+pub use check::{CheckOutcome, check_config, connection_summary, run_cases};
+pub use demo::{demo_live, demo_offline};
 pub use evaluate::{Diff, OutcomeSpec, Skipped, backtest, calibrate, diff, generate};
 pub use explain::explain;
 pub use fake::{FakeKind, fake_crm};

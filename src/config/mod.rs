@@ -1065,6 +1065,8 @@ fn events(
             continue;
         }
         match raw.remove(event_type) {
+            // Not fetched: the model sees none of these events.
+            Some(text) if text.get_ref().trim() == "off" => {}
             Some(text) => match parse_source(kind, text.get_ref()) {
                 Ok(source) => {
                     out.insert(event_type.to_owned(), source);
@@ -1224,7 +1226,10 @@ fn schedule(d: &mut Diagnostics<'_>, value: &Spanned<String>, name: &str) -> Opt
                 Some(Schedule::Every(duration.unsigned_abs()))
             }
             Ok(_) => {
-                d.error(&value.span(), format!("{name}: the interval must be at least 1s"));
+                d.error(
+                    &value.span(),
+                    format!("{name}: the interval must be at least 1s"),
+                );
                 None
             }
             Err(e) => {

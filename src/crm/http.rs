@@ -304,7 +304,8 @@ impl Http {
                 endpoint: "client".to_owned(),
                 message: without_url(&e),
             })?;
-        let timezone = crate::config::account_zone(&crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let timezone =
+            crate::config::account_zone(&crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let today = jiff::Timestamp::now()
             .to_zoned_datetime(timezone.clone())
             .date();

@@ -133,7 +133,10 @@ impl Schedules {
                     metrics::counter!("leadscored_runs_skipped_total", "kind" => kind.as_str())
                         .increment(1);
                 } else if triggers.try_send(Trigger::Scheduled(kind)).is_err() {
-                    tracing::info!(kind = kind.as_str(), "scheduled run skipped: runs are queued");
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        "scheduled run skipped: runs are queued"
+                    );
                 }
             };
             let job = match schedule {
@@ -343,7 +346,9 @@ impl Daemon {
                 }
                 Err(error) => {
                     if let PassError::Crm(
-                        CrmError::Auth(why) | CrmError::MissingScope(why) | CrmError::Credentials(why),
+                        CrmError::Auth(why)
+                        | CrmError::MissingScope(why)
+                        | CrmError::Credentials(why),
                     ) = error
                     {
                         health.auth_failure = Some(why.clone());
@@ -463,8 +468,7 @@ fn spawn_watchdog(
                 .stats
                 .calls
                 .load(Ordering::Relaxed);
-            if last_calls.swap(calls, Ordering::Relaxed) != calls
-                || !running.load(Ordering::SeqCst)
+            if last_calls.swap(calls, Ordering::Relaxed) != calls || !running.load(Ordering::SeqCst)
             {
                 last_progress = std::time::Instant::now();
             }

@@ -484,7 +484,7 @@ impl Inner {
     fn write(&mut self, id: u64, values: BTreeMap<String, String>) {
         let person = self.people.person(id);
         let old = self.modified_at(id, &person);
-        let new = self.overlay.next_write_time(self.config.epoch_ms);
+        let new = self.overlay.next_write_time(self.config.epoch_ms, old);
         self.overlay.write(id, values, new);
         if self.config.faults.search_lag.is_zero() {
             self.move_in_index(id, old, new);

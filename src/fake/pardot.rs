@@ -388,7 +388,7 @@ impl Inner {
     fn write(&mut self, id: u64, values: BTreeMap<String, String>) {
         let person = self.people.person(id);
         let old = self.updated_at(id, &person);
-        let new = self.overlay.next_write_time(self.config.epoch_ms);
+        let new = self.overlay.next_write_time(self.config.epoch_ms, old);
         self.overlay.write(id, values, new);
         if let Some(index) = self.by_updated.as_mut() {
             index.remove(&(old, id));

@@ -42,12 +42,14 @@ struct StateFile<O> {
 }
 
 impl Overlay {
-    /// The fake's "now" for a write: after the generated history and
-    /// strictly increasing, so every write moves the record forward.
-    pub fn next_write_time(&mut self, epoch_ms: i64) -> i64 {
+    /// The fake's "now" for a write to a record last modified at
+    /// `previous`: the wall clock (writes in one millisecond share it, as
+    /// in the real CRMs), but after the generated history and after the
+    /// record's last change, so every write moves the record forward.
+    pub fn next_write_time(&mut self, epoch_ms: i64, previous: i64) -> i64 {
         let wall = jiff::Timestamp::now().as_millisecond();
-        let candidate = wall.max(epoch_ms + self.write_clock + 1);
-        self.write_clock = candidate - epoch_ms;
+        let candidate = wall.max(epoch_ms + 1).max(previous + 1);
+        self.write_clock = self.write_clock.max(candidate - epoch_ms);
         candidate
     }
 

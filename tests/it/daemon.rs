@@ -37,7 +37,10 @@ fn write_connection(dir: &Path, url: &str, limits: &str, daemon: &str, timezone:
             "# base_url = \"https://api.hubapi.com\"",
             &format!("base_url = {url:?}"),
         )
-        .replace("timezone = \"Europe/Oslo\"", &format!("timezone = {timezone:?}"))
+        .replace(
+            "timezone = \"Europe/Oslo\"",
+            &format!("timezone = {timezone:?}"),
+        )
         .replace("[limits]\n", &format!("[limits]\n{limits}\n"))
         + "\n[daemon]\n"
         + daemon;
@@ -155,7 +158,10 @@ async fn kill_9_at_random_points_then_restart_converges() {
         // Meanwhile people change in the CRM.
         let id = 1 + rng.u64(0..1_000);
         let answer = client
-            .post(format!("{}/crm/v3/objects/contacts/batch/update", fake.url()))
+            .post(format!(
+                "{}/crm/v3/objects/contacts/batch/update",
+                fake.url()
+            ))
             .bearer_auth(TOKEN)
             .json(&serde_json::json!({ "inputs": [
                 { "id": id.to_string(), "properties": { "jobtitle": format!("VP Sales {round}") } }
@@ -178,7 +184,8 @@ async fn kill_9_at_random_points_then_restart_converges() {
     assert!(state.failed().expect("failed").is_empty());
     let runs = state.runs(30).expect("runs");
     assert!(
-        runs.iter().any(|r| r.outcome.as_deref() == Some("abandoned")),
+        runs.iter()
+            .any(|r| r.outcome.as_deref() == Some("abandoned")),
         "killed runs are marked abandoned: {runs:?}"
     );
 }
@@ -304,7 +311,10 @@ async fn sighup_keeps_a_good_config_and_switches_to_a_better_one() {
         read_log().contains("not applied")
     })
     .await;
-    assert!(read_log().contains("portal.toml"), "the error names the file");
+    assert!(
+        read_log().contains("portal.toml"),
+        "the error names the file"
+    );
     assert!(matches!(get(&health).await, Some((200, _))));
 
     // A good new config: the score property now carries the fit score.
@@ -334,8 +344,16 @@ async fn sighup_keeps_a_good_config_and_switches_to_a_better_one() {
         metrics.contains("leadscored_config_reloads_total{result=\"failed\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("leadscored_records_written_total"), "{metrics}");
-    assert!(metrics.contains("leadscored_crm_requests_total{endpoint=\"contacts.batch.update\",status=\"200\"}"), "{metrics}");
+    assert!(
+        metrics.contains("leadscored_records_written_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "leadscored_crm_requests_total{endpoint=\"contacts.batch.update\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
 
     signal(&child, "TERM");
     let status = wait_with_timeout(&mut child, Duration::from_secs(10));
@@ -419,9 +437,11 @@ async fn a_spent_daily_budget_waits_without_calls_then_resumes() {
         before,
         "no calls while the budget is spent (scheduled runs skipped)"
     );
-    eventually("the run after the reset", Duration::from_secs(25), || async {
-        used(stats(&fake).await) > before
-    })
+    eventually(
+        "the run after the reset",
+        Duration::from_secs(25),
+        || async { used(stats(&fake).await) > before },
+    )
     .await;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log_text.contains("the daily budget is spent"), "{log_text}");

@@ -81,6 +81,6 @@ fn summary_lines_fit_a_crm_text_property() {
 
 #[test]
 fn the_demo_output() {
-    let output = leadscored::commands::demo().expect("the demo runs on embedded defaults");
+    let output = leadscored::commands::demo_offline().expect("the demo runs on embedded defaults");
     insta::assert_snapshot!("demo", output);
 }

@@ -223,7 +223,10 @@ async fn changing_k_contacts_costs_about_k() {
         "pulled {} for 37 changes",
         changed.pulled
     );
-    assert!(changed.written >= 30 && changed.written <= 37, "{changed:?}");
+    assert!(
+        changed.written >= 30 && changed.written <= 37,
+        "{changed:?}"
+    );
     assert!(
         changed.detail_calls <= 2 * changed.pulled,
         "detail only for changed contacts: {}",
@@ -282,7 +285,10 @@ async fn rejected_records_are_retried_from_state() {
         first.failed.len(),
         "every failure is recorded"
     );
-    assert!(first.watermark.is_some(), "failures do not hold the watermark");
+    assert!(
+        first.watermark.is_some(),
+        "failures do not hold the watermark"
+    );
     for _ in 0..6 {
         if state.failed().expect("failed").is_empty() {
             break;
@@ -358,7 +364,10 @@ fn one_holder_per_state_and_no_foreign_state() {
     let path = dir.path().join("s.sqlite3");
     let held = State::open(&path, "hubspot https://api.hubapi.com").expect("opens");
     let second = State::open(&path, "hubspot https://api.hubapi.com");
-    assert!(matches!(second, Err(StateError::Locked { .. })), "{second:?}");
+    assert!(
+        matches!(second, Err(StateError::Locked { .. })),
+        "{second:?}"
+    );
     drop(held);
     let foreign = State::open(&path, "hubspot https://api-eu1.hubapi.com");
     assert!(

@@ -152,8 +152,8 @@ impl Hubspot {
     /// is made yet).
     pub fn new(connection: &Connection) -> Result<Hubspot, CrmError> {
         let tokens = super::auth::Tokens::new(connection.crm.kind, &connection.crm.auth)?;
-        let timezone =
-            crate::config::account_zone(&connection.crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let timezone = crate::config::account_zone(&connection.crm.timezone)
+            .unwrap_or(jiff::tz::TimeZone::UTC);
         let http = Http::new(
             &connection.crm,
             &connection.limits,
@@ -273,74 +273,74 @@ impl Hubspot {
             return Ok(found.clone());
         }
         let loaded = async {
-                let mut by_email: Submissions = HashMap::new();
-                let mut forms = Vec::new();
+            let mut by_email: Submissions = HashMap::new();
+            let mut forms = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let mut query = vec![("limit", "100".to_owned())];
+                if let Some(a) = &after {
+                    query.push(("after", a.clone()));
+                }
+                let page = self
+                    .http
+                    .json::<FormList>(&Call {
+                        method: Method::GET,
+                        path: "/marketing/v3/forms",
+                        query: &query,
+                        body: None,
+                        lane: Lane::General,
+                        endpoint: "forms.list",
+                    })
+                    .await?
+                    .body;
+                forms.extend(page.results);
+                match page.paging.and_then(|p| p.next) {
+                    Some(next) => after = Some(next.after),
+                    None => break,
+                }
+            }
+            for form in forms {
+                let name = form.name.clone().unwrap_or_else(|| form.id.clone());
+                let path = format!("/form-integrations/v1/submissions/forms/{}", form.id);
                 let mut after: Option<String> = None;
                 loop {
-                    let mut query = vec![("limit", "100".to_owned())];
+                    let mut query = vec![("limit", "50".to_owned())];
                     if let Some(a) = &after {
                         query.push(("after", a.clone()));
                     }
                     let page = self
                         .http
-                        .json::<FormList>(&Call {
+                        .json::<SubmissionPage>(&Call {
                             method: Method::GET,
-                            path: "/marketing/v3/forms",
+                            path: &path,
                             query: &query,
                             body: None,
                             lane: Lane::General,
-                            endpoint: "forms.list",
+                            endpoint: "forms.submissions",
                         })
                         .await?
                         .body;
-                    forms.extend(page.results);
+                    for submission in page.results {
+                        let email = submission
+                            .values
+                            .iter()
+                            .find(|v| v.name == "email")
+                            .and_then(|v| v.value.clone());
+                        if let Some(email) = email {
+                            by_email
+                                .entry(email.to_lowercase())
+                                .or_default()
+                                .push((submission.submitted_at, name.clone()));
+                        }
+                        let _ = submission.page_url;
+                    }
                     match page.paging.and_then(|p| p.next) {
                         Some(next) => after = Some(next.after),
                         None => break,
                     }
                 }
-                for form in forms {
-                    let name = form.name.clone().unwrap_or_else(|| form.id.clone());
-                    let path = format!("/form-integrations/v1/submissions/forms/{}", form.id);
-                    let mut after: Option<String> = None;
-                    loop {
-                        let mut query = vec![("limit", "50".to_owned())];
-                        if let Some(a) = &after {
-                            query.push(("after", a.clone()));
-                        }
-                        let page = self
-                            .http
-                            .json::<SubmissionPage>(&Call {
-                                method: Method::GET,
-                                path: &path,
-                                query: &query,
-                                body: None,
-                                lane: Lane::General,
-                                endpoint: "forms.submissions",
-                            })
-                            .await?
-                            .body;
-                        for submission in page.results {
-                            let email = submission
-                                .values
-                                .iter()
-                                .find(|v| v.name == "email")
-                                .and_then(|v| v.value.clone());
-                            if let Some(email) = email {
-                                by_email
-                                    .entry(email.to_lowercase())
-                                    .or_default()
-                                    .push((submission.submitted_at, name.clone()));
-                            }
-                            let _ = submission.page_url;
-                        }
-                        match page.paging.and_then(|p| p.next) {
-                            Some(next) => after = Some(next.after),
-                            None => break,
-                        }
-                    }
-                }
-                Ok::<_, CrmError>(Arc::new(by_email))
+            }
+            Ok::<_, CrmError>(Arc::new(by_email))
         }
         .await?;
         *cached = Some((pull, loaded.clone()));

@@ -1,0 +1,159 @@
+//! End-to-end sync at scale: `leadscored sync --once --full` as its own
+//! process against `leadscored fake-crm --unlimited` (another process),
+//! for 100,000 and 1,000,000 contacts (`E2E_SIZES=...` to change). The
+//! first sync writes every contact; a second full sync finds nothing to
+//! write. Reports records per second and the sync process's peak RSS
+//! (VmHWM, sampled until it exits), which must stay flat as the portal
+//! grows.
+//!
+//! Event detail is switched off (`[events] ... = "off"`): with it, every
+//! contact costs two more calls and the figure measures the fake's HTTP
+//! serving, not the sync. Run with `cargo bench --bench e2e`.
+
+#![allow(clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leadscored");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18_123)
+}
+
+/// Peak RSS in MiB of a running process, from /proc (0 when gone).
+fn peak_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs a child to completion, sampling its peak RSS; returns (seconds,
+/// MiB, success).
+fn measure(mut command: Command) -> (f64, f64, bool) {
+    let started = Instant::now();
+    let mut child: Child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("leadscored starts");
+    let mut peak: f64 = 0.0;
+    loop {
+        peak = peak.max(peak_mib(child.id()));
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (started.elapsed().as_secs_f64(), peak, status.success());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn connection(dir: &Path, url: &str) -> PathBuf {
+    let token = dir.join("token");
+    std::fs::write(&token, "pat-fake-local-token").expect("token");
+    let text = std::fs::read_to_string(root().join("config/hubspot.toml"))
+        .expect("example connection")
+        .replace(
+            "model = \"b2b.toml\"",
+            &format!(
+                "model = {:?}",
+                root().join("config/b2b.toml").display().to_string()
+            ),
+        )
+        .replace(
+            "token = { credential = \"hubspot-token\" }",
+            &format!("token = {{ file = {:?} }}", token.display().to_string()),
+        )
+        .replace(
+            "# base_url = \"https://api.hubapi.com\"",
+            &format!("base_url = {url:?}"),
+        )
+        .replace(
+            "[limits]\n",
+            "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 8\ndaily = 100000000\n",
+        )
+        .replace("form_submission = \"forms\"", "form_submission = \"off\"")
+        .replace("email_open = \"email:OPEN\"", "email_open = \"off\"")
+        .replace(
+            "page_view = \"web:e_visited_page\"",
+            "page_view = \"off\"\nemail_click = \"off\"\nad_click = \"off\"\ncontent_download = \"off\"\nemail_unsubscribe = \"off\"\nwebinar = \"off\"",
+        );
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, text).expect("connection file");
+    path
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::var("E2E_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    println!("contacts   first sync (writes all)        second sync (writes none)");
+    for contacts in sizes {
+        let dir = std::env::temp_dir().join(format!("leadscored-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut fake = Command::new(BIN)
+            .args([
+                "fake-crm",
+                "--unlimited",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--contacts",
+                &contacts.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake starts");
+        std::thread::sleep(Duration::from_millis(500));
+        let path = connection(&dir, &url);
+        let status = Command::new(BIN)
+            .args(["setup", "--connection"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("setup runs");
+        assert!(status.success(), "setup");
+        let sync = || {
+            let mut command = Command::new(BIN);
+            command
+                .args(["sync", "--once", "--full", "--connection"])
+                .arg(&path)
+                .arg("--state-dir")
+                .arg(dir.join("state"));
+            command
+        };
+        let (first_s, first_mib, ok1) = measure(sync());
+        let (second_s, second_mib, ok2) = measure(sync());
+        let _ = fake.kill();
+        let _ = fake.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(ok1 && ok2, "the syncs succeed");
+        println!(
+            "{contacts:>9}  {:>7.0} rec/s {:>6.1} s {:>5.0} MiB   {:>7.0} rec/s {:>6.1} s {:>5.0} MiB",
+            contacts as f64 / first_s,
+            first_s,
+            first_mib,
+            contacts as f64 / second_s,
+            second_s,
+            second_mib
+        );
+    }
+}
