@@ -46,9 +46,24 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn demo_runs_on_embedded_defaults() {
-    let out = leadscored(&["demo"], None);
+    let out = leadscored(&["demo", "--contacts", "400"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("12 sample contacts"));
+    let shown = text(&out.stdout);
+    for part in [
+        "with 400 generated contacts",
+        "1. setup: 6 properties created",
+        "2. first sync (everything): pulled 400 contacts",
+        "wrote 400 contacts",
+        "4. incremental sync: pulled",
+        "Tiers after the first sync",
+        "The top contact (HubSpot id",
+        "The lowest contact (HubSpot id",
+    ] {
+        assert!(shown.contains(part), "{part:?} in {shown}");
+    }
+    let offline = leadscored(&["demo", "--offline"], None);
+    assert_eq!(offline.status.code(), Some(0), "{}", text(&offline.stderr));
+    assert!(text(&offline.stdout).contains("12 sample contacts"));
 }
 
 #[test]
@@ -441,6 +456,8 @@ fn setup_and_a_dry_run_sync_against_the_fake_crm() {
             &url,
             "--once",
             "--dry-run",
+            "--state-dir",
+            dir.path().to_str().expect("utf-8"),
         ],
         None,
     );
@@ -451,7 +468,7 @@ fn setup_and_a_dry_run_sync_against_the_fake_crm() {
         printed.contains("dry run: nothing was written"),
         "{printed}"
     );
-    assert!(printed.contains("40 records pulled"), "{printed}");
+    assert!(printed.contains("pull full: 40 records"), "{printed}");
     assert!(
         printed.contains("leadscored_score: (empty) → "),
         "{printed}"

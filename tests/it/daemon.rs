@@ -24,7 +24,12 @@ fn write_connection(dir: &Path, url: &str, limits: &str, daemon: &str, timezone:
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
     let model = crate::root().join("config/b2b.toml");
-    let source = crate::read("config/hubspot.toml")
+    let example = crate::read("config/hubspot.toml");
+    let without_daemon = match example.find("\n# The daemon") {
+        Some(at) => &example[..at],
+        None => example.as_str(),
+    };
+    let source = without_daemon
         .replace(
             "model = \"b2b.toml\"",
             &format!("model = {:?}", model.display().to_string()),
