@@ -455,3 +455,74 @@ async fn a_spent_daily_budget_waits_without_calls_then_resumes() {
     let status = wait_with_timeout(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notifications_and_json_logs() {
+    use std::os::unix::net::UnixDatagram;
+    let fake = fake(fake_config(300)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let path = write_connection(
+        dir.path(),
+        &fake.url(),
+        FAST,
+        "incremental = \"every 1h\"\nrescore = \"off\"\nlisten = \"off\"\n",
+        "UTC",
+    );
+    let log = dir.path().join("daemon.log");
+    let mut child = leadscored(
+        &["run", "--connection", path.to_str().expect("utf-8")],
+        dir.path(),
+    )
+    .env("NOTIFY_SOCKET", &socket_path)
+    .env("WATCHDOG_USEC", "400000")
+    .env("LEADSCORED_LOG_FORMAT", "json")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log file"))
+    .spawn()
+    .expect("daemon starts");
+    let mut seen: Vec<String> = Vec::new();
+    let mut receive_until = |want: &str, seen: &mut Vec<String>| {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            let mut buffer = [0u8; 4096];
+            if let Ok(n) = socket.recv(&mut buffer) {
+                seen.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+            }
+            if seen.iter().any(|m| m.contains(want)) {
+                return;
+            }
+        }
+        panic!("no {want:?} from the daemon; got {seen:?}");
+    };
+    receive_until("READY=1", &mut seen);
+    receive_until("STATUS=last run incremental", &mut seen);
+    receive_until("WATCHDOG=1", &mut seen);
+    signal(&child, "HUP");
+    receive_until("RELOADING=1", &mut seen);
+    signal(&child, "TERM");
+    receive_until("STOPPING=1", &mut seen);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let ready = seen.iter().position(|m| m.contains("READY=1"));
+    let first_status = seen.iter().position(|m| m.contains("STATUS=last run"));
+    assert!(ready < first_status, "READY comes first: {seen:?}");
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "run finished" && l["span"]["run_id"].is_string()),
+        "a run span with its id: {text}"
+    );
+    assert!(!text.contains(TOKEN), "no secret in the logs");
+    assert!(!text.contains('@'), "no email addresses in the logs");
+}
