@@ -263,7 +263,7 @@ struct Worker<'a, C: Crm> {
     report: PassReport,
 }
 
-impl<C: Crm> Worker<'_, C> {
+impl<'a, C: Crm> Worker<'a, C> {
     /// Scores and plans records; `ours` is what leadscored wrote to each
     /// since it was pulled (empty for fresh pulls).
     fn plan(
@@ -334,24 +334,31 @@ impl<C: Crm> Worker<'_, C> {
         settled
     }
 
-    /// Writes what is pending (all of it, or only full batches) and
-    /// records the outcome.
-    async fn flush(&mut self, settled: Vec<String>, all: bool) -> Result<(), PassError> {
-        let take = if all || self.pending.len() >= self.batch_size {
-            std::mem::take(&mut self.pending)
-        } else {
-            Vec::new()
-        };
-        if take.is_empty() && settled.is_empty() {
-            return Ok(());
+    /// The next batch to write: the pending updates when a full batch (or,
+    /// with `all`, any) is waiting.
+    fn take_batch(&mut self, all: bool) -> Option<Vec<(Update, Written)>> {
+        if self.pending.is_empty() || (!all && self.pending.len() < self.batch_size) {
+            return None;
         }
-        let (updates, written): (Vec<Update>, Vec<Written>) = take.into_iter().unzip();
-        let ids: Vec<String> = updates.iter().map(|u| u.id.clone()).collect();
-        let report = if updates.is_empty() {
-            WriteReport::default()
-        } else {
-            self.crm.write(updates).await?
-        };
+        Some(std::mem::take(&mut self.pending))
+    }
+
+    /// Sends a batch; the returned future borrows only the CRM, so pages
+    /// keep being pulled and planned while it is on the wire.
+    fn start_write(&self, batch: Vec<(Update, Written)>) -> Writing<'a> {
+        let crm = self.crm;
+        Box::pin(async move {
+            let (updates, written): (Vec<Update>, Vec<Written>) = batch.into_iter().unzip();
+            let ids: Vec<String> = updates.iter().map(|u| u.id.clone()).collect();
+            let report = crm.write(updates).await;
+            (ids, written, report)
+        })
+    }
+
+    /// Records a finished write in the report and the state.
+    fn record(&mut self, done: WriteDone) -> Result<(), PassError> {
+        let (ids, written, report) = done;
+        let report = report?;
         metrics::counter!("leadscored_records_written_total")
             .increment(report.written.len() as u64);
         metrics::counter!("leadscored_records_failed_total").increment(report.failed.len() as u64);
@@ -377,7 +384,7 @@ impl<C: Crm> Worker<'_, C> {
             state.save_writes(
                 &outcomes,
                 &report.failed,
-                &settled,
+                &[],
                 self.pass.now.as_millisecond(),
             )?;
         }
@@ -386,7 +393,30 @@ impl<C: Crm> Worker<'_, C> {
         self.report.failed.extend(report.failed);
         Ok(())
     }
+
+    /// Records that these records need no write any more (they leave the
+    /// failed list).
+    fn settle(&mut self, settled: &[String]) -> Result<(), PassError> {
+        if let (false, Some(state)) = (settled.is_empty(), self.state.as_deref_mut()) {
+            state.save_writes(&[], &[], settled, self.pass.now.as_millisecond())?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything pending and records it (between stages).
+    async fn flush(&mut self) -> Result<(), PassError> {
+        if let Some(batch) = self.take_batch(true) {
+            let done = self.start_write(batch).await;
+            self.record(done)?;
+        }
+        Ok(())
+    }
 }
+
+/// A write's ids, what leadscored will have written to each, and the answer.
+type WriteDone = (Vec<String>, Vec<Written>, Result<WriteReport, CrmError>);
+/// A write on the wire.
+type Writing<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = WriteDone> + Send + 'a>>;
 
 /// Runs one pass. `state` is required unless `pass.dry_run` (a dry run
 /// without state plans as if nothing had been seen). `on_change` sees each
@@ -460,10 +490,39 @@ pub async fn run_pass<C: Crm>(
 
     let (sink, mut pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
     let consume = async {
+        let mut writing: Option<Writing<'_>> = None;
         loop {
+            // Backpressure: with a full batch waiting behind the one on the
+            // wire, let that one finish before taking more pages.
+            if worker.pending.len() >= 2 * worker.batch_size
+                && let Some(write) = writing.take()
+            {
+                worker.record(write.await)?;
+            }
+            if writing.is_none()
+                && let Some(batch) = worker.take_batch(false)
+            {
+                writing = Some(worker.start_write(batch));
+            }
             let page = tokio::select! {
                 biased;
-                () = stop.stopped() => return Err(PassError::Stopped),
+                () = stop.stopped() => {
+                    // A batch on the wire finishes and is recorded.
+                    if let Some(write) = writing.take() {
+                        worker.record(write.await)?;
+                    }
+                    return Err(PassError::Stopped);
+                }
+                done = async {
+                    match writing.as_mut() {
+                        Some(write) => write.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    writing = None;
+                    worker.record(done)?;
+                    continue;
+                }
                 page = pages.recv() => page,
             };
             let Some(mut page) = page else { break };
@@ -485,7 +544,10 @@ pub async fn run_pass<C: Crm>(
             }
             let records = page.into_iter().map(|r| (r, Written::new())).collect();
             let settled = worker.plan(records, &mut on_change);
-            worker.flush(settled, false).await?;
+            worker.settle(&settled)?;
+        }
+        if let Some(write) = writing.take() {
+            worker.record(write.await)?;
         }
         Ok(())
     };
@@ -500,7 +562,7 @@ pub async fn run_pass<C: Crm>(
     let (pulled, consumed) = tokio::join!(pull, consume);
     consumed?;
     let summary = pulled?;
-    worker.flush(Vec::new(), true).await?;
+    worker.flush().await?;
     worker.report.pull_pages = summary.pages;
     worker.report.detail_calls = summary.detail_calls;
 
@@ -526,7 +588,11 @@ pub async fn run_pass<C: Crm>(
             }
             worker.report.rescored += records.len() as u64;
             let settled = worker.plan(records, &mut on_change);
-            worker.flush(settled, false).await?;
+            worker.settle(&settled)?;
+            if let Some(batch) = worker.take_batch(false) {
+                let done = worker.start_write(batch).await;
+                worker.record(done)?;
+            }
         }
         if pass.kind == PassKind::Rescore {
             let mut after = String::new();
@@ -546,10 +612,14 @@ pub async fn run_pass<C: Crm>(
                     .collect();
                 worker.report.rescored += records.len() as u64;
                 let settled = worker.plan(records, &mut on_change);
-                worker.flush(settled, false).await?;
+                worker.settle(&settled)?;
+                if let Some(batch) = worker.take_batch(false) {
+                    let done = worker.start_write(batch).await;
+                    worker.record(done)?;
+                }
             }
         }
-        worker.flush(Vec::new(), true).await?;
+        worker.flush().await?;
     }
 
     if !pass.dry_run

@@ -486,7 +486,7 @@ async fn systemd_notifications_and_json_logs() {
     .spawn()
     .expect("daemon starts");
     let mut seen: Vec<String> = Vec::new();
-    let mut receive_until = |want: &str, seen: &mut Vec<String>| {
+    let receive_until = |want: &str, seen: &mut Vec<String>| {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(20) {
             let mut buffer = [0u8; 4096];
