@@ -160,11 +160,13 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
         crm.base_url,
         crm.timezone
     );
+    let interval = match connection.limits.per_ten_seconds {
+        0 => "no interval limit".to_owned(),
+        n => format!("{n} calls per {:?}", connection.limits.interval),
+    };
     let _ = writeln!(
         out,
-        "  limits       {} calls per {:?}, {} concurrent, {} a day ({}% left to others)",
-        connection.limits.per_ten_seconds,
-        connection.limits.interval,
+        "  limits       {interval}, {} concurrent, {} a day ({}% left to others)",
         connection.limits.concurrency,
         connection.limits.daily,
         (connection.limits.daily_headroom * 100.0).round()

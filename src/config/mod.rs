@@ -929,6 +929,8 @@ fn inputs(
             Some(spanned) => {
                 let span = spanned.span();
                 match spanned.into_inner() {
+                    // The CRM has no such field: the model sees none.
+                    RawInput::Field(field) if field == "off" => continue,
                     RawInput::Field(field) => (field, FieldType::Text),
                     RawInput::Table(table) => {
                         let kind = match table.kind.as_deref() {

@@ -243,6 +243,7 @@ pub struct Call<'a> {
 #[derive(Debug)]
 pub struct Reply<T> {
     pub status: u16,
+    pub headers: HeaderMap,
     pub body: T,
 }
 
@@ -496,7 +497,13 @@ impl Http {
             }
             match self.dialect.classify(status, &headers, &bytes) {
                 Verdict::Done => match serde_json::from_slice::<T>(&bytes) {
-                    Ok(body) => return Ok(Reply { status, body }),
+                    Ok(body) => {
+                        return Ok(Reply {
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
                     Err(e) => {
                         // A cut or garbled body: the request may be sent again.
                         last = format!("the answer is not the documented JSON: {e}");

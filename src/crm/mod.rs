@@ -13,6 +13,7 @@ pub mod auth;
 pub mod http;
 pub mod hubspot;
 pub mod mapping;
+pub mod pardot;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -203,6 +204,7 @@ pub trait Crm: Send + Sync {
 #[derive(Debug)]
 pub enum Connector {
     Hubspot(hubspot::Hubspot),
+    Pardot(pardot::Pardot),
 }
 
 impl Connector {
@@ -211,9 +213,9 @@ impl Connector {
             crate::config::CrmKind::Hubspot => {
                 Ok(Connector::Hubspot(hubspot::Hubspot::new(connection)?))
             }
-            crate::config::CrmKind::Pardot => Err(CrmError::Unsupported(
-                "the Pardot connector is not available yet".to_owned(),
-            )),
+            crate::config::CrmKind::Pardot => {
+                Ok(Connector::Pardot(pardot::Pardot::new(connection)?))
+            }
         }
     }
 
@@ -221,6 +223,7 @@ impl Connector {
     pub fn http(&self) -> &http::Http {
         match self {
             Connector::Hubspot(c) => c.http(),
+            Connector::Pardot(c) => c.http(),
         }
     }
 }
@@ -233,18 +236,21 @@ impl Crm for Connector {
     ) -> Result<PullSummary, CrmError> {
         match self {
             Connector::Hubspot(c) => c.pull(spec, sink).await,
+            Connector::Pardot(c) => c.pull(spec, sink).await,
         }
     }
 
     async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
         match self {
             Connector::Hubspot(c) => c.write(updates).await,
+            Connector::Pardot(c) => c.write(updates).await,
         }
     }
 
     async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
         match self {
             Connector::Hubspot(c) => c.setup(wanted, apply).await,
+            Connector::Pardot(c) => c.setup(wanted, apply).await,
         }
     }
 }

@@ -147,9 +147,26 @@ async fn kill_9_at_random_points_then_restart_converges() {
     let mut rng = fastrand::Rng::with_seed(20261124);
     let client = reqwest::Client::new();
     let mut completed = 0;
+    let mut killed = 0;
     for round in 0..20 {
-        let mut child = sync_child(&path, dir.path());
-        tokio::time::sleep(Duration::from_millis(rng.u64(30..1_500))).await;
+        // Mostly full passes (a pull with event detail for every contact,
+        // about half a second), so that most kills land mid-pass: during
+        // the pull, the writes or the state's transactions.
+        let mut args = vec![
+            "sync",
+            "--once",
+            "--connection",
+            path.to_str().expect("utf-8"),
+        ];
+        if round % 4 != 3 {
+            args.push("--full");
+        }
+        let mut child = leadscored(&args, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("leadscored starts");
+        tokio::time::sleep(Duration::from_millis(rng.u64(20..700))).await;
         match child.try_wait().expect("wait") {
             Some(status) => {
                 assert!(status.success(), "round {round}: {status}");
@@ -158,6 +175,7 @@ async fn kill_9_at_random_points_then_restart_converges() {
             None => {
                 child.kill().expect("SIGKILL");
                 child.wait().expect("reaped");
+                killed += 1;
             }
         }
         // Meanwhile people change in the CRM.
@@ -187,6 +205,7 @@ async fn kill_9_at_random_points_then_restart_converges() {
     let state = state_of(dir.path(), &connection);
     assert_eq!(state.count().expect("count"), 1_000, "no record skipped");
     assert!(state.failed().expect("failed").is_empty());
+    assert!(killed >= 8, "most rounds were killed mid-run: {killed}");
     let runs = state.runs(30).expect("runs");
     assert!(
         runs.iter()

@@ -20,6 +20,7 @@ mod fake_pardot;
 mod hubspot_flows;
 mod hubspot_wiremock;
 mod models;
+mod pardot_flows;
 mod plan;
 mod properties;
 mod records;

@@ -1,0 +1,35 @@
+//! Pardot's JSON shapes (only this connector sees them).
+
+use serde::Deserialize;
+
+/// A page of prospects or visitor activities: objects with the requested
+/// fields, and the token for the next page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Page {
+    #[serde(default)]
+    pub values: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub next_page_token: Option<String>,
+}
+
+/// `{"code": 66, "message": "..."}`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ErrorBody {
+    pub code: Option<u32>,
+    pub message: Option<String>,
+}
+
+/// The custom-fields list.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct CustomFieldList {
+    #[serde(default)]
+    pub values: Vec<CustomField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CustomField {
+    pub field_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
