@@ -536,9 +536,15 @@ impl Http {
                     // The retry after a refresh does not count as an attempt.
                     attempt -= 1;
                 }
-                Verdict::Refresh => {
+                Verdict::Refresh if self.tokens.refreshable() => {
                     return Err(CrmError::Auth(
                         "the CRM rejected the access token as expired, also right after a refresh"
+                            .to_owned(),
+                    ));
+                }
+                Verdict::Refresh => {
+                    return Err(CrmError::Auth(
+                        "the CRM rejected the access token, and a static token cannot be refreshed: issue a new one (or use OAuth)"
                             .to_owned(),
                     ));
                 }

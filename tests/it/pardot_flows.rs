@@ -14,7 +14,7 @@ const TOKEN: &str = "fake-pardot-access-token";
 
 /// The example Pardot connection with a token file instead of OAuth,
 /// pointed at `url`.
-fn pardot_connection(url: &str, dir: &tempfile::TempDir) -> Connection {
+pub fn pardot_connection(url: &str, dir: &tempfile::TempDir) -> Connection {
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("token file");
     let example = crate::read("config/pardot.toml");
@@ -137,4 +137,100 @@ async fn a_whole_sync_against_the_fake_pardot() {
     .expect("dry run");
     assert_eq!(check.pulled, 2_500);
     assert_eq!(check.changed, 0, "every prospect holds its scores");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_150000_prospects_across_the_token_limit_once_each() {
+    let fake = spawn_pardot(FakePardot::new(PardotConfig {
+        prospects: 150_000,
+        daily: 1_000_000,
+        ..PardotConfig::default()
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Fields only: this is about paging, not activities.
+    let source_events = "email_click = \"off\"\nad_click = \"off\"\nemail_unsubscribe = \"off\"\nwebinar = \"off\"\n".to_owned()
+        + "email_open = \"off\"\npage_view = \"off\"\ncontent_download = \"off\"\nform_submission = \"off\"\n";
+    let text = crate::read("config/pardot.toml");
+    let trimmed: String = text
+        .lines()
+        .filter(|l| {
+            ![
+                "email_open =",
+                "page_view =",
+                "content_download =",
+                "form_submission =",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(trimmed.contains("[events]"));
+    let connection = {
+        let token = dir.path().join("token");
+        std::fs::write(&token, TOKEN).expect("token file");
+        let (head, rest) = trimmed.split_once("[crm.oauth]").expect("an oauth block");
+        let limits = rest.find("[limits]").expect("a limits section");
+        let source = format!(
+            "{head}token = {{ file = {:?} }}\n\n{}",
+            token.display().to_string(),
+            rest[limits..].replace("[events]\n", &format!("[events]\n{source_events}"))
+        );
+        let mut c = Connection::parse(
+            "config/pardot.toml",
+            &source,
+            &crate::root().join("config"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("the connection loads: {e}"));
+        c.override_base_url(&fake.url()).expect("a local URL");
+        c
+    };
+    assert!(connection.events.is_empty());
+    let crm = Connector::new(&connection).expect("connector");
+    crm.setup(&connection.property_specs(), true)
+        .await
+        .expect("setup");
+    for kind in [
+        leadscored::crm::PullKind::Full,
+        leadscored::crm::PullKind::Since(0),
+    ] {
+        let spec = leadscored::crm::PullSpec {
+            kind,
+            fields: connection.fields(),
+            event_types: Vec::new(),
+            until_ms: jiff::Timestamp::now().as_millisecond(),
+            known: Default::default(),
+        };
+        let (sink, mut pages) = tokio::sync::mpsc::channel::<Vec<leadscored::crm::CrmRecord>>(4);
+        let collect = async {
+            let mut seen = std::collections::HashSet::new();
+            let mut repeated = 0u64;
+            while let Some(page) = pages.recv().await {
+                for record in page {
+                    if !seen.insert(record.id) {
+                        repeated += 1;
+                    }
+                }
+            }
+            (seen.len(), repeated)
+        };
+        let (pulled, (unique, repeated)) = tokio::join!(crm.pull(&spec, sink), collect);
+        let summary = pulled.expect("pull");
+        assert_eq!((unique, repeated), (150_000, 0), "{kind:?}");
+        assert_eq!(summary.records, 150_000);
+        assert!(summary.pages <= 152, "{kind:?}: {} pages", summary.pages);
+    }
+    let stats: serde_json::Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        stats["cut_off_queries"].as_u64().unwrap_or(0) >= 2,
+        "both pulls crossed the 100,000-record token limit: {stats}"
+    );
 }
