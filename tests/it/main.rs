@@ -21,6 +21,7 @@ mod hubspot_flows;
 mod hubspot_wiremock;
 mod models;
 mod pardot_flows;
+mod pardot_wiremock;
 mod plan;
 mod properties;
 mod records;
