@@ -77,6 +77,9 @@ enum Command {
         /// Only score the bundled sample contacts (no fake CRM).
         #[arg(long)]
         offline: bool,
+        /// Which fake CRM to run against.
+        #[arg(long, value_enum, default_value = "hubspot")]
+        crm: commands::FakeKind,
     },
     /// Validate a model file, run its embedded test cases and summarise it.
     CheckConfig {
@@ -308,11 +311,19 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, CommandError> {
     match command {
-        Command::Demo { contacts, offline } => {
+        Command::Demo {
+            contacts,
+            offline,
+            crm,
+        } => {
             if offline {
                 print(&commands::demo_offline()?)?;
             } else {
-                print(&commands::demo_live(contacts.clamp(10, 1_000_000))?)?;
+                let kind = match crm {
+                    commands::FakeKind::Hubspot => leadscored::config::CrmKind::Hubspot,
+                    commands::FakeKind::Pardot => leadscored::config::CrmKind::Pardot,
+                };
+                print(&commands::demo_live(contacts.clamp(10, 1_000_000), kind)?)?;
             }
             Ok(exit::OK)
         }

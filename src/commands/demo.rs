@@ -91,8 +91,66 @@ fn total(card: &Scorecard) -> f64 {
     card.results().first().map_or(0.0, |r| r.total())
 }
 
-/// The example connection shipped in `config/hubspot.toml`.
+/// The example connections shipped in `config/`.
 pub const EXAMPLE_CONNECTION: &str = include_str!("../../config/hubspot.toml");
+pub const EXAMPLE_PARDOT_CONNECTION: &str = include_str!("../../config/pardot.toml");
+
+/// The fake CRM a live demo runs against.
+enum DemoFake {
+    Hubspot(crate::fake::RunningFake),
+    Pardot(crate::fake::RunningFake),
+}
+
+impl DemoFake {
+    fn running(&self) -> &crate::fake::RunningFake {
+        match self {
+            DemoFake::Hubspot(f) | DemoFake::Pardot(f) => f,
+        }
+    }
+
+    /// Gives some records a new job title, as sales would.
+    async fn edit(&self, token: &str, ids: &[(u64, &str)]) -> Result<(), CommandError> {
+        let client = reqwest::Client::new();
+        let url = self.running().url();
+        let refused =
+            |e: String| CommandError::Data(format!("the fake CRM refused the edits: {e}"));
+        match self {
+            DemoFake::Hubspot(_) => {
+                let inputs: Vec<serde_json::Value> = ids
+                    .iter()
+                    .map(|(id, title)| serde_json::json!({ "id": id.to_string(), "properties": { "jobtitle": title } }))
+                    .collect();
+                let answer = client
+                    .post(format!("{url}/crm/v3/objects/contacts/batch/update"))
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({ "inputs": inputs }))
+                    .send()
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                if !answer.status().is_success() {
+                    return Err(refused(answer.status().to_string()));
+                }
+            }
+            DemoFake::Pardot(_) => {
+                let unit = crate::fake::PardotConfig::default().business_unit_id;
+                for (id, title) in ids {
+                    let answer = client
+                        .patch(format!("{url}/api/v5/objects/prospects/{id}"))
+                        .bearer_auth(token)
+                        .header("Pardot-Business-Unit-Id", &unit)
+                        .json(&serde_json::json!({ "jobTitle": title }))
+                        .send()
+                        .await
+                        .map_err(|e| refused(e.to_string()))?;
+                    if !answer.status().is_success() {
+                        return Err(refused(answer.status().to_string()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A temporary directory for the demo's token file and state, removed on
 /// drop.
@@ -134,54 +192,105 @@ fn histogram(out: &mut String, title: &str, values: &std::collections::BTreeMap<
     }
 }
 
-/// Runs the live demo against an in-process fake HubSpot with `contacts`
-/// generated contacts; progress goes to standard error on a terminal.
-pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
+/// Runs the live demo against an in-process fake HubSpot (or Pardot) with
+/// `contacts` generated people; progress goes to standard error on a
+/// terminal.
+pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, CommandError> {
     use crate::crm::{Connector, Crm as _};
     use crate::sync::{Pass, PassKind, Stop, run_logged};
 
     let scratch = Scratch::new()?;
-    let token = "pat-demo-local-token";
+    let pardot = kind == crate::config::CrmKind::Pardot;
+    let token = "demo-local-token";
     let token_file = scratch.0.join("token");
     std::fs::write(&token_file, token)?;
     let model = Model::compile("config/b2b.toml (embedded)", EXAMPLE_MODEL)?;
-    let source = EXAMPLE_CONNECTION
-        .replace(
-            "token = { credential = \"hubspot-token\" }",
-            &format!(
-                "token = {{ file = {:?} }}",
-                token_file.display().to_string()
-            ),
+    let token_line = format!(
+        "token = {{ file = {:?} }}",
+        token_file.display().to_string()
+    );
+    let (file, source) = if pardot {
+        // The example authenticates with OAuth; the demo with a token file.
+        let (head, rest) = EXAMPLE_PARDOT_CONNECTION
+            .split_once("[crm.oauth]")
+            .unwrap_or((EXAMPLE_PARDOT_CONNECTION, ""));
+        let rest = rest.find("[limits]").map_or("", |at| &rest[at..]);
+        (
+            "config/pardot.toml (embedded)",
+            format!("{head}{token_line}\n\n{rest}"),
         )
-        .replace(
-            "[limits]\n",
-            "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 8\n",
-        );
+    } else {
+        (
+            "config/hubspot.toml (embedded)",
+            EXAMPLE_CONNECTION
+                .replace("token = { credential = \"hubspot-token\" }", &token_line)
+                .replace(
+                    "[limits]\n",
+                    "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 8\n",
+                ),
+        )
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let fake = crate::fake::spawn_hubspot(crate::fake::FakeHubspot::new(
-            crate::fake::HubspotConfig {
-                contacts,
-                seed: 7,
-                token: token.to_owned(),
-                per_ten_seconds: 100_000,
-                search_per_second: 100_000,
-                ..crate::fake::HubspotConfig::default()
-            },
-        ))
-        .await?;
+        let fake = if pardot {
+            DemoFake::Pardot(
+                crate::fake::spawn_pardot(crate::fake::FakePardot::new(
+                    crate::fake::PardotConfig {
+                        prospects: contacts,
+                        seed: 7,
+                        token: token.to_owned(),
+                        daily: 10_000_000,
+                        ..crate::fake::PardotConfig::default()
+                    },
+                ))
+                .await?,
+            )
+        } else {
+            DemoFake::Hubspot(
+                crate::fake::spawn_hubspot(crate::fake::FakeHubspot::new(
+                    crate::fake::HubspotConfig {
+                        contacts,
+                        seed: 7,
+                        token: token.to_owned(),
+                        per_ten_seconds: 100_000,
+                        search_per_second: 100_000,
+                        ..crate::fake::HubspotConfig::default()
+                    },
+                ))
+                .await?,
+            )
+        };
+        let (crm_name, records) = if pardot {
+            ("Pardot", "prospects")
+        } else {
+            ("HubSpot", "contacts")
+        };
         let mut connection = crate::config::Connection::parse(
-            "config/hubspot.toml (embedded)",
+            file,
             &source,
             std::path::Path::new("config"),
             Some((std::path::PathBuf::from("config/b2b.toml"), model)),
         )?;
         connection
-            .override_base_url(&fake.url())
+            .override_base_url(&fake.running().url())
             .map_err(CommandError::Data)?;
+        // The outputs named after what they hold, whatever the CRM calls them.
+        let property = |prefix: &str| {
+            connection
+                .outputs
+                .iter()
+                .find(|o| o.property.starts_with(prefix))
+                .map(|o| o.property.clone())
+                .unwrap_or_default()
+        };
+        let (score_property, tier_property, grade_property) = (
+            property("leadscored_score"),
+            property("leadscored_tier"),
+            property("leadscored_grade"),
+        );
         let crm = Connector::new(&connection)?;
         let mut state = crate::state::State::open(
             &scratch.0.join("demo.sqlite3"),
@@ -192,15 +301,15 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "leadscored demo: a fake HubSpot portal on {} with {contacts} generated contacts\n(no account, no network), the example model \"{}\".\n",
-            fake.addr,
+            "leadscored demo: a fake {crm_name} account on {} with {contacts} generated {records}\n(no account, no network), the example model \"{}\".\n",
+            fake.running().addr,
             connection.model.name()
         );
 
         let setup = crm.setup(&connection.property_specs(), true).await?;
         let _ = writeln!(
             out,
-            "1. setup: {} properties created in the group \"leadscored\", {} already there ({} calls)",
+            "1. setup: {} properties created, {} already there ({} calls)",
             setup.created.len(),
             setup.existing.len(),
             calls()
@@ -240,7 +349,7 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
                 if let Some(score) = change
                     .changes
                     .iter()
-                    .find(|c| c.property == "leadscored_score")
+                    .find(|c| c.property == score_property)
                     .and_then(|c| c.new.parse::<f64>().ok())
                 {
                     scores.push((change.id.clone(), score));
@@ -251,7 +360,7 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
         progress.finish_and_clear();
         let _ = writeln!(
             out,
-            "2. first sync (everything): pulled {} contacts in {} pages with {} event-detail calls;\n   wrote {} contacts in {} batch calls; {} calls, {:.1} s",
+            "2. first sync (everything): pulled {} {records} in {} pages with {} event-detail calls;\n   wrote {} {records} in {} write calls; {} calls, {:.1} s",
             first.pulled,
             first.pull_pages,
             first.detail_calls,
@@ -261,34 +370,24 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
             started.elapsed().as_secs_f64()
         );
 
-        // Sales edits some contacts in the CRM.
-        let edited: Vec<serde_json::Value> = (0..contacts.min(60))
+        // Sales edits some records in the CRM.
+        let edited: Vec<(u64, &str)> = (0..contacts.min(60))
             .map(|i| {
                 let id = 1 + i * (contacts / 60).max(1);
                 let title = if i % 2 == 0 { "Chief Executive Officer" } else { "Student" };
-                serde_json::json!({ "id": id.to_string(), "properties": { "jobtitle": title } })
+                (id, title)
             })
             .collect();
-        let answer = reqwest::Client::new()
-            .post(format!("{}/crm/v3/objects/contacts/batch/update", fake.url()))
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "inputs": edited }))
-            .send()
-            .await
-            .map_err(|e| CommandError::Data(format!("the fake CRM: {e}")))?;
-        if !answer.status().is_success() {
-            return Err(CommandError::Data(format!(
-                "the fake CRM refused the edits: {}",
-                answer.status()
-            )));
-        }
+        fake.edit(token, &edited).await?;
         let _ = writeln!(
             out,
-            "3. in the CRM, {} contacts get a new job title (half become CEOs, half students)",
+            "3. in the CRM, {} {records} get a new job title (half become CEOs, half students)",
             edited.len()
         );
-        // Let the edits (and our own writes) settle behind the new run's start.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Let the edits (and our own writes) settle behind the new run's
+        // start (Pardot's times have whole seconds).
+        let settle = if pardot { 1_100 } else { 300 };
+        tokio::time::sleep(std::time::Duration::from_millis(settle)).await;
 
         let before = calls();
         let started = std::time::Instant::now();
@@ -303,7 +402,7 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
         .await?;
         let _ = writeln!(
             out,
-            "4. incremental sync: pulled {} contacts changed since the first sync ({} of them only by\n   our own writes: recognised, no detail fetched, nothing written); {} event-detail calls;\n   {} needed new values, written in {} batch call(s); {} calls, {:.1} s",
+            "4. incremental sync: pulled {} {records} changed since the first sync ({} of them only by\n   our own writes: recognised, no detail fetched, nothing written); {} event-detail calls;\n   {} needed new values, written in {} write call(s); {} calls, {:.1} s",
             second.pulled,
             second.unchanged,
             second.detail_calls,
@@ -314,10 +413,10 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
         );
 
         let _ = writeln!(out);
-        if let Some(tiers) = first.after.get("leadscored_tier") {
+        if let Some(tiers) = first.after.get(&tier_property) {
             histogram(&mut out, "Tiers after the first sync", tiers);
         }
-        if let Some(grades) = first.after.get("leadscored_grade") {
+        if let Some(grades) = first.after.get(&grade_property) {
             histogram(&mut out, "Grades", grades);
         }
 
@@ -340,7 +439,7 @@ pub fn demo_live(contacts: u64) -> Result<String, CommandError> {
                 let card = connection.model.score(&record, now);
                 let _ = write!(
                     out,
-                    "\n{label} (HubSpot id {id}), explained:\n\n{}",
+                    "\n{label} ({crm_name} id {id}), explained:\n\n{}",
                     explain_text(&connection.model, &record, &card, now)
                 );
             }

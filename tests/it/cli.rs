@@ -61,6 +61,18 @@ fn demo_runs_on_embedded_defaults() {
     ] {
         assert!(shown.contains(part), "{part:?} in {shown}");
     }
+    let pardot = leadscored(&["demo", "--crm", "pardot", "--contacts", "300"], None);
+    assert_eq!(pardot.status.code(), Some(0), "{}", text(&pardot.stderr));
+    let shown = text(&pardot.stdout);
+    for part in [
+        "a fake Pardot account",
+        "1. setup: 5 properties created",
+        "pulled 300 prospects",
+        "wrote 300 prospects",
+        "The top contact (Pardot id",
+    ] {
+        assert!(shown.contains(part), "{part:?} in {shown}");
+    }
     let offline = leadscored(&["demo", "--offline"], None);
     assert_eq!(offline.status.code(), Some(0), "{}", text(&offline.stderr));
     assert!(text(&offline.stdout).contains("12 sample contacts"));
