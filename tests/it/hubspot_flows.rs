@@ -329,7 +329,10 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
     .await
     .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let connection = oauth_connection(&fake.url(), FAST, &dir);
+    // About one call in eight meets a fault here; ten attempts make giving
+    // up on a call (0.12^10) practically impossible over a few thousand.
+    let limits = format!("{FAST}\nmax_attempts = 10");
+    let connection = oauth_connection(&fake.url(), &limits, &dir);
     let crm = Hubspot::new(&connection).expect("connector");
     let setup = crm
         .setup(&connection.property_specs(), true)
