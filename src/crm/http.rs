@@ -226,6 +226,17 @@ impl Budget {
     }
 }
 
+/// The next midnight in the account's zone: when a daily API limit resets.
+pub fn next_midnight(zone: &jiff::tz::TimeZone) -> jiff::Timestamp {
+    jiff::Timestamp::now()
+        .to_zoned_datetime(zone.clone())
+        .date()
+        .tomorrow()
+        .ok()
+        .and_then(|d| d.to_zoned_datetime(zone.clone()).ok())
+        .map_or_else(jiff::Timestamp::now, |z| z.timestamp())
+}
+
 /// A request to send.
 #[derive(Debug)]
 pub struct Call<'a> {

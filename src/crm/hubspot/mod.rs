@@ -90,13 +90,7 @@ impl Dialect for HubspotDialect {
             429 => {
                 let error = error_body(body);
                 if error.policy_name.as_deref() == Some("DAILY") {
-                    let tomorrow = jiff::Timestamp::now()
-                        .to_zoned_datetime(self.timezone.clone())
-                        .date()
-                        .tomorrow()
-                        .ok()
-                        .and_then(|d| d.to_zoned_datetime(self.timezone.clone()).ok())
-                        .map_or_else(jiff::Timestamp::now, |z| z.timestamp());
+                    let tomorrow = super::http::next_midnight(&self.timezone);
                     Verdict::Fatal(CrmError::BudgetExhausted {
                         used: 0,
                         limit: 0,

@@ -54,7 +54,7 @@ impl Dialect for PardotDialect {
             (_, Some(122)) => Verdict::Fatal(CrmError::BudgetExhausted {
                 used: 0,
                 limit: 0,
-                resume_at: next_midnight(&self.timezone),
+                resume_at: super::http::next_midnight(&self.timezone),
             }),
             (429, _) | (_, Some(66)) => Verdict::Retry {
                 after: retry_after(headers),
@@ -95,16 +95,6 @@ impl Dialect for PardotDialect {
             daily_remaining: usage.map(|(used, limit)| limit.saturating_sub(used)),
         }
     }
-}
-
-fn next_midnight(zone: &jiff::tz::TimeZone) -> jiff::Timestamp {
-    jiff::Timestamp::now()
-        .to_zoned_datetime(zone.clone())
-        .date()
-        .tomorrow()
-        .ok()
-        .and_then(|d| d.to_zoned_datetime(zone.clone()).ok())
-        .map_or_else(jiff::Timestamp::now, |z| z.timestamp())
 }
 
 /// Pardot's date-time format (second precision).
