@@ -343,6 +343,22 @@ impl State {
         self.meta("fingerprint")
     }
 
+    /// Starts over for inputs of a new `fingerprint`: the watermark goes,
+    /// and no stored record counts as seen (their inputs are stale), until
+    /// pulls store them again.
+    pub fn restart_inputs(&mut self, fingerprint: &str) -> Result<(), StateError> {
+        let tx = self.db.transaction()?;
+        tx.execute("DELETE FROM meta WHERE key = 'watermark_ms'", [])?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('fingerprint', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [fingerprint],
+        )?;
+        tx.execute("UPDATE records SET seen_ms = -1", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Marks a pull complete: everything up to `watermark` is written or
     /// recorded as failed, for inputs of `fingerprint`.
     pub fn finish_pull(&self, watermark: i64, fingerprint: &str) -> Result<(), StateError> {

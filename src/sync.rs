@@ -430,6 +430,16 @@ pub async fn run_pass<C: Crm>(
     mut on_change: impl FnMut(&RecordChange),
 ) -> Result<PassReport, PassError> {
     let fingerprint = fingerprint(connection);
+    let mut state = state;
+    // Inputs stored for another field set or other event sources are stale:
+    // start over, and from then on store inputs under the new fingerprint,
+    // so that a pass cut short (by the daily limit, a crash) is resumed.
+    if let Some(state) = state.as_deref_mut()
+        && !pass.dry_run
+        && state.fingerprint()?.as_deref() != Some(fingerprint.as_str())
+    {
+        state.restart_inputs(&fingerprint)?;
+    }
     let (watermark, usable, failed_before) = match state.as_deref() {
         Some(state) => {
             let usable = state.fingerprint()?.as_deref() == Some(fingerprint.as_str());
@@ -447,6 +457,11 @@ pub async fn run_pass<C: Crm>(
         (PullKind::Since(since), Some(state)) if usable => {
             let slack = connection.limits.search_overlap.as_millis() as i64 + 60_000;
             state.seen_since(since - slack)?
+        }
+        // A first sync that was cut short: what it stored is not pulled in
+        // detail again (a full pass asks for fresh detail on purpose).
+        (PullKind::Full, Some(state)) if usable && pass.kind != PassKind::Full => {
+            state.seen_since(0)?
         }
         _ => FxHashMap::default(),
     };

@@ -181,7 +181,40 @@ pub struct Input {
     pub name: String,
     pub field: String,
     pub kind: FieldType,
+    /// Computed from events instead of read from `field` (which is then
+    /// empty and not pulled).
+    pub derived: Option<Derived>,
 }
+
+/// An input computed from engagement the CRM has no field for (Pardot has
+/// no visit count; its nearest to HubSpot's last-open date is the newest
+/// email-open activity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub how: DeriveHow,
+    /// The internal event type its events are pulled under
+    /// ([`DERIVED_PREFIX`] and the input's model name).
+    pub event_type: String,
+}
+
+/// What a derived input takes from its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeriveHow {
+    /// How many there are (0 when none).
+    Count,
+    /// When the newest happened (absent when none).
+    Latest,
+}
+
+/// Salesforce's login hosts, where Pardot's OAuth tokens come from.
+const SALESFORCE_LOGINS: [&str; 2] = [
+    "https://login.salesforce.com",
+    "https://test.salesforce.com",
+];
+
+/// Event types pulled only to compute derived inputs start with this; the
+/// model never sees them as events.
+pub const DERIVED_PREFIX: &str = "input:";
 
 /// Where the detail for one model event type comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -447,8 +480,9 @@ impl Connection {
             return Err(finish(d).into());
         };
         let limits = limits(&mut d, raw_limits, kind, &tier);
-        let inputs = inputs(&mut d, &model, raw_inputs);
-        let events = events(&mut d, &model, kind, raw_events);
+        let (inputs, derived_sources) = inputs(&mut d, &model, kind, raw_inputs);
+        let mut events = events(&mut d, &model, kind, raw_events);
+        events.extend(derived_sources);
         let outputs = outputs(&mut d, &model, kind, raw_outputs);
         let (Some(crm), false) = (settings, d.has_errors()) else {
             return Err(finish(d).into());
@@ -466,20 +500,29 @@ impl Connection {
     }
 
     /// Points the connection at another base URL (`--crm-url`, for tests
-    /// and staging); a token URL derived from the old base follows it.
+    /// and staging); a token URL derived from the old base follows it, and
+    /// so does Salesforce's login URL when the new base is a local server
+    /// (a fake or a proxy must never send our secrets to Salesforce).
     pub fn override_base_url(&mut self, url: &str) -> Result<(), String> {
         let url = url.trim_end_matches('/');
         let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
-        if !url.starts_with("https://") && !local.iter().any(|l| url.starts_with(l)) {
+        let is_local = local.iter().any(|l| url.starts_with(l));
+        if !url.starts_with("https://") && !is_local {
             return Err(format!(
                 "--crm-url {url}: expected an https:// URL, or http:// on a loopback address"
             ));
         }
         let old = std::mem::replace(&mut self.crm.base_url, url.to_owned());
-        if let Auth::Oauth { token_url, .. } = &mut self.crm.auth
-            && let Some(rest) = token_url.strip_prefix(&old)
-        {
-            *token_url = format!("{url}{rest}");
+        if let Auth::Oauth { token_url, .. } = &mut self.crm.auth {
+            if let Some(rest) = token_url.strip_prefix(&old) {
+                *token_url = format!("{url}{rest}");
+            } else if is_local
+                && let Some(rest) = SALESFORCE_LOGINS
+                    .iter()
+                    .find_map(|login| token_url.strip_prefix(login))
+            {
+                *token_url = format!("{url}{rest}");
+            }
         }
         Ok(())
     }
@@ -519,6 +562,7 @@ impl Connection {
         let mut fields: Vec<String> = self
             .inputs
             .iter()
+            .filter(|i| i.derived.is_none())
             .map(|i| i.field.clone())
             .chain(self.outputs.iter().map(|o| o.property.clone()))
             .collect();
@@ -913,12 +957,15 @@ fn limits(d: &mut Diagnostics<'_>, raw: RawLimits, kind: CrmKind, tier: &str) ->
     limits
 }
 
+/// The model's inputs, and the event sources derived inputs need.
 fn inputs(
     d: &mut Diagnostics<'_>,
     model: &Model,
+    crm: CrmKind,
     mut raw: BTreeMap<String, Spanned<RawInput>>,
-) -> Vec<Input> {
+) -> (Vec<Input>, BTreeMap<String, EventSource>) {
     let mut out = Vec::new();
+    let mut derived_sources = BTreeMap::new();
     for property in model.properties() {
         let (scope, name) = match property.strip_prefix("company.") {
             Some(rest) => (Scope::Company, rest.to_owned()),
@@ -932,6 +979,39 @@ fn inputs(
                     // The CRM has no such field: the model sees none.
                     RawInput::Field(field) if field == "off" => continue,
                     RawInput::Field(field) => (field, FieldType::Text),
+                    RawInput::Table(table) if table.count.is_some() || table.latest.is_some() => {
+                        let (how, text, kind) = match (&table.count, &table.latest) {
+                            (Some(text), None) => (DeriveHow::Count, text, FieldType::Number),
+                            (None, Some(text)) => (DeriveHow::Latest, text, FieldType::Time),
+                            _ => {
+                                d.error(
+                                    &span,
+                                    format!("`{property}`: take either count or latest, not both"),
+                                );
+                                continue;
+                            }
+                        };
+                        if table.field.is_some() || table.kind.is_some() {
+                            d.error(&span, format!("`{property}`: an input computed from events takes no field or type"));
+                        }
+                        match parse_source(crm, text) {
+                            Ok(source) => {
+                                let event_type = format!("{DERIVED_PREFIX}{property}");
+                                derived_sources.insert(event_type.clone(), source);
+                                out.push(Input {
+                                    scope,
+                                    name,
+                                    field: String::new(),
+                                    kind,
+                                    derived: Some(Derived { how, event_type }),
+                                });
+                            }
+                            Err(message) => {
+                                d.error(&span, format!("[inputs] {property}: {message}"))
+                            }
+                        }
+                        continue;
+                    }
                     RawInput::Table(table) => {
                         let kind = match table.kind.as_deref() {
                             None | Some("text") => FieldType::Text,
@@ -960,6 +1040,7 @@ fn inputs(
             name,
             field,
             kind,
+            derived: None,
         });
     }
     for (extra, value) in raw {
@@ -968,7 +1049,7 @@ fn inputs(
             format!("[inputs] `{extra}`: the model reads no such property, so nothing maps to it"),
         );
     }
-    out
+    (out, derived_sources)
 }
 
 /// Sources for event types when `[events]` does not say.
@@ -1002,7 +1083,10 @@ fn default_source(kind: CrmKind, event_type: &str) -> Option<EventSource> {
         (CrmKind::Pardot, "form_submission") => activity(&[4], None, None),
         (CrmKind::Pardot, "email_open") => activity(&[11], None, None),
         (CrmKind::Pardot, "email_unsubscribe") => activity(&[12], None, None),
-        (CrmKind::Pardot, "cta_click" | "ad_click") => activity(&[21], None, None),
+        // Tracked links in ads count as third-party clicks; custom
+        // redirects are the links on your own calls to action.
+        (CrmKind::Pardot, "ad_click") => activity(&[17], None, None),
+        (CrmKind::Pardot, "cta_click") => activity(&[21], None, None),
         (CrmKind::Pardot, "webinar") => activity(&[24], None, None),
         _ => return None,
     })

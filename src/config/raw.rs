@@ -84,6 +84,10 @@ pub(crate) struct RawInputTable {
     pub field: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// The number of events from this source (an `[events]` source text).
+    pub count: Option<String>,
+    /// The time of the newest event from this source.
+    pub latest: Option<String>,
 }
 
 /// `[[output]]`

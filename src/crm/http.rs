@@ -60,6 +60,8 @@ pub struct Observed {
     pub window: Option<(u32, u32)>,
     /// Calls left today for the whole account.
     pub daily_remaining: Option<u64>,
+    /// The account's daily limit, when the CRM states it.
+    pub daily_limit: Option<u64>,
 }
 
 /// How one CRM's answers are read.
@@ -179,6 +181,10 @@ struct Budget {
     ours: u64,
     /// What the CRM last said is left (all integrations together).
     reported_remaining: Option<u64>,
+    /// The daily limit the CRM states. The smaller of it and the
+    /// configured one holds: an edition's limit may be lower than its
+    /// tier's default, and a configured limit may be kept low on purpose.
+    reported_limit: Option<u64>,
 }
 
 impl Budget {
@@ -196,6 +202,27 @@ impl Budget {
             .unwrap_or_else(|_| jiff::Timestamp::now())
     }
 
+    /// Today's limit, the share kept for other integrations, and what is
+    /// spent: the CRM's count covers every integration, ours covers us
+    /// before the CRM has said anything.
+    fn standing(&self) -> (u64, u64, u64) {
+        if self.day != self.today() {
+            return (self.limit, self.reserve(self.limit), 0);
+        }
+        let limit = self
+            .reported_limit
+            .map_or(self.limit, |l| l.min(self.limit));
+        let spent = match self.reported_remaining {
+            Some(remaining) => limit.saturating_sub(remaining).max(self.ours),
+            None => self.ours,
+        };
+        (limit, self.reserve(limit), spent)
+    }
+
+    fn reserve(&self, limit: u64) -> u64 {
+        (limit as f64 * self.headroom).ceil() as u64
+    }
+
     /// Counts one call, or refuses when the budget minus headroom is spent.
     fn take(&mut self) -> Result<(), CrmError> {
         let today = self.today();
@@ -204,17 +231,11 @@ impl Budget {
             self.ours = 0;
             self.reported_remaining = None;
         }
-        let reserve = (self.limit as f64 * self.headroom).ceil() as u64;
-        // The CRM's count covers every integration; ours covers us even
-        // when the CRM's own limit is larger than the one configured.
-        let spent = match self.reported_remaining {
-            Some(remaining) => self.limit.saturating_sub(remaining).max(self.ours),
-            None => self.ours,
-        };
-        if spent + reserve >= self.limit {
+        let (limit, reserve, spent) = self.standing();
+        if spent + reserve >= limit {
             return Err(CrmError::BudgetExhausted {
                 used: spent,
-                limit: self.limit,
+                limit,
                 resume_at: self.resume_at(),
             });
         }
@@ -345,6 +366,7 @@ impl Http {
                 day: today,
                 ours: 0,
                 reported_remaining: None,
+                reported_limit: None,
             }),
             slots: Semaphore::new(limits.concurrency.max(1)),
             limits: limits.clone(),
@@ -358,26 +380,25 @@ impl Http {
             .budget
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reserve = (budget.limit as f64 * budget.headroom).ceil() as u64;
-        let spent = match budget.reported_remaining {
-            _ if budget.day != budget.today() => 0,
-            Some(remaining) => budget.limit.saturating_sub(remaining).max(budget.ours),
-            None => budget.ours,
-        };
-        budget.limit.saturating_sub(reserve).saturating_sub(spent)
+        let (limit, reserve, spent) = budget.standing();
+        limit.saturating_sub(reserve).saturating_sub(spent)
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    /// Tells the budget what the CRM reports is left today.
-    pub fn report_daily_remaining(&self, remaining: u64) {
+    /// Tells the budget what the CRM reports is left today, and the daily
+    /// limit when it states one.
+    pub fn report_daily(&self, remaining: u64, limit: Option<u64>) {
         let mut budget = self
             .budget
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         budget.reported_remaining = Some(remaining);
+        if limit.is_some() {
+            budget.reported_limit = limit;
+        }
     }
 
     /// Tells the rate window what the CRM reports is left in its interval.
@@ -504,7 +525,7 @@ impl Http {
                 self.report_window(max, remaining);
             }
             if let Some(remaining) = observed.daily_remaining {
-                self.report_daily_remaining(remaining);
+                self.report_daily(remaining, observed.daily_limit.filter(|l| *l > 0));
             }
             match self.dialect.classify(status, &headers, &bytes) {
                 Verdict::Done => match serde_json::from_slice::<T>(&bytes) {

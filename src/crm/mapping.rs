@@ -1,8 +1,9 @@
 //! From a pulled [`CrmRecord`] to the model's [`Record`]: each mapped
-//! field's text converted by its declared type, events and lists handed
-//! over by name. Pure; the same for every CRM.
+//! field's text converted by its declared type, inputs computed from
+//! events (a count, the newest time), events and lists handed over by
+//! name. Pure; the same for every CRM.
 
-use crate::config::{FieldType, Input};
+use crate::config::{DERIVED_PREFIX, DeriveHow, FieldType, Input};
 use crate::crm::CrmRecord;
 use crate::model::Model;
 use crate::record::{PropertyValue, Record};
@@ -11,6 +12,29 @@ use crate::record::{PropertyValue, Record};
 pub fn to_record(model: &Model, inputs: &[Input], pulled: &CrmRecord) -> Record {
     let mut builder = model.record_builder(pulled.id.clone());
     for input in inputs {
+        if let Some(derived) = &input.derived {
+            let times = pulled
+                .events
+                .iter()
+                .filter(|e| e.kind == derived.event_type)
+                .map(|e| e.at_ms);
+            match derived.how {
+                DeriveHow::Count => {
+                    let n = times.count() as f64;
+                    builder.property(input.scope, &input.name, PropertyValue::Number(n));
+                }
+                DeriveHow::Latest => {
+                    let newest = times
+                        .max()
+                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
+                    if let Some(at) = newest {
+                        let text = at.to_string();
+                        builder.property(input.scope, &input.name, PropertyValue::Text(&text));
+                    }
+                }
+            }
+            continue;
+        }
         let Some(text) = pulled.values.get(&input.field) else {
             continue;
         };
@@ -50,6 +74,9 @@ pub fn to_record(model: &Model, inputs: &[Input], pulled: &CrmRecord) -> Record 
         }
     }
     for event in &pulled.events {
+        if event.kind.starts_with(DERIVED_PREFIX) {
+            continue;
+        }
         let Ok(at) = jiff::Timestamp::from_millisecond(event.at_ms) else {
             continue;
         };

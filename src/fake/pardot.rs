@@ -237,10 +237,37 @@ fn activity_type(event: &GenEvent) -> Option<(u32, &'static str)> {
         "form_submission" => (4, "Success"),
         "email_open" => (11, "Open"),
         "email_unsubscribe" => (12, "Unsubscribe Page"),
-        "cta_click" | "ad_click" => (21, "Custom URL click"),
+        "ad_click" => (17, "Click (Third Party)"),
+        VISIT => (20, "Visit"),
+        "cta_click" => (21, "Custom URL click"),
         "webinar" => (24, "Attended Webinar"),
         _ => return None,
     })
+}
+
+/// The generated kind of the visit activities the fake adds.
+const VISIT: &str = "visit";
+
+/// A person's visitor activities, oldest first: their events, and a visit
+/// (type 20) opening every second page view, so a prospect has as many
+/// visits as the fake HubSpot's `hs_analytics_num_visits` says.
+fn activities(person: &Person) -> Vec<GenEvent> {
+    let mut out = Vec::with_capacity(person.events.len() * 5 / 4);
+    let mut views = 0;
+    for event in person.events.iter().rev() {
+        if event.kind == "page_view" {
+            if views % 2 == 0 {
+                out.push(GenEvent {
+                    kind: VISIT,
+                    at: event.at,
+                    attribute: None,
+                });
+            }
+            views += 1;
+        }
+        out.push(event.clone());
+    }
+    out
 }
 
 /// A stable small id for a name (form, file, email, campaign).
@@ -1155,7 +1182,7 @@ async fn query_activities(
     let mut more = false;
     'prospects: for prospect in first..=last {
         let person = inner.people.person(prospect);
-        for (n, event) in person.events.iter().rev().enumerate() {
+        for (n, event) in activities(&person).iter().enumerate() {
             let id = prospect * ACTIVITY_STRIDE + n as u64;
             if id <= after
                 || !state.in_bounds(id, event.at, event.at)
@@ -1302,6 +1329,17 @@ async fn oauth_token(
     axum::Form(form): axum::Form<SalesforceTokenRequest>,
 ) -> Response {
     let mut inner = fake.lock();
+    let response = issue_token(&mut inner, &form);
+    let key = format!(
+        "POST /services/oauth2/token {} {}",
+        form.grant_type,
+        response.status().as_u16()
+    );
+    *inner.stats.entry(key).or_default() += 1;
+    response
+}
+
+fn issue_token(inner: &mut Inner, form: &SalesforceTokenRequest) -> Response {
     let oauth_error = |error: &str, description: &str| {
         (
             StatusCode::BAD_REQUEST,

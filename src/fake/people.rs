@@ -366,6 +366,8 @@ impl PeopleSpec {
             // Skewed to recent activity: the square of a uniform pulls towards now.
             let back = (rng.unit() * rng.unit() * span as f64) as i64;
             let at = self.epoch_ms - back - rng.below(3_600_000) as i64;
+            // Whole seconds, which both CRMs can state (Pardot has no ms).
+            let at = at - at.rem_euclid(1000);
             events.push(random_event(&mut rng, persona, at));
         }
         events.sort_by_key(|e| std::cmp::Reverse(e.at));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use leadscored::config::Connection;
 use leadscored::crm::hubspot::Hubspot;
-use leadscored::crm::{Crm as _, CrmRecord, PullKind, PullSpec, Update};
+use leadscored::crm::{Crm, CrmRecord, PullKind, PullSpec, Update};
 use leadscored::fake::hubspot::Faults;
 use leadscored::fake::{FakeHubspot, HubspotConfig, RunningFake, spawn_hubspot};
 use serde_json::Value;
@@ -81,7 +81,7 @@ const FAST: &str = "per_ten_seconds = 10000\nsearch_per_second = 1000\nbackoff_b
 
 /// Pulls everything `kind` asks for and collects it.
 pub async fn pull_all(
-    crm: &Hubspot,
+    crm: &impl Crm,
     connection: &Connection,
     kind: PullKind,
     until_ms: i64,

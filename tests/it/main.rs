@@ -25,6 +25,7 @@ mod pardot_wiremock;
 mod plan;
 mod properties;
 mod records;
+mod same_scorecards;
 mod sync_pass;
 
 use std::path::{Path, PathBuf};

@@ -12,22 +12,60 @@ use leadscored::sync::{Pass, PassKind, Stop, run_pass};
 
 const TOKEN: &str = "fake-pardot-access-token";
 
-/// The example Pardot connection with a token file instead of OAuth,
-/// pointed at `url`.
-pub fn pardot_connection(url: &str, dir: &tempfile::TempDir) -> Connection {
-    let token = dir.path().join("token");
-    std::fs::write(&token, TOKEN).expect("token file");
-    let example = crate::read("config/pardot.toml");
-    let (head, rest) = example.split_once("[crm.oauth]").expect("an oauth block");
-    let limits = rest.find("[limits]").expect("a limits section");
-    let source = format!(
-        "{head}token = {{ file = {:?} }}\n\n{}",
-        token.display().to_string(),
-        rest[limits..].replace(
-            "[limits]\n",
-            "[limits]\nbackoff_base_ms = 5\nbackoff_max_secs = 0.2\nsearch_overlap_secs = 1\n"
-        )
+/// How a test connection signs in to the fake Pardot.
+#[derive(Clone, Copy, Debug)]
+pub enum Login {
+    /// A static access token from a file.
+    Token,
+    /// The example's Salesforce OAuth refresh-token flow (secrets from files).
+    RefreshToken,
+    /// Salesforce's client-credentials flow.
+    ClientCredentials,
+}
+
+/// The example Pardot connection pointed at `url`, signing in as `login`,
+/// with fast retries and `edit` applied to its text.
+pub fn pardot_connection_as(
+    url: &str,
+    dir: &tempfile::TempDir,
+    login: Login,
+    edit: impl Fn(String) -> String,
+) -> Connection {
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("secret file");
+        format!("{{ file = {:?} }}", path.display().to_string())
+    };
+    let example = crate::read("config/pardot.toml").replace(
+        "[limits]\n",
+        "[limits]\nbackoff_base_ms = 5\nbackoff_max_secs = 0.2\nsearch_overlap_secs = 1\n",
     );
+    let (head, rest) = example.split_once("[crm.oauth]").expect("an oauth block");
+    let (oauth, rest) = rest.split_at(rest.find("[limits]").expect("a limits section"));
+    let client = oauth
+        .replace("\"3MVG9...your connected app\"", "\"fake-client-id\"")
+        .replace(
+            "{ credential = \"salesforce-client-secret\" }",
+            &file("client-secret", "fake-client-secret"),
+        );
+    let auth = match login {
+        Login::Token => format!("token = {}\n\n", file("token", TOKEN)),
+        Login::RefreshToken => format!(
+            "[crm.oauth]{}",
+            client.replace(
+                "{ credential = \"salesforce-refresh-token\" }",
+                &file("refresh-token", "fake-salesforce-refresh-token"),
+            )
+        ),
+        Login::ClientCredentials => format!(
+            "[crm.oauth]{}",
+            client.replace(
+                "refresh_token = { credential = \"salesforce-refresh-token\" }",
+                "grant = \"client_credentials\"",
+            )
+        ),
+    };
+    let source = edit(format!("{head}{auth}{rest}"));
     let mut connection = Connection::parse(
         "config/pardot.toml",
         &source,
@@ -37,6 +75,11 @@ pub fn pardot_connection(url: &str, dir: &tempfile::TempDir) -> Connection {
     .unwrap_or_else(|e| panic!("the connection loads: {e}"));
     connection.override_base_url(url).expect("a local URL");
     connection
+}
+
+/// The example Pardot connection with a token file, pointed at `url`.
+pub fn pardot_connection(url: &str, dir: &tempfile::TempDir) -> Connection {
+    pardot_connection_as(url, dir, Login::Token, |s| s)
 }
 
 fn pass(kind: PassKind, dry_run: bool) -> Pass {
@@ -150,44 +193,26 @@ async fn pulls_150000_prospects_across_the_token_limit_once_each() {
     .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
     // Fields only: this is about paging, not activities.
-    let source_events = "email_click = \"off\"\nad_click = \"off\"\nemail_unsubscribe = \"off\"\nwebinar = \"off\"\n".to_owned()
-        + "email_open = \"off\"\npage_view = \"off\"\ncontent_download = \"off\"\nform_submission = \"off\"\n";
-    let text = crate::read("config/pardot.toml");
-    let trimmed: String = text
-        .lines()
-        .filter(|l| {
-            ![
-                "email_open =",
-                "page_view =",
-                "content_download =",
-                "form_submission =",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(trimmed.contains("[events]"));
-    let connection = {
-        let token = dir.path().join("token");
-        std::fs::write(&token, TOKEN).expect("token file");
-        let (head, rest) = trimmed.split_once("[crm.oauth]").expect("an oauth block");
-        let limits = rest.find("[limits]").expect("a limits section");
-        let source = format!(
-            "{head}token = {{ file = {:?} }}\n\n{}",
-            token.display().to_string(),
-            rest[limits..].replace("[events]\n", &format!("[events]\n{source_events}"))
-        );
-        let mut c = Connection::parse(
-            "config/pardot.toml",
-            &source,
-            &crate::root().join("config"),
-            None,
-        )
-        .unwrap_or_else(|e| panic!("the connection loads: {e}"));
-        c.override_base_url(&fake.url()).expect("a local URL");
-        c
-    };
+    let connection = pardot_connection_as(&fake.url(), &dir, Login::Token, |text| {
+        let (head, events) = text.split_once("[events]\n").expect("an events section");
+        let (_, outputs) = events.split_once("\n[[output]]").expect("outputs");
+        let off = [
+            "email_click",
+            "ad_click",
+            "email_unsubscribe",
+            "webinar",
+            "email_open",
+            "page_view",
+            "content_download",
+            "form_submission",
+        ]
+        .map(|kind| format!("{kind} = \"off\"\n"))
+        .concat();
+        let head = head
+            .replace("{ count = \"activity:20\" }", "\"off\"")
+            .replace("{ latest = \"activity:11\" }", "\"off\"");
+        format!("{head}[events]\n{off}\n[[output]]{outputs}")
+    });
     assert!(connection.events.is_empty());
     let crm = Connector::new(&connection).expect("connector");
     crm.setup(&connection.property_specs(), true)
@@ -233,4 +258,273 @@ async fn pulls_150000_prospects_across_the_token_limit_once_each() {
         stats["cut_off_queries"].as_u64().unwrap_or(0) >= 2,
         "both pulls crossed the 100,000-record token limit: {stats}"
     );
+}
+
+async fn fake_stats(fake: &leadscored::fake::RunningFake) -> serde_json::Value {
+    reqwest::get(format!("{}/__fake/stats", fake.url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Requests the fake counted under keys starting with `prefix`.
+fn counted(stats: &serde_json::Value, prefix: &str) -> u64 {
+    stats["requests"].as_object().map_or(0, |m| {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_u64().unwrap_or(0))
+            .sum()
+    })
+}
+
+/// Incremental passes until one leaves no failed record (at most `max`).
+async fn converge(
+    crm: &Connector,
+    connection: &Connection,
+    state: &mut State,
+    max: usize,
+) -> Vec<leadscored::sync::PassReport> {
+    let mut reports = Vec::new();
+    for _ in 0..max {
+        let report = run_pass(
+            crm,
+            connection,
+            Some(&mut *state),
+            pass(PassKind::Incremental, false),
+            &Stop::default(),
+            |_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pass {} survives: {e}", reports.len() + 1));
+        let done = report.failed.is_empty();
+        reports.push(report);
+        if done {
+            break;
+        }
+        // Pardot's times have whole seconds.
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    }
+    reports
+}
+
+/// A full dry run from a fresh pull: what is still to write.
+async fn left_to_write(crm: &Connector, connection: &Connection) -> u64 {
+    let report = run_pass(
+        crm,
+        connection,
+        None,
+        pass(PassKind::Full, true),
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .expect("dry run");
+    report.changed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_expiring_oauth_tokens_are_survived_and_every_prospect_converges() {
+    let n = 400;
+    let fake = spawn_pardot(FakePardot::new(PardotConfig {
+        prospects: n,
+        seed: 5,
+        daily: 1_000_000,
+        faults: leadscored::fake::pardot::Faults {
+            rate_429: 0.03,
+            rate_5xx: 0.03,
+            rate_malformed: 0.03,
+            rate_reset: 0.03,
+            rate_record_error: 0.05,
+            // Salesforce sessions stated nowhere: refreshed on 401 only.
+            token_ttl: Some(std::time::Duration::from_secs(2)),
+            ..Default::default()
+        },
+        ..PardotConfig::default()
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // About one call in eight meets a fault: ten attempts per call.
+    let connection = pardot_connection_as(&fake.url(), &dir, Login::RefreshToken, |text| {
+        text.replace("[limits]\n", "[limits]\nmax_attempts = 10\n")
+    });
+    let crm = Connector::new(&connection).expect("connector");
+    crm.setup(&connection.property_specs(), true)
+        .await
+        .expect("setup");
+    let mut state =
+        State::open(&dir.path().join("state.sqlite3"), &connection.identity()).expect("state");
+
+    let reports = converge(&crm, &connection, &mut state, 8).await;
+    let first = &reports[0];
+    assert_eq!(first.pulled, n, "{first:?}");
+    assert!(!first.failed.is_empty(), "the fake refused some prospects");
+    // Refusals name Pardot's error (a refusal whose body was cut has no
+    // message, only its status).
+    assert!(
+        first
+            .failed
+            .iter()
+            .all(|(_, why)| why.starts_with("Pardot error")),
+        "{:?}",
+        first.failed
+    );
+    assert!(
+        reports.last().is_some_and(|r| r.failed.is_empty()),
+        "refused prospects were retried until none was left: {:?}",
+        reports.iter().map(|r| r.failed.len()).collect::<Vec<_>>()
+    );
+    assert!(state.failed().expect("failed").is_empty());
+
+    let stats = fake_stats(&fake).await;
+    for kind in ["429", "5xx", "malformed", "reset"] {
+        assert!(
+            stats["faults"][kind].as_u64().unwrap_or(0) > 0,
+            "{kind} faults were served: {stats}"
+        );
+    }
+    assert!(
+        counted(&stats, "POST /services/oauth2/token refresh_token 200") >= 2,
+        "expired tokens were refreshed: {stats}"
+    );
+    assert!(
+        stats["max_in_flight"].as_u64().unwrap_or(99) <= 5,
+        "{stats}"
+    );
+
+    // A client-credentials connection (no refresh token) reads the same
+    // account and finds every prospect holding its scores.
+    let dir2 = tempfile::tempdir().expect("temp dir");
+    let other = pardot_connection_as(&fake.url(), &dir2, Login::ClientCredentials, |text| {
+        text.replace("[limits]\n", "[limits]\nmax_attempts = 10\n")
+    });
+    let crm2 = Connector::new(&other).expect("connector");
+    assert_eq!(
+        left_to_write(&crm2, &other).await,
+        0,
+        "every prospect converged"
+    );
+    let stats = fake_stats(&fake).await;
+    assert!(
+        counted(&stats, "POST /services/oauth2/token client_credentials 200") >= 1,
+        "{stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_token_stops_with_a_clear_error_and_no_secret() {
+    let fake = spawn_pardot(FakePardot::new(PardotConfig {
+        prospects: 10,
+        faults: leadscored::fake::pardot::Faults {
+            token_ttl: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        },
+        ..PardotConfig::default()
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let connection = pardot_connection_as(&fake.url(), &dir, Login::RefreshToken, |text| text);
+    std::fs::write(dir.path().join("refresh-token"), "revoked-refresh-secret").expect("write");
+    let crm = Connector::new(&connection).expect("connector");
+    let error = run_pass(
+        &crm,
+        &connection,
+        None,
+        pass(PassKind::Full, true),
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .expect_err("refused");
+    let text = error.to_string();
+    assert!(text.contains("invalid_grant"), "{text}");
+    assert!(!text.contains("revoked-refresh-secret") && !text.contains("fake-client-secret"));
+    assert_eq!(counted(&fake_stats(&fake).await, "GET"), 0, "no API call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_later() {
+    let n = 100;
+    let fake = spawn_pardot(FakePardot::new(PardotConfig {
+        prospects: n,
+        // Far below the configured edition's 100,000: the reported limit wins.
+        daily: 150,
+        ..PardotConfig::default()
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let connection = pardot_connection(&fake.url(), &dir);
+    let mut state =
+        State::open(&dir.path().join("state.sqlite3"), &connection.identity()).expect("state");
+    let mut stopped = 0;
+    let mut finished = false;
+    for day in 0..5 {
+        // Each round is a new day: the fake's count and ours start over.
+        reqwest::Client::new()
+            .post(format!("{}/__fake/reset-daily", fake.url()))
+            .send()
+            .await
+            .expect("reset");
+        let crm = Connector::new(&connection).expect("connector");
+        if day == 0 {
+            crm.setup(&connection.property_specs(), true)
+                .await
+                .expect("setup");
+        }
+        let result = run_pass(
+            &crm,
+            &connection,
+            Some(&mut state),
+            pass(PassKind::Incremental, false),
+            &Stop::default(),
+            |_| {},
+        )
+        .await;
+        let used = fake_stats(&fake).await["daily_used"].as_u64().unwrap_or(0);
+        assert!(
+            used <= 125,
+            "day {day}: 20 % of 150 kept for others, used {used}"
+        );
+        match result {
+            Err(leadscored::sync::PassError::Crm(leadscored::crm::CrmError::BudgetExhausted {
+                limit,
+                resume_at,
+                ..
+            })) => {
+                assert_eq!(limit, 150, "the limit Pardot reports");
+                assert!(resume_at > jiff::Timestamp::now());
+                assert_eq!(state.watermark().expect("watermark"), None);
+                stopped += 1;
+            }
+            Ok(report) => {
+                assert!(report.failed.is_empty(), "{report:?}");
+                finished = true;
+                break;
+            }
+            Err(other) => panic!("day {day}: {other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    }
+    assert!(
+        stopped >= 1 && finished,
+        "stopped {stopped} times, finished {finished}"
+    );
+    let stats = fake_stats(&fake).await;
+    assert_eq!(
+        counted(&stats, "GET /api/v5/objects/prospects 429")
+            + counted(&stats, "PATCH /api/v5/objects/prospects/{id} 429"),
+        0,
+        "never met error 122: {stats}"
+    );
+    reqwest::Client::new()
+        .post(format!("{}/__fake/reset-daily", fake.url()))
+        .send()
+        .await
+        .expect("reset");
+    let crm = Connector::new(&connection).expect("connector");
+    assert_eq!(left_to_write(&crm, &connection).await, 0);
 }

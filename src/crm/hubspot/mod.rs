@@ -122,6 +122,7 @@ impl Dialect for HubspotDialect {
         Observed {
             window: max.zip(remaining).map(|(m, r)| (m as u32, r as u32)),
             daily_remaining: header_number(headers, "x-hubspot-ratelimit-daily-remaining"),
+            daily_limit: header_number(headers, "x-hubspot-ratelimit-daily"),
         }
     }
 }
@@ -345,7 +346,7 @@ impl Hubspot {
     async fn email_events(
         &self,
         email: &str,
-        wanted: &HashMap<String, String>,
+        wanted: &Kinds,
     ) -> Result<(Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
         let mut offset: Option<String> = None;
@@ -372,7 +373,7 @@ impl Hubspot {
                 .await?
                 .body;
             for event in page.events {
-                if let Some(kind) = wanted.get(&event.kind.to_uppercase()) {
+                if let Some(kinds) = wanted.get(&event.kind.to_uppercase()) {
                     let mut attributes = Vec::new();
                     if let Some(campaign) = event.campaign_id {
                         attributes.push(("campaign".to_owned(), campaign.to_string()));
@@ -380,11 +381,7 @@ impl Hubspot {
                     if let Some(url) = event.url {
                         attributes.push(("url".to_owned(), url));
                     }
-                    events.push(CrmEvent {
-                        kind: kind.clone(),
-                        at_ms: event.created,
-                        attributes,
-                    });
+                    push_each(&mut events, kinds, event.created, attributes);
                 }
             }
             match (page.has_more, page.offset) {
@@ -396,11 +393,7 @@ impl Hubspot {
     }
 
     /// Web and behavioural events of one contact.
-    async fn web_events(
-        &self,
-        id: &str,
-        wanted: &HashMap<String, String>,
-    ) -> Result<(Vec<CrmEvent>, u64), CrmError> {
+    async fn web_events(&self, id: &str, wanted: &Kinds) -> Result<(Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
         let mut after: Option<String> = None;
         let mut calls = 0;
@@ -427,7 +420,7 @@ impl Hubspot {
                 .await?
                 .body;
             for event in page.results {
-                let Some(kind) = wanted.get(&event.event_type) else {
+                let Some(kinds) = wanted.get(&event.event_type) else {
                     continue;
                 };
                 let Ok(at) = event.occurred_at.parse::<jiff::Timestamp>() else {
@@ -450,11 +443,7 @@ impl Hubspot {
                         Some((name, text))
                     })
                     .collect();
-                events.push(CrmEvent {
-                    kind: kind.clone(),
-                    at_ms: at.as_millisecond(),
-                    attributes,
-                });
+                push_each(&mut events, kinds, at.as_millisecond(), attributes);
             }
             match page.paging.and_then(|p| p.next) {
                 Some(next) => after = Some(next.after),
@@ -580,8 +569,8 @@ impl Hubspot {
         index: usize,
         email: Option<String>,
         id: String,
-        email_types: &HashMap<String, String>,
-        web_types: &HashMap<String, String>,
+        email_types: &Kinds,
+        web_types: &Kinds,
     ) -> Result<(usize, Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
         let mut calls = 0;
@@ -606,30 +595,37 @@ impl Hubspot {
         for record in records.iter_mut() {
             record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
         }
-        let mut email_types: HashMap<String, String> = HashMap::new();
-        let mut web_types: HashMap<String, String> = HashMap::new();
-        let mut forms: Option<String> = None;
+        let mut email_types = Kinds::new();
+        let mut web_types = Kinds::new();
+        let mut forms: Vec<String> = Vec::new();
         for model_type in &spec.event_types {
             match self.sources.get(model_type) {
                 Some(EventSource::HubspotEmail(types)) => {
                     for t in types {
-                        email_types.insert(t.clone(), model_type.clone());
+                        email_types
+                            .entry(t.clone())
+                            .or_default()
+                            .push(model_type.clone());
                     }
                 }
                 Some(EventSource::HubspotWeb(types)) => {
                     for t in types {
-                        web_types.insert(t.clone(), model_type.clone());
+                        web_types
+                            .entry(t.clone())
+                            .or_default()
+                            .push(model_type.clone());
                     }
                 }
-                Some(EventSource::HubspotForms) => forms = Some(model_type.clone()),
+                Some(EventSource::HubspotForms) => forms.push(model_type.clone()),
                 _ => {}
             }
         }
         let mut calls = 0;
         let all_skipped = records.iter().all(|r| r.detail_skipped);
-        let submissions = match forms {
-            Some(_) if !all_skipped => Some(self.submissions(spec.until_ms).await?),
-            _ => None,
+        let submissions = if forms.is_empty() || all_skipped {
+            None
+        } else {
+            Some(self.submissions(spec.until_ms).await?)
         };
         let concurrency = self.http.limits().concurrency.max(1);
         let work: Vec<(usize, Option<String>, String)> = records
@@ -652,23 +648,38 @@ impl Hubspot {
                 record.events.extend(events);
             }
         }
-        if let (Some(kind), Some(submissions)) = (forms, submissions) {
+        if let Some(submissions) = submissions {
             for record in records.iter_mut().filter(|r| !r.detail_skipped) {
                 let Some(email) = record.values.get("email") else {
                     continue;
                 };
-                if let Some(found) = submissions.get(&email.to_lowercase()) {
-                    record
-                        .events
-                        .extend(found.iter().map(|(at, form)| CrmEvent {
-                            kind: kind.clone(),
-                            at_ms: *at,
-                            attributes: vec![("form_id".to_owned(), form.clone())],
-                        }));
+                for (at, form) in submissions.get(&email.to_lowercase()).into_iter().flatten() {
+                    let attributes = vec![("form_id".to_owned(), form.clone())];
+                    push_each(&mut record.events, &forms, *at, attributes);
                 }
             }
         }
         Ok(calls)
+    }
+}
+
+/// The event types leadscored wants for each HubSpot event type (one
+/// HubSpot type can feed a model event and a derived input).
+type Kinds = HashMap<String, Vec<String>>;
+
+/// Adds one event per wanted type.
+fn push_each(
+    events: &mut Vec<CrmEvent>,
+    kinds: &[String],
+    at_ms: i64,
+    attributes: Vec<(String, String)>,
+) {
+    for kind in kinds {
+        events.push(CrmEvent {
+            kind: kind.clone(),
+            at_ms,
+            attributes: attributes.clone(),
+        });
     }
 }
 

@@ -93,6 +93,7 @@ impl Dialect for PardotDialect {
         Observed {
             window: None,
             daily_remaining: usage.map(|(used, limit)| limit.saturating_sub(used)),
+            daily_limit: usage.map(|(_, limit)| limit),
         }
     }
 }
@@ -188,6 +189,19 @@ impl Pardot {
 
     pub fn http(&self) -> &Http {
         &self.http
+    }
+
+    /// The account's prospect custom fields.
+    async fn custom_fields(&self) -> Result<CustomFieldList, CrmError> {
+        let query = [("fields", "id,name,fieldId,type,createdAt".to_owned())];
+        Ok(self
+            .get(
+                "/api/v5/objects/custom-fields",
+                &query,
+                "custom-fields.list",
+            )
+            .await?
+            .body)
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -525,14 +539,7 @@ impl Crm for Pardot {
 
     async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
         let query = [("fields", "id,name,fieldId,type,createdAt".to_owned())];
-        let existing: CustomFieldList = self
-            .get(
-                "/api/v5/objects/custom-fields",
-                &query,
-                "custom-fields.list",
-            )
-            .await?
-            .body;
+        let existing = self.custom_fields().await?;
         let mut report = SetupReport::default();
         for spec in wanted {
             let Some(field_id) = spec.name.strip_suffix("__c") else {
@@ -562,7 +569,8 @@ impl Crm for Pardot {
                         "fieldId": field_id,
                         "type": want,
                     });
-                    self.http
+                    let created = self
+                        .http
                         .json::<serde_json::Value>(&Call {
                             method: Method::POST,
                             path: "/api/v5/objects/custom-fields",
@@ -571,7 +579,20 @@ impl Crm for Pardot {
                             lane: Lane::General,
                             endpoint: "custom-fields.create",
                         })
-                        .await?;
+                        .await;
+                    match created {
+                        Ok(_) => {}
+                        // An earlier attempt whose answer was lost (a reset,
+                        // a cut body) may have made it already.
+                        Err(CrmError::Rejected { .. })
+                            if self
+                                .custom_fields()
+                                .await?
+                                .values
+                                .iter()
+                                .any(|f| f.field_id == field_id && f.kind == want) => {}
+                        Err(error) => return Err(error),
+                    }
                     report.created.push(spec.name.clone());
                 }
                 None => report.missing.push(spec.name.clone()),
