@@ -484,7 +484,9 @@ pub async fn run_pass<C: Crm>(
             .collect(),
         failed_before,
         pending: Vec::new(),
-        batch_size: 100 * connection.limits.concurrency.max(1),
+        batch_size: crm
+            .write_batch()
+            .unwrap_or(100 * connection.limits.concurrency.max(1)),
         report: PassReport {
             kind: Some(pass.kind),
             dry_run: pass.dry_run,

@@ -265,10 +265,43 @@ pub struct Call<'a> {
     /// Path and query, appended to the base URL.
     pub path: &'a str,
     pub query: &'a [(&'a str, String)],
-    pub body: Option<&'a serde_json::Value>,
+    pub body: Body<'a>,
     pub lane: Lane,
     /// The endpoint's name in stats and errors (no ids).
     pub endpoint: &'a str,
+}
+
+/// What a call sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    /// A multipart form (rebuilt for every attempt).
+    Multipart(&'a [Part<'a>]),
+}
+
+/// One part of a multipart form.
+#[derive(Clone, Copy, Debug)]
+pub struct Part<'a> {
+    pub name: &'a str,
+    /// Sent as a file upload with this name.
+    pub file_name: Option<&'a str>,
+    pub content_type: &'a str,
+    pub bytes: &'a [u8],
+}
+
+fn form(parts: &[Part<'_>]) -> Result<reqwest::multipart::Form, CrmError> {
+    let mut form = reqwest::multipart::Form::new();
+    for part in parts {
+        let mut one = reqwest::multipart::Part::bytes(part.bytes.to_vec())
+            .mime_str(part.content_type)
+            .map_err(|e| CrmError::Credentials(format!("multipart part {}: {e}", part.name)))?;
+        if let Some(file_name) = part.file_name {
+            one = one.file_name(file_name.to_owned());
+        }
+        form = form.part(part.name.to_owned(), one);
+    }
+    Ok(form)
 }
 
 /// A decoded answer.
@@ -459,6 +492,20 @@ impl Http {
     /// Sends a call with retries and decodes a JSON answer. A rejected
     /// request comes back as [`CrmError::Rejected`] with the CRM's body.
     pub async fn json<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<Reply<T>, CrmError> {
+        self.decoded(call, |bytes| {
+            serde_json::from_slice::<T>(bytes)
+                .map_err(|e| format!("the answer is not the documented JSON: {e}"))
+        })
+        .await
+    }
+
+    /// Sends a call with retries and decodes the answer with `decode`; an
+    /// answer it cannot decode (a cut or garbled body) is asked for again.
+    pub async fn decoded<T>(
+        &self,
+        call: &Call<'_>,
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Reply<T>, CrmError> {
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         let mut last = String::new();
@@ -486,8 +533,10 @@ impl Http {
             if !call.query.is_empty() {
                 request = request.query(call.query);
             }
-            if let Some(body) = call.body {
-                request = request.json(body);
+            match call.body {
+                Body::None => {}
+                Body::Json(body) => request = request.json(body),
+                Body::Multipart(parts) => request = request.multipart(form(parts)?),
             }
             let sent = request.send().await;
             let (status, headers, bytes) = match sent {
@@ -528,7 +577,7 @@ impl Http {
                 self.report_daily(remaining, observed.daily_limit.filter(|l| *l > 0));
             }
             match self.dialect.classify(status, &headers, &bytes) {
-                Verdict::Done => match serde_json::from_slice::<T>(&bytes) {
+                Verdict::Done => match decode(&bytes) {
                     Ok(body) => {
                         return Ok(Reply {
                             status,
@@ -536,9 +585,9 @@ impl Http {
                             body,
                         });
                     }
-                    Err(e) => {
+                    Err(why) => {
                         // A cut or garbled body: the request may be sent again.
-                        last = format!("the answer is not the documented JSON: {e}");
+                        last = why;
                         tokio::time::sleep(self.backoff(attempt)).await;
                     }
                 },

@@ -104,6 +104,16 @@ pub struct WriteReport {
     pub calls: u64,
 }
 
+impl WriteReport {
+    /// Adds another part of the same write.
+    pub fn absorb(&mut self, other: WriteReport) {
+        self.written.extend(other.written);
+        self.stamps.extend(other.stamps);
+        self.failed.extend(other.failed);
+        self.calls += other.calls;
+    }
+}
+
 /// A property leadscored writes, as `setup` creates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PropertySpec {
@@ -191,6 +201,12 @@ pub trait Crm: Send + Sync {
         updates: Vec<Update>,
     ) -> impl Future<Output = Result<WriteReport, CrmError>> + Send;
 
+    /// How many updates one [`Crm::write`] should get, when the CRM does
+    /// better with more than the engine's default (Pardot's imports).
+    fn write_batch(&self) -> Option<usize> {
+        None
+    }
+
     /// Creates missing output properties (when `apply`), and reports
     /// existing ones of the wrong type.
     fn setup(
@@ -244,6 +260,13 @@ impl Crm for Connector {
         match self {
             Connector::Hubspot(c) => c.write(updates).await,
             Connector::Pardot(c) => c.write(updates).await,
+        }
+    }
+
+    fn write_batch(&self) -> Option<usize> {
+        match self {
+            Connector::Hubspot(c) => c.write_batch(),
+            Connector::Pardot(c) => c.write_batch(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The fake Pardot (Account Engagement API v5): prospect queries with
 //! `fields`, `orderBy`, date and id filters and `nextPageToken` paging
 //! (cut off after a set number of records with `Pardot-Warning: 203`),
-//! `PATCH` of one prospect, visitor activities, custom fields, Salesforce
+//! `PATCH` of one prospect, the Import API (CSV batches, see [`import`]),
+//! visitor activities, custom fields, Salesforce
 //! OAuth, the `Pardot-Business-Unit-Id` header, at most five concurrent
 //! requests (error 66) and a daily budget (error 122), on 127.0.0.1.
 //!
@@ -34,6 +35,8 @@ use super::limits::DailyBudget;
 use super::people::{GenEvent, PeopleSpec, Person, Persona};
 use super::store::{Overlay, StateHeader};
 
+mod import;
+
 /// Pardot returns no page token once a query has served this many records.
 pub const TOKEN_RECORD_LIMIT: u64 = 100_000;
 /// Page tokens expire this long after the query started.
@@ -62,6 +65,8 @@ pub struct PardotConfig {
     pub concurrency: usize,
     /// Records one query may serve through page tokens.
     pub token_record_limit: u64,
+    /// How long an import takes once it is Ready.
+    pub import_delay: Duration,
     pub faults: Faults,
 }
 
@@ -79,6 +84,7 @@ impl Default for PardotConfig {
             daily: 50_000,
             concurrency: 5,
             token_record_limit: TOKEN_RECORD_LIMIT,
+            import_delay: Duration::ZERO,
             faults: Faults::default(),
         }
     }
@@ -118,6 +124,8 @@ struct Inner {
     max_in_flight: usize,
     rejected_concurrency: u64,
     cut_off_queries: u64,
+    imports: BTreeMap<u64, import::Import>,
+    next_import: u64,
 }
 
 /// A prospect field the fake knows: its wire name and type.
@@ -423,6 +431,45 @@ impl Inner {
         }
     }
 
+    /// Checks written values against the fields they go to, as stored
+    /// text (empty clears a field).
+    fn accept<'a>(
+        &self,
+        values: impl Iterator<Item = (&'a str, Value)>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut accepted = BTreeMap::new();
+        for (name, value) in values {
+            let kind = if name == "grade" {
+                return Err(
+                    "grade is read-only; Account Engagement computes it from profiles".to_owned(),
+                );
+            } else if name == "score" {
+                "Number"
+            } else if WRITABLE_FIELDS.contains(&name) {
+                if matches!(name, "optedOut" | "isDoNotEmail") {
+                    "Checkbox"
+                } else {
+                    "Text"
+                }
+            } else if let Some(field) = self.custom_field(name) {
+                match field.kind.as_str() {
+                    "Number" => "Number",
+                    "Date" => "Date",
+                    "Checkbox" => "Checkbox",
+                    _ => "Text",
+                }
+            } else {
+                return Err(format!(
+                    "Invalid property: {name} is not a writable prospect field"
+                ));
+            };
+            let text = validate_value(kind, name, &value)
+                .map_err(|message| format!("Invalid value: {message}"))?;
+            accepted.insert(name.to_owned(), text);
+        }
+        Ok(accepted)
+    }
+
     fn check_token(&self, presented: Option<&str>) -> bool {
         let Some(token) = presented else {
             return false;
@@ -458,6 +505,8 @@ impl FakePardot {
             max_in_flight: 0,
             rejected_concurrency: 0,
             cut_off_queries: 0,
+            imports: BTreeMap::new(),
+            next_import: 0,
             config,
         };
         if let Some(ttl) = inner.config.faults.token_ttl {
@@ -511,6 +560,16 @@ impl FakePardot {
                 get(read_prospect).patch(update_prospect),
             )
             .route("/api/v5/objects/visitor-activities", get(query_activities))
+            .route("/api/v5/imports", post(import::create_import))
+            .route(
+                "/api/v5/imports/{id}",
+                get(import::read_import).patch(import::update_import),
+            )
+            .route(
+                "/api/v5/imports/{id}/batches",
+                post(import::add_import_batch),
+            )
+            .route("/api/v5/imports/{id}/errors", get(import::import_errors))
             .route(
                 "/api/v5/objects/custom-fields",
                 get(query_custom_fields).post(create_custom_field),
@@ -1026,49 +1085,10 @@ async fn update_prospect(
             "fault: the prospect could not be saved",
         );
     }
-    let mut accepted = BTreeMap::new();
-    for (name, value) in &object {
-        let kind = if name == "grade" {
-            return pardot_error(
-                StatusCode::BAD_REQUEST,
-                5,
-                "grade is read-only; Account Engagement computes it from profiles",
-            );
-        } else if name == "score" {
-            "Number"
-        } else if WRITABLE_FIELDS.contains(&name.as_str()) {
-            if matches!(name.as_str(), "optedOut" | "isDoNotEmail") {
-                "Checkbox"
-            } else {
-                "Text"
-            }
-        } else if let Some(field) = inner.custom_field(name) {
-            match field.kind.as_str() {
-                "Number" => "Number",
-                "Date" => "Date",
-                "Checkbox" => "Checkbox",
-                _ => "Text",
-            }
-        } else {
-            return pardot_error(
-                StatusCode::BAD_REQUEST,
-                5,
-                &format!("Invalid property: {name} is not a writable prospect field"),
-            );
-        };
-        match validate_value(kind, name, value) {
-            Ok(text) => {
-                accepted.insert(name.clone(), text);
-            }
-            Err(message) => {
-                return pardot_error(
-                    StatusCode::BAD_REQUEST,
-                    5,
-                    &format!("Invalid value: {message}"),
-                );
-            }
-        }
-    }
+    let accepted = match inner.accept(object.iter().map(|(k, v)| (k.as_str(), v.clone()))) {
+        Ok(accepted) => accepted,
+        Err(message) => return pardot_error(StatusCode::BAD_REQUEST, 5, &message),
+    };
     inner.write(id, accepted);
     *inner
         .stats
@@ -1410,7 +1430,16 @@ async fn inspect_prospect(State(fake): State<FakePardot>, Path(id): Path<String>
     }
 }
 
-async fn reset_daily(State(fake): State<FakePardot>) -> Response {
-    fake.lock().daily.used = 0;
+/// A new day: the count starts over (and with `?max=N`, the limit changes,
+/// as when an edition changes).
+async fn reset_daily(
+    State(fake): State<FakePardot>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = fake.lock();
+    inner.daily.used = 0;
+    if let Some(max) = query.get("max").and_then(|m| m.parse().ok()) {
+        inner.daily.max = max;
+    }
     StatusCode::NO_CONTENT.into_response()
 }

@@ -362,3 +362,117 @@ async fn a_refused_patch_fails_only_its_prospect() {
     assert_eq!(body["leadscored_score__c"], "87");
     assert_eq!(body["leadscored_reasons__c"], Value::Null, "empty clears");
 }
+
+#[tokio::test]
+async fn many_updates_go_by_one_import_and_its_failed_rows_fail_alone() {
+    let (server, _dir, connection) = setup().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v5/imports"))
+        .and(header("pardot-business-unit-id", UNIT))
+        .respond_with(answer(201, "import-created.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v5/imports/8801"))
+        .respond_with(answer(200, "import-ready.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v5/imports/8801"))
+        .respond_with(answer(200, "import-processing.json"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v5/imports/8801"))
+        .respond_with(answer(200, "import-complete.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v5/imports/8801/errors"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/csv")
+                .set_body_string(crate::read("fixtures/pardot/import-errors.csv")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let crm = Connector::new(&connection).expect("connector");
+    // 120 prospects with the same two changed fields, one with a comma.
+    let updates: Vec<Update> = (1000..1120)
+        .map(|id| Update {
+            id: id.to_string(),
+            values: BTreeMap::from([
+                ("leadscored_score__c".to_owned(), (id % 97).to_string()),
+                (
+                    "leadscored_tier__c".to_owned(),
+                    if id == 1001 { "high, \"hot\"" } else { "low" }.to_owned(),
+                ),
+            ]),
+        })
+        .collect();
+    let report = crm.write(updates).await.expect("write");
+    assert_eq!(report.written.len(), 118, "{report:?}");
+    assert_eq!(report.failed.len(), 2);
+    let failed: BTreeMap<_, _> = report.failed.iter().cloned().collect();
+    assert!(failed["1007"].contains("not a number"), "{failed:?}");
+    assert!(failed["1042"].contains("No prospect matched"), "{failed:?}");
+    assert_eq!(report.calls, 5, "create, start, two polls, errors");
+    // Every written row carries the import's finishing time as its stamp.
+    let finished = "2026-11-24T09:15:41-05:00"
+        .parse::<jiff::Timestamp>()
+        .expect("time")
+        .as_millisecond();
+    assert!(report.stamps.iter().all(|(_, at)| *at == finished));
+
+    let requests = received(&server).await;
+    let create = &requests[0];
+    let content_type = create
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("multipart/form-data"),
+        "{content_type}"
+    );
+    let body = String::from_utf8_lossy(&create.body);
+    assert!(body.contains("name=\"input\""), "{body}");
+    assert!(body.contains("\"operation\":\"Upsert\""));
+    assert!(body.contains("\"createOnNoMatch\":false"));
+    assert!(body.contains("name=\"importFile\"; filename=\"leadscored.csv\""));
+    assert!(body.contains("matchId,leadscored_score__c,leadscored_tier__c\n1000,30,low\n"));
+    assert!(
+        body.contains("1001,31,\"high, \"\"hot\"\"\"\n"),
+        "quoted as CSV"
+    );
+    let start: Value = serde_json::from_slice(&requests[1].body).expect("json");
+    assert_eq!(start, serde_json::json!({ "status": "Ready" }));
+}
+
+#[tokio::test]
+async fn a_few_updates_go_by_patch() {
+    let (server, _dir, connection) = setup().await;
+    Mock::given(method("PATCH"))
+        .and(path_regex_prospect())
+        .respond_with(answer(200, "prospect-patched.json"))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let crm = Connector::new(&connection).expect("connector");
+    let updates: Vec<Update> = (1..=3)
+        .map(|id| Update {
+            id: id.to_string(),
+            values: BTreeMap::from([("leadscored_score__c".to_owned(), "10".to_owned())]),
+        })
+        .collect();
+    let report = crm.write(updates).await.expect("write");
+    assert_eq!((report.written.len(), report.calls), (3, 3));
+}
+
+fn path_regex_prospect() -> wiremock::matchers::PathRegexMatcher {
+    wiremock::matchers::path_regex(r"^/api/v5/objects/prospects/\d+$")
+}

@@ -17,7 +17,7 @@ use reqwest::header::HeaderMap;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::http::{Call, Dialect, Http, Lane, Observed, Verdict, header_number, retry_after};
+use super::http::{Body, Call, Dialect, Http, Lane, Observed, Verdict, header_number, retry_after};
 use super::{
     Crm, CrmError, CrmEvent, CrmRecord, PropertySpec, PullKind, PullSpec, PullSummary, SetupReport,
     Update, WriteReport,
@@ -197,7 +197,7 @@ impl Hubspot {
                 method: Method::GET,
                 path: "/crm/v3/objects/contacts",
                 query: &query,
-                body: None,
+                body: Body::None,
                 lane: Lane::General,
                 endpoint: "contacts.list",
             })
@@ -249,7 +249,7 @@ impl Hubspot {
                 method: Method::POST,
                 path: "/crm/v3/objects/contacts/search",
                 query: &[],
-                body: Some(&body),
+                body: Body::Json(&body),
                 lane: Lane::Search,
                 endpoint: "contacts.search",
             })
@@ -282,7 +282,7 @@ impl Hubspot {
                         method: Method::GET,
                         path: "/marketing/v3/forms",
                         query: &query,
-                        body: None,
+                        body: Body::None,
                         lane: Lane::General,
                         endpoint: "forms.list",
                     })
@@ -309,7 +309,7 @@ impl Hubspot {
                             method: Method::GET,
                             path: &path,
                             query: &query,
-                            body: None,
+                            body: Body::None,
                             lane: Lane::General,
                             endpoint: "forms.submissions",
                         })
@@ -366,7 +366,7 @@ impl Hubspot {
                     method: Method::GET,
                     path: "/email/public/v1/events",
                     query: &query,
-                    body: None,
+                    body: Body::None,
                     lane: Lane::General,
                     endpoint: "email.events",
                 })
@@ -413,7 +413,7 @@ impl Hubspot {
                     method: Method::GET,
                     path: "/events/v3/events",
                     query: &query,
-                    body: None,
+                    body: Body::None,
                     lane: Lane::General,
                     endpoint: "web.events",
                 })
@@ -478,7 +478,7 @@ impl Hubspot {
                 method: Method::POST,
                 path: "/crm/v3/objects/contacts/batch/update",
                 query: &[],
-                body: Some(&body),
+                body: Body::Json(&body),
                 lane: Lane::General,
                 endpoint: "contacts.batch.update",
             })
@@ -552,7 +552,7 @@ impl Hubspot {
                 method: Method::POST,
                 path,
                 query: &[],
-                body: Some(body),
+                body: Body::Json(body),
                 lane: Lane::General,
                 endpoint,
             })
@@ -804,7 +804,7 @@ impl Crm for Hubspot {
             method,
             path,
             query: &[],
-            body: None,
+            body: Body::None,
             lane: Lane::General,
             endpoint,
         };

@@ -17,17 +17,28 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc;
 
-use super::http::{Call, Dialect, Http, Lane, Observed, Verdict, retry_after};
+use super::http::{Body, Call, Dialect, Http, Lane, Observed, Part, Verdict, retry_after};
 use super::{
     Crm, CrmError, CrmEvent, CrmRecord, PropertySpec, PullKind, PullSpec, PullSummary, SetupReport,
     Update, WriteReport,
 };
 use crate::config::{Connection, EventSource};
 use crate::engine::OutputKind;
-use wire::{CustomFieldList, ErrorBody, Page};
+use wire::{CustomFieldList, ErrorBody, ImportJob, Page};
 
 /// Prospects per page (Pardot's maximum).
 const PAGE: &str = "1000";
+/// Prospects whose activities are read before they go on to scoring.
+const DETAIL_PART: usize = 100;
+/// Updates with the same fields go by the Import API from this many on
+/// (an import costs about five calls however small; a PATCH one each).
+const IMPORT_MIN_ROWS: usize = 50;
+/// Rows in one import file (far under Pardot's 10 MB a file), and the
+/// updates one write takes.
+const IMPORT_ROWS: usize = 10_000;
+/// How long to wait for an import before its rows count as failed (they
+/// are retried by the next pass).
+const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 struct PardotDialect {
     timezone: jiff::tz::TimeZone,
@@ -215,7 +226,7 @@ impl Pardot {
                 method: Method::GET,
                 path,
                 query,
-                body: None,
+                body: Body::None,
                 lane: Lane::General,
                 endpoint,
             })
@@ -320,7 +331,12 @@ impl Pardot {
     /// last saw them).
     async fn enrich(&self, spec: &PullSpec, records: &mut [CrmRecord]) -> Result<u64, CrmError> {
         for record in records.iter_mut() {
-            record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
+            // At or before our stamp: an import stamps every row with its
+            // own last change, which is at or after each row's.
+            record.detail_skipped = spec
+                .known
+                .get(&record.id)
+                .is_some_and(|known| record.modified_ms <= *known);
         }
         let wanted: Vec<Wanted> = spec
             .event_types
@@ -370,6 +386,162 @@ impl Pardot {
     /// One prospect's PATCH: the CRM's new modified time, or the reason it
     /// refused this prospect (an error that is not the record's fault
     /// stops the write).
+    /// PATCHes each update, at most five at once.
+    async fn patch_all(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        let concurrency = self.http.limits().concurrency.clamp(1, 5);
+        let results: Vec<(String, Result<Option<i64>, String>)> =
+            futures_util::stream::iter(updates.into_iter().map(|u| self.patch(u)))
+                .buffered(concurrency)
+                .try_collect()
+                .await?;
+        let mut report = WriteReport {
+            calls: results.len() as u64,
+            ..WriteReport::default()
+        };
+        for (id, result) in results {
+            match result {
+                Ok(stamp) => {
+                    if let Some(at) = stamp {
+                        report.stamps.push((id.clone(), at));
+                    }
+                    report.written.push(id);
+                }
+                Err(message) => report.failed.push((id, message)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Writes updates of the same `columns` through one import: create it
+    /// with the CSV, start it, wait for it, then read its failed rows.
+    async fn import(&self, columns: &[String], rows: &[Update]) -> Result<WriteReport, CrmError> {
+        let failed_all = |why: String, calls: u64| WriteReport {
+            failed: rows.iter().map(|u| (u.id.clone(), why.clone())).collect(),
+            calls,
+            ..WriteReport::default()
+        };
+        let csv = import_csv(columns, rows)?;
+        let input = serde_json::json!({
+            "operation": "Upsert",
+            "object": "Prospect",
+            "createOnNoMatch": false,
+        })
+        .to_string();
+        let parts = [
+            Part {
+                name: "input",
+                file_name: None,
+                content_type: "application/json",
+                bytes: input.as_bytes(),
+            },
+            Part {
+                name: "importFile",
+                file_name: Some("leadscored.csv"),
+                content_type: "text/csv",
+                bytes: &csv,
+            },
+        ];
+        let call = |method, path, query, body, endpoint| Call {
+            method,
+            path,
+            query,
+            body,
+            lane: Lane::General,
+            endpoint,
+        };
+        let job: ImportJob = self
+            .http
+            .json(&call(
+                Method::POST,
+                "/api/v5/imports",
+                &[],
+                Body::Multipart(&parts),
+                "imports.create",
+            ))
+            .await?
+            .body;
+        let path = format!("/api/v5/imports/{}", job.id);
+        let ready = serde_json::json!({ "status": "Ready" });
+        self.http
+            .json::<serde_json::Value>(&call(
+                Method::PATCH,
+                &path,
+                &[],
+                Body::Json(&ready),
+                "imports.start",
+            ))
+            .await?;
+        let mut calls = 2;
+        let started = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(200);
+        let query = [("fields", "id,status,errorCount,updatedAt".to_owned())];
+        let done = loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            let job: ImportJob = self
+                .http
+                .json(&call(
+                    Method::GET,
+                    &path,
+                    &query,
+                    Body::None,
+                    "imports.read",
+                ))
+                .await?
+                .body;
+            calls += 1;
+            if job.status == "Complete" {
+                break job;
+            }
+            if started.elapsed() > IMPORT_WAIT {
+                let why = format!(
+                    "Pardot import {} is still {} after an hour; the next pass writes these again",
+                    job.id, job.status
+                );
+                return Ok(failed_all(why, calls));
+            }
+        };
+        let mut refused: HashMap<String, String> = HashMap::new();
+        if done.error_count > 0 {
+            let errors = format!("{path}/errors");
+            let expected = done.error_count as usize;
+            refused = self
+                .http
+                .decoded(
+                    &call(Method::GET, &errors, &[], Body::None, "imports.errors"),
+                    |bytes| import_errors(bytes, expected),
+                )
+                .await?
+                .body;
+            calls += 1;
+        }
+        // Pardot states no time per row: the import's own last change is at
+        // or after every write it made, which the next pull recognises.
+        let stamp = done
+            .updated_at
+            .as_deref()
+            .and_then(crate::record::parse_time);
+        let mut report = WriteReport {
+            calls,
+            ..WriteReport::default()
+        };
+        for update in rows {
+            match refused.remove(&update.id) {
+                Some(why) => report.failed.push((
+                    update.id.clone(),
+                    format!("Pardot import {}: {why}", done.id),
+                )),
+                None => {
+                    if let Some(at) = stamp {
+                        report.stamps.push((update.id.clone(), at));
+                    }
+                    report.written.push(update.id.clone());
+                }
+            }
+        }
+        Ok(report)
+    }
+
     async fn patch(
         &self,
         update: Update,
@@ -395,7 +567,7 @@ impl Pardot {
                 method: Method::PATCH,
                 path: &path,
                 query: &query,
-                body: Some(&body),
+                body: Body::Json(&body),
                 lane: Lane::General,
                 endpoint: "prospects.update",
             })
@@ -413,6 +585,56 @@ impl Pardot {
             Err(other) => Err(other),
         }
     }
+}
+
+/// The CSV of an import: `matchId`, then the written fields; an empty
+/// cell clears its field.
+fn import_csv(columns: &[String], rows: &[Update]) -> Result<Vec<u8>, CrmError> {
+    let broken =
+        |e: csv::Error| CrmError::Unsupported(format!("cannot build the import file: {e}"));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(std::iter::once("matchId").chain(columns.iter().map(String::as_str)))
+        .map_err(broken)?;
+    for update in rows {
+        let cells = columns
+            .iter()
+            .map(|c| update.values.get(c).map_or("", String::as_str));
+        writer
+            .write_record(std::iter::once(update.id.as_str()).chain(cells))
+            .map_err(broken)?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| CrmError::Unsupported(format!("cannot build the import file: {e}")))
+}
+
+/// An import's failed rows (prospect id → Pardot's reason), from its error
+/// CSV; fewer rows than the import counted means the answer was cut.
+fn import_errors(bytes: &[u8], expected: usize) -> Result<HashMap<String, String>, String> {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let header = reader
+        .headers()
+        .map_err(|e| format!("the import's error file is not CSV: {e}"))?
+        .clone();
+    let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(id), Some(error)) = (column("matchId"), column("error")) else {
+        return Err("the import's error file has no matchId or error column".to_owned());
+    };
+    let mut out = HashMap::new();
+    for row in reader.records() {
+        let row = row.map_err(|e| format!("the import's error file is cut: {e}"))?;
+        if let (Some(id), Some(why)) = (row.get(id), row.get(error)) {
+            out.insert(id.to_owned(), why.to_owned());
+        }
+    }
+    if out.len() < expected {
+        return Err(format!(
+            "the import's error file lists {} of {expected} failed rows",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 /// A prospect page's records, in the neutral shape.
@@ -495,13 +717,20 @@ impl Crm for Pardot {
                 state.last_id = state.last_id.max(id);
                 records.push(record);
             }
-            if !spec.event_types.is_empty() && !records.is_empty() {
-                summary.detail_calls += self.enrich(spec, &mut records).await?;
-            }
             summary.records += records.len() as u64;
             let empty = records.is_empty();
-            if !empty && sink.send(records).await.is_err() {
-                return Err(CrmError::Stopped);
+            // Activities cost a call per prospect: send each part as soon as
+            // it has them, so a pass stopped by the daily limit keeps what
+            // it paid for.
+            while !records.is_empty() {
+                let rest = records.split_off(records.len().min(DETAIL_PART));
+                let mut part = std::mem::replace(&mut records, rest);
+                if !spec.event_types.is_empty() {
+                    summary.detail_calls += self.enrich(spec, &mut part).await?;
+                }
+                if sink.send(part).await.is_err() {
+                    return Err(CrmError::Stopped);
+                }
             }
             match page.next_page_token {
                 Some(next) if !page.values.is_empty() => token = Some(next),
@@ -512,28 +741,30 @@ impl Crm for Pardot {
         Ok(summary)
     }
 
+    fn write_batch(&self) -> Option<usize> {
+        Some(IMPORT_ROWS)
+    }
+
+    /// Many updates of the same fields go by the Import API (a handful of
+    /// calls for up to 10,000 prospects), the rest by PATCH.
     async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
-        let concurrency = self.http.limits().concurrency.clamp(1, 5);
-        let results: Vec<(String, Result<Option<i64>, String>)> =
-            futures_util::stream::iter(updates.into_iter().map(|u| self.patch(u)))
-                .buffered(concurrency)
-                .try_collect()
-                .await?;
-        let mut report = WriteReport {
-            calls: results.len() as u64,
-            ..WriteReport::default()
-        };
-        for (id, result) in results {
-            match result {
-                Ok(stamp) => {
-                    if let Some(at) = stamp {
-                        report.stamps.push((id.clone(), at));
-                    }
-                    report.written.push(id);
-                }
-                Err(message) => report.failed.push((id, message)),
+        let mut groups: BTreeMap<Vec<String>, Vec<Update>> = BTreeMap::new();
+        for update in updates {
+            let columns = update.values.keys().cloned().collect();
+            groups.entry(columns).or_default().push(update);
+        }
+        let mut report = WriteReport::default();
+        let mut one_by_one = Vec::new();
+        for (columns, group) in groups {
+            if group.len() < IMPORT_MIN_ROWS {
+                one_by_one.extend(group);
+                continue;
+            }
+            for rows in group.chunks(IMPORT_ROWS) {
+                report.absorb(self.import(&columns, rows).await?);
             }
         }
+        report.absorb(self.patch_all(one_by_one).await?);
         Ok(report)
     }
 
@@ -575,7 +806,7 @@ impl Crm for Pardot {
                             method: Method::POST,
                             path: "/api/v5/objects/custom-fields",
                             query: &query,
-                            body: Some(&body),
+                            body: Body::Json(&body),
                             lane: Lane::General,
                             endpoint: "custom-fields.create",
                         })

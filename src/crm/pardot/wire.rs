@@ -33,3 +33,14 @@ pub(super) struct CustomField {
     #[serde(rename = "type")]
     pub kind: String,
 }
+
+/// An import job's state (`Waiting`, `Ready`, `Processing`, `Complete`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ImportJob {
+    pub id: u64,
+    pub status: String,
+    #[serde(default)]
+    pub error_count: u64,
+    pub updated_at: Option<String>,
+}
