@@ -370,7 +370,12 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
             started.elapsed().as_secs_f64()
         );
 
-        // Sales edits some records in the CRM.
+        // Sales edits some records in the CRM, a moment later (Pardot's
+        // times have whole seconds: an edit in the second of our own write
+        // would look like its echo).
+        if pardot {
+            tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        }
         let edited: Vec<(u64, &str)> = (0..contacts.min(60))
             .map(|i| {
                 let id = 1 + i * (contacts / 60).max(1);

@@ -715,6 +715,11 @@ struct QueryState {
     deleted: Option<String>,
     email: Option<String>,
     prospect_id: Option<u64>,
+    /// Inclusive prospect id bounds (visitor activities).
+    #[serde(default)]
+    prospect_min: Option<u64>,
+    #[serde(default)]
+    prospect_max: Option<u64>,
     activity_type: Option<u32>,
     limit: u64,
     /// The last (sort key, id) served.
@@ -857,6 +862,18 @@ fn parse_query(
             }
             "email" if filters.contains(&"email") => state.email = Some(value.clone()),
             "prospectId" if filters.contains(&"prospectId") => state.prospect_id = Some(number()?),
+            "prospectIdGreaterThan" if filters.contains(&"prospectId") => {
+                state.prospect_min = Some(number()? + 1);
+            }
+            "prospectIdGreaterThanOrEqualTo" if filters.contains(&"prospectId") => {
+                state.prospect_min = Some(number()?);
+            }
+            "prospectIdLessThan" if filters.contains(&"prospectId") => {
+                state.prospect_max = Some(number()?.saturating_sub(1));
+            }
+            "prospectIdLessThanOrEqualTo" if filters.contains(&"prospectId") => {
+                state.prospect_max = Some(number()?);
+            }
             "type" if filters.contains(&"type") => {
                 state.activity_type = Some(number()? as u32);
             }
@@ -1190,11 +1207,13 @@ async fn query_activities(
     let after = state.after.map_or(0, |(_, id)| id);
     let first = state
         .prospect_id
-        .unwrap_or(after / ACTIVITY_STRIDE)
+        .or(state.prospect_min)
+        .unwrap_or(1)
         .max(after / ACTIVITY_STRIDE)
         .max(1);
     let last = state
         .prospect_id
+        .or(state.prospect_max)
         .unwrap_or(inner.config.prospects)
         .min(inner.config.prospects);
     let mut values = Vec::new();

@@ -450,8 +450,9 @@ async fn a_refused_refresh_token_stops_with_a_clear_error_and_no_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_later() {
-    // One activities call per prospect: 300 of them cannot fit in a day.
-    let n = 300;
+    // About 300 calls in all (pages, activities by id range, imports):
+    // more than two days of a 150-call limit with 20 % kept for others.
+    let n = 8_000;
     let fake = spawn_pardot(FakePardot::new(PardotConfig {
         prospects: n,
         // Far below the configured edition's 100,000: the reported limit wins.
@@ -466,7 +467,7 @@ async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_l
         State::open(&dir.path().join("state.sqlite3"), &connection.identity()).expect("state");
     let mut stopped = 0;
     let mut finished = false;
-    for day in 0..5 {
+    for day in 0..8 {
         // Each round is a new day: the fake's count and ours start over.
         reqwest::Client::new()
             .post(format!("{}/__fake/reset-daily", fake.url()))

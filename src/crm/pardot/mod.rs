@@ -30,6 +30,10 @@ use wire::{CustomFieldList, ErrorBody, ImportJob, Page};
 const PAGE: &str = "1000";
 /// Prospects whose activities are read before they go on to scoring.
 const DETAIL_PART: usize = 100;
+/// Prospects needing activities from which one id-range query is tried…
+const RANGE_MIN: usize = 10;
+/// …when their ids lie within this many times their number.
+const RANGE_SPREAD: u64 = 4;
 /// Updates with the same fields go by the Import API from this many on
 /// (an import costs about five calls however small; a PATCH one each).
 const IMPORT_MIN_ROWS: usize = 50;
@@ -138,6 +142,53 @@ fn attribute_name(event_type: &str) -> &'static str {
     }
 }
 
+/// One visitor activity as Pardot sends it.
+type Activity = serde_json::Map<String, serde_json::Value>;
+
+/// The visitor activity fields leadscored reads.
+const ACTIVITY_FIELDS: &str =
+    "id,prospectId,type,details,emailId,formId,fileId,customRedirectId,campaignId,createdAt";
+
+/// Whether an answer says its query stopped at the page token's record
+/// limit (`Pardot-Warning: 203`).
+fn warned_203(headers: &HeaderMap) -> bool {
+    headers
+        .get("pardot-warning")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("203"))
+}
+
+/// The model events one visitor activity is (none, or one per wanted type
+/// it matches).
+fn events_of(activity: &Activity, wanted: &[Wanted]) -> Vec<CrmEvent> {
+    let code = activity.get("type").and_then(serde_json::Value::as_u64);
+    let at = activity
+        .get("createdAt")
+        .and_then(serde_json::Value::as_str)
+        .and_then(crate::record::parse_time);
+    let (Some(code), Some(at)) = (code, at) else {
+        return Vec::new();
+    };
+    let has = |field: &str| activity.get(field).is_some_and(|v| !v.is_null());
+    wanted
+        .iter()
+        .filter(|want| {
+            want.types.contains(&(code as u32))
+                && want.with.as_deref().is_none_or(has)
+                && want.without.as_deref().is_none_or(|f| !has(f))
+        })
+        .map(|want| CrmEvent {
+            kind: want.kind.clone(),
+            at_ms: at,
+            attributes: activity
+                .get("details")
+                .and_then(text_of)
+                .map(|d| vec![(attribute_name(&want.kind).to_owned(), d)])
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// A model event type and the visitor activities that are it.
 struct Wanted {
     kind: String,
@@ -153,6 +204,9 @@ pub struct Pardot {
     http: Arc<Http>,
     sources: BTreeMap<String, EventSource>,
     overlap_ms: i64,
+    /// Pardot refused a prospect id range for visitor activities once:
+    /// read them one prospect at a time from then on.
+    ranges_refused: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Pardot {
@@ -195,6 +249,7 @@ impl Pardot {
             http: Arc::new(http),
             sources: connection.events.clone(),
             overlap_ms: connection.limits.search_overlap.as_millis() as i64,
+            ranges_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -261,70 +316,104 @@ impl Pardot {
         query
     }
 
+    /// Every visitor activity one query finds, paging with only `fields`
+    /// beside the token; and the calls made. `None` when the query was cut
+    /// off at the page token's record limit.
+    async fn activity_query(
+        &self,
+        filters: Vec<(&'static str, String)>,
+    ) -> Result<(Option<Vec<Activity>>, u64), CrmError> {
+        let mut all = Vec::new();
+        let mut calls = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("fields", ACTIVITY_FIELDS.to_owned())];
+            match &token {
+                Some(t) => query.push(("nextPageToken", t.clone())),
+                None => {
+                    query.extend(filters.iter().cloned());
+                    query.push(("limit", PAGE.to_owned()));
+                }
+            }
+            let reply = self
+                .get::<Page>(
+                    "/api/v5/objects/visitor-activities",
+                    &query,
+                    "visitor-activities",
+                )
+                .await?;
+            calls += 1;
+            if warned_203(&reply.headers) {
+                return Ok((None, calls));
+            }
+            let page = reply.body;
+            let empty = page.values.is_empty();
+            all.extend(page.values);
+            match page.next_page_token {
+                Some(next) if !empty => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok((Some(all), calls))
+    }
+
     /// Visitor activities of one prospect, as model events.
     async fn activities(
         &self,
         prospect: String,
         wanted: &[Wanted],
     ) -> Result<(String, Vec<CrmEvent>, u64), CrmError> {
-        let fields = "id,prospectId,type,details,emailId,formId,fileId,customRedirectId,campaignId,createdAt";
-        let mut events = Vec::new();
-        let mut calls = 0;
-        let mut token: Option<String> = None;
-        loop {
-            let query: Vec<(&str, String)> = match &token {
-                Some(t) => vec![("fields", fields.to_owned()), ("nextPageToken", t.clone())],
-                None => vec![
-                    ("fields", fields.to_owned()),
-                    ("prospectId", prospect.clone()),
-                    ("limit", PAGE.to_owned()),
-                ],
-            };
-            let page: Page = self
-                .get(
-                    "/api/v5/objects/visitor-activities",
-                    &query,
-                    "visitor-activities",
-                )
-                .await?
-                .body;
-            calls += 1;
-            for activity in &page.values {
-                let code = activity.get("type").and_then(serde_json::Value::as_u64);
-                let at = activity
-                    .get("createdAt")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(crate::record::parse_time);
-                let (Some(code), Some(at)) = (code, at) else {
-                    continue;
-                };
-                let has = |field: &str| activity.get(field).is_some_and(|v| !v.is_null());
-                for want in wanted {
-                    let kind = &want.kind;
-                    let matches = want.types.contains(&(code as u32))
-                        && want.with.as_deref().is_none_or(has)
-                        && want.without.as_deref().is_none_or(|f| !has(f));
-                    if !matches {
-                        continue;
-                    }
-                    let attributes = activity
-                        .get("details")
-                        .and_then(text_of)
-                        .map(|d| vec![(attribute_name(kind).to_owned(), d)])
-                        .unwrap_or_default();
-                    events.push(CrmEvent {
-                        kind: kind.clone(),
-                        at_ms: at,
-                        attributes,
-                    });
-                }
-            }
-            match page.next_page_token {
-                Some(next) if !page.values.is_empty() => token = Some(next),
-                _ => break,
-            }
-        }
+        let (found, calls) = self
+            .activity_query(vec![("prospectId", prospect.clone())])
+            .await?;
+        let events = found
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|activity| events_of(activity, wanted))
+            .collect();
         Ok((prospect, events, calls))
+    }
+
+    /// Visitor activities of the prospects with ids in `first..=last`, by
+    /// prospect id, in as few calls as their number allows. `None` when
+    /// Pardot does not take the range (or cut it off): ask one by one.
+    async fn activities_in_range(
+        &self,
+        first: u64,
+        last: u64,
+        wanted: &[Wanted],
+    ) -> Result<(Option<HashMap<String, Vec<CrmEvent>>>, u64), CrmError> {
+        let filters = vec![
+            ("prospectIdGreaterThanOrEqualTo", first.to_string()),
+            ("prospectIdLessThanOrEqualTo", last.to_string()),
+        ];
+        let (found, calls) = match self.activity_query(filters).await {
+            Ok(found) => found,
+            Err(CrmError::Rejected { message, .. }) => {
+                tracing::warn!(%message, "Pardot refused a prospect id range for visitor activities; reading them one prospect at a time");
+                self.ranges_refused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok((None, 1));
+            }
+            Err(other) => return Err(other),
+        };
+        let Some(found) = found else {
+            return Ok((None, calls));
+        };
+        let mut by_id: HashMap<String, Vec<CrmEvent>> = HashMap::new();
+        for activity in &found {
+            let Some(prospect) = activity
+                .get("prospectId")
+                .and_then(serde_json::Value::as_u64)
+            else {
+                continue;
+            };
+            by_id
+                .entry(prospect.to_string())
+                .or_default()
+                .extend(events_of(activity, wanted));
+        }
+        Ok((Some(by_id), calls))
     }
 
     /// Adds activity detail to a page of prospects (not to those as we
@@ -364,13 +453,35 @@ impl Pardot {
             .map(|r| r.id.clone())
             .collect();
         let wanted = &wanted;
+        let mut calls = 0;
+        let mut by_id: HashMap<String, Vec<CrmEvent>> = HashMap::new();
+        // Prospects close together by id (a full pull goes in id order):
+        // one query for their id range costs a call per 1,000 activities,
+        // not one per prospect.
+        let numbers: Vec<u64> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        if let (Some(first), Some(last)) = (numbers.iter().min(), numbers.iter().max())
+            && numbers.len() == ids.len()
+            && ids.len() >= RANGE_MIN
+            && last - first < RANGE_SPREAD * ids.len() as u64
+            && !self
+                .ranges_refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let (found, n) = self.activities_in_range(*first, *last, wanted).await?;
+            calls += n;
+            if let Some(found) = found {
+                by_id = found;
+                for record in records.iter_mut().filter(|r| !r.detail_skipped) {
+                    record.events = by_id.remove(&record.id).unwrap_or_default();
+                }
+                return Ok(calls);
+            }
+        }
         let fetched: Vec<(String, Vec<CrmEvent>, u64)> =
             futures_util::stream::iter(ids.into_iter().map(|id| self.activities(id, wanted)))
                 .buffer_unordered(self.http.limits().concurrency.clamp(1, 5))
                 .try_collect()
                 .await?;
-        let mut calls = 0;
-        let mut by_id: HashMap<String, Vec<CrmEvent>> = HashMap::new();
         for (id, events, n) in fetched {
             calls += n;
             by_id.insert(id, events);
@@ -695,11 +806,7 @@ impl Crm for Pardot {
                 Err(other) => return Err(other),
             };
             summary.pages += 1;
-            let cut_off = reply
-                .headers
-                .get("pardot-warning")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("203"));
+            let cut_off = warned_203(&reply.headers);
             let page = reply.body;
             let mut records = Vec::new();
             for (id, record) in to_records(&page) {
