@@ -8,7 +8,14 @@
 //!
 //! Event detail is switched off (`[events] ... = "off"`): with it, every
 //! contact costs two more calls and the figure measures the fake's HTTP
-//! serving, not the sync. Run with `cargo bench --bench e2e`.
+//! serving, not the sync.
+//!
+//! Then the same for Pardot (`E2E_PARDOT_SIZES`, 100,000 prospects by
+//! default) with visitor activities on, since on Pardot the daily call
+//! budget is what limits a sync: a first sync and an incremental one that
+//! finds only its own writes, with the calls each made.
+//!
+//! Run with `cargo bench --bench e2e`.
 
 #![allow(clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
@@ -45,10 +52,15 @@ fn peak_mib(pid: u32) -> f64 {
 
 /// Runs a child to completion, sampling its peak RSS; returns (seconds,
 /// MiB, success).
-fn measure(mut command: Command) -> (f64, f64, bool) {
+fn measure(command: Command) -> (f64, f64, bool) {
+    measure_into(command, Stdio::null())
+}
+
+/// The same, with the child's standard output going to `stdout`.
+fn measure_into(mut command: Command, stdout: Stdio) -> (f64, f64, bool) {
     let started = Instant::now();
     let mut child: Child = command
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("leadscored starts");
@@ -97,11 +109,123 @@ fn connection(dir: &Path, url: &str) -> PathBuf {
     path
 }
 
-fn main() {
-    let sizes: Vec<u64> = std::env::var("E2E_SIZES")
+/// The example Pardot connection with a token file, at `url`, activities on.
+fn pardot_connection(dir: &Path, url: &str) -> PathBuf {
+    let token = dir.join("token");
+    std::fs::write(&token, "fake-pardot-access-token").expect("token");
+    let text =
+        std::fs::read_to_string(root().join("config/pardot.toml")).expect("example connection");
+    let (head, rest) = text.split_once("[crm.oauth]").expect("an oauth block");
+    let rest = &rest[rest.find("[limits]").expect("limits")..];
+    let text = format!(
+        "{}token = {{ file = {:?} }}\n\n{rest}",
+        head.replace(
+            "model = \"b2b.toml\"",
+            &format!(
+                "model = {:?}",
+                root().join("config/b2b.toml").display().to_string()
+            ),
+        )
+        .replace(
+            "# base_url = \"https://pi.pardot.com\"",
+            &format!("base_url = {url:?}"),
+        ),
+        token.display().to_string()
+    );
+    let path = dir.join("pardot.toml");
+    std::fs::write(&path, text).expect("connection file");
+    path
+}
+
+/// Calls a `sync --json` run reports in its summary line.
+fn calls_in(output: &Path) -> u64 {
+    let text = std::fs::read_to_string(output).unwrap_or_default();
+    let summary = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap_or_default();
+    let report = &summary["summary"];
+    ["pull_pages", "detail_calls", "write_calls"]
+        .iter()
+        .map(|k| report[k].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn pardot(sizes: &[u64]) {
+    println!();
+    println!(
+        "prospects  first sync (activities, writes all)          incremental (own writes only)"
+    );
+    for &prospects in sizes {
+        let dir = std::env::temp_dir().join(format!("leadscored-e2e-p-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut fake = Command::new(BIN)
+            .args(["fake-crm", "--kind", "pardot", "--unlimited", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--contacts", &prospects.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake starts");
+        std::thread::sleep(Duration::from_millis(500));
+        let path = pardot_connection(&dir, &url);
+        let status = Command::new(BIN)
+            .args(["setup", "--connection"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("setup runs");
+        assert!(status.success(), "setup");
+        let mut runs = Vec::new();
+        for round in 0..2 {
+            if round == 1 {
+                // Pardot's times have whole seconds.
+                std::thread::sleep(Duration::from_millis(1_100));
+            }
+            let output = dir.join(format!("sync-{round}.jsonl"));
+            let mut command = Command::new(BIN);
+            command
+                .args(["sync", "--once", "--json", "--connection"])
+                .arg(&path)
+                .arg("--state-dir")
+                .arg(dir.join("state"));
+            let file = std::fs::File::create(&output).expect("output file");
+            let (seconds, mib, ok) = measure_into(command, Stdio::from(file));
+            assert!(ok, "the sync succeeds");
+            runs.push((seconds, mib, calls_in(&output)));
+        }
+        let _ = fake.kill();
+        let _ = fake.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let [(s1, m1, c1), (s2, m2, c2)] = [runs[0], runs[1]];
+        println!(
+            "{prospects:>9}  {:>7.0} rec/s {:>6.1} s {:>4.0} MiB {:>6} calls   {:>7.0} rec/s {:>5.1} s {:>4.0} MiB {:>5} calls",
+            prospects as f64 / s1,
+            s1,
+            m1,
+            c1,
+            prospects as f64 / s2,
+            s2,
+            m2,
+            c2
+        );
+    }
+}
+
+fn sizes(variable: &str, default: &[u64]) -> Vec<u64> {
+    std::env::var(variable)
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![100_000, 1_000_000]);
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn main() {
+    let sizes_pardot = sizes("E2E_PARDOT_SIZES", &[100_000]);
+    let sizes = sizes("E2E_SIZES", &[100_000, 1_000_000]);
     println!("contacts   first sync (writes all)        second sync (writes none)");
     for contacts in sizes {
         let dir = std::env::temp_dir().join(format!("leadscored-e2e-{}", std::process::id()));
@@ -156,4 +280,5 @@ fn main() {
             second_mib
         );
     }
+    pardot(&sizes_pardot);
 }

@@ -65,6 +65,24 @@ fn leadscored(args: &[&str], dir: &Path) -> Command {
     command
 }
 
+/// `leadscored run` on `connection`, serving HTTP on `port`, logging to `log`.
+fn daemon_child(connection: &Path, port: u16, dir: &Path, log: &Path) -> Child {
+    leadscored(
+        &[
+            "run",
+            "--connection",
+            connection.to_str().expect("utf-8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        dir,
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).expect("log file"))
+    .spawn()
+    .expect("daemon starts")
+}
+
 fn sync_child(connection: &Path, dir: &Path) -> Child {
     leadscored(
         &[
@@ -304,20 +322,7 @@ async fn sighup_keeps_a_good_config_and_switches_to_a_better_one() {
     let daemon = "incremental = \"every 1s\"\nrescore = \"off\"\n";
     let path = write_connection(dir.path(), &fake.url(), FAST, daemon, "UTC");
     let log = dir.path().join("daemon.log");
-    let mut child = leadscored(
-        &[
-            "run",
-            "--connection",
-            path.to_str().expect("utf-8"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    )
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log).expect("log file"))
-    .spawn()
-    .expect("daemon starts");
+    let mut child = daemon_child(&path, port, dir.path(), &log);
     let health = format!("http://127.0.0.1:{port}/healthz");
     eventually("a healthy first run", Duration::from_secs(30), || async {
         matches!(get(&health).await, Some((200, body)) if body.contains("\"last_outcome\":\"ok\""))
@@ -420,20 +425,7 @@ async fn a_spent_daily_budget_waits_without_calls_then_resumes() {
     let used = |s: serde_json::Value| s["daily_used"].as_u64().unwrap_or(0);
     let baseline = used(stats(&fake).await);
     let log = dir.path().join("daemon.log");
-    let mut child = leadscored(
-        &[
-            "run",
-            "--connection",
-            path.to_str().expect("utf-8"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    )
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log).expect("log file"))
-    .spawn()
-    .expect("daemon starts");
+    let mut child = daemon_child(&path, port, dir.path(), &log);
     let health = format!("http://127.0.0.1:{port}/healthz");
     let mut spent = false;
     for _ in 0..80 {
