@@ -171,16 +171,33 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
         connection.limits.daily,
         (connection.limits.daily_headroom * 100.0).round()
     );
+    let events: Vec<&str> = connection
+        .events
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with(crate::config::DERIVED_PREFIX))
+        .collect();
+    let derived: Vec<String> = connection
+        .inputs
+        .iter()
+        .filter_map(|i| {
+            let how = match i.derived.as_ref()?.how {
+                crate::config::DeriveHow::Count => "count",
+                crate::config::DeriveHow::Latest => "latest",
+            };
+            Some(format!("{} ({how})", i.name))
+        })
+        .collect();
     let _ = writeln!(
         out,
-        "  reads        {} fields, events: {}",
+        "  reads        {} fields, events: {}{}",
         connection.fields().len(),
-        connection
-            .events
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
+        events.join(", "),
+        if derived.is_empty() {
+            String::new()
+        } else {
+            format!("; from events: {}", derived.join(", "))
+        }
     );
     let outputs: Vec<&str> = connection
         .outputs

@@ -570,6 +570,8 @@ impl FakePardot {
                 post(import::add_import_batch),
             )
             .route("/api/v5/imports/{id}/errors", get(import::import_errors))
+            // Import files may have 10 MB (axum's default limit is 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(11 * 1024 * 1024))
             .route(
                 "/api/v5/objects/custom-fields",
                 get(query_custom_fields).post(create_custom_field),

@@ -534,3 +534,45 @@ async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_l
     let crm = Connector::new(&connection).expect("connector");
     assert_eq!(left_to_write(&crm, &connection).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_split_to_stay_under_pardots_file_size() {
+    let fake = spawn_pardot(FakePardot::new(PardotConfig {
+        prospects: 200,
+        ..PardotConfig::default()
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let connection = pardot_connection(&fake.url(), &dir);
+    let crm = Connector::new(&connection).expect("connector");
+    crm.setup(&connection.property_specs(), true)
+        .await
+        .expect("setup");
+    // 120 rows of 100 kB each: 12 MB, more than one 10 MB file.
+    let long = "reason, \"quoted\" ".repeat(6_000);
+    let updates: Vec<leadscored::crm::Update> = (1..=120)
+        .map(|id| leadscored::crm::Update {
+            id: id.to_string(),
+            values: [("leadscored_reasons__c".to_owned(), format!("{id} {long}"))].into(),
+        })
+        .collect();
+    let report = crm.write(updates).await.expect("write");
+    assert_eq!((report.written.len(), report.failed.len()), (120, 0));
+    let stats = fake_stats(&fake).await;
+    assert!(
+        counted(&stats, "POST /api/v5/imports 201") >= 2,
+        "split into several imports: {stats}"
+    );
+    let stored: serde_json::Value = reqwest::get(format!("{}/__fake/prospects/77", fake.url()))
+        .await
+        .expect("inspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        stored["values"]["leadscored_reasons__c"],
+        format!("77 {long}"),
+        "the value came through CSV quoting intact"
+    );
+}

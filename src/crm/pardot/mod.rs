@@ -40,6 +40,8 @@ const IMPORT_MIN_ROWS: usize = 50;
 /// Rows in one import file (far under Pardot's 10 MB a file), and the
 /// updates one write takes.
 const IMPORT_ROWS: usize = 10_000;
+/// Bytes of CSV in one import file (Pardot takes 10 MB).
+const IMPORT_BYTES: usize = 9 * 1024 * 1024;
 /// How long to wait for an import before its rows count as failed (they
 /// are retried by the next pass).
 const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -698,6 +700,32 @@ impl Pardot {
     }
 }
 
+/// Updates in runs that fit one import file each: at most
+/// [`IMPORT_ROWS`] rows and about [`IMPORT_BYTES`] of CSV.
+fn import_chunks(updates: &[Update]) -> Vec<&[Update]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, update) in updates.iter().enumerate() {
+        // Quoting can double a value; a comma and the id besides.
+        let row: usize = update.id.len()
+            + 2
+            + update
+                .values
+                .values()
+                .map(|v| 2 * v.len() + 3)
+                .sum::<usize>();
+        if i > start && (i - start == IMPORT_ROWS || bytes + row > IMPORT_BYTES) {
+            chunks.push(&updates[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += row;
+    }
+    if start < updates.len() {
+        chunks.push(&updates[start..]);
+    }
+    chunks
+}
+
 /// The CSV of an import: `matchId`, then the written fields; an empty
 /// cell clears its field.
 fn import_csv(columns: &[String], rows: &[Update]) -> Result<Vec<u8>, CrmError> {
@@ -867,7 +895,7 @@ impl Crm for Pardot {
                 one_by_one.extend(group);
                 continue;
             }
-            for rows in group.chunks(IMPORT_ROWS) {
+            for rows in import_chunks(&group) {
                 report.absorb(self.import(&columns, rows).await?);
             }
         }
