@@ -1195,7 +1195,7 @@ fn forbidden(kind: CrmKind, property: &str) -> Option<&'static str> {
             Some("Pardot's grade is read-only: write the grade to a custom field")
         }
         CrmKind::Pardot if property == "score" => Some(
-            "Pardot's own score is changed by its scoring rules: write to a custom field (Name__c)",
+            "Pardot's own score is changed by its scoring rules: write to a custom field (Name__c), or say native = true to replace it on purpose",
         ),
         _ => None,
     }
@@ -1212,7 +1212,17 @@ fn outputs(
     for o in raw {
         let property = o.property.get_ref().clone();
         let at: Range<usize> = o.property.span();
-        if let Some(why) = forbidden(kind, &property) {
+        let native = o.native.as_ref().is_some_and(|n| *n.get_ref());
+        let native_score = native && kind == CrmKind::Pardot && property == "score";
+        if native && !native_score {
+            let span = o.native.as_ref().map_or(at.clone(), Spanned::span);
+            d.error(
+                &span,
+                format!("`{property}`: native = true applies only to Pardot's own `score`"),
+            );
+            continue;
+        }
+        if let Some(why) = forbidden(kind, &property).filter(|_| !native_score) {
             d.error(&at, format!("`{property}` cannot be an output: {why}"));
             continue;
         }

@@ -100,4 +100,7 @@ pub(crate) struct RawOutput {
     #[serde(default)]
     pub map: BTreeMap<String, String>,
     pub overwrite: Option<Spanned<String>>,
+    /// Write Pardot's own `score` (only with this said explicitly).
+    #[serde(default)]
+    pub native: Option<Spanned<bool>>,
 }

@@ -128,6 +128,13 @@ value = "grade"
 [[output]]
 property = "lead_score"
 value = "contact.total"
+[[output]]
+property = "score"
+value = "contact.total"
+[[output]]
+property = "Tier__c"
+value = "contact.tier"
+native = true
 "#,
     );
     assert_eq!(
@@ -137,8 +144,31 @@ value = "contact.total"
             "6:15: Pardot allows at most 5 concurrent requests",
             "8:12: `grade` cannot be an output: Pardot's grade is read-only: write the grade to a custom field",
             "11:12: `lead_score`: Pardot outputs go to custom fields, named like Lead_Score__c",
+            "14:12: `score` cannot be an output: Pardot's own score is changed by its scoring rules: write to a custom field (Name__c), or say native = true to replace it on purpose",
+            "19:10: `Tier__c`: native = true applies only to Pardot's own `score`",
         ]
     );
+}
+
+#[test]
+fn pardots_own_score_is_written_only_when_said_explicitly() {
+    let connection = Connection::parse(
+        "c.toml",
+        r#"model = "b2b.toml"
+[crm]
+kind = "pardot"
+business_unit_id = "0Uv5g000000FAKEAAA"
+token = { credential = "pardot" }
+[[output]]
+property = "score"
+value = "contact.total"
+native = true
+"#,
+        &crate::root().join("config"),
+        None,
+    )
+    .expect("loads");
+    assert_eq!(connection.outputs[0].property, "score");
 }
 
 #[test]

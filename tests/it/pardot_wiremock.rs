@@ -3,7 +3,9 @@
 //! `fields` beside the token), the restart after `Pardot-Warning: 203`,
 //! visitor activities as model events, and each error code's handling —
 //! 66 retried, 122 stops without retrying, 184 on a static token stops
-//! without the token in the message, 5 on a PATCH fails that prospect only.
+//! without the token in the message, 181 and 403 stop with the reason, 5 on
+//! a PATCH fails that prospect only — and the Import API's request shape
+//! (multipart input and CSV, start, poll, failed rows from the error file).
 
 use std::collections::BTreeMap;
 
@@ -475,4 +477,30 @@ async fn a_few_updates_go_by_patch() {
 
 fn path_regex_prospect() -> wiremock::matchers::PathRegexMatcher {
     wiremock::matchers::path_regex(r"^/api/v5/objects/prospects/\d+$")
+}
+
+#[tokio::test]
+async fn a_wrong_business_unit_or_missing_ability_stops_at_once_with_the_reason() {
+    for (status, fixture, expect) in [
+        (400, "error-181-business-unit.json", "business_unit_id"),
+        (403, "error-403-ability.json", "Account Engagement access"),
+    ] {
+        let (server, _dir, connection) = setup().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v5/objects/prospects"))
+            .respond_with(answer(status, fixture))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let crm = Connector::new(&connection).expect("connector");
+        let error = pull(&crm, &spec(&connection, PullKind::Full, false))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(error, CrmError::Auth(_) | CrmError::MissingScope(_)),
+            "{fixture}: {error:?}"
+        );
+        let text = error.to_string();
+        assert!(text.contains(expect), "{fixture}: {text}");
+    }
 }

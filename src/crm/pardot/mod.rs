@@ -908,6 +908,18 @@ impl Crm for Pardot {
         let existing = self.custom_fields().await?;
         let mut report = SetupReport::default();
         for spec in wanted {
+            // Pardot's own score (an output with native = true) is a
+            // number field every account has.
+            if spec.name == "score" {
+                match spec.kind {
+                    OutputKind::Number => report.existing.push(spec.name.clone()),
+                    _ => report.conflicts.push((
+                        spec.name.clone(),
+                        "Pardot's score is a number: write a score total to it".to_owned(),
+                    )),
+                }
+                continue;
+            }
             let Some(field_id) = spec.name.strip_suffix("__c") else {
                 report.conflicts.push((
                     spec.name.clone(),
