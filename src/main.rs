@@ -230,10 +230,26 @@ enum Command {
     },
     /// Explain one record's score, grade, tier and stage for a person.
     Explain {
-        #[arg(long, env = "LEADSCORED_CONFIG")]
-        config: PathBuf,
+        /// The model file, with --input.
+        #[arg(
+            long,
+            env = "LEADSCORED_CONFIG",
+            required_unless_present = "connection"
+        )]
+        config: Option<PathBuf>,
+        /// JSON-lines records to find the record in.
+        #[arg(long, required_unless_present = "connection")]
+        input: Option<String>,
+        /// Or a connection file: the CRM record is read from its local
+        /// state as last pulled (no CRM call), and each output's value in
+        /// the CRM is shown with what the next pass would write.
         #[arg(long)]
-        input: String,
+        connection: Option<PathBuf>,
+        /// The CRM URL the state was made with (as given to `sync`).
+        #[arg(long, requires = "connection")]
+        crm_url: Option<String>,
+        #[command(flatten)]
+        state: StateDir,
         #[arg(long)]
         id: String,
         #[arg(long)]
@@ -537,12 +553,30 @@ fn run(command: Command) -> Result<u8, CommandError> {
         Command::Explain {
             config,
             input,
+            connection,
+            crm_url,
+            state,
             id,
             now,
         } => {
-            let model = commands::load_model(&config)?;
             let now = commands::resolve_now(now.as_deref())?;
-            print(&commands::explain(&model, now, open(&input)?, &id)?)?;
+            let text = match (connection, config, input) {
+                (Some(path), _, _) => {
+                    let connection = load_connection(&path, crm_url.as_deref())?;
+                    let state_path = leadscored::state::default_path(&state.resolve(), &path);
+                    commands::explain_stored(&connection, &state_path, &id, now)?
+                }
+                (None, Some(config), Some(input)) => {
+                    let model = commands::load_model(&config)?;
+                    commands::explain(&model, now, open(&input)?, &id)?
+                }
+                _ => {
+                    return Err(CommandError::Data(
+                        "explain needs --config and --input, or --connection".to_owned(),
+                    ));
+                }
+            };
+            print(&text)?;
             Ok(exit::OK)
         }
     }

@@ -1,12 +1,18 @@
-//! `explain`: why one record has the score, grade, tier and stage it has.
+//! `explain`: why one record has the score, grade, tier and stage it has —
+//! from JSON lines, or a CRM record as the local state last saw it (no CRM
+//! call), with what leadscored holds in the CRM and would write next.
 
+use std::fmt::Write as _;
 use std::io::BufRead;
+use std::path::Path;
 
 use jiff::Timestamp;
 
 use super::CommandError;
+use crate::config::Connection;
 use crate::engine::explain_text;
 use crate::model::Model;
+use crate::state::State;
 
 /// Finds record `id` in JSON-lines `input` and explains its scorecard.
 pub fn explain(
@@ -40,4 +46,67 @@ pub fn explain(
     Err(CommandError::Data(format!(
         "no record with id {id:?} in the input{hint}"
     )))
+}
+
+/// Explains CRM record `id` from the connection's local state: its inputs
+/// as last pulled (with leadscored's writes since), scored at `now`, then
+/// each output's value in the CRM and, where it differs, what the next
+/// pass writes. Makes no CRM call.
+pub fn explain_stored(
+    connection: &Connection,
+    state_path: &Path,
+    id: &str,
+    now: Timestamp,
+) -> Result<String, CommandError> {
+    let state = State::open_read_only(state_path, &connection.identity())?.ok_or_else(|| {
+        CommandError::Data(format!(
+            "no local state at {}: run a sync for this connection first",
+            state_path.display()
+        ))
+    })?;
+    let (pulled, _) = state.record(id)?.ok_or_else(|| {
+        CommandError::Data(format!(
+            "{} record {id:?} is not in the local state {} (not pulled yet, or not in the CRM)",
+            connection.crm.kind.as_str(),
+            state_path.display()
+        ))
+    })?;
+    let model = &connection.model;
+    let record = crate::crm::mapping::to_record(model, &connection.inputs, &pulled);
+    let card = model.score(&record, now);
+    let mut out = explain_text(model, &record, &card, now);
+    let _ = writeln!(
+        out,
+        "\nIn {} (as last pulled, with leadscored's writes since):",
+        connection.crm.kind.as_str()
+    );
+    for output in &connection.outputs {
+        let held = pulled
+            .values
+            .get(&output.property)
+            .map(String::as_str)
+            .unwrap_or("");
+        let next = output.render(model, &card).unwrap_or_default();
+        let shown = |v: &str| {
+            if v.is_empty() {
+                "(empty)".to_owned()
+            } else {
+                v.to_owned()
+            }
+        };
+        let planned =
+            crate::plan::changes(model, std::slice::from_ref(output), &pulled.values, &card);
+        let _ = if planned.is_empty() {
+            writeln!(out, "  {}: {}", output.property, shown(held))
+        } else {
+            writeln!(
+                out,
+                "  {}: {} → {} at the next pass",
+                output.property,
+                shown(held),
+                shown(&next)
+            )
+        };
+    }
+    Ok(out)
 }

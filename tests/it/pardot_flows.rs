@@ -183,6 +183,38 @@ async fn a_whole_sync_against_the_fake_pardot() {
     .expect("dry run");
     assert_eq!(check.pulled, 2_500);
     assert_eq!(check.changed, 0, "every prospect holds its scores");
+
+    // explain --connection: a prospect from the local state, no CRM call.
+    let calls = crm
+        .http()
+        .stats
+        .calls
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let state_path = dir.path().join("state.sqlite3");
+    let now = jiff::Timestamp::now();
+    let text = leadscored::commands::explain_stored(&connection, &state_path, "42", now)
+        .expect("explained");
+    assert!(text.starts_with("Record 42 scored with model"), "{text}");
+    assert!(text.contains("In pardot") && text.contains("leadscored_grade__c: "));
+    assert!(
+        !text.contains("at the next pass"),
+        "it holds its values: {text}"
+    );
+    // A year on, decay moves engaged prospects' scores: shown as the next write.
+    let later = now + jiff::SignedDuration::from_hours(24 * 365);
+    let moved = (1..=200).any(|id| {
+        leadscored::commands::explain_stored(&connection, &state_path, &id.to_string(), later)
+            .is_ok_and(|t| t.contains("at the next pass"))
+    });
+    assert!(moved, "decay shows as a pending write");
+    assert_eq!(
+        crm.http()
+            .stats
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        calls,
+        "explain made no CRM call"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
