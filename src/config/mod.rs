@@ -206,6 +206,13 @@ pub enum DeriveHow {
     Latest,
 }
 
+/// Whether a URL is plain HTTP on a loopback address (tests, fakes).
+fn is_loopback(url: &str) -> bool {
+    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|l| url.starts_with(l))
+}
+
 /// Salesforce's login hosts, where Pardot's OAuth tokens come from.
 const SALESFORCE_LOGINS: [&str; 2] = [
     "https://login.salesforce.com",
@@ -505,8 +512,7 @@ impl Connection {
     /// (a fake or a proxy must never send our secrets to Salesforce).
     pub fn override_base_url(&mut self, url: &str) -> Result<(), String> {
         let url = url.trim_end_matches('/');
-        let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
-        let is_local = local.iter().any(|l| url.starts_with(l));
+        let is_local = is_loopback(url);
         if !url.starts_with("https://") && !is_local {
             return Err(format!(
                 "--crm-url {url}: expected an https:// URL, or http:// on a loopback address"
@@ -833,7 +839,12 @@ fn oauth_settings(
         Some(url) => http_url(d, url, "oauth.token_url")?,
         None => match kind {
             CrmKind::Hubspot => format!("{base_url}/oauth/v1/token"),
-            CrmKind::Pardot => "https://login.salesforce.com/services/oauth2/token".to_owned(),
+            // A local server (a fake, a proxy) gets the token requests too:
+            // secrets never leave for Salesforce from a loopback setup.
+            CrmKind::Pardot if is_loopback(base_url) => {
+                format!("{base_url}/services/oauth2/token")
+            }
+            CrmKind::Pardot => format!("{}/services/oauth2/token", SALESFORCE_LOGINS[0]),
         },
     };
     Some(Auth::Oauth {

@@ -537,3 +537,89 @@ async fn systemd_notifications_and_json_logs() {
     assert!(!text.contains(TOKEN), "no secret in the logs");
     assert!(!text.contains('@'), "no email addresses in the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_a_pardot_connection_with_oauth_unchanged() {
+    use leadscored::fake::{FakePardot, PardotConfig, spawn_pardot};
+    let fake = spawn_pardot(FakePardot::new(PardotConfig {
+        prospects: 400,
+        daily: 1_000_000,
+        faults: leadscored::fake::pardot::Faults {
+            // Salesforce sessions that end: refreshed on Pardot's 401.
+            token_ttl: Some(Duration::from_millis(1_500)),
+            ..Default::default()
+        },
+        ..PardotConfig::default()
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text =
+        crate::pardot_flows::pardot_text(dir.path(), crate::pardot_flows::Login::RefreshToken)
+            .replace(
+                "model = \"b2b.toml\"",
+                &format!(
+                    "model = {:?}",
+                    crate::root().join("config/b2b.toml").display().to_string()
+                ),
+            )
+            .replace(
+                "# base_url = \"https://pi.pardot.com\"",
+                &format!("base_url = {:?}", fake.url()),
+            )
+            + "\n[daemon]\nincremental = \"every 1s\"\nrescore = \"off\"\n";
+    let path = dir.path().join("pardot.toml");
+    std::fs::write(&path, text).expect("connection file");
+    let setup = Command::new(env!("CARGO_BIN_EXE_leadscored"))
+        .args(["setup", "--connection", path.to_str().expect("utf-8")])
+        .output()
+        .expect("setup runs");
+    assert!(
+        setup.status.success(),
+        "setup: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let port = free_port();
+    let log = dir.path().join("daemon.log");
+    let mut child = daemon_child(&path, port, dir.path(), &log);
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    eventually("a healthy Pardot run", Duration::from_secs(30), || async {
+        matches!(get(&health).await, Some((200, body)) if body.contains("\"last_outcome\":\"ok\""))
+    })
+    .await;
+    // A few more scheduled passes, past an expired session or two.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(matches!(get(&health).await, Some((200, _))));
+    signal(&child, "TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(15));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{logged}");
+    assert!(
+        !logged.contains("fake-client-secret") && !logged.contains("fake-salesforce-refresh-token")
+    );
+
+    let stats: serde_json::Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    let refreshed = stats["requests"]["POST /services/oauth2/token refresh_token 200"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(refreshed >= 2, "sessions renewed: {stats}");
+    assert!(
+        stats["max_in_flight"].as_u64().unwrap_or(99) <= 5,
+        "{stats}"
+    );
+    let prospect: serde_json::Value = reqwest::get(format!("{}/__fake/prospects/123", fake.url()))
+        .await
+        .expect("inspect")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        prospect["values"]["leadscored_grade__c"].is_string(),
+        "written: {prospect}"
+    );
+}

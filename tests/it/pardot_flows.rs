@@ -31,8 +31,23 @@ pub fn pardot_connection_as(
     login: Login,
     edit: impl Fn(String) -> String,
 ) -> Connection {
+    let source = edit(pardot_text(dir.path(), login));
+    let mut connection = Connection::parse(
+        "config/pardot.toml",
+        &source,
+        &crate::root().join("config"),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("the connection loads: {e}"));
+    connection.override_base_url(url).expect("a local URL");
+    connection
+}
+
+/// The example Pardot connection's text, signing in as `login` with
+/// secrets in files under `dir`, with fast retries.
+pub fn pardot_text(dir: &std::path::Path, login: Login) -> String {
     let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
+        let path = dir.join(name);
         std::fs::write(&path, text).expect("secret file");
         format!("{{ file = {:?} }}", path.display().to_string())
     };
@@ -65,16 +80,7 @@ pub fn pardot_connection_as(
             )
         ),
     };
-    let source = edit(format!("{head}{auth}{rest}"));
-    let mut connection = Connection::parse(
-        "config/pardot.toml",
-        &source,
-        &crate::root().join("config"),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("the connection loads: {e}"));
-    connection.override_base_url(url).expect("a local URL");
-    connection
+    format!("{head}{auth}{rest}")
 }
 
 /// The example Pardot connection with a token file, pointed at `url`.
