@@ -160,7 +160,8 @@ pub struct PassReport {
     pub written: u64,
     pub failed: Vec<(String, String)>,
     pub write_calls: u64,
-    /// Batch calls the changes cost (or would cost, in a dry run).
+    /// About how many calls the changes cost (or would cost, in a dry
+    /// run), as the CRM's connector reckons it.
     pub write_cost: u64,
     /// The watermark the pass leaves (epoch ms), when it moved.
     pub watermark: Option<i64>,
@@ -192,7 +193,7 @@ impl PassReport {
         );
         let _ = writeln!(
             out,
-            "{} records need writes, costing {} batch calls",
+            "{} records need writes, costing about {} write calls",
             self.changed, self.write_cost
         );
         if self.dry_run {
@@ -646,7 +647,7 @@ pub async fn run_pass<C: Crm>(
         state.finish_pull(spec.until_ms, &fingerprint)?;
         worker.report.watermark = Some(spec.until_ms);
     }
-    worker.report.write_cost = worker.report.changed.div_ceil(100);
+    worker.report.write_cost = crm.write_cost(worker.report.changed);
     Ok(worker.report)
 }
 

@@ -207,6 +207,12 @@ pub trait Crm: Send + Sync {
         None
     }
 
+    /// About how many calls writing `changed` records costs (dry runs
+    /// report it): batches of 100 unless the CRM says otherwise.
+    fn write_cost(&self, changed: u64) -> u64 {
+        changed.div_ceil(100)
+    }
+
     /// Creates missing output properties (when `apply`), and reports
     /// existing ones of the wrong type.
     fn setup(
@@ -267,6 +273,13 @@ impl Crm for Connector {
         match self {
             Connector::Hubspot(c) => c.write_batch(),
             Connector::Pardot(c) => c.write_batch(),
+        }
+    }
+
+    fn write_cost(&self, changed: u64) -> u64 {
+        match self {
+            Connector::Hubspot(c) => c.write_cost(changed),
+            Connector::Pardot(c) => c.write_cost(changed),
         }
     }
 

@@ -880,6 +880,16 @@ impl Crm for Pardot {
         Some(IMPORT_ROWS)
     }
 
+    /// Imports of about five calls per 10,000 records (when the records
+    /// share their changed fields), or a PATCH each below 50.
+    fn write_cost(&self, changed: u64) -> u64 {
+        if changed >= IMPORT_MIN_ROWS as u64 {
+            changed.div_ceil(IMPORT_ROWS as u64) * 5
+        } else {
+            changed
+        }
+    }
+
     /// Many updates of the same fields go by the Import API (a handful of
     /// calls for up to 10,000 prospects), the rest by PATCH.
     async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
