@@ -158,24 +158,64 @@ async fn dry_run_then_two_identical_runs_the_second_writes_nothing() {
     assert_eq!(state.count().expect("count"), 1_500);
 
     settle().await;
+    let later = jiff::Timestamp::now();
     let second = setup
-        .pass(&mut state, PassKind::Incremental, jiff::Timestamp::now())
+        .pass(&mut state, PassKind::Incremental, later)
         .await
         .expect("second run");
     assert!(second.pull.starts_with("since"), "{}", second.pull);
     assert_eq!(second.pulled, 1_500, "our own writes come back as changes");
     assert_eq!(second.unchanged, 1_500, "…and are recognised as echoes");
     assert_eq!(second.detail_calls, 0, "no detail fetched for echoes");
-    assert_eq!((second.changed, second.write_calls), (0, 0));
-    assert_eq!(setup.written().await, 1_500);
+    // Nothing to write, but for the rare record whose score the second or
+    // so between the runs moved (an event crossing a window's edge).
+    let moved = moved_by_time(&setup.connection, &state, now, later);
+    assert!(moved <= 3, "{moved} moved in a second");
+    assert!(second.changed <= moved, "{} changed", second.changed);
+    assert_eq!(setup.written().await, 1_500 + second.changed);
 
     settle().await;
     let third = setup
         .pass(&mut state, PassKind::Incremental, jiff::Timestamp::now())
         .await
         .expect("third run");
-    assert_eq!(third.pulled, 0, "nothing changed since the second run");
+    assert_eq!(
+        third.pulled, second.changed,
+        "nothing changed since the second run but its own writes"
+    );
     assert_eq!(third.pull_pages, 1);
+}
+
+/// Stored records whose written values differ when scored at `later`
+/// instead of `now`.
+fn moved_by_time(
+    connection: &Connection,
+    state: &State,
+    now: jiff::Timestamp,
+    later: jiff::Timestamp,
+) -> u64 {
+    let mut moved = 0;
+    let mut after = String::new();
+    loop {
+        let batch = state.records_after(&after, 500).expect("records");
+        let Some((last, _)) = batch.last() else {
+            return moved;
+        };
+        after = last.id.clone();
+        for (pulled, _) in &batch {
+            let record =
+                leadscored::crm::mapping::to_record(&connection.model, &connection.inputs, pulled);
+            let (a, b) = (
+                connection.model.score(&record, now),
+                connection.model.score(&record, later),
+            );
+            let differs = connection
+                .outputs
+                .iter()
+                .any(|o| o.render(&connection.model, &a) != o.render(&connection.model, &b));
+            moved += u64::from(differs);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
