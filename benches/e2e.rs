@@ -152,34 +152,40 @@ fn calls_in(output: &Path) -> u64 {
         .sum()
 }
 
+/// A fresh directory, `fake-crm --kind kind --unlimited` with `records`
+/// records on a free port, and the connection `write` makes for it, set up.
+fn start(kind: &str, records: u64, write: fn(&Path, &str) -> PathBuf) -> (PathBuf, Child, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("leadscored-e2e-{kind}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let port = free_port();
+    let fake = Command::new(BIN)
+        .args(["fake-crm", "--kind", kind, "--unlimited", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--contacts", &records.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fake starts");
+    std::thread::sleep(Duration::from_millis(500));
+    let path = write(&dir, &format!("http://127.0.0.1:{port}"));
+    let status = Command::new(BIN)
+        .args(["setup", "--connection"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .status()
+        .expect("setup runs");
+    assert!(status.success(), "setup");
+    (dir, fake, path)
+}
+
 fn pardot(sizes: &[u64]) {
     println!();
     println!(
         "prospects  first sync (activities, writes all)          incremental (own writes only)"
     );
     for &prospects in sizes {
-        let dir = std::env::temp_dir().join(format!("leadscored-e2e-p-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let mut fake = Command::new(BIN)
-            .args(["fake-crm", "--kind", "pardot", "--unlimited", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["--contacts", &prospects.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fake starts");
-        std::thread::sleep(Duration::from_millis(500));
-        let path = pardot_connection(&dir, &url);
-        let status = Command::new(BIN)
-            .args(["setup", "--connection"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .status()
-            .expect("setup runs");
-        assert!(status.success(), "setup");
+        let (dir, mut fake, path) = start("pardot", prospects, pardot_connection);
         let mut runs = Vec::new();
         for round in 0..2 {
             if round == 1 {
@@ -228,33 +234,7 @@ fn main() {
     let sizes = sizes("E2E_SIZES", &[100_000, 1_000_000]);
     println!("contacts   first sync (writes all)        second sync (writes none)");
     for contacts in sizes {
-        let dir = std::env::temp_dir().join(format!("leadscored-e2e-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let mut fake = Command::new(BIN)
-            .args([
-                "fake-crm",
-                "--unlimited",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--contacts",
-                &contacts.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fake starts");
-        std::thread::sleep(Duration::from_millis(500));
-        let path = connection(&dir, &url);
-        let status = Command::new(BIN)
-            .args(["setup", "--connection"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .status()
-            .expect("setup runs");
-        assert!(status.success(), "setup");
+        let (dir, mut fake, path) = start("hubspot", contacts, connection);
         let sync = || {
             let mut command = Command::new(BIN);
             command

@@ -598,12 +598,7 @@ async fn the_daemon_runs_a_pardot_connection_with_oauth_unchanged() {
         !logged.contains("fake-client-secret") && !logged.contains("fake-salesforce-refresh-token")
     );
 
-    let stats: serde_json::Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats = crate::pardot_flows::fake_json(&fake, "/__fake/stats").await;
     let refreshed = stats["requests"]["POST /services/oauth2/token refresh_token 200"]
         .as_u64()
         .unwrap_or(0);
@@ -612,12 +607,7 @@ async fn the_daemon_runs_a_pardot_connection_with_oauth_unchanged() {
         stats["max_in_flight"].as_u64().unwrap_or(99) <= 5,
         "{stats}"
     );
-    let prospect: serde_json::Value = reqwest::get(format!("{}/__fake/prospects/123", fake.url()))
-        .await
-        .expect("inspect")
-        .json()
-        .await
-        .expect("json");
+    let prospect = crate::pardot_flows::fake_json(&fake, "/__fake/prospects/123").await;
     assert!(
         prospect["values"]["leadscored_grade__c"].is_string(),
         "written: {prospect}"

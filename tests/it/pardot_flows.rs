@@ -139,12 +139,7 @@ async fn a_whole_sync_against_the_fake_pardot() {
     assert!(first.failed.is_empty(), "{:?}", first.failed);
     assert!(first.detail_calls >= 2_500, "activities per prospect");
 
-    let stats: serde_json::Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats = fake_stats(&fake).await;
     assert!(
         stats["max_in_flight"].as_u64().unwrap_or(99) <= 5,
         "{stats}"
@@ -289,25 +284,36 @@ async fn pulls_150000_prospects_across_the_token_limit_once_each() {
         assert_eq!(summary.records, 150_000);
         assert!(summary.pages <= 152, "{kind:?}: {} pages", summary.pages);
     }
-    let stats: serde_json::Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats = fake_stats(&fake).await;
     assert!(
         stats["cut_off_queries"].as_u64().unwrap_or(0) >= 2,
         "both pulls crossed the 100,000-record token limit: {stats}"
     );
 }
 
-async fn fake_stats(fake: &leadscored::fake::RunningFake) -> serde_json::Value {
-    reqwest::get(format!("{}/__fake/stats", fake.url()))
+/// A JSON answer of the fake at `path` (`/__fake/stats`, ...).
+pub async fn fake_json(fake: &leadscored::fake::RunningFake, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{}{path}", fake.url()))
         .await
-        .expect("stats")
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
         .json()
         .await
-        .expect("json")
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+async fn fake_stats(fake: &leadscored::fake::RunningFake) -> serde_json::Value {
+    fake_json(fake, "/__fake/stats").await
+}
+
+/// A new day at the fake: its call count starts over (and with `max`, its
+/// daily limit changes).
+async fn new_day(fake: &leadscored::fake::RunningFake, max: Option<u64>) {
+    let query = max.map(|m| format!("?max={m}")).unwrap_or_default();
+    reqwest::Client::new()
+        .post(format!("{}/__fake/reset-daily{query}", fake.url()))
+        .send()
+        .await
+        .expect("reset");
 }
 
 /// Requests the fake counted under keys starting with `prefix`.
@@ -507,11 +513,7 @@ async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_l
     let mut finished = false;
     for day in 0..8 {
         // Each round is a new day: the fake's count and ours start over.
-        reqwest::Client::new()
-            .post(format!("{}/__fake/reset-daily", fake.url()))
-            .send()
-            .await
-            .expect("reset");
+        new_day(&fake, None).await;
         let crm = Connector::new(&connection).expect("connector");
         if day == 0 {
             crm.setup(&connection.property_specs(), true)
@@ -564,11 +566,7 @@ async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_l
         "never met error 122: {stats}"
     );
     // An upgraded edition: room to check everything from a fresh pull.
-    reqwest::Client::new()
-        .post(format!("{}/__fake/reset-daily?max=10000", fake.url()))
-        .send()
-        .await
-        .expect("reset");
+    new_day(&fake, Some(10_000)).await;
     let crm = Connector::new(&connection).expect("connector");
     assert_eq!(left_to_write(&crm, &connection).await, 0);
 }
@@ -602,12 +600,7 @@ async fn imports_split_to_stay_under_pardots_file_size() {
         counted(&stats, "POST /api/v5/imports 201") >= 2,
         "split into several imports: {stats}"
     );
-    let stored: serde_json::Value = reqwest::get(format!("{}/__fake/prospects/77", fake.url()))
-        .await
-        .expect("inspect")
-        .json()
-        .await
-        .expect("json");
+    let stored = fake_json(&fake, "/__fake/prospects/77").await;
     assert_eq!(
         stored["values"]["leadscored_reasons__c"],
         format!("77 {long}"),
