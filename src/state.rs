@@ -59,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
          watermark_ms INTEGER,
          message TEXT
      );",
+    // 2: calls spent per account day, shared by every process on this
+    // state (the daily limit holds across restarts and one-off runs).
+    "CREATE TABLE budget (day TEXT PRIMARY KEY, calls INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// Why the state could not be used.
@@ -84,8 +87,31 @@ pub enum StateError {
         found: i64,
         known: usize,
     },
-    #[error("state database: {0}")]
+    #[error("state {path}: {what}: {source}{hint}", hint = full_disk_hint(source))]
+    Db {
+        path: PathBuf,
+        /// What was being done, with the record id where there is one.
+        what: String,
+        source: Box<rusqlite::Error>,
+    },
+    #[error("state database: {0}{hint}", hint = full_disk_hint(.0))]
     Sql(#[from] rusqlite::Error),
+}
+
+/// A word of advice for the errors an admin can fix on the machine.
+fn full_disk_hint(error: &rusqlite::Error) -> &'static str {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            " (free disk space; nothing was lost: the next pass repeats this one)"
+        }
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => {
+            " (the state directory must be writable by leadscored)"
+        }
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            " (the state file is damaged: move it aside and the next pass rebuilds it with a full pull)"
+        }
+        _ => "",
+    }
 }
 
 /// A stored event: model type, time (epoch ms), attributes.
@@ -200,8 +226,10 @@ impl State {
                 .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
         let lock_path = lock_path(path);
-        let lock = File::options()
-            .create(true)
+        // The state holds e-mail addresses: only its owner may read it,
+        // whatever the umask (SQLite gives its -wal and -shm files the
+        // database file's mode).
+        let lock = private_file()
             .truncate(false)
             .write(true)
             .open(&lock_path)
@@ -217,8 +245,15 @@ impl State {
                 return Err(fail(format!("cannot lock {}: {e}", lock_path.display())));
             }
         }
+        if !path.exists() {
+            private_file()
+                .write(true)
+                .open(path)
+                .map_err(|e| fail(format!("cannot create: {e}")))?;
+        }
         let db = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| fail(e.to_string()))?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut state = State {
@@ -270,6 +305,16 @@ impl State {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Turns a database error into one naming this state and `what`.
+    fn db_error(&self, what: String) -> impl FnOnce(rusqlite::Error) -> StateError + use<> {
+        let path = self.path.clone();
+        move |source| StateError::Db {
+            path,
+            what,
+            source: Box::new(source),
+        }
     }
 
     pub fn read_only(&self) -> bool {
@@ -331,6 +376,69 @@ impl State {
         Ok(())
     }
 
+    /// The CRM account the state was made with, as the CRM itself named it
+    /// (HubSpot's portal id, Pardot's account): recorded at first contact.
+    pub fn portal(&self) -> Result<Option<String>, StateError> {
+        self.meta("portal")
+    }
+
+    /// Checks that the CRM answering now is the account this state was made
+    /// with, recording it at first contact (a state from before this check
+    /// takes the first account it meets). A state made for another account
+    /// is refused before anything is written.
+    pub fn claim_portal(&mut self, portal: &str) -> Result<(), StateError> {
+        match self.portal()? {
+            Some(found) if found != portal => Err(StateError::Foreign {
+                path: self.path.clone(),
+                found,
+                expected: format!(
+                    "{portal}, which the CRM answers as now; point this connection at its own state (--state-dir), or the CRM URL and token at the right account"
+                ),
+            }),
+            Some(_) => Ok(()),
+            None if self.read_only => Ok(()),
+            None => self.set_meta("portal", portal),
+        }
+    }
+
+    /// Calls this connection spent on the account day `day` (YYYY-MM-DD),
+    /// by every process that used this state.
+    pub fn calls_on(&self, day: &str) -> Result<u64, StateError> {
+        Ok(self
+            .db
+            .query_row("SELECT calls FROM budget WHERE day = ?1", [day], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map_err(self.db_error("reading the daily budget".to_owned()))?
+            .unwrap_or(0) as u64)
+    }
+
+    /// Records that `calls` were spent on `day` (never less than recorded),
+    /// forgetting days more than a week old.
+    pub fn save_calls(&self, day: &str, calls: u64) -> Result<(), StateError> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.db
+            .execute(
+                "INSERT INTO budget (day, calls) VALUES (?1, ?2)
+                 ON CONFLICT (day) DO UPDATE SET calls = max(calls, excluded.calls)",
+                params![day, calls as i64],
+            )
+            .map_err(self.db_error("saving the daily budget".to_owned()))?;
+        self.db
+            .execute("DELETE FROM budget WHERE day < date(?1, '-7 days')", [day])
+            .map_err(self.db_error("saving the daily budget".to_owned()))?;
+        Ok(())
+    }
+
+    /// The fingerprint of the model and outputs stored records were last
+    /// scored with; a changed one makes the next pass rescore them all.
+    pub fn model_fingerprint(&self) -> Result<Option<String>, StateError> {
+        self.meta("model")
+    }
+
     /// Where the last complete pull reached (epoch ms): the next
     /// incremental pull starts there.
     pub fn watermark(&self) -> Result<Option<i64>, StateError> {
@@ -360,10 +468,29 @@ impl State {
     }
 
     /// Marks a pull complete: everything up to `watermark` is written or
-    /// recorded as failed, for inputs of `fingerprint`.
-    pub fn finish_pull(&self, watermark: i64, fingerprint: &str) -> Result<(), StateError> {
-        self.set_meta("watermark_ms", &watermark.to_string())?;
-        self.set_meta("fingerprint", fingerprint)
+    /// recorded as failed, for inputs of `fingerprint`, scored with the
+    /// model of `model`.
+    pub fn finish_pull(
+        &mut self,
+        watermark: i64,
+        fingerprint: &str,
+        model: &str,
+    ) -> Result<(), StateError> {
+        let fail = self.db_error("finishing the pass".to_owned());
+        let tx = self.db.transaction().map_err(fail)?;
+        for (key, value) in [
+            ("watermark_ms", watermark.to_string()),
+            ("fingerprint", fingerprint.to_owned()),
+            ("model", model.to_owned()),
+        ] {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Records seen at or after `since_ms`: id → modified time then. A pull
@@ -389,7 +516,8 @@ impl State {
             .prepare_cached("SELECT inputs, written FROM records WHERE id = ?1")?;
         let row: Option<(String, Option<String>)> = statement
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+            .optional()
+            .map_err(self.db_error(format!("reading stored record {id}")))?;
         Ok(row.and_then(|(inputs, written)| stored(id.to_owned(), &inputs, written.as_deref())))
     }
 
@@ -433,18 +561,35 @@ impl State {
     /// Saves a page of pulled records (their inputs, as the CRM has them
     /// now; earlier writes are in those values).
     pub fn save_pulled(&mut self, records: &[CrmRecord]) -> Result<(), StateError> {
-        let tx = self.db.transaction()?;
+        let path = self.path.clone();
+        let failed = |what: String| {
+            let path = path.clone();
+            move |source| StateError::Db {
+                path,
+                what,
+                source: Box::new(source),
+            }
+        };
+        let tx = self
+            .db
+            .transaction()
+            .map_err(failed("saving pulled records".to_owned()))?;
         {
-            let mut statement = tx.prepare_cached(
-                "INSERT INTO records (id, seen_ms, inputs, written) VALUES (?1, ?2, ?3, NULL)
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT INTO records (id, seen_ms, inputs, written) VALUES (?1, ?2, ?3, NULL)
                  ON CONFLICT (id) DO UPDATE SET
                      seen_ms = excluded.seen_ms, inputs = excluded.inputs, written = NULL",
-            )?;
+                )
+                .map_err(failed("saving pulled records".to_owned()))?;
             for record in records {
-                statement.execute(params![record.id, record.modified_ms, encode(record)])?;
+                statement
+                    .execute(params![record.id, record.modified_ms, encode(record)])
+                    .map_err(failed(format!("saving pulled record {}", record.id)))?;
             }
         }
-        tx.commit()?;
+        tx.commit()
+            .map_err(failed(format!("saving {} pulled records", records.len())))?;
         Ok(())
     }
 
@@ -459,7 +604,19 @@ impl State {
         settled: &[String],
         now_ms: i64,
     ) -> Result<(), StateError> {
-        let tx = self.db.transaction()?;
+        let fail = self.db_error(format!(
+            "recording writes ({} written, {} failed: {})",
+            written.len(),
+            failed.len(),
+            written
+                .iter()
+                .map(|w| w.id)
+                .chain(failed.iter().map(|(id, _)| id.as_str()))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let tx = self.db.transaction().map_err(fail)?;
         {
             let mut wrote = tx.prepare_cached(
                 "UPDATE records SET written = ?2, seen_ms = coalesce(?3, seen_ms) WHERE id = ?1",
@@ -574,6 +731,14 @@ impl State {
             [now_ms],
         )?)
     }
+}
+
+/// Options that create a file readable by its owner only.
+fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = File::options();
+    options.create(true).mode(0o600);
+    options
 }
 
 fn lock_path(path: &Path) -> PathBuf {

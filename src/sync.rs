@@ -24,7 +24,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::{Connection, EventSource, Output};
-use crate::crm::{Crm, CrmError, CrmRecord, PullKind, PullSpec, Update, WriteReport, mapping};
+use crate::crm::http::PROGRESS_SLACK;
+use crate::crm::{
+    Crm, CrmError, CrmRecord, PullKind, PullSpec, Update, WriteReport, mapping, redact,
+};
 use crate::engine::OutputKind;
 use crate::plan::Change;
 use crate::state::{RunLog, State, StateError, WriteOutcome, Written};
@@ -165,6 +168,9 @@ pub struct PassReport {
     pub write_cost: u64,
     /// The watermark the pass leaves (epoch ms), when it moved.
     pub watermark: Option<i64>,
+    /// The model or its outputs changed since the last pass, so every
+    /// stored record was rescored (and what moved written).
+    pub model_changed: bool,
     /// Per choice output (tier, stage, grade): value → records, before
     /// (what the CRM holds) and after (what leadscored computes).
     pub before: BTreeMap<String, BTreeMap<String, u64>>,
@@ -191,6 +197,12 @@ impl PassReport {
             self.unchanged,
             self.rescored
         );
+        if self.model_changed {
+            let _ = writeln!(
+                out,
+                "the model or its outputs changed since the last pass: every stored record was rescored"
+            );
+        }
         let _ = writeln!(
             out,
             "{} records need writes, costing about {} write calls",
@@ -249,6 +261,18 @@ pub fn fingerprint(connection: &Connection) -> String {
         parts.push(format!("{name}={source}"));
     }
     parts.join(",")
+}
+
+/// What stored scores were computed with: the model file and the outputs.
+/// When it changes (a reload, a deploy), the next pass rescores every
+/// stored record from its stored inputs and writes what moved.
+pub fn model_fingerprint(connection: &Connection) -> String {
+    let outputs = format!("{:?}", connection.outputs);
+    format!(
+        "{:016x}-{:016x}",
+        connection.model.fingerprint(),
+        crate::model::fnv1a(outputs.as_bytes())
+    )
 }
 
 /// The pass in progress: the scorer's side of the pipeline.
@@ -363,6 +387,17 @@ impl<'a, C: Crm> Worker<'a, C> {
         metrics::counter!("leadscored_records_written_total")
             .increment(report.written.len() as u64);
         metrics::counter!("leadscored_records_failed_total").increment(report.failed.len() as u64);
+        // What the CRM said about a refused record may quote anything.
+        let failed: Vec<(String, String)> = report
+            .failed
+            .into_iter()
+            .map(|(id, why)| (id, redact::string(why)))
+            .collect();
+        // Counted before the state is touched: a state that fails now
+        // still leaves a report of what reached the CRM.
+        self.report.written += report.written.len() as u64;
+        self.report.write_calls += report.calls;
+        self.report.failed.extend(failed.iter().cloned());
         if let Some(state) = self.state.as_deref_mut() {
             let written_by_id: FxHashMap<&str, &Written> =
                 ids.iter().map(String::as_str).zip(written.iter()).collect();
@@ -382,16 +417,9 @@ impl<'a, C: Crm> Worker<'a, C> {
                     })
                 })
                 .collect();
-            state.save_writes(
-                &outcomes,
-                &report.failed,
-                &[],
-                self.pass.now.as_millisecond(),
-            )?;
+            state.save_writes(&outcomes, &failed, &[], self.pass.now.as_millisecond())?;
         }
-        self.report.written += report.written.len() as u64;
-        self.report.write_calls += report.calls;
-        self.report.failed.extend(report.failed);
+        self.save_calls()?;
         Ok(())
     }
 
@@ -404,6 +432,21 @@ impl<'a, C: Crm> Worker<'a, C> {
         Ok(())
     }
 
+    /// Keeps the calls spent today in the state, where every later process
+    /// (and a restart after kill -9) counts them against the daily limit.
+    fn save_calls(&self) -> Result<(), PassError> {
+        if let Some(state) = self.state.as_deref().filter(|_| !self.pass.dry_run) {
+            let (day, calls) = self.crm.http().calls_today();
+            state.save_calls(&day.to_string(), calls)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the progress watch the pass is alive.
+    fn alive(&self) {
+        self.crm.http().progress.expect_within(PROGRESS_SLACK);
+    }
+
     /// Writes everything pending and records it (between stages).
     async fn flush(&mut self) -> Result<(), PassError> {
         if let Some(batch) = self.take_batch(true) {
@@ -412,6 +455,84 @@ impl<'a, C: Crm> Worker<'a, C> {
         }
         Ok(())
     }
+
+    /// Takes a pulled page: refuses records with values no CRM property
+    /// holds, keeps unchanged records' stored events, saves the page,
+    /// then scores and plans it.
+    fn take_page(
+        &mut self,
+        page: Vec<CrmRecord>,
+        on_change: &mut impl FnMut(&RecordChange),
+    ) -> Result<Vec<String>, PassError> {
+        self.alive();
+        self.report.pulled += page.len() as u64;
+        metrics::counter!("leadscored_records_pulled_total").increment(page.len() as u64);
+        let longest = self.crm.max_value_chars();
+        let (mut page, refused): (Vec<CrmRecord>, Vec<CrmRecord>) = page
+            .into_iter()
+            .partition(|r| oversized(r, longest).is_none());
+        let refused: Vec<(String, String)> = refused
+            .iter()
+            .filter_map(|r| {
+                let (property, chars) = oversized(r, longest)?;
+                tracing::warn!(record = %r.id, property, chars, "a pulled value is longer than any CRM property holds; the record is refused, not stored");
+                Some((
+                    r.id.clone(),
+                    format!(
+                        "property {property} came back with {chars} characters, more than the CRM's {longest}; not stored or scored"
+                    ),
+                ))
+            })
+            .collect();
+        if let Some(state) = self.state.as_deref_mut() {
+            for record in page.iter_mut().filter(|r| r.detail_skipped) {
+                self.report.unchanged += 1;
+                if let Some((stored, _)) = state.record(&record.id)? {
+                    record.events = stored.events;
+                }
+            }
+            if !self.pass.dry_run {
+                state.save_pulled(&page)?;
+                if !refused.is_empty() {
+                    state.save_writes(&[], &refused, &[], self.pass.now.as_millisecond())?;
+                }
+            }
+        }
+        self.report.failed.extend(refused);
+        self.save_calls()?;
+        let records = page.into_iter().map(|r| (r, Written::new())).collect();
+        Ok(self.plan(records, on_change))
+    }
+
+    /// Scores stored records (no pull) and writes what moved.
+    async fn rescore(
+        &mut self,
+        records: Vec<(CrmRecord, Written)>,
+        on_change: &mut impl FnMut(&RecordChange),
+    ) -> Result<(), PassError> {
+        self.alive();
+        self.report.rescored += records.len() as u64;
+        let settled = self.plan(records, on_change);
+        self.settle(&settled)?;
+        if let Some(batch) = self.take_batch(false) {
+            let done = self.start_write(batch).await;
+            self.record(done)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first value of `record` longer than `longest` characters: its
+/// property and length.
+fn oversized(record: &CrmRecord, longest: usize) -> Option<(String, usize)> {
+    record
+        .values
+        .iter()
+        // Bytes first: a value has at least as many bytes as characters.
+        .filter(|(_, v)| v.len() > longest)
+        .map(|(k, v)| (k, v.chars().count()))
+        .find(|(_, chars)| *chars > longest)
+        .map(|(k, chars)| (k.clone(), chars))
 }
 
 /// A write's ids, what leadscored will have written to each, and the answer.
@@ -419,19 +540,41 @@ type WriteDone = (Vec<String>, Vec<Written>, Result<WriteReport, CrmError>);
 /// A write on the wire.
 type Writing<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = WriteDone> + Send + 'a>>;
 
-/// Runs one pass. `state` is required unless `pass.dry_run` (a dry run
-/// without state plans as if nothing had been seen). `on_change` sees each
-/// record's planned changes as they are found.
-pub async fn run_pass<C: Crm>(
+/// What a pass settled on before pulling.
+struct Prepared {
+    fingerprint: String,
+    model: String,
+    pull_kind: PullKind,
+    /// The stored inputs were pulled for the current fields and sources.
+    usable: bool,
+    /// The model or outputs changed since stored records were scored.
+    model_changed: bool,
+    failed_before: FxHashSet<String>,
+    spec: PullSpec,
+}
+
+/// Checks the account, counts earlier calls, and decides what to pull.
+async fn prepare<C: Crm>(
     crm: &C,
     connection: &Connection,
-    state: Option<&mut State>,
+    mut state: Option<&mut State>,
     pass: Pass,
-    stop: &Stop,
-    mut on_change: impl FnMut(&RecordChange),
-) -> Result<PassReport, PassError> {
+) -> Result<Prepared, PassError> {
+    // The account first: a state made for another portal is refused
+    // before a single record is pulled, let alone written.
+    if let Some(state) = state.as_deref_mut() {
+        match crm.identity().await? {
+            Some(portal) => state.claim_portal(&portal)?,
+            None => tracing::debug!(
+                "the CRM does not name its account; the connection's identity stands for it"
+            ),
+        }
+        let (day, _) = crm.http().calls_today();
+        crm.http()
+            .count_earlier_calls(day, state.calls_on(&day.to_string())?);
+    }
     let fingerprint = fingerprint(connection);
-    let mut state = state;
+    let model = model_fingerprint(connection);
     // Inputs stored for another field set or other event sources are stale:
     // start over, and from then on store inputs under the new fingerprint,
     // so that a pass cut short (by the daily limit, a crash) is resumed.
@@ -441,14 +584,20 @@ pub async fn run_pass<C: Crm>(
     {
         state.restart_inputs(&fingerprint)?;
     }
-    let (watermark, usable, failed_before) = match state.as_deref() {
+    let (watermark, usable, model_changed, failed_before) = match state.as_deref() {
         Some(state) => {
             let usable = state.fingerprint()?.as_deref() == Some(fingerprint.as_str());
             let failed: FxHashSet<String> =
                 state.failed()?.into_iter().map(|(id, _, _)| id).collect();
-            (state.watermark()?.filter(|_| usable), usable, failed)
+            let model_changed = state.model_fingerprint()?.as_deref() != Some(model.as_str());
+            (
+                state.watermark()?.filter(|_| usable),
+                usable,
+                model_changed,
+                failed,
+            )
         }
-        None => (None, false, FxHashSet::default()),
+        None => (None, false, false, FxHashSet::default()),
     };
     let pull_kind = match (pass.kind, pass.since.or(watermark)) {
         (PassKind::Full, _) | (_, None) => PullKind::Full,
@@ -466,12 +615,92 @@ pub async fn run_pass<C: Crm>(
         }
         _ => FxHashMap::default(),
     };
-    let spec = PullSpec {
-        kind: pull_kind,
-        fields: connection.fields(),
-        event_types: connection.events.keys().cloned().collect(),
-        until_ms: pass.now.as_millisecond(),
-        known: Arc::new(known),
+    // A `--now` ahead of the clock scores as of then, but the pull (and
+    // the watermark it leaves) never reaches past what the CRM has seen.
+    let until_ms = pass
+        .now
+        .as_millisecond()
+        .min(jiff::Timestamp::now().as_millisecond());
+    Ok(Prepared {
+        fingerprint,
+        model,
+        pull_kind,
+        usable,
+        model_changed,
+        failed_before,
+        spec: PullSpec {
+            kind: pull_kind,
+            fields: connection.fields(),
+            event_types: connection.events.keys().cloned().collect(),
+            until_ms,
+            known: Arc::new(known),
+        },
+    })
+}
+
+/// Runs the pull and the consumer side by side. When the consumer fails
+/// (a write refused for good, the state on a full disk), the pull is
+/// dropped at once: it would otherwise wait forever on a full channel.
+/// When the pull fails, the consumer drains what was sent, records the
+/// write on the wire, and ends as the channel closes; then the pull's
+/// error is the pass's.
+async fn pipeline(
+    pull: impl std::future::Future<Output = Result<crate::crm::PullSummary, CrmError>>,
+    consume: impl std::future::Future<Output = Result<(), PassError>>,
+) -> Result<crate::crm::PullSummary, PassError> {
+    tokio::pin!(pull);
+    tokio::pin!(consume);
+    let mut pulled = None;
+    loop {
+        tokio::select! {
+            result = &mut pull, if pulled.is_none() => pulled = Some(result),
+            consumed = &mut consume => {
+                consumed?;
+                break;
+            }
+        }
+    }
+    let pulled = match pulled {
+        Some(result) => result,
+        None => pull.await,
+    };
+    Ok(pulled?)
+}
+
+/// Runs one pass. `state` is required unless `pass.dry_run` (a dry run
+/// without state plans as if nothing had been seen). `on_change` sees each
+/// record's planned changes as they are found.
+pub async fn run_pass<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    state: Option<&mut State>,
+    pass: Pass,
+    stop: &Stop,
+    on_change: impl FnMut(&RecordChange),
+) -> Result<PassReport, PassError> {
+    let (report, result) = run_pass_reporting(crm, connection, state, pass, stop, on_change).await;
+    result.map(|()| report)
+}
+
+/// Runs one pass like [`run_pass`], and returns what it did also when it
+/// failed (the run log counts what a failed pass wrote).
+pub async fn run_pass_reporting<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    mut state: Option<&mut State>,
+    pass: Pass,
+    stop: &Stop,
+    mut on_change: impl FnMut(&RecordChange),
+) -> (PassReport, Result<(), PassError>) {
+    let empty = PassReport {
+        kind: Some(pass.kind),
+        dry_run: pass.dry_run,
+        ..PassReport::default()
+    };
+    crm.http().progress.restart();
+    let prepared = match prepare(crm, connection, state.as_deref_mut(), pass).await {
+        Ok(prepared) => prepared,
+        Err(error) => return (empty, Err(error)),
     };
     let mut worker = Worker {
         crm,
@@ -483,31 +712,86 @@ pub async fn run_pass<C: Crm>(
             .iter()
             .filter(|o| o.kind() == OutputKind::Choice)
             .collect(),
-        failed_before,
+        failed_before: prepared.failed_before.clone(),
         pending: Vec::new(),
         batch_size: crm
             .write_batch()
             .unwrap_or(100 * connection.limits.concurrency.max(1)),
         report: PassReport {
-            kind: Some(pass.kind),
-            dry_run: pass.dry_run,
-            pull: match pull_kind {
+            pull: match prepared.pull_kind {
                 PullKind::Full => "full".to_owned(),
                 PullKind::Since(ms) => format!(
                     "since {}",
                     jiff::Timestamp::from_millisecond(ms).unwrap_or_default()
                 ),
             },
-            ..PassReport::default()
+            ..empty
         },
     };
-    // Records this pass pulled (only kept when a later stage must skip
-    // them: incremental pulls, which are small).
-    let mut seen: FxHashSet<String> = FxHashSet::default();
-    let keep_seen = matches!(pull_kind, PullKind::Since(_));
+    let result = run_stages(&mut worker, &prepared, stop, &mut on_change).await;
+    // Whatever happened, the calls spent count against today's budget.
+    if let Err(error) = worker.save_calls() {
+        tracing::debug!(%error, "could not record today's calls in the state");
+    }
+    (worker.report, result)
+}
 
-    let (sink, mut pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
+/// The stages of a pass: pull and write, retry and rescore from the
+/// state, then move the watermark.
+async fn run_stages<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    prepared: &Prepared,
+    stop: &Stop,
+    on_change: &mut impl FnMut(&RecordChange),
+) -> Result<(), PassError> {
+    let seen = pull_and_write(worker, prepared, stop, on_change).await?;
+    let rescore_all = worker.pass.kind == PassKind::Rescore
+        || (prepared.model_changed && prepared.usable && worker.state.is_some());
+    worker.report.model_changed = prepared.model_changed && rescore_all;
+    if prepared.model_changed && rescore_all && worker.pass.kind != PassKind::Rescore {
+        tracing::info!("the model or its outputs changed: every stored record is rescored");
+    }
+    if prepared.usable && prepared.pull_kind != PullKind::Full {
+        retry_failed(worker, &seen, stop, on_change).await?;
+        if rescore_all {
+            rescore_stored(worker, &seen, stop, on_change).await?;
+        }
+        worker.flush().await?;
+    }
+    let pass = worker.pass;
+    if !pass.dry_run
+        && pass.since.is_none()
+        && let Some(state) = worker.state.as_deref_mut()
+    {
+        // A full pull scored everything with this model; a rescore did too.
+        let model = if prepared.pull_kind == PullKind::Full || rescore_all {
+            prepared.model.clone()
+        } else {
+            state.model_fingerprint()?.unwrap_or_default()
+        };
+        state.finish_pull(prepared.spec.until_ms, &prepared.fingerprint, &model)?;
+        worker.report.watermark = Some(prepared.spec.until_ms);
+    }
+    worker.report.write_cost = worker.crm.write_cost(worker.report.changed);
+    Ok(())
+}
+
+/// Pulls and writes side by side; returns the ids pulled when a later
+/// stage must skip them (incremental pulls, which are small).
+async fn pull_and_write<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    prepared: &Prepared,
+    stop: &Stop,
+    on_change: &mut impl FnMut(&RecordChange),
+) -> Result<FxHashSet<String>, PassError> {
+    let crm = worker.crm;
+    let mut seen: FxHashSet<String> = FxHashSet::default();
+    let keep_seen = matches!(prepared.pull_kind, PullKind::Since(_));
+    let (sink, pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
     let consume = async {
+        // The receiver lives in this future: when it ends, so does the
+        // channel, and a pull still sending stops.
+        let mut pages = pages;
         let mut writing: Option<Writing<'_>> = None;
         loop {
             // Backpressure: with a full batch waiting behind the one on the
@@ -543,25 +827,11 @@ pub async fn run_pass<C: Crm>(
                 }
                 page = pages.recv() => page,
             };
-            let Some(mut page) = page else { break };
-            worker.report.pulled += page.len() as u64;
-            metrics::counter!("leadscored_records_pulled_total").increment(page.len() as u64);
-            if let Some(state) = worker.state.as_deref_mut() {
-                for record in page.iter_mut().filter(|r| r.detail_skipped) {
-                    worker.report.unchanged += 1;
-                    if let Some((stored, _)) = state.record(&record.id)? {
-                        record.events = stored.events;
-                    }
-                }
-                if !pass.dry_run {
-                    state.save_pulled(&page)?;
-                }
-            }
+            let Some(page) = page else { break };
             if keep_seen {
                 seen.extend(page.iter().map(|r| r.id.clone()));
             }
-            let records = page.into_iter().map(|r| (r, Written::new())).collect();
-            let settled = worker.plan(records, &mut on_change);
+            let settled = worker.take_page(page, on_change)?;
             worker.settle(&settled)?;
         }
         if let Some(write) = writing.take() {
@@ -573,82 +843,76 @@ pub async fn run_pass<C: Crm>(
     // the wire finish in `consume`.
     let pull = async {
         tokio::select! {
-            pulled = crm.pull(&spec, sink) => pulled,
+            pulled = crm.pull(&prepared.spec, sink) => pulled,
             () = stop.stopped() => Err(CrmError::Stopped),
         }
     };
-    let (pulled, consumed) = tokio::join!(pull, consume);
-    consumed?;
-    let summary = pulled?;
+    let summary = pipeline(pull, consume).await?;
     worker.flush().await?;
     worker.report.pull_pages = summary.pages;
     worker.report.detail_calls = summary.detail_calls;
+    Ok(seen)
+}
 
-    // Failed records the pull did not bring back, then (rescore) the rest.
-    if usable && pull_kind != PullKind::Full {
-        let retry: Vec<String> = match worker.state.as_deref() {
-            Some(state) if pass.kind == PassKind::Incremental => state
-                .failed_ids(RETRIES)?
-                .into_iter()
-                .filter(|id| !seen.contains(id))
-                .collect(),
-            _ => Vec::new(),
+/// Failed records the pull did not bring back get another try from their
+/// stored inputs (incremental passes, a bounded number of times).
+async fn retry_failed<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    seen: &FxHashSet<String>,
+    stop: &Stop,
+    on_change: &mut impl FnMut(&RecordChange),
+) -> Result<(), PassError> {
+    let retry: Vec<String> = match worker.state.as_deref() {
+        Some(state) if worker.pass.kind == PassKind::Incremental => state
+            .failed_ids(RETRIES)?
+            .into_iter()
+            .filter(|id| !seen.contains(id))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for ids in retry.chunks(RESCORE_PAGE) {
+        if stop.is_stopped() {
+            return Err(PassError::Stopped);
+        }
+        let mut records = Vec::new();
+        if let Some(state) = worker.state.as_deref() {
+            for id in ids {
+                records.extend(state.record(id)?);
+            }
+        }
+        worker.rescore(records, on_change).await?;
+    }
+    Ok(())
+}
+
+/// Every stored record the pull did not bring back, rescored from its
+/// stored inputs (decay and windows move scores with no CRM change; a new
+/// model moves them too).
+async fn rescore_stored<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    seen: &FxHashSet<String>,
+    stop: &Stop,
+    on_change: &mut impl FnMut(&RecordChange),
+) -> Result<(), PassError> {
+    let mut after = String::new();
+    loop {
+        if stop.is_stopped() {
+            return Err(PassError::Stopped);
+        }
+        let Some(state) = worker.state.as_deref() else {
+            return Ok(());
         };
-        for ids in retry.chunks(RESCORE_PAGE) {
-            if stop.is_stopped() {
-                return Err(PassError::Stopped);
-            }
-            let mut records = Vec::new();
-            if let Some(state) = worker.state.as_deref() {
-                for id in ids {
-                    records.extend(state.record(id)?);
-                }
-            }
-            worker.report.rescored += records.len() as u64;
-            let settled = worker.plan(records, &mut on_change);
-            worker.settle(&settled)?;
-            if let Some(batch) = worker.take_batch(false) {
-                let done = worker.start_write(batch).await;
-                worker.record(done)?;
-            }
-        }
-        if pass.kind == PassKind::Rescore {
-            let mut after = String::new();
-            loop {
-                if stop.is_stopped() {
-                    return Err(PassError::Stopped);
-                }
-                let Some(state) = worker.state.as_deref() else {
-                    break;
-                };
-                let batch = state.records_after(&after, RESCORE_PAGE)?;
-                let Some((last, _)) = batch.last() else { break };
-                after = last.id.clone();
-                let records: Vec<(CrmRecord, Written)> = batch
-                    .into_iter()
-                    .filter(|(r, _)| !seen.contains(&r.id))
-                    .collect();
-                worker.report.rescored += records.len() as u64;
-                let settled = worker.plan(records, &mut on_change);
-                worker.settle(&settled)?;
-                if let Some(batch) = worker.take_batch(false) {
-                    let done = worker.start_write(batch).await;
-                    worker.record(done)?;
-                }
-            }
-        }
-        worker.flush().await?;
+        let batch = state.records_after(&after, RESCORE_PAGE)?;
+        let Some((last, _)) = batch.last() else {
+            return Ok(());
+        };
+        after = last.id.clone();
+        let records: Vec<(CrmRecord, Written)> = batch
+            .into_iter()
+            .filter(|(r, _)| !seen.contains(&r.id))
+            .collect();
+        worker.rescore(records, on_change).await?;
     }
-
-    if !pass.dry_run
-        && pass.since.is_none()
-        && let Some(state) = worker.state.as_deref()
-    {
-        state.finish_pull(spec.until_ms, &fingerprint)?;
-        worker.report.watermark = Some(spec.until_ms);
-    }
-    worker.report.write_cost = crm.write_cost(worker.report.changed);
-    Ok(worker.report)
 }
 
 /// A run id: the start time and a random tail, short enough for logs.
@@ -667,12 +931,14 @@ pub fn outcome(result: &Result<PassReport, PassError>) -> &'static str {
             CrmError::Auth(_) | CrmError::MissingScope(_) | CrmError::Credentials(_),
         )) => "auth-failed",
         Err(PassError::Crm(_)) => "crm-error",
+        Err(PassError::State(StateError::Foreign { .. })) => "wrong-account",
         Err(PassError::State(_)) => "state-error",
     }
 }
 
 /// Runs a pass inside a `run` span with a run id, and logs it in the
-/// state's run log (dry runs are not logged: they change nothing).
+/// state's run log (dry runs are not logged: they change nothing). The log
+/// counts what a pass did also when it failed or the budget stopped it.
 pub async fn run_logged<C: Crm>(
     crm: &C,
     connection: &Connection,
@@ -692,25 +958,27 @@ pub async fn run_logged<C: Crm>(
             Some(state.begin_run(&id, pass.kind.as_str(), started.as_millisecond())?)
         };
         tracing::info!(dry_run = pass.dry_run, "run started");
-        let result = run_pass(crm, connection, Some(&mut *state), pass, stop, on_change).await;
+        let (report, result) =
+            run_pass_reporting(crm, connection, Some(&mut *state), pass, stop, on_change).await;
+        let result = result.map(|()| report.clone());
         let ended = jiff::Timestamp::now();
         let word = outcome(&result);
-        let mut log = RunLog {
+        let log = RunLog {
             run_id: id.clone(),
             kind: pass.kind.as_str().to_owned(),
             started_ms: started.as_millisecond(),
             ended_ms: Some(ended.as_millisecond()),
             outcome: Some(word.to_owned()),
-            ..RunLog::default()
+            pulled: report.pulled,
+            changed: report.changed,
+            written: report.written,
+            failed: report.failed.len() as u64,
+            calls: report.calls(),
+            watermark_ms: report.watermark,
+            message: result.as_ref().err().map(|e| redact::string(e.to_string())),
         };
         match &result {
             Ok(report) => {
-                log.pulled = report.pulled;
-                log.changed = report.changed;
-                log.written = report.written;
-                log.failed = report.failed.len() as u64;
-                log.calls = report.calls();
-                log.watermark_ms = report.watermark;
                 tracing::info!(
                     outcome = word,
                     pulled = report.pulled,
@@ -725,12 +993,24 @@ pub async fn run_logged<C: Crm>(
                 );
             }
             Err(error) => {
-                log.message = Some(error.to_string());
-                tracing::warn!(outcome = word, error = %error, "run did not finish");
+                tracing::warn!(
+                    outcome = word,
+                    error = %redact::text(&error.to_string()),
+                    pulled = report.pulled,
+                    written = report.written,
+                    calls = report.calls(),
+                    "run did not finish"
+                );
             }
         }
-        if let Some(row) = row {
-            state.end_run(row, &log)?;
+        if let Some(row) = row
+            && let Err(error) = state.end_run(row, &log)
+        {
+            // The pass's own error says more than the log's failure.
+            if result.is_ok() {
+                return Err(error.into());
+            }
+            tracing::warn!(error = %error, "the run log could not be written");
         }
         result
     }

@@ -106,7 +106,7 @@ impl CommandError {
                 match error {
                     S::Locked { .. } => exit::TEMP_FAIL,
                     S::Foreign { .. } | S::TooNew { .. } => exit::CONFIG,
-                    S::Open { .. } | S::Sql(_) => exit::CANT_CREATE,
+                    S::Open { .. } | S::Db { .. } | S::Sql(_) => exit::CANT_CREATE,
                 }
             }
             CommandError::Stopped(_) => exit::TEMP_FAIL,

@@ -127,7 +127,15 @@ pub struct Limits {
     /// How far an incremental pull reaches back before its watermark, to
     /// cover the CRM's index lag.
     pub search_overlap: Duration,
+    /// The largest answer body read from a page or batch call: a bigger
+    /// (or endless) answer is cut off and the call fails.
+    pub max_answer_bytes: usize,
+    /// The same for export-like calls (Pardot's import error files).
+    pub max_export_bytes: usize,
 }
+
+/// A megabyte, for the answer-size limits.
+const MB: usize = 1024 * 1024;
 
 impl Limits {
     /// Defaults for a CRM and (HubSpot) account tier.
@@ -154,6 +162,8 @@ impl Limits {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             search_overlap: Duration::from_secs(120),
+            max_answer_bytes: 16 * MB,
+            max_export_bytes: 256 * MB,
         }
     }
 }
@@ -953,6 +963,25 @@ fn limits(d: &mut Diagnostics<'_>, raw: RawLimits, kind: CrmKind, tier: &str) ->
         "search_overlap_secs",
     ) {
         limits.search_overlap = t;
+    }
+    let megabytes = |d: &mut Diagnostics<'_>, v: &Option<Spanned<f64>>, name: &str| {
+        let v = v.as_ref()?;
+        let n = *v.get_ref();
+        if (0.01..=4096.0).contains(&n) {
+            Some((n * MB as f64) as usize)
+        } else {
+            d.error(
+                &v.span(),
+                format!("{name} must be between 0.01 and 4096, got {n}"),
+            );
+            None
+        }
+    };
+    if let Some(n) = megabytes(d, &raw.max_answer_mb, "max_answer_mb") {
+        limits.max_answer_bytes = n;
+    }
+    if let Some(n) = megabytes(d, &raw.max_export_mb, "max_export_mb") {
+        limits.max_export_bytes = n;
     }
     if let Some(p) = &raw.daily_headroom_percent {
         let n = *p.get_ref();

@@ -58,6 +58,11 @@ pub(crate) struct RawLimits {
     pub search_overlap_secs: Option<Spanned<f64>>,
     /// The window `per_ten_seconds` counts in (10 at HubSpot).
     pub rate_interval_secs: Option<Spanned<f64>>,
+    /// The largest answer body read from a page or batch call, in MB.
+    pub max_answer_mb: Option<Spanned<f64>>,
+    /// The largest answer body read from an export-like call (Pardot's
+    /// import error files), in MB.
+    pub max_export_mb: Option<Spanned<f64>>,
 }
 
 /// `[daemon]`

@@ -38,7 +38,9 @@ pub fn read_secret(source: &SecretSource) -> Result<SecretString, CrmError> {
     if trimmed.is_empty() {
         return Err(CrmError::Credentials(format!("{source} is empty")));
     }
-    Ok(SecretString::from(trimmed.to_owned()))
+    let secret = SecretString::from(trimmed.to_owned());
+    super::redact::register(&secret);
+    Ok(secret)
 }
 
 /// Refresh this long before a token's stated expiry (or a quarter of its
@@ -192,6 +194,8 @@ impl Tokens {
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         if !status.is_success() {
+            // A refused refresh may quote what it was sent: scrub it first.
+            let body = super::redact::bytes(&body);
             // OAuth error bodies name the problem, never the secret.
             let reason = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -222,8 +226,13 @@ impl Tokens {
             );
         }
         tracing::info!(generation, "access token refreshed");
+        let token = SecretString::from(parsed.access_token);
+        super::redact::register(&token);
+        if let Some(refresh) = parsed.refresh_token {
+            super::redact::register(&SecretString::from(refresh));
+        }
         Ok(Current {
-            token: SecretString::from(parsed.access_token),
+            token,
             refresh_at: parsed.expires_in.map(|s| {
                 let lifetime = Duration::from_secs(s);
                 Instant::now() + lifetime - REFRESH_AHEAD.min(lifetime / 4)

@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -31,6 +31,47 @@ pub enum Lane {
     General,
     /// HubSpot search: its own per-second limit, no rate-limit headers.
     Search,
+}
+
+/// How large an answer a call may get before it is cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// A page, a batch, a definition list: `[limits] max_answer_mb`.
+    Page,
+    /// An export-like file: `[limits] max_export_mb`.
+    Export,
+}
+
+/// How long a working pass may go without a sign of life beyond what it
+/// is known to be waiting for (a request in flight, a retry's sleep).
+pub const PROGRESS_SLACK: Duration = Duration::from_secs(60);
+
+/// When a working pass must next show progress: every request, answer,
+/// retry sleep and pipeline step pushes the deadline out by what it may
+/// take. A pass past its deadline is stuck: `/healthz` degrades and the
+/// watchdog stops vouching for the daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Progress(Arc<AtomicI64>);
+
+impl Progress {
+    /// The pass must show progress again within `within` (a later deadline
+    /// already set stays).
+    pub fn expect_within(&self, within: Duration) {
+        let at = jiff::Timestamp::now().as_millisecond() + within.as_millis() as i64;
+        self.0.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// Starts a pass's watch afresh: progress within [`PROGRESS_SLACK`].
+    pub fn restart(&self) {
+        let at = jiff::Timestamp::now().as_millisecond() + PROGRESS_SLACK.as_millis() as i64;
+        self.0.store(at, Ordering::Relaxed);
+    }
+
+    /// How long past its deadline the pass is at `now` (none: on time).
+    pub fn overdue(&self, now: jiff::Timestamp) -> Option<Duration> {
+        let late = now.as_millisecond() - self.0.load(Ordering::Relaxed);
+        (late > 0).then(|| Duration::from_millis(late as u64))
+    }
 }
 
 /// What an answer means for the request that got it.
@@ -185,6 +226,8 @@ struct Budget {
     /// configured one holds: an edition's limit may be lower than its
     /// tier's default, and a configured limit may be kept low on purpose.
     reported_limit: Option<u64>,
+    /// When the CRM last reported what is left.
+    reported_at: Option<Instant>,
 }
 
 impl Budget {
@@ -232,19 +275,67 @@ impl Budget {
             self.reported_remaining = None;
         }
         let (limit, reserve, spent) = self.standing();
-        if spent + reserve >= limit {
-            return Err(CrmError::BudgetExhausted {
-                used: spent,
-                limit,
-                resume_at: self.resume_at(),
-            });
+        if spent + reserve < limit {
+            self.ours += 1;
+            if let Some(remaining) = self.reported_remaining.as_mut() {
+                *remaining = remaining.saturating_sub(1);
+            }
+            return Ok(());
         }
-        self.ours += 1;
-        if let Some(remaining) = self.reported_remaining.as_mut() {
-            *remaining = remaining.saturating_sub(1);
+        // Our midnight and the CRM's reset are seconds apart: a report of a
+        // spent budget soon after midnight may be yesterday's. Once it is
+        // old enough, one call probes whether the CRM has reset.
+        let by_report =
+            self.reported_remaining.is_some() && self.ours < limit.saturating_sub(reserve);
+        let stale = self
+            .reported_at
+            .is_some_and(|at| at.elapsed() >= PROBE_AFTER);
+        if by_report && stale && in_probe_window(&self.timezone) {
+            self.reported_remaining = None;
+            self.reported_at = None;
+            self.ours += 1;
+            return Ok(());
         }
-        Ok(())
+        Err(CrmError::BudgetExhausted {
+            used: spent,
+            limit,
+            resume_at: if by_report {
+                daily_resume(&self.timezone)
+            } else {
+                self.resume_at()
+            },
+        })
     }
+}
+
+/// How long after a spent-budget report, soon after midnight, the next
+/// probe goes out.
+pub const PROBE_AFTER: Duration = Duration::from_secs(300);
+/// How long after the account's midnight a spent budget is taken for a
+/// CRM counter that has not reset yet (and probed again).
+const PROBE_WINDOW_HOURS: i8 = 2;
+
+/// Whether `now` is within [`PROBE_WINDOW_HOURS`] after the account's
+/// midnight.
+fn in_probe_window(zone: &jiff::tz::TimeZone) -> bool {
+    jiff::Timestamp::now()
+        .to_zoned_datetime(zone.clone())
+        .hour()
+        < PROBE_WINDOW_HOURS
+}
+
+/// When to try again after the CRM said its daily limit is met: the next
+/// midnight in the account's zone, or — soon after that midnight, when the
+/// CRM's counter may lag ours by seconds or minutes — a probe in
+/// [`PROBE_AFTER`], so a late reset costs minutes, not a day.
+pub fn daily_resume(zone: &jiff::tz::TimeZone) -> jiff::Timestamp {
+    if in_probe_window(zone) {
+        let probe = jiff::SignedDuration::try_from(PROBE_AFTER).unwrap_or_default();
+        return jiff::Timestamp::now()
+            .checked_add(probe)
+            .unwrap_or_else(|_| jiff::Timestamp::now());
+    }
+    next_midnight(zone)
 }
 
 /// The next midnight in the account's zone: when a daily API limit resets.
@@ -267,6 +358,8 @@ pub struct Call<'a> {
     pub query: &'a [(&'a str, String)],
     pub body: Body<'a>,
     pub lane: Lane,
+    /// How large the answer may be.
+    pub size: Size,
     /// The endpoint's name in stats and errors (no ids).
     pub endpoint: &'a str,
 }
@@ -326,6 +419,8 @@ pub struct Http {
     budget: Mutex<Budget>,
     slots: Semaphore,
     pub stats: Stats,
+    /// Pushed out by every request, answer and retry sleep.
+    pub progress: Progress,
 }
 
 impl std::fmt::Debug for Http {
@@ -400,10 +495,12 @@ impl Http {
                 ours: 0,
                 reported_remaining: None,
                 reported_limit: None,
+                reported_at: None,
             }),
             slots: Semaphore::new(limits.concurrency.max(1)),
             limits: limits.clone(),
             stats: Stats::default(),
+            progress: Progress::default(),
         })
     }
 
@@ -421,6 +518,37 @@ impl Http {
         &self.limits
     }
 
+    /// The account's day and the calls this connection made in it (those
+    /// earlier processes made included, once told by
+    /// [`Http::count_earlier_calls`]).
+    pub fn calls_today(&self) -> (jiff::civil::Date, u64) {
+        let mut budget = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let today = budget.today();
+        if budget.day != today {
+            budget.day = today;
+            budget.ours = 0;
+            budget.reported_remaining = None;
+        }
+        (budget.day, budget.ours)
+    }
+
+    /// Counts calls that earlier processes made on `day` (from the state),
+    /// so a daily limit holds across restarts and one-off runs.
+    pub fn count_earlier_calls(&self, day: jiff::civil::Date, calls: u64) {
+        let (today, _) = self.calls_today();
+        if day != today {
+            return;
+        }
+        let mut budget = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        budget.ours = budget.ours.max(calls);
+    }
+
     /// Tells the budget what the CRM reports is left today, and the daily
     /// limit when it states one.
     pub fn report_daily(&self, remaining: u64, limit: Option<u64>) {
@@ -429,6 +557,7 @@ impl Http {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         budget.reported_remaining = Some(remaining);
+        budget.reported_at = Some(Instant::now());
         if limit.is_some() {
             budget.reported_limit = limit;
         }
@@ -479,6 +608,12 @@ impl Http {
         }
     }
 
+    /// Sleeps before a retry, telling the progress watch how long.
+    async fn sleep(&self, wait: Duration) {
+        self.progress.expect_within(wait + PROGRESS_SLACK);
+        tokio::time::sleep(wait).await;
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .limits
@@ -519,6 +654,14 @@ impl Http {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take()?;
+            // A request may take its timeout, and its slot may wait for
+            // the rate window and a token refresh before it goes.
+            self.progress.expect_within(
+                self.limits.interval
+                    + self.limits.connect_timeout
+                    + 2 * self.limits.request_timeout
+                    + PROGRESS_SLACK,
+            );
             self.wait_for_slot(call.lane).await;
             let (token, generation) = self.tokens.get(&self.client).await?;
             let permit = self.slots.acquire().await.map_err(|_| CrmError::Stopped)?;
@@ -539,17 +682,36 @@ impl Http {
                 Body::Multipart(parts) => request = request.multipart(form(parts)?),
             }
             let sent = request.send().await;
+            let limit = match call.size {
+                Size::Page => self.limits.max_answer_bytes,
+                Size::Export => self.limits.max_export_bytes,
+            };
             let (status, headers, bytes) = match sent {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    match response.bytes().await {
+                    match read_bounded(response, limit).await {
                         Ok(bytes) => (status, headers, bytes),
-                        Err(e) => {
+                        Err(BodyError::TooLarge) => {
+                            drop(permit);
+                            self.stats.count(call.endpoint, status);
+                            return Err(CrmError::Protocol {
+                                endpoint: call.endpoint.to_owned(),
+                                message: format!(
+                                    "the answer is larger than {} bytes; refused (raise [limits] {} if the CRM really sends that much)",
+                                    limit,
+                                    match call.size {
+                                        Size::Page => "max_answer_mb",
+                                        Size::Export => "max_export_mb",
+                                    }
+                                ),
+                            });
+                        }
+                        Err(BodyError::Broken(e)) => {
                             drop(permit);
                             self.stats.count(call.endpoint, status);
                             last = format!("the answer broke off: {}", without_url(&e));
-                            tokio::time::sleep(self.backoff(attempt)).await;
+                            self.sleep(self.backoff(attempt)).await;
                             continue;
                         }
                     }
@@ -563,10 +725,15 @@ impl Http {
                         without_url(&e)
                     };
                     tracing::debug!(endpoint = call.endpoint, attempt, error = %last, "request failed; retrying");
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    self.sleep(self.backoff(attempt)).await;
                     continue;
                 }
             };
+            // What the CRM sent back may quote our own secrets (a proxy's
+            // error page echoing the Authorization header): scrub them
+            // before anything reads, keeps or repeats the answer.
+            let bytes = super::redact::bytes(&bytes);
+            self.progress.expect_within(PROGRESS_SLACK);
             drop(permit);
             self.stats.count(call.endpoint, status);
             let observed = self.dialect.observe(&headers);
@@ -588,7 +755,7 @@ impl Http {
                     Err(why) => {
                         // A cut or garbled body: the request may be sent again.
                         last = why;
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                        self.sleep(self.backoff(attempt)).await;
                     }
                 },
                 Verdict::Retry {
@@ -609,7 +776,7 @@ impl Http {
                     let wait = after.unwrap_or_else(|| self.backoff(attempt));
                     tracing::debug!(endpoint = call.endpoint, attempt, %reason, wait_ms = wait.as_millis() as u64, "retrying");
                     last = reason;
-                    tokio::time::sleep(wait).await;
+                    self.sleep(wait).await;
                 }
                 Verdict::Refresh if !refreshed && self.tokens.refreshable() => {
                     refreshed = true;
@@ -646,6 +813,40 @@ impl Http {
             last,
         })
     }
+}
+
+/// Why an answer body could not be read.
+enum BodyError {
+    /// Longer than the limit (stated or found while reading).
+    TooLarge,
+    /// The connection broke, or the request timed out, mid-body.
+    Broken(reqwest::Error),
+}
+
+/// Reads an answer body, at most `limit` bytes: a longer one (or one that
+/// never ends) is refused as soon as it passes the limit, so memory stays
+/// bounded whatever the server sends. The client's request timeout bounds
+/// the time.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|stated| stated > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(
+        response
+            .content_length()
+            .map_or(8 * 1024, |n| n as usize)
+            .min(limit),
+    );
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Broken)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).

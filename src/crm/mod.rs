@@ -14,6 +14,7 @@ pub mod http;
 pub mod hubspot;
 pub mod mapping;
 pub mod pardot;
+pub mod redact;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -220,6 +221,22 @@ pub trait Crm: Send + Sync {
         wanted: &[PropertySpec],
         apply: bool,
     ) -> impl Future<Output = Result<SetupReport, CrmError>> + Send;
+
+    /// The account the credentials reach, as the CRM names it (`HubSpot
+    /// portal 123`), asked once per connector; `None` when the CRM will
+    /// not say. The state records it, and a state made for another
+    /// account is refused before anything is written.
+    fn identity(&self) -> impl Future<Output = Result<Option<String>, CrmError>> + Send;
+
+    /// The shared HTTP layer: call counts, the daily budget, progress.
+    fn http(&self) -> &http::Http;
+
+    /// The longest property value the CRM keeps, in characters: a pulled
+    /// value longer than this is not the CRM's data, and its record is
+    /// refused rather than stored.
+    fn max_value_chars(&self) -> usize {
+        65_536
+    }
 }
 
 /// The connector a connection file names.
@@ -287,6 +304,24 @@ impl Crm for Connector {
         match self {
             Connector::Hubspot(c) => c.setup(wanted, apply).await,
             Connector::Pardot(c) => c.setup(wanted, apply).await,
+        }
+    }
+
+    async fn identity(&self) -> Result<Option<String>, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.identity().await,
+            Connector::Pardot(c) => c.identity().await,
+        }
+    }
+
+    fn http(&self) -> &http::Http {
+        Connector::http(self)
+    }
+
+    fn max_value_chars(&self) -> usize {
+        match self {
+            Connector::Hubspot(c) => c.max_value_chars(),
+            Connector::Pardot(c) => c.max_value_chars(),
         }
     }
 }

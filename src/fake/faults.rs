@@ -46,6 +46,89 @@ pub struct Faults {
     /// (HubSpot: 401 `EXPIRED_AUTHENTICATION`, refresh at `/oauth/v1/token`;
     /// Pardot: 401, refresh at `/services/oauth2/token`).
     pub token_ttl: Option<Duration>,
+    /// Error answers quote the request's `Authorization` header, as a
+    /// misconfigured proxy or a debugging error page does.
+    pub echo_auth: bool,
+}
+
+impl Faults {
+    /// Takes rates from `429=0.1,5xx=0.05,reset=0.02,malformed=0.02,slow=0.05`
+    /// (`record` rejects written records; `slow_ms` sets how slow).
+    pub fn apply_spec(&mut self, spec: &str) -> Result<(), String> {
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--faults: {part:?} is not NAME=RATE"))?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("--faults: {part:?}: {value:?} is not a number"))?;
+            let rate = || {
+                if (0.0..=1.0).contains(&value) {
+                    Ok(value)
+                } else {
+                    Err(format!("--faults: {part:?}: a rate is between 0 and 1"))
+                }
+            };
+            match name.trim() {
+                "429" => self.rate_429 = rate()?,
+                "5xx" => self.rate_5xx = rate()?,
+                "reset" => self.rate_reset = rate()?,
+                "malformed" => self.rate_malformed = rate()?,
+                "slow" => self.rate_slow = rate()?,
+                "record" => self.rate_record_error = rate()?,
+                "slow_ms" if value >= 0.0 => self.slow = Duration::from_secs_f64(value / 1000.0),
+                other => {
+                    return Err(format!(
+                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms"
+                    ));
+                }
+            }
+        }
+        if self.rate_slow > 0.0 && self.slow.is_zero() {
+            self.slow = Duration::from_secs(2);
+        }
+        Ok(())
+    }
+}
+
+/// With [`Faults::echo_auth`], an error answer (status 400 or more) gets
+/// the request's `Authorization` header quoted in its message.
+pub(crate) async fn echo_authorization(
+    echo: bool,
+    authorization: Option<&str>,
+    response: Response,
+) -> Response {
+    let Some(authorization) = authorization.filter(|_| echo && response.status().as_u16() >= 400)
+    else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let quote = format!("request was sent with Authorization: {authorization}");
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            let message = object
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("error")
+                .to_owned();
+            object.insert(
+                "message".to_owned(),
+                serde_json::Value::String(format!("{message} ({quote})")),
+            );
+            serde_json::to_vec(&object).unwrap_or_default()
+        }
+        _ => {
+            let mut text = bytes.to_vec();
+            text.extend_from_slice(format!("\n<!-- {quote} -->").as_bytes());
+            text
+        }
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// A fault chosen for one request.

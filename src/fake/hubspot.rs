@@ -56,6 +56,16 @@ pub struct HubspotConfig {
     pub refresh_token: String,
     /// Faults to inject.
     pub faults: Faults,
+    /// The portal (Hub) id `/account-info/v3/details` answers with;
+    /// default: derived from the seed, so two seeds are two portals.
+    pub portal_id: Option<u64>,
+}
+
+impl HubspotConfig {
+    /// The portal id this fake answers as.
+    pub fn portal(&self) -> u64 {
+        self.portal_id.unwrap_or(40_000_000 + self.seed)
+    }
 }
 
 impl Default for HubspotConfig {
@@ -72,6 +82,7 @@ impl Default for HubspotConfig {
             other_integration_share: 0.0,
             refresh_token: "fake-refresh-token".to_owned(),
             faults: Faults::default(),
+            portal_id: None,
         }
     }
 }
@@ -628,6 +639,7 @@ impl FakeHubspot {
             )
             .route("/email/public/v1/events", get(engagement::email_events))
             .route("/events/v3/events", get(engagement::web_events))
+            .route("/account-info/v3/details", get(account_details))
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
         let inspect = Router::new()
             .route("/__fake/stats", get(stats))
@@ -715,8 +727,36 @@ fn rate_limited(
     response
 }
 
+/// `GET /account-info/v3/details`: the portal the token belongs to.
+async fn account_details(State(fake): State<FakeHubspot>) -> Response {
+    let portal = fake.lock().config.portal();
+    Json(json!({
+        "portalId": portal,
+        "accountType": "STANDARD",
+        "timeZone": "US/Eastern",
+        "companyCurrency": "USD",
+        "additionalCurrencies": [],
+        "utcOffset": "-05:00",
+        "utcOffsetMilliseconds": -18_000_000,
+        "uiDomain": "app.hubspot.com",
+        "dataHostingLocation": "na1",
+    }))
+    .into_response()
+}
+
 /// Auth, rate limits, faults, headers and request counting for every API call.
 async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let echo = fake.lock().config.faults.echo_auth;
+    let response = gate_inner(fake, request, next).await;
+    faults::echo_authorization(echo, authorization.as_deref(), response).await
+}
+
+async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or_else(
         || request.uri().path().to_owned(),
         |p| p.as_str().to_owned(),

@@ -68,6 +68,16 @@ pub struct PardotConfig {
     /// How long an import takes once it is Ready.
     pub import_delay: Duration,
     pub faults: Faults,
+    /// The account id `/api/v5/objects/account` answers with; default:
+    /// derived from the seed, so two seeds are two accounts.
+    pub account_id: Option<u64>,
+}
+
+impl PardotConfig {
+    /// The Account Engagement account id this fake answers as.
+    pub fn account(&self) -> u64 {
+        self.account_id.unwrap_or(90_000 + self.seed)
+    }
 }
 
 impl Default for PardotConfig {
@@ -86,6 +96,7 @@ impl Default for PardotConfig {
             token_record_limit: TOKEN_RECORD_LIMIT,
             import_delay: Duration::ZERO,
             faults: Faults::default(),
+            account_id: None,
         }
     }
 }
@@ -560,6 +571,7 @@ impl FakePardot {
                 get(read_prospect).patch(update_prospect),
             )
             .route("/api/v5/objects/visitor-activities", get(query_activities))
+            .route("/api/v5/objects/account", get(read_account))
             .route("/api/v5/imports", post(import::create_import))
             .route(
                 "/api/v5/imports/{id}",
@@ -597,7 +609,52 @@ impl Drop for InFlight {
 
 /// Concurrency, business unit, auth, daily budget, faults, usage header and
 /// request counting for every API call.
+/// `GET /api/v5/objects/account?fields=...`: the account of the business
+/// unit (`fields` is required, as on every v5 object read).
+async fn read_account(
+    State(fake): State<FakePardot>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if query.get("fields").is_none_or(|f| f.trim().is_empty()) {
+        return pardot_error(
+            StatusCode::BAD_REQUEST,
+            10,
+            "The request is missing the fields parameter.",
+        );
+    }
+    let inner = fake.lock();
+    let mut account = serde_json::Map::new();
+    for field in query.get("fields").into_iter().flat_map(|f| f.split(',')) {
+        let value = match field.trim() {
+            "id" => json!(inner.config.account()),
+            "company" => json!("Fake Pardot Inc."),
+            "level" => json!("Advanced"),
+            "website" => json!("https://www.example.com"),
+            other => {
+                return pardot_error(
+                    StatusCode::BAD_REQUEST,
+                    10,
+                    &format!("The account object has no field {other}."),
+                );
+            }
+        };
+        account.insert(field.trim().to_owned(), value);
+    }
+    Json(serde_json::Value::Object(account)).into_response()
+}
+
 async fn gate(State(fake): State<FakePardot>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let echo = fake.lock().config.faults.echo_auth;
+    let response = gate_inner(fake, request, next).await;
+    faults::echo_authorization(echo, authorization.as_deref(), response).await
+}
+
+async fn gate_inner(fake: FakePardot, request: Request, next: Next) -> Response {
     let now_in_flight = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlight(Arc::clone(&fake.in_flight));
     let route = request.extensions().get::<MatchedPath>().map_or_else(

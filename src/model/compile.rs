@@ -173,6 +173,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         disqualifiers,
         lifecycle,
         cases: Vec::new(),
+        source_hash: 0,
     };
     let cases = test_values
         .into_iter()

@@ -61,12 +61,22 @@ pub struct Model {
     pub(crate) disqualifiers: Vec<Disqualifier>,
     pub(crate) lifecycle: Option<Lifecycle>,
     pub(crate) cases: Vec<TestCase>,
+    /// A hash of the model file's text: a changed model is rescored.
+    pub(crate) source_hash: u64,
 }
 
 impl Model {
+    /// A fingerprint of the model file's text (FNV-1a, stable across
+    /// builds): the sync rescores every stored record when it changes.
+    pub fn fingerprint(&self) -> u64 {
+        self.source_hash
+    }
+
     /// Parses and validates a model file. `file` is only used in messages.
     pub fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
-        compile::compile(file, source)
+        let mut model = compile::compile(file, source)?;
+        model.source_hash = fnv1a(source.as_bytes());
+        Ok(model)
     }
 
     pub fn name(&self) -> &str {
@@ -539,4 +549,11 @@ pub struct Expectation {
     pub matrix: Option<String>,
     pub stage: Option<String>,
     pub disqualified: Option<bool>,
+}
+
+/// FNV-1a, 64 bits: a small stable hash for fingerprints (not for security).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

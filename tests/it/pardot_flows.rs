@@ -512,8 +512,12 @@ async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_l
     let mut stopped = 0;
     let mut finished = false;
     for day in 0..8 {
-        // Each round is a new day: the fake's count and ours start over.
+        // Each round is a new day: the fake's count and ours (kept in the
+        // state, as every process on it shares the day's budget) start over.
         new_day(&fake, None).await;
+        rusqlite::Connection::open(dir.path().join("state.sqlite3"))
+            .and_then(|db| db.execute("DELETE FROM budget", []))
+            .expect("the state's day count starts over");
         let crm = Connector::new(&connection).expect("connector");
         if day == 0 {
             crm.setup(&connection.property_specs(), true)

@@ -17,7 +17,9 @@ use reqwest::header::HeaderMap;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::http::{Body, Call, Dialect, Http, Lane, Observed, Verdict, header_number, retry_after};
+use super::http::{
+    Body, Call, Dialect, Http, Lane, Observed, Size, Verdict, header_number, retry_after,
+};
 use super::{
     Crm, CrmError, CrmEvent, CrmRecord, PropertySpec, PullKind, PullSpec, PullSummary, SetupReport,
     Update, WriteReport,
@@ -90,7 +92,7 @@ impl Dialect for HubspotDialect {
             429 => {
                 let error = error_body(body);
                 if error.policy_name.as_deref() == Some("DAILY") {
-                    let tomorrow = super::http::next_midnight(&self.timezone);
+                    let tomorrow = super::http::daily_resume(&self.timezone);
                     Verdict::Fatal(CrmError::BudgetExhausted {
                         used: 0,
                         limit: 0,
@@ -140,6 +142,8 @@ pub struct Hubspot {
     /// Loaded once per pull (keyed by its `until_ms`), on the first page
     /// that needs forms.
     submissions: tokio::sync::Mutex<Option<(i64, Arc<Submissions>)>>,
+    /// The portal the token reaches, asked once.
+    identity: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl Hubspot {
@@ -161,12 +165,30 @@ impl Hubspot {
             sources: connection.events.clone(),
             overlap_ms: connection.limits.search_overlap.as_millis() as i64,
             submissions: tokio::sync::Mutex::new(None),
+            identity: tokio::sync::OnceCell::new(),
         })
     }
 
     /// Call counters for reports and metrics.
     pub fn http(&self) -> &Http {
         &self.http
+    }
+
+    /// The portal id the token belongs to (`GET /account-info/v3/details`).
+    async fn portal(&self) -> Result<Option<String>, CrmError> {
+        let reply = self
+            .http
+            .json::<wire::AccountDetails>(&Call {
+                method: Method::GET,
+                path: "/account-info/v3/details",
+                query: &[],
+                body: Body::None,
+                lane: Lane::General,
+                size: Size::Page,
+                endpoint: "account.details",
+            })
+            .await?;
+        Ok(Some(format!("HubSpot portal {}", reply.body.portal_id)))
     }
 
     fn needs_email(&self, spec: &PullSpec) -> bool {
@@ -199,6 +221,7 @@ impl Hubspot {
                 query: &query,
                 body: Body::None,
                 lane: Lane::General,
+                size: Size::Page,
                 endpoint: "contacts.list",
             })
             .await?;
@@ -251,6 +274,7 @@ impl Hubspot {
                 query: &[],
                 body: Body::Json(&body),
                 lane: Lane::Search,
+                size: Size::Page,
                 endpoint: "contacts.search",
             })
             .await?;
@@ -284,6 +308,7 @@ impl Hubspot {
                         query: &query,
                         body: Body::None,
                         lane: Lane::General,
+                        size: Size::Page,
                         endpoint: "forms.list",
                     })
                     .await?
@@ -311,6 +336,7 @@ impl Hubspot {
                             query: &query,
                             body: Body::None,
                             lane: Lane::General,
+                            size: Size::Page,
                             endpoint: "forms.submissions",
                         })
                         .await?
@@ -368,6 +394,7 @@ impl Hubspot {
                     query: &query,
                     body: Body::None,
                     lane: Lane::General,
+                    size: Size::Page,
                     endpoint: "email.events",
                 })
                 .await?
@@ -415,6 +442,7 @@ impl Hubspot {
                     query: &query,
                     body: Body::None,
                     lane: Lane::General,
+                    size: Size::Page,
                     endpoint: "web.events",
                 })
                 .await?
@@ -480,6 +508,7 @@ impl Hubspot {
                 query: &[],
                 body: Body::Json(&body),
                 lane: Lane::General,
+                size: Size::Page,
                 endpoint: "contacts.batch.update",
             })
             .await;
@@ -554,6 +583,7 @@ impl Hubspot {
                 query: &[],
                 body: Body::Json(body),
                 lane: Lane::General,
+                size: Size::Page,
                 endpoint,
             })
             .await;
@@ -799,6 +829,17 @@ impl Crm for Hubspot {
         Ok(report)
     }
 
+    async fn identity(&self) -> Result<Option<String>, CrmError> {
+        self.identity
+            .get_or_try_init(|| self.portal())
+            .await
+            .cloned()
+    }
+
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
     async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
         let call = |method: Method, path: &'static str, endpoint: &'static str| Call {
             method,
@@ -806,6 +847,7 @@ impl Crm for Hubspot {
             query: &[],
             body: Body::None,
             lane: Lane::General,
+            size: Size::Page,
             endpoint,
         };
         let existing = self

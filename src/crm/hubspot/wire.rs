@@ -241,3 +241,10 @@ pub(super) struct WebEventPage {
     pub results: Vec<WebEvent>,
     pub paging: Option<Paging>,
 }
+
+/// `GET /account-info/v3/details`: the portal the token belongs to.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AccountDetails {
+    pub portal_id: u64,
+}

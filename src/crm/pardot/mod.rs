@@ -17,7 +17,7 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc;
 
-use super::http::{Body, Call, Dialect, Http, Lane, Observed, Part, Verdict, retry_after};
+use super::http::{Body, Call, Dialect, Http, Lane, Observed, Part, Size, Verdict, retry_after};
 use super::{
     Crm, CrmError, CrmEvent, CrmRecord, PropertySpec, PullKind, PullSpec, PullSummary, SetupReport,
     Update, WriteReport,
@@ -71,7 +71,7 @@ impl Dialect for PardotDialect {
             (_, Some(122)) => Verdict::Fatal(CrmError::BudgetExhausted {
                 used: 0,
                 limit: 0,
-                resume_at: super::http::next_midnight(&self.timezone),
+                resume_at: super::http::daily_resume(&self.timezone),
             }),
             (429, _) | (_, Some(66)) => Verdict::Retry {
                 after: retry_after(headers),
@@ -209,6 +209,8 @@ pub struct Pardot {
     /// Pardot refused a prospect id range for visitor activities once:
     /// read them one prospect at a time from then on.
     ranges_refused: std::sync::atomic::AtomicBool,
+    /// The account the business unit belongs to, asked once.
+    identity: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl std::fmt::Debug for Pardot {
@@ -252,11 +254,34 @@ impl Pardot {
             sources: connection.events.clone(),
             overlap_ms: connection.limits.search_overlap.as_millis() as i64,
             ranges_refused: std::sync::atomic::AtomicBool::new(false),
+            identity: tokio::sync::OnceCell::new(),
         })
     }
 
     pub fn http(&self) -> &Http {
         &self.http
+    }
+
+    /// The Account Engagement account behind the business unit (`GET
+    /// /api/v5/objects/account`). Reading it takes an admin ability some
+    /// integration users lack: then only the business unit id (already
+    /// part of the connection) tells accounts apart.
+    async fn account(&self) -> Result<Option<String>, CrmError> {
+        let query = [("fields", "id".to_owned())];
+        match self
+            .get::<wire::Account>("/api/v5/objects/account", &query, "account.read")
+            .await
+        {
+            Ok(reply) => Ok(Some(format!("Pardot account {}", reply.body.id))),
+            Err(CrmError::Rejected { message, .. } | CrmError::MissingScope(message)) => {
+                tracing::info!(
+                    reason = %message,
+                    "Pardot does not let this user read its account; the business unit id alone identifies it"
+                );
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// The account's prospect custom fields.
@@ -285,6 +310,7 @@ impl Pardot {
                 query,
                 body: Body::None,
                 lane: Lane::General,
+                size: Size::Page,
                 endpoint,
             })
             .await
@@ -560,6 +586,12 @@ impl Pardot {
             query,
             body,
             lane: Lane::General,
+            // An import's error file is an export: far larger than a page.
+            size: if endpoint == "imports.errors" {
+                Size::Export
+            } else {
+                Size::Page
+            },
             endpoint,
         };
         let job: ImportJob = self
@@ -682,6 +714,7 @@ impl Pardot {
                 query: &query,
                 body: Body::Json(&body),
                 lane: Lane::General,
+                size: Size::Page,
                 endpoint: "prospects.update",
             })
             .await;
@@ -913,6 +946,22 @@ impl Crm for Pardot {
         Ok(report)
     }
 
+    async fn identity(&self) -> Result<Option<String>, CrmError> {
+        self.identity
+            .get_or_try_init(|| self.account())
+            .await
+            .cloned()
+    }
+
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    /// Pardot's text-area custom fields hold 65,535 characters.
+    fn max_value_chars(&self) -> usize {
+        65_535
+    }
+
     async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
         let query = [("fields", "id,name,fieldId,type,createdAt".to_owned())];
         let existing = self.custom_fields().await?;
@@ -965,6 +1014,7 @@ impl Crm for Pardot {
                             query: &query,
                             body: Body::Json(&body),
                             lane: Lane::General,
+                            size: Size::Page,
                             endpoint: "custom-fields.create",
                         })
                         .await;

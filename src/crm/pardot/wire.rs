@@ -44,3 +44,10 @@ pub(super) struct ImportJob {
     pub error_count: u64,
     pub updated_at: Option<String>,
 }
+
+/// `GET /api/v5/objects/account?fields=id`: the Account Engagement
+/// account the business unit belongs to.
+#[derive(Debug, Deserialize)]
+pub(super) struct Account {
+    pub id: u64,
+}
