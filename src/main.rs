@@ -129,6 +129,19 @@ enum Command {
         /// concurrent requests.
         #[arg(long)]
         unlimited: bool,
+        /// Inject faults at these rates per request, to rehearse them:
+        /// `429=0.1,5xx=0.05,reset=0.02,malformed=0.02,slow=0.05`
+        /// (also `record=RATE` for refused written records, `slow_ms=MS`).
+        #[arg(long)]
+        faults: Option<String>,
+        /// Error answers quote the request's Authorization header, as a
+        /// careless proxy does (to check that leadscored redacts it).
+        #[arg(long)]
+        echo_auth: bool,
+        /// The HubSpot portal id (Pardot: account id) to answer as;
+        /// default: derived from --seed.
+        #[arg(long)]
+        portal_id: Option<u64>,
     },
     /// How well a model separates converters, on records with known outcomes.
     Backtest {
@@ -318,8 +331,16 @@ fn main() -> ExitCode {
     leadscored::telemetry::init(cli.log_format, level);
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
+        // `leadscored score … | head -1`: the reader has what it wanted.
+        Err(CommandError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
-            eprintln!("error: {error}");
+            // Errors can quote a CRM's answer: never let a secret through.
+            eprintln!(
+                "error: {}",
+                leadscored::crm::redact::text(&error.to_string())
+            );
             ExitCode::from(error.exit_code())
         }
     }
@@ -407,8 +428,20 @@ fn run(command: Command) -> Result<u8, CommandError> {
             seed,
             state,
             unlimited,
+            faults,
+            echo_auth,
+            portal_id,
         } => {
-            commands::fake_crm(kind, listen, contacts, seed, state.as_deref(), unlimited)?;
+            let options = commands::FakeOptions {
+                records: contacts,
+                seed,
+                state,
+                unlimited,
+                faults,
+                echo_auth,
+                portal_id,
+            };
+            commands::fake_crm(kind, listen, &options)?;
             Ok(exit::OK)
         }
         Command::Backtest { config, records } => {

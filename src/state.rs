@@ -98,6 +98,20 @@ pub enum StateError {
     Sql(#[from] rusqlite::Error),
 }
 
+impl StateError {
+    /// The same error, naming the state file where it did not yet.
+    pub fn at(self, path: &Path) -> StateError {
+        match self {
+            StateError::Sql(source) => StateError::Db {
+                path: path.to_owned(),
+                what: "using the state".to_owned(),
+                source: Box::new(source),
+            },
+            other => other,
+        }
+    }
+}
+
 /// A word of advice for the errors an admin can fix on the machine.
 fn full_disk_hint(error: &rusqlite::Error) -> &'static str {
     match error.sqlite_error_code() {

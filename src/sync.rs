@@ -133,6 +133,16 @@ pub struct ChangeJson {
     pub new: String,
 }
 
+impl PassError {
+    /// The same error, naming the state file where a state error did not.
+    pub fn at(self, path: &std::path::Path) -> PassError {
+        match self {
+            PassError::State(error) => PassError::State(error.at(path)),
+            other => other,
+        }
+    }
+}
+
 impl From<Change> for ChangeJson {
     fn from(c: Change) -> Self {
         ChangeJson {
@@ -171,6 +181,8 @@ pub struct PassReport {
     /// The model or its outputs changed since the last pass, so every
     /// stored record was rescored (and what moved written).
     pub model_changed: bool,
+    /// Every request the pass sent, retries included.
+    pub requests: u64,
     /// Per choice output (tier, stage, grade): value → records, before
     /// (what the CRM holds) and after (what leadscored computes).
     pub before: BTreeMap<String, BTreeMap<String, u64>>,
@@ -178,9 +190,11 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    /// Calls the pass made.
+    /// Calls the pass made: every request it sent (retries and the
+    /// account check included) where counted, else the sum of its parts.
     pub fn calls(&self) -> u64 {
-        self.pull_pages + self.detail_calls + self.write_calls
+        self.requests
+            .max(self.pull_pages + self.detail_calls + self.write_calls)
     }
 
     /// The summary as an admin reads it.
@@ -563,15 +577,16 @@ async fn prepare<C: Crm>(
     // The account first: a state made for another portal is refused
     // before a single record is pulled, let alone written.
     if let Some(state) = state.as_deref_mut() {
+        // Calls earlier processes spent today count before this one's first.
+        let (day, _) = crm.http().calls_today();
+        crm.http()
+            .count_earlier_calls(day, state.calls_on(&day.to_string())?);
         match crm.identity().await? {
             Some(portal) => state.claim_portal(&portal)?,
             None => tracing::debug!(
                 "the CRM does not name its account; the connection's identity stands for it"
             ),
         }
-        let (day, _) = crm.http().calls_today();
-        crm.http()
-            .count_earlier_calls(day, state.calls_on(&day.to_string())?);
     }
     let fingerprint = fingerprint(connection);
     let model = model_fingerprint(connection);
@@ -698,9 +713,22 @@ pub async fn run_pass_reporting<C: Crm>(
         ..PassReport::default()
     };
     crm.http().progress.restart();
+    let sent = || {
+        crm.http()
+            .stats
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let sent_before = sent();
     let prepared = match prepare(crm, connection, state.as_deref_mut(), pass).await {
         Ok(prepared) => prepared,
-        Err(error) => return (empty, Err(error)),
+        Err(error) => {
+            let report = PassReport {
+                requests: sent().saturating_sub(sent_before),
+                ..empty
+            };
+            return (report, Err(error));
+        }
     };
     let mut worker = Worker {
         crm,
@@ -729,6 +757,7 @@ pub async fn run_pass_reporting<C: Crm>(
         },
     };
     let result = run_stages(&mut worker, &prepared, stop, &mut on_change).await;
+    worker.report.requests = sent().saturating_sub(sent_before);
     // Whatever happened, the calls spent count against today's budget.
     if let Err(error) = worker.save_calls() {
         tracing::debug!(%error, "could not record today's calls in the state");

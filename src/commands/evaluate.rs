@@ -474,8 +474,7 @@ pub fn generate(
     };
     for id in 1..=count {
         let person = people.person(id);
-        serde_json::to_writer(&mut out, &person.to_record_json())
-            .map_err(|e| CommandError::Data(e.to_string()))?;
+        serde_json::to_writer(&mut out, &person.to_record_json()).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

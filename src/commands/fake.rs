@@ -30,16 +30,47 @@ impl Fake {
     }
 }
 
+/// How `fake-crm` behaves beyond its kind and address.
+#[derive(Clone, Debug, Default)]
+pub struct FakeOptions {
+    /// How many contacts or prospects to generate.
+    pub records: u64,
+    pub seed: u64,
+    /// Keep client writes in this file across restarts.
+    pub state: Option<std::path::PathBuf>,
+    /// No rate or daily limits (benchmarks).
+    pub unlimited: bool,
+    /// Fault rates, `429=0.1,5xx=0.05,reset=0.02,malformed=0.02,slow=0.05`.
+    pub faults: Option<String>,
+    /// Error answers quote the request's Authorization header.
+    pub echo_auth: bool,
+    /// The HubSpot portal id or Pardot account id to answer as.
+    pub portal_id: Option<u64>,
+}
+
 /// Serves a fake CRM on `listen` until SIGINT or SIGTERM, keeping client
-/// writes in `state` when given.
+/// writes in `options.state` when given.
 pub fn fake_crm(
     kind: FakeKind,
     listen: SocketAddr,
-    records: u64,
-    seed: u64,
-    state: Option<&Path>,
-    unlimited: bool,
+    options: &FakeOptions,
 ) -> Result<(), CommandError> {
+    let FakeOptions {
+        records,
+        seed,
+        unlimited,
+        echo_auth,
+        portal_id,
+        ..
+    } = *options;
+    let state = options.state.as_deref();
+    let mut faults = crate::fake::hubspot::Faults {
+        echo_auth,
+        ..Default::default()
+    };
+    if let Some(spec) = &options.faults {
+        faults.apply_spec(spec).map_err(CommandError::Data)?;
+    }
     if !listen.ip().is_loopback() {
         return Err(CommandError::Data(format!(
             "--listen {listen}: the fake CRM serves on a loopback address only (127.0.0.1 or ::1)"
@@ -50,6 +81,8 @@ pub fn fake_crm(
             let mut config = HubspotConfig {
                 contacts: records,
                 seed,
+                faults: faults.clone(),
+                portal_id,
                 ..HubspotConfig::default()
             };
             if unlimited {
@@ -58,7 +91,8 @@ pub fn fake_crm(
                 config.daily = u64::MAX / 2;
             }
             let banner = format!(
-                "fake HubSpot with {records} contacts (seed {seed}); bearer token: {}",
+                "fake HubSpot portal {} with {records} contacts (seed {seed}); bearer token: {}",
+                config.portal(),
                 config.token
             );
             let fake = FakeHubspot::new(config);
@@ -71,14 +105,18 @@ pub fn fake_crm(
             let mut config = PardotConfig {
                 prospects: records,
                 seed,
+                faults,
+                account_id: portal_id,
                 ..PardotConfig::default()
             };
             if unlimited {
                 config.daily = u64::MAX / 2;
             }
             let banner = format!(
-                "fake Pardot with {records} prospects (seed {seed}); bearer token: {}; Pardot-Business-Unit-Id: {}",
-                config.token, config.business_unit_id
+                "fake Pardot account {} with {records} prospects (seed {seed}); bearer token: {}; Pardot-Business-Unit-Id: {}",
+                config.account(),
+                config.token,
+                config.business_unit_id
             );
             let fake = FakePardot::new(config);
             if let Some(path) = state {

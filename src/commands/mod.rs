@@ -20,7 +20,7 @@ pub use check::{CheckOutcome, check_config, connection_summary, run_cases};
 pub use demo::{demo_live, demo_offline};
 pub use evaluate::{Diff, OutcomeSpec, Skipped, backtest, calibrate, diff, generate};
 pub use explain::{explain, explain_stored};
-pub use fake::{FakeKind, fake_crm};
+pub use fake::{FakeKind, FakeOptions, fake_crm};
 pub use score::{ScoreStats, score_stream};
 pub use setup::setup;
 pub use sync::sync_once;

@@ -47,13 +47,16 @@ pub fn sync_once(
     json: bool,
     mut out: impl Write,
 ) -> Result<PassReport, CommandError> {
-    let mut state = if pass.dry_run {
-        State::open_read_only(state_path, &connection.identity())?
+    let opened = if pass.dry_run {
+        State::open_read_only(state_path, &connection.identity())
     } else {
-        Some(State::open(state_path, &connection.identity())?)
+        State::open(state_path, &connection.identity()).map(Some)
     };
+    let mut state = opened.map_err(|e| e.at(state_path))?;
     if let Some(state) = state.as_ref().filter(|s| !s.read_only()) {
-        state.close_abandoned_runs(jiff::Timestamp::now().as_millisecond())?;
+        state
+            .close_abandoned_runs(jiff::Timestamp::now().as_millisecond())
+            .map_err(|e| e.at(state_path))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -75,7 +78,7 @@ pub fn sync_once(
             Some(state) => run_logged(&crm, connection, state, pass, &stop, on_change).await,
             None => run_pass(&crm, connection, None, pass, &stop, on_change).await,
         };
-        Ok::<_, CommandError>(result?)
+        Ok::<_, CommandError>(result.map_err(|e| e.at(state_path))?)
     })?;
     if let Some(e) = write_error {
         return Err(e.into());

@@ -132,6 +132,10 @@ pub struct Limits {
     pub max_answer_bytes: usize,
     /// The same for export-like calls (Pardot's import error files).
     pub max_export_bytes: usize,
+    /// Soon after the account's midnight, a spent-budget answer may be the
+    /// CRM's counter not yet reset: probe again after this long instead of
+    /// waiting for the next midnight.
+    pub daily_reset_probe: Duration,
 }
 
 /// A megabyte, for the answer-size limits.
@@ -164,6 +168,7 @@ impl Limits {
             search_overlap: Duration::from_secs(120),
             max_answer_bytes: 16 * MB,
             max_export_bytes: 256 * MB,
+            daily_reset_probe: Duration::from_secs(300),
         }
     }
 }
@@ -963,6 +968,15 @@ fn limits(d: &mut Diagnostics<'_>, raw: RawLimits, kind: CrmKind, tier: &str) ->
         "search_overlap_secs",
     ) {
         limits.search_overlap = t;
+    }
+    if let Some(t) = secs(
+        d,
+        &raw.daily_reset_probe_secs,
+        1.0,
+        7_200.0,
+        "daily_reset_probe_secs",
+    ) {
+        limits.daily_reset_probe = t;
     }
     let megabytes = |d: &mut Diagnostics<'_>, v: &Option<Spanned<f64>>, name: &str| {
         let v = v.as_ref()?;

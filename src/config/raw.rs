@@ -58,6 +58,9 @@ pub(crate) struct RawLimits {
     pub search_overlap_secs: Option<Spanned<f64>>,
     /// The window `per_ten_seconds` counts in (10 at HubSpot).
     pub rate_interval_secs: Option<Spanned<f64>>,
+    /// How soon after a spent-budget answer, just after the account's
+    /// midnight, the next probe goes (the CRM's reset may lag ours).
+    pub daily_reset_probe_secs: Option<Spanned<f64>>,
     /// The largest answer body read from a page or batch call, in MB.
     pub max_answer_mb: Option<Spanned<f64>>,
     /// The largest answer body read from an export-like call (Pardot's

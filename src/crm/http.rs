@@ -228,6 +228,9 @@ struct Budget {
     reported_limit: Option<u64>,
     /// When the CRM last reported what is left.
     reported_at: Option<Instant>,
+    /// How long a spent-budget report just after midnight stands before
+    /// the next probe.
+    probe: Duration,
 }
 
 impl Budget {
@@ -289,7 +292,7 @@ impl Budget {
             self.reported_remaining.is_some() && self.ours < limit.saturating_sub(reserve);
         let stale = self
             .reported_at
-            .is_some_and(|at| at.elapsed() >= PROBE_AFTER);
+            .is_some_and(|at| at.elapsed() >= self.probe);
         if by_report && stale && in_probe_window(&self.timezone) {
             self.reported_remaining = None;
             self.reported_at = None;
@@ -300,7 +303,7 @@ impl Budget {
             used: spent,
             limit,
             resume_at: if by_report {
-                daily_resume(&self.timezone)
+                daily_resume(&self.timezone, self.probe)
             } else {
                 self.resume_at()
             },
@@ -308,9 +311,6 @@ impl Budget {
     }
 }
 
-/// How long after a spent-budget report, soon after midnight, the next
-/// probe goes out.
-pub const PROBE_AFTER: Duration = Duration::from_secs(300);
 /// How long after the account's midnight a spent budget is taken for a
 /// CRM counter that has not reset yet (and probed again).
 const PROBE_WINDOW_HOURS: i8 = 2;
@@ -326,11 +326,12 @@ fn in_probe_window(zone: &jiff::tz::TimeZone) -> bool {
 
 /// When to try again after the CRM said its daily limit is met: the next
 /// midnight in the account's zone, or — soon after that midnight, when the
-/// CRM's counter may lag ours by seconds or minutes — a probe in
-/// [`PROBE_AFTER`], so a late reset costs minutes, not a day.
-pub fn daily_resume(zone: &jiff::tz::TimeZone) -> jiff::Timestamp {
+/// CRM's counter may lag ours by seconds or minutes — a probe after
+/// `probe` (`[limits] daily_reset_probe_secs`), so a late reset costs
+/// minutes, not a day.
+pub fn daily_resume(zone: &jiff::tz::TimeZone, probe: Duration) -> jiff::Timestamp {
     if in_probe_window(zone) {
-        let probe = jiff::SignedDuration::try_from(PROBE_AFTER).unwrap_or_default();
+        let probe = jiff::SignedDuration::try_from(probe).unwrap_or_default();
         return jiff::Timestamp::now()
             .checked_add(probe)
             .unwrap_or_else(|_| jiff::Timestamp::now());
@@ -496,6 +497,7 @@ impl Http {
                 reported_remaining: None,
                 reported_limit: None,
                 reported_at: None,
+                probe: limits.daily_reset_probe,
             }),
             slots: Semaphore::new(limits.concurrency.max(1)),
             limits: limits.clone(),

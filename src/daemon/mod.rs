@@ -17,7 +17,7 @@ pub mod notify;
 pub mod service;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,10 +31,6 @@ use crate::state::State;
 use crate::sync::{Pass, PassError, PassKind, PassReport, Stop, run_logged};
 use notify::Notifier;
 use service::{Health, Shared};
-
-/// How long a pass may go without a single CRM call before the watchdog
-/// stops vouching for the daemon (systemd then restarts it).
-const STALL: Duration = Duration::from_secs(15 * 60);
 
 /// What `leadscored run` is given.
 #[derive(Clone, Debug)]
@@ -194,6 +190,10 @@ impl Daemon {
             jiff::Timestamp::now(),
             connection.daemon.stale_after,
         )));
+        health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .progress = Some(crm.http().progress.clone());
         if let Some(addr) = connection.daemon.listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 CommandError::Data(format!(
@@ -303,7 +303,8 @@ impl Daemon {
             &self.stop,
             |_| {},
         )
-        .await;
+        .await
+        .map_err(|e| e.at(self.state.path()));
         let seconds = started.elapsed().as_secs_f64();
         let word = crate::sync::outcome(&result);
         metrics::histogram!("leadscored_run_duration_seconds", "kind" => kind.as_str())
@@ -326,6 +327,7 @@ impl Daemon {
                 Ok(report) => {
                     health.last_success = Some(now);
                     health.auth_failure = None;
+                    health.state_failure = None;
                     health.budget_until = None;
                     metrics::gauge!("leadscored_last_success_timestamp_seconds")
                         .set(now.as_second() as f64);
@@ -351,9 +353,17 @@ impl Daemon {
                         | CrmError::Credentials(why),
                     ) = error
                     {
-                        health.auth_failure = Some(why.clone());
+                        health.auth_failure = Some(crate::crm::redact::string(why.clone()));
                     }
-                    format!("last run {} at {}: {word}: {error}", kind.as_str(), now)
+                    if let PassError::State(state_error) = error {
+                        health.state_failure =
+                            Some(crate::crm::redact::string(state_error.to_string()));
+                    }
+                    crate::crm::redact::string(format!(
+                        "last run {} at {}: {word}: {error}",
+                        kind.as_str(),
+                        now
+                    ))
                 }
             }
         };
@@ -418,7 +428,11 @@ impl Daemon {
                 old.stop().await;
             }
         }
-        self.lock_health().stale_after = new.daemon.stale_after;
+        {
+            let mut health = self.lock_health();
+            health.stale_after = new.daemon.stale_after;
+            health.progress = Some(crm.http().progress.clone());
+        }
         *self
             .current
             .lock()
@@ -447,8 +461,10 @@ fn record_distribution(report: &PassReport) {
     }
 }
 
-/// Pings systemd's watchdog while the daemon is idle or its pass makes
-/// CRM calls; a pass stuck without a call for [`STALL`] stops the pings.
+/// Pings systemd's watchdog while the daemon is idle or its pass keeps
+/// its progress deadline (every request, answer, retry sleep and pipeline
+/// step pushes it out); a pass past its deadline is stuck, the pings stop
+/// at once, and systemd restarts the daemon, which resumes the pass.
 fn spawn_watchdog(
     every: Duration,
     notifier: Arc<Notifier>,
@@ -456,26 +472,29 @@ fn spawn_watchdog(
     current: Arc<Mutex<Arc<Connector>>>,
 ) {
     tokio::spawn(async move {
-        let last_calls = AtomicU64::new(0);
-        let mut last_progress = std::time::Instant::now();
         let mut tick = tokio::time::interval(every / 2);
+        let mut warned = false;
         loop {
             tick.tick().await;
-            let calls = current
+            let overdue = current
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .http()
-                .stats
-                .calls
-                .load(Ordering::Relaxed);
-            if last_calls.swap(calls, Ordering::Relaxed) != calls || !running.load(Ordering::SeqCst)
-            {
-                last_progress = std::time::Instant::now();
-            }
-            if last_progress.elapsed() < STALL {
-                notifier.ping();
-            } else {
-                tracing::error!("no CRM call for 15 minutes during a run; watchdog pings stopped");
+                .progress
+                .overdue(jiff::Timestamp::now());
+            match overdue.filter(|_| running.load(Ordering::SeqCst)) {
+                None => {
+                    warned = false;
+                    notifier.ping();
+                }
+                Some(late) if !warned => {
+                    warned = true;
+                    tracing::error!(
+                        seconds = late.as_secs(),
+                        "the running pass shows no progress; watchdog pings stopped"
+                    );
+                }
+                Some(_) => {}
             }
         }
     });

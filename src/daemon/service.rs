@@ -25,6 +25,11 @@ pub struct Health {
     pub budget_until: Option<jiff::Timestamp>,
     pub stale_after: Duration,
     pub running: bool,
+    /// Set while the local state cannot be written (a full disk, a
+    /// damaged file): every pass fails until an admin acts.
+    pub state_failure: Option<String>,
+    /// The working pass's progress deadline (the current connector's).
+    pub progress: Option<crate::crm::http::Progress>,
 }
 
 impl Health {
@@ -37,6 +42,8 @@ impl Health {
             budget_until: None,
             stale_after,
             running: false,
+            state_failure: None,
+            progress: None,
         }
     }
 
@@ -45,6 +52,20 @@ impl Health {
         let mut out = Vec::new();
         if let Some(why) = &self.auth_failure {
             out.push(format!("authentication failing: {why}"));
+        }
+        if let Some(why) = &self.state_failure {
+            out.push(format!("local state failing: {why}"));
+        }
+        if let Some(late) = self
+            .progress
+            .as_ref()
+            .filter(|_| self.running)
+            .and_then(|p| p.overdue(now))
+        {
+            out.push(format!(
+                "the running pass has shown no progress for {} s past what it was waiting for (stuck)",
+                late.as_secs()
+            ));
         }
         if let Some(until) = self.budget_until.filter(|u| *u > now) {
             out.push(format!("daily API budget exhausted until {until}"));
@@ -87,7 +108,12 @@ async fn healthz(AxumState(shared): AxumState<Shared>) -> Response {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let reasons = health.reasons(jiff::Timestamp::now());
+    // Reasons quote CRM answers: scrub whatever secret they may carry.
+    let reasons: Vec<String> = health
+        .reasons(jiff::Timestamp::now())
+        .into_iter()
+        .map(crate::crm::redact::string)
+        .collect();
     let (code, status) = if reasons.is_empty() {
         (StatusCode::OK, "ok")
     } else {

@@ -49,6 +49,10 @@ pub struct Faults {
     /// Error answers quote the request's `Authorization` header, as a
     /// misconfigured proxy or a debugging error page does.
     pub echo_auth: bool,
+    /// Every write (HubSpot's batch update; Pardot's PATCH and imports)
+    /// answers this status: 500 for an outage of the write side, 401 for
+    /// a token revoked mid-pass.
+    pub fail_writes: Option<u16>,
 }
 
 impl Faults {
@@ -78,9 +82,12 @@ impl Faults {
                 "slow" => self.rate_slow = rate()?,
                 "record" => self.rate_record_error = rate()?,
                 "slow_ms" if value >= 0.0 => self.slow = Duration::from_secs_f64(value / 1000.0),
+                "writes" if (400.0..600.0).contains(&value) => {
+                    self.fail_writes = Some(value as u16);
+                }
                 other => {
                     return Err(format!(
-                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms"
+                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms, writes (a status)"
                     ));
                 }
             }

@@ -805,6 +805,27 @@ async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response
     } else {
         None
     };
+    let failing_write = fake
+        .lock()
+        .config
+        .faults
+        .fail_writes
+        .filter(|_| authorized && limited.is_none() && route.ends_with("/batch/update"));
+    if let Some(code) = failing_write {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let response = if code == 401 {
+            error(
+                status,
+                "INVALID_AUTHENTICATION",
+                "The access token was revoked.",
+            )
+        } else {
+            error(status, "INTERNAL_ERROR", "internal error")
+        };
+        let mut inner = fake.lock();
+        *inner.stats.entry(format!("{key} {code}")).or_default() += 1;
+        return response;
+    }
     let mut response = match (auth, limited, fault) {
         (Auth::Missing, ..) => error(
             StatusCode::UNAUTHORIZED,

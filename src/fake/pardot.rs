@@ -720,8 +720,35 @@ async fn gate_inner(fake: FakePardot, request: Request, next: Next) -> Response 
         };
         (verdict, fault, inner.config.faults.slow)
     };
+    let writing = (request.method() == axum::http::Method::PATCH
+        && route == "/api/v5/objects/prospects/{id}")
+        || route.starts_with("/api/v5/imports");
+    let failing_write = fake
+        .lock()
+        .config
+        .faults
+        .fail_writes
+        .filter(|_| verdict.is_none() && writing);
     let mut response = match (verdict, fault) {
         (Some(response), _) => response,
+        (None, _) if failing_write.is_some() => {
+            let code = failing_write.unwrap_or(500);
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if code == 401 {
+                pardot_error(
+                    status,
+                    184,
+                    "access_token is invalid, unknown, or malformed: Inactive token",
+                )
+            } else {
+                (
+                    status,
+                    [("content-type", "text/html")],
+                    "<html><body><h1>Service Unavailable</h1></body></html>",
+                )
+                    .into_response()
+            }
+        }
         (None, Some(Fault::TooMany)) => pardot_error(
             StatusCode::TOO_MANY_REQUESTS,
             66,

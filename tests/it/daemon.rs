@@ -16,11 +16,17 @@ use leadscored::sync::{Pass, PassKind, Stop, run_pass};
 
 use super::hubspot_flows::{TOKEN, fake_config, stats};
 
-const FAST: &str = "per_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 4\nbackoff_base_ms = 5\nbackoff_max_secs = 0.2\nsearch_overlap_secs = 1";
+pub(super) const FAST: &str = "per_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 4\nbackoff_base_ms = 5\nbackoff_max_secs = 0.2\nsearch_overlap_secs = 1";
 
 /// A connection file for the fake at `url` in `dir`: the example model,
 /// a token file, these `[limits]` lines and this `[daemon]` section.
-fn write_connection(dir: &Path, url: &str, limits: &str, daemon: &str, timezone: &str) -> PathBuf {
+pub(super) fn write_connection(
+    dir: &Path,
+    url: &str,
+    limits: &str,
+    daemon: &str,
+    timezone: &str,
+) -> PathBuf {
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
     let model = crate::root().join("config/b2b.toml");
@@ -54,7 +60,7 @@ fn write_connection(dir: &Path, url: &str, limits: &str, daemon: &str, timezone:
     path
 }
 
-fn leadscored(args: &[&str], dir: &Path) -> Command {
+pub(super) fn leadscored(args: &[&str], dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_leadscored"));
     command
         .args(args)
@@ -66,7 +72,7 @@ fn leadscored(args: &[&str], dir: &Path) -> Command {
 }
 
 /// `leadscored run` on `connection`, serving HTTP on `port`, logging to `log`.
-fn daemon_child(connection: &Path, port: u16, dir: &Path, log: &Path) -> Child {
+pub(super) fn daemon_child(connection: &Path, port: u16, dir: &Path, log: &Path) -> Child {
     leadscored(
         &[
             "run",
@@ -99,7 +105,7 @@ fn sync_child(connection: &Path, dir: &Path) -> Child {
     .expect("leadscored starts")
 }
 
-fn signal(child: &Child, name: &str) {
+pub(super) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([format!("-{name}"), child.id().to_string()])
         .status()
@@ -107,7 +113,7 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(super) fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -137,7 +143,7 @@ async fn left_to_write(connection: &Connection) -> u64 {
         .changed
 }
 
-async fn fake(config: HubspotConfig) -> RunningFake {
+pub(super) async fn fake(config: HubspotConfig) -> RunningFake {
     let fake = spawn_hubspot(FakeHubspot::new(config))
         .await
         .expect("fake starts");
@@ -288,7 +294,7 @@ async fn sigterm_mid_run_stops_cleanly_and_the_next_run_resumes() {
     assert_eq!(left_to_write(&fast).await, 0);
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
         .local_addr()
@@ -296,13 +302,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn get(url: &str) -> Option<(u16, String)> {
+pub(super) async fn get(url: &str) -> Option<(u16, String)> {
     let answer = reqwest::get(url).await.ok()?;
     let status = answer.status().as_u16();
     Some((status, answer.text().await.ok()?))
 }
 
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub(super) async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

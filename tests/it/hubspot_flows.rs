@@ -52,6 +52,21 @@ pub fn oauth_connection(url: &str, limits: &str, dir: &tempfile::TempDir) -> Con
     pointed_at(&source, url)
 }
 
+/// Connection text read with the test token (from a file in `dir`) and
+/// pointed at `url`.
+pub fn parse_connection(source: &str, url: &str, dir: &tempfile::TempDir) -> Connection {
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    let source = source.replace(
+        "token = { credential = \"hubspot-token\" }",
+        &format!(
+            "token = {{ file = {:?} }}",
+            token_file.display().to_string()
+        ),
+    );
+    pointed_at(&source, url)
+}
+
 /// Compiles connection text (with the example model) and points it at `url`.
 fn pointed_at(source: &str, url: &str) -> Connection {
     let mut connection = Connection::parse(

@@ -25,6 +25,7 @@ mod pardot_wiremock;
 mod plan;
 mod properties;
 mod records;
+mod reliability;
 mod same_scorecards;
 mod sync_pass;
 

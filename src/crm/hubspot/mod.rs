@@ -42,6 +42,8 @@ pub const GROUP: &str = "leadscored";
 /// How HubSpot answers are read.
 struct HubspotDialect {
     timezone: jiff::tz::TimeZone,
+    /// `[limits] daily_reset_probe_secs`.
+    probe: std::time::Duration,
 }
 
 fn error_body(body: &[u8]) -> ErrorBody {
@@ -92,7 +94,7 @@ impl Dialect for HubspotDialect {
             429 => {
                 let error = error_body(body);
                 if error.policy_name.as_deref() == Some("DAILY") {
-                    let tomorrow = super::http::daily_resume(&self.timezone);
+                    let tomorrow = super::http::daily_resume(&self.timezone, self.probe);
                     Verdict::Fatal(CrmError::BudgetExhausted {
                         used: 0,
                         limit: 0,
@@ -157,7 +159,10 @@ impl Hubspot {
             &connection.crm,
             &connection.limits,
             tokens,
-            Box::new(HubspotDialect { timezone }),
+            Box::new(HubspotDialect {
+                timezone,
+                probe: connection.limits.daily_reset_probe,
+            }),
             HeaderMap::new(),
         )?;
         Ok(Hubspot {

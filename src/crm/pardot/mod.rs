@@ -48,6 +48,8 @@ const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 struct PardotDialect {
     timezone: jiff::tz::TimeZone,
+    /// `[limits] daily_reset_probe_secs`.
+    probe: std::time::Duration,
 }
 
 fn error_of(body: &[u8]) -> ErrorBody {
@@ -71,7 +73,7 @@ impl Dialect for PardotDialect {
             (_, Some(122)) => Verdict::Fatal(CrmError::BudgetExhausted {
                 used: 0,
                 limit: 0,
-                resume_at: super::http::daily_resume(&self.timezone),
+                resume_at: super::http::daily_resume(&self.timezone, self.probe),
             }),
             (429, _) | (_, Some(66)) => Verdict::Retry {
                 after: retry_after(headers),
@@ -246,7 +248,10 @@ impl Pardot {
             &connection.crm,
             &connection.limits,
             tokens,
-            Box::new(PardotDialect { timezone }),
+            Box::new(PardotDialect {
+                timezone,
+                probe: connection.limits.daily_reset_probe,
+            }),
             headers,
         )?;
         Ok(Pardot {
