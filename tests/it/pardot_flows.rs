@@ -121,11 +121,12 @@ async fn a_whole_sync_against_the_fake_pardot() {
     let mut state =
         State::open(&dir.path().join("state.sqlite3"), &connection.identity()).expect("state");
     let mut ids = std::collections::BTreeSet::new();
+    let first_pass = pass(PassKind::Incremental, false);
     let first = run_pass(
         &crm,
         &connection,
         Some(&mut state),
-        pass(PassKind::Incremental, false),
+        first_pass,
         &Stop::default(),
         |change| {
             assert!(ids.insert(change.id.clone()), "{} came twice", change.id);
@@ -155,11 +156,12 @@ async fn a_whole_sync_against_the_fake_pardot() {
 
     // Pardot's times have second precision: let the writes fall behind.
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let second_pass = pass(PassKind::Incremental, false);
     let second = run_pass(
         &crm,
         &connection,
         Some(&mut state),
-        pass(PassKind::Incremental, false),
+        second_pass,
         &Stop::default(),
         |_| {},
     )
@@ -170,7 +172,12 @@ async fn a_whole_sync_against_the_fake_pardot() {
         "only our own echoes: {second:?}"
     );
     assert_eq!(second.detail_calls, 0);
-    assert_eq!(second.changed, 0, "{second:?}");
+    // Nothing to write, but for the rare prospect whose score the seconds
+    // between the runs moved (an event crossing a window's edge).
+    let moved =
+        super::sync_pass::moved_by_time(&connection, &state, first_pass.now, second_pass.now);
+    assert!(moved <= 3, "{moved} moved in two seconds");
+    assert!(second.changed <= moved, "{second:?}");
 
     let check = run_pass(
         &crm,

@@ -188,7 +188,7 @@ async fn dry_run_then_two_identical_runs_the_second_writes_nothing() {
 
 /// Stored records whose written values differ when scored at `later`
 /// instead of `now`.
-fn moved_by_time(
+pub(super) fn moved_by_time(
     connection: &Connection,
     state: &State,
     now: jiff::Timestamp,
