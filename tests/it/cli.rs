@@ -247,7 +247,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts `leadscored fake-crm` and waits until it answers.
-fn start_fake(args: &[&str], port: u16) -> std::process::Child {
+pub(super) fn start_fake(args: &[&str], port: u16) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_leadscored"))
         .arg("fake-crm")
         .args(args)
@@ -267,7 +267,7 @@ fn start_fake(args: &[&str], port: u16) -> std::process::Child {
 }
 
 /// Stops a child with SIGTERM, as systemd or a shell would.
-fn terminate(mut child: std::process::Child) {
+pub(super) fn terminate(mut child: std::process::Child) {
     let pid = child.id().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])

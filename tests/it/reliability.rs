@@ -790,3 +790,175 @@ fn fake_crm_takes_fault_rates_and_refuses_bad_ones() {
     );
     assert!(faults.apply_spec("lag=0.1").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_rehearsed_against_the_binaries_converge() {
+    let port = free_port();
+    let fake = super::cli::start_fake(
+        &[
+            "--contacts",
+            "400",
+            "--unlimited",
+            "--portal-id",
+            "31337",
+            "--faults",
+            "429=0.05,5xx=0.05,reset=0.02,malformed=0.02",
+        ],
+        port,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{port}");
+    let path = write_connection(
+        dir.path(),
+        &url,
+        &format!("{FAST}\nmax_attempts = 12"),
+        "",
+        "UTC",
+    );
+    std::fs::write(dir.path().join("token"), "pat-fake-local-token").expect("token");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--connection", path.to_str().expect("utf-8")]);
+        let output = if args[0] == "setup" {
+            std::process::Command::new(env!("CARGO_BIN_EXE_leadscored"))
+                .args(&all)
+                .output()
+        } else {
+            leadscored(&all, dir.path()).output()
+        }
+        .expect("runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run(&["setup"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, first, stderr) = run(&["sync", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(first.contains("written 400"), "{first}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (code, second, stderr) = run(&["sync", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats: serde_json::Value = reqwest::get(format!("{url}/__fake/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats");
+    super::cli::terminate(fake);
+    let served = stats["faults"].as_object().expect("faults").values();
+    assert!(
+        served.filter_map(serde_json::Value::as_u64).sum::<u64>() > 5,
+        "faults were served: {stats}"
+    );
+    assert!(second.contains("records need writes"), "{second}");
+    let state = State::open_read_only(
+        &dir.path().join("state/portal.sqlite3"),
+        "hubspot http://127.0.0.1",
+    )
+    .expect("opens")
+    .expect("exists");
+    assert_eq!(
+        state.portal().expect("portal").as_deref(),
+        Some("HubSpot portal 31337")
+    );
+}
+
+#[test]
+fn score_into_a_pipe_closed_early_exits_quietly() {
+    let input = super::read("fixtures/records/sample.jsonl").repeat(2_000);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leadscored"))
+        .args([
+            "score",
+            "--config",
+            "config/b2b.toml",
+            "--now",
+            "2026-11-01T00:00:00Z",
+        ])
+        .current_dir(super::root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("score starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, input.as_bytes());
+    });
+    // `| head -1`: read one line, then close the pipe.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("a line");
+    assert!(line.starts_with('{'), "{line}");
+    drop(stdout);
+    let status = wait_with_timeout(&mut child, NO_HANG);
+    let _ = feeder.join();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.is_empty(), "quietly: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_from_before_the_account_check_is_migrated_and_claimed() {
+    let fake = super::daemon::fake(fake_config(200)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let connection = connection(&fake.url(), FAST, &dir);
+    let path = dir.path().join("state.sqlite3");
+    // A schema-1 file, as the last release left it.
+    {
+        let db = rusqlite::Connection::open(&path).expect("creates");
+        db.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE records (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL,
+                 inputs TEXT NOT NULL, written TEXT) WITHOUT ROWID;
+             CREATE INDEX records_seen ON records (seen_ms);
+             CREATE TABLE failed (id TEXT PRIMARY KEY, reason TEXT NOT NULL,
+                 attempts INTEGER NOT NULL, first_ms INTEGER NOT NULL,
+                 last_ms INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+                 kind TEXT NOT NULL, started_ms INTEGER NOT NULL, ended_ms INTEGER,
+                 outcome TEXT, pulled INTEGER NOT NULL DEFAULT 0,
+                 changed INTEGER NOT NULL DEFAULT 0, written INTEGER NOT NULL DEFAULT 0,
+                 failed INTEGER NOT NULL DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0,
+                 watermark_ms INTEGER, message TEXT);
+             PRAGMA user_version = 1;",
+        )
+        .expect("schema 1");
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('identity', ?1)",
+            [connection.identity()],
+        )
+        .expect("identity");
+    }
+    let mut state = State::open(&path, &connection.identity()).expect("migrates");
+    assert_eq!(state.portal().expect("portal"), None);
+    let crm = Hubspot::new(&connection).expect("connector");
+    bounded_pass(&crm, &connection, &mut state, PassKind::Incremental)
+        .await
+        .expect("syncs");
+    assert_eq!(
+        state.portal().expect("portal").as_deref(),
+        Some("HubSpot portal 40000011"),
+        "the first account met is recorded"
+    );
+    let day = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Oslo").expect("zone"))
+        .date();
+    assert!(state.calls_on(&day.to_string()).expect("budget") > 0);
+    use std::os::unix::fs::PermissionsExt as _;
+    let fresh = tempfile::tempdir().expect("temp dir");
+    let new_path = fresh.path().join("new.sqlite3");
+    drop(State::open(&new_path, "x").expect("creates"));
+    for file in [new_path.clone(), fresh.path().join("new.sqlite3.lock")] {
+        let mode = std::fs::metadata(&file)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+}
