@@ -142,6 +142,10 @@ enum Command {
         /// default: derived from --seed.
         #[arg(long)]
         portal_id: Option<u64>,
+        /// Write a ready connection file for this fake to FILE (the
+        /// example model and the secrets the fake accepts go beside it).
+        #[arg(long, value_name = "FILE")]
+        write_connection: Option<PathBuf>,
     },
     /// How well a model separates converters, on records with known outcomes.
     Backtest {
@@ -431,8 +435,10 @@ fn run(command: Command) -> Result<u8, CommandError> {
             faults,
             echo_auth,
             portal_id,
+            write_connection,
         } => {
             let options = commands::FakeOptions {
+                write_connection,
                 records: contacts,
                 seed,
                 state,

@@ -480,6 +480,11 @@ impl<'a, C: Crm> Worker<'a, C> {
     ) -> Result<Vec<String>, PassError> {
         self.alive();
         self.report.pulled += page.len() as u64;
+        self.crm
+            .http()
+            .stats
+            .records
+            .fetch_add(page.len() as u64, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("leadscored_records_pulled_total").increment(page.len() as u64);
         let longest = self.crm.max_value_chars();
         let (mut page, refused): (Vec<CrmRecord>, Vec<CrmRecord>) = page

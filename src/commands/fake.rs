@@ -46,6 +46,123 @@ pub struct FakeOptions {
     pub echo_auth: bool,
     /// The HubSpot portal id or Pardot account id to answer as.
     pub portal_id: Option<u64>,
+    /// Write a connection file for this fake here (with the example model
+    /// and credential files beside it).
+    pub write_connection: Option<std::path::PathBuf>,
+}
+
+/// The example model and connections, built into the binary so that
+/// `fake-crm --write-connection` works from any directory.
+const EXAMPLE_MODEL: &str = include_str!("../../config/b2b.toml");
+const EXAMPLE_HUBSPOT: &str = include_str!("../../config/hubspot.toml");
+const EXAMPLE_PARDOT: &str = include_str!("../../config/pardot.toml");
+
+/// What a fake accepts, to write into a connection file.
+enum Credentials<'a> {
+    Token(&'a str),
+    Salesforce {
+        client_id: &'a str,
+        client_secret: &'a str,
+        refresh_token: &'a str,
+        business_unit_id: &'a str,
+    },
+}
+
+/// Writes a file (creating it 0600: it may hold a secret).
+fn write_private(path: &Path, text: &str) -> Result<(), CommandError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::File::options()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CommandError::Data(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| CommandError::Data(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Writes a ready connection file for the fake at `url`: the example
+/// connection of its kind, the example model beside it, and the secrets
+/// the fake accepts in files beside it (named from the connection file).
+fn write_connection(
+    path: &Path,
+    url: &str,
+    credentials: &Credentials<'_>,
+) -> Result<String, CommandError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "fake".to_owned(), |s| s.to_string_lossy().into_owned());
+    let model_name = format!("{stem}-model.toml");
+    write_private(&dir.join(&model_name), EXAMPLE_MODEL)?;
+    let secret = |suffix: &str, value: &str| -> Result<String, CommandError> {
+        let file = dir.join(format!("{stem}.{suffix}"));
+        write_private(&file, value)?;
+        let absolute = std::path::absolute(&file).unwrap_or(file);
+        Ok(format!("{{ file = {:?} }}", absolute.display().to_string()))
+    };
+    let text = match credentials {
+        Credentials::Token(token) => EXAMPLE_HUBSPOT
+            .replace(
+                "token = { credential = \"hubspot-token\" }",
+                &format!("token = {}", secret("token", token)?),
+            )
+            .replace(
+                "# base_url = \"https://api.hubapi.com\"",
+                &format!("base_url = {url:?}"),
+            ),
+        Credentials::Salesforce {
+            client_id,
+            client_secret,
+            refresh_token,
+            business_unit_id,
+        } => EXAMPLE_PARDOT
+            .replace(
+                "# base_url = \"https://pi.pardot.com\"",
+                &format!("base_url = {url:?}"),
+            )
+            .replace(
+                "business_unit_id = \"0Uv5g000000FAKEAAA\"",
+                &format!("business_unit_id = {business_unit_id:?}"),
+            )
+            .replace(
+                "client_id = \"3MVG9...your connected app\"",
+                &format!("client_id = {client_id:?}"),
+            )
+            .replace(
+                "client_secret = { credential = \"salesforce-client-secret\" }",
+                &format!(
+                    "client_secret = {}",
+                    secret("client-secret", client_secret)?
+                ),
+            )
+            .replace(
+                "refresh_token = { credential = \"salesforce-refresh-token\" }",
+                &format!(
+                    "refresh_token = {}\ntoken_url = {:?}",
+                    secret("refresh-token", refresh_token)?,
+                    format!("{url}/services/oauth2/token")
+                ),
+            ),
+    };
+    let text = text.replacen(
+        "model = \"b2b.toml\"",
+        &format!("model = {model_name:?}"),
+        1,
+    );
+    let header = format!(
+        "# Written by `leadscored fake-crm --write-connection` for the fake CRM at {url}.\n# Its secrets are in the files named below; nothing here is a real account.\n\n"
+    );
+    write_private(path, &(header + &text))?;
+    Ok(format!(
+        "connection file for this fake: {} (model {model_name}, secrets beside it); try: leadscored setup --connection {0} && leadscored sync --once --dry-run --connection {0}",
+        path.display()
+    ))
 }
 
 /// Serves a fake CRM on `listen` until SIGINT or SIGTERM, keeping client
@@ -76,7 +193,7 @@ pub fn fake_crm(
             "--listen {listen}: the fake CRM serves on a loopback address only (127.0.0.1 or ::1)"
         )));
     }
-    let (fake, router, banner) = match kind {
+    let (fake, router, banner, secrets) = match kind {
         FakeKind::Hubspot => {
             let mut config = HubspotConfig {
                 contacts: records,
@@ -95,11 +212,12 @@ pub fn fake_crm(
                 config.portal(),
                 config.token
             );
+            let secrets = (config.token.clone(), None);
             let fake = FakeHubspot::new(config);
             if let Some(path) = state {
                 fake.load_state(path).map_err(CommandError::Data)?;
             }
-            (Fake::Hubspot(fake.clone()), fake.router(), banner)
+            (Fake::Hubspot(fake.clone()), fake.router(), banner, secrets)
         }
         FakeKind::Pardot => {
             let mut config = PardotConfig {
@@ -118,11 +236,20 @@ pub fn fake_crm(
                 config.token,
                 config.business_unit_id
             );
+            let secrets = (
+                config.token.clone(),
+                Some((
+                    config.client_id.clone(),
+                    config.client_secret.clone(),
+                    config.refresh_token.clone(),
+                    config.business_unit_id.clone(),
+                )),
+            );
             let fake = FakePardot::new(config);
             if let Some(path) = state {
                 fake.load_state(path).map_err(CommandError::Data)?;
             }
-            (Fake::Pardot(fake.clone()), fake.router(), banner)
+            (Fake::Pardot(fake.clone()), fake.router(), banner, secrets)
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -132,6 +259,21 @@ pub fn fake_crm(
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         eprintln!("{banner}; on http://{addr}");
+        if let Some(path) = &options.write_connection {
+            let url = format!("http://{addr}");
+            let credentials = match &secrets {
+                (token, None) => Credentials::Token(token),
+                (_, Some((client_id, client_secret, refresh_token, unit))) => {
+                    Credentials::Salesforce {
+                        client_id,
+                        client_secret,
+                        refresh_token,
+                        business_unit_id: unit,
+                    }
+                }
+            };
+            eprintln!("{}", write_connection(path, &url, &credentials)?);
+        }
         let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());
         match state {
             None => server.await?,
@@ -154,7 +296,7 @@ pub fn fake_crm(
                 })?;
             }
         }
-        Ok(())
+        Ok::<(), CommandError>(())
     })
 }
 

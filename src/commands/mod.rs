@@ -10,6 +10,7 @@ mod evaluate;
 mod explain;
 mod fake;
 mod lines;
+mod progress;
 mod score;
 mod setup;
 mod sync;

@@ -18,7 +18,10 @@ pub fn setup(connection: &Connection, apply: bool) -> Result<(String, SetupRepor
     let specs = connection.property_specs();
     let report = runtime.block_on(async {
         let crm = Connector::new(connection)?;
-        crm.setup(&specs, apply).await
+        tokio::select! {
+            report = crm.setup(&specs, apply) => report,
+            never = super::progress::show(crm.http(), "setup", None) => match never {},
+        }
     })?;
     let mut text = String::new();
     for name in &report.created {

@@ -74,9 +74,24 @@ pub fn sync_once(
                 write_error = Some(e);
             }
         };
-        let result = match state.as_mut() {
-            Some(state) => run_logged(&crm, connection, state, pass, &stop, on_change).await,
-            None => run_pass(&crm, connection, None, pass, &stop, on_change).await,
+        if pass.dry_run {
+            eprintln!(
+                "dry run: this pass reads from the CRM as a real one does (list or search pages, and event detail for records not seen before, from the daily budget) and writes nothing, neither to the CRM nor to the local state"
+            );
+        }
+        let total = match (&state, pass.kind) {
+            (Some(state), crate::sync::PassKind::Full) => state.count().ok().filter(|n| *n > 0),
+            _ => None,
+        };
+        let work = async {
+            match state.as_mut() {
+                Some(state) => run_logged(&crm, connection, state, pass, &stop, on_change).await,
+                None => run_pass(&crm, connection, None, pass, &stop, on_change).await,
+            }
+        };
+        let result = tokio::select! {
+            result = work => result,
+            never = super::progress::show(crate::crm::Crm::http(&crm), "sync", total) => match never {},
         };
         Ok::<_, CommandError>(result.map_err(|e| e.at(state_path))?)
     })?;

@@ -118,6 +118,10 @@ pub trait Dialect: Send + Sync {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub calls: AtomicU64,
+    /// Records the sync took from pulls (progress displays).
+    pub records: AtomicU64,
+    /// Requests waiting for our own rate limiter right now.
+    pub waiting: AtomicU64,
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     /// Milliseconds spent waiting on our own limiters.
@@ -147,6 +151,15 @@ impl Stats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// Counts one down when dropped (however the wait ends).
+struct Decrement<'a>(&'a AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -565,6 +578,16 @@ impl Http {
         }
     }
 
+    /// Requests the rate window lets out per interval now (after what the
+    /// CRM's headers said), when there is a window.
+    pub fn window_allowed(&self) -> Option<u32> {
+        self.window.as_ref().map(|w| {
+            w.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .allowed
+        })
+    }
+
     /// Tells the rate window what the CRM reports is left in its interval.
     pub fn report_window(&self, max: u32, remaining: u32) {
         if let Some(window) = &self.window {
@@ -577,6 +600,8 @@ impl Http {
 
     async fn wait_for_slot(&self, lane: Lane) {
         let started = Instant::now();
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waited = Decrement(&self.stats.waiting);
         match lane {
             Lane::Search => {
                 if let Some(limiter) = &self.search {

@@ -674,14 +674,12 @@ impl Inner {
         let Some(token) = presented else {
             return Auth::Missing;
         };
-        if self.config.faults.token_ttl.is_none() {
-            return if token == self.config.token {
-                Auth::Valid
-            } else {
-                Auth::Missing
-            };
-        }
+        // Tokens issued at /oauth/v1/token hold until they expire; the
+        // private-app token too, unless the fake is in OAuth-only mode.
         match self.tokens.get(token) {
+            None if self.config.faults.token_ttl.is_none() && token == self.config.token => {
+                Auth::Valid
+            }
             None => Auth::Missing,
             Some(expires) => {
                 let now = Instant::now();

@@ -485,13 +485,14 @@ impl Inner {
         let Some(token) = presented else {
             return false;
         };
-        match self.config.faults.token_ttl {
-            None => token == self.config.token,
-            Some(_) => self
-                .tokens
-                .get(token)
-                .is_some_and(|expires| Instant::now() < *expires),
-        }
+        // Tokens issued at /services/oauth2/token are good until they
+        // expire; the static token too, unless the fake is in OAuth-only
+        // mode (token_ttl set), where only issued tokens are.
+        let issued = self
+            .tokens
+            .get(token)
+            .is_some_and(|expires| Instant::now() < *expires);
+        issued || (self.config.faults.token_ttl.is_none() && token == self.config.token)
     }
 }
 
