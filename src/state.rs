@@ -564,6 +564,35 @@ impl State {
         Ok(out)
     }
 
+    /// Records per value of each of `properties`, as the CRM holds them
+    /// (the values last pulled, overlaid with what leadscored wrote since);
+    /// empty values count as `(empty)`.
+    pub fn distribution(
+        &self,
+        properties: &[&str],
+    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StateError> {
+        let mut out = BTreeMap::new();
+        let mut statement = self.db.prepare_cached(
+            "SELECT coalesce(nullif(coalesce(json_extract(written, ?1), json_extract(inputs, ?2)), ''), '(empty)') AS value,
+                    count(*)
+             FROM records GROUP BY value",
+        )?;
+        for property in properties {
+            let key = serde_json::to_string(property).unwrap_or_default();
+            let rows = statement
+                .query_map(params![format!("$.{key}"), format!("$.v.{key}")], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(self.db_error(format!("counting values of {property}")))?;
+            let counts: &mut BTreeMap<String, u64> = out.entry((*property).to_owned()).or_default();
+            for row in rows {
+                let (value, count) = row?;
+                counts.insert(value, count as u64);
+            }
+        }
+        Ok(out)
+    }
+
     /// How many records are stored.
     pub fn count(&self) -> Result<u64, StateError> {
         Ok(self

@@ -28,7 +28,7 @@ use crate::commands::CommandError;
 use crate::config::{Connection, DaemonSettings, Schedule};
 use crate::crm::{Connector, CrmError};
 use crate::state::State;
-use crate::sync::{Pass, PassError, PassKind, PassReport, Stop, run_logged};
+use crate::sync::{Pass, PassError, PassKind, Stop, run_logged};
 use notify::Notifier;
 use service::{Health, Shared};
 
@@ -241,6 +241,7 @@ impl Daemon {
             state = %daemon.state.path().display(),
             "leadscored is running"
         );
+        record_distribution(&daemon.connection, &daemon.state);
         daemon.notifier.ready("started; first run now");
         daemon.run(PassKind::Incremental).await;
         loop {
@@ -331,7 +332,6 @@ impl Daemon {
                     health.budget_until = None;
                     metrics::gauge!("leadscored_last_success_timestamp_seconds")
                         .set(now.as_second() as f64);
-                    record_distribution(report);
                     format!(
                         "last run {} at {}: {}; pulled {}, written {}, failed {}",
                         kind.as_str(),
@@ -368,6 +368,7 @@ impl Daemon {
             }
         };
         self.running.store(false, Ordering::SeqCst);
+        record_distribution(&self.connection, &self.state);
         self.notifier.status(&status);
     }
 
@@ -443,21 +444,30 @@ impl Daemon {
     }
 }
 
-/// Records per value of each choice output, from passes that saw every
-/// record (full pulls and rescores).
-fn record_distribution(report: &PassReport) {
-    if report.pull != "full" && report.kind != Some(PassKind::Rescore) {
-        return;
-    }
-    for (property, values) in &report.after {
-        for (value, count) in values {
-            metrics::gauge!(
-                "leadscored_records",
-                "property" => property.clone(),
-                "value" => value.clone()
-            )
-            .set(*count as f64);
+/// Records per value of each tier, stage and grade output, from the
+/// state: what the CRM holds after our writes. Set at start-up and after
+/// every pass, so the gauges are there before the first full pass.
+fn record_distribution(connection: &Connection, state: &State) {
+    let properties: Vec<&str> = connection
+        .outputs
+        .iter()
+        .filter(|o| o.kind() == crate::engine::OutputKind::Choice)
+        .map(|o| o.property.as_str())
+        .collect();
+    match state.distribution(&properties) {
+        Ok(distribution) => {
+            for (property, values) in distribution {
+                for (value, count) in values {
+                    metrics::gauge!(
+                        "leadscored_records",
+                        "property" => property.clone(),
+                        "value" => value
+                    )
+                    .set(count as f64);
+                }
+            }
         }
+        Err(error) => tracing::warn!(%error, "could not count records per tier and grade"),
     }
 }
 

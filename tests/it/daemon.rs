@@ -619,3 +619,35 @@ async fn the_daemon_runs_a_pardot_connection_with_oauth_unchanged() {
         "written: {prospect}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_and_grade_gauges_come_from_the_state_at_start_up() {
+    let fake = fake(fake_config(300)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_connection(
+        dir.path(),
+        &fake.url(),
+        FAST,
+        "incremental = \"off\"\nrescore = \"off\"\n",
+        "UTC",
+    );
+    let mut first = sync_child(&path, dir.path());
+    assert!(wait_with_timeout(&mut first, Duration::from_secs(60)).success());
+    let port = free_port();
+    let log = dir.path().join("daemon.log");
+    let mut child = daemon_child(&path, port, dir.path(), &log);
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    eventually(
+        "the gauges, with no full pass in this process",
+        Duration::from_secs(20),
+        || async {
+            get(&metrics).await.is_some_and(|(_, body)| {
+                body.contains("leadscored_records{property=\"leadscored_tier\",value=\"high\"}")
+                    && body.contains("leadscored_records{property=\"leadscored_grade\"")
+            })
+        },
+    )
+    .await;
+    signal(&child, "TERM");
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(10)).success());
+}
