@@ -184,11 +184,23 @@ fn bar(count: u64, max: u64, width: usize) -> String {
     "█".repeat(cells.max(usize::from(count > 0)))
 }
 
-fn histogram(out: &mut String, title: &str, values: &std::collections::BTreeMap<String, u64>) {
+/// Prints a histogram with the values in ladder order, best first (the
+/// output's own order: tier labels, the grade ladder), then any others.
+fn histogram(
+    out: &mut String,
+    title: &str,
+    values: &std::collections::BTreeMap<String, u64>,
+    ladder: &[String],
+) {
     let max = values.values().copied().max().unwrap_or(0);
     let _ = writeln!(out, "{title}");
-    for (value, count) in values {
-        let _ = writeln!(out, "  {value:<8} {:>6}  {}", count, bar(*count, max, 40));
+    let ordered = ladder
+        .iter()
+        .rev()
+        .chain(values.keys().filter(|v| !ladder.contains(v)));
+    for value in ordered {
+        let count = values.get(value).copied().unwrap_or(0);
+        let _ = writeln!(out, "  {value:<8} {count:>6}  {}", bar(count, max, 40));
     }
 }
 
@@ -396,13 +408,22 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
 
         let before = calls();
         let started = std::time::Instant::now();
+        let mut tier_moves: Vec<(String, String, String)> = Vec::new();
         let second = run_logged(
             &crm,
             &connection,
             &mut state,
             pass(PassKind::Incremental),
             &stop,
-            |_| {},
+            |change| {
+                if let Some(tier) = change.changes.iter().find(|c| c.property == tier_property) {
+                    tier_moves.push((
+                        change.id.clone(),
+                        tier.old.clone().unwrap_or_else(|| "(empty)".to_owned()),
+                        tier.new.clone(),
+                    ));
+                }
+            },
         )
         .await?;
         let _ = writeln!(
@@ -417,20 +438,78 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
             started.elapsed().as_secs_f64()
         );
 
-        let _ = writeln!(out);
-        if let Some(tiers) = first.after.get(&tier_property) {
-            histogram(&mut out, "Tiers after the first sync", tiers);
-        }
-        if let Some(grades) = first.after.get(&grade_property) {
-            histogram(&mut out, "Grades", grades);
+        for (title, wanted) in [
+            ("Chief Executive Officer", "new CEOs"),
+            ("Student", "new students"),
+        ] {
+            let ids: Vec<String> = edited
+                .iter()
+                .filter(|(_, t)| *t == title)
+                .map(|(id, _)| id.to_string())
+                .collect();
+            let mut moves: std::collections::BTreeMap<(String, String), u64> =
+                std::collections::BTreeMap::new();
+            for (id, old, new) in &tier_moves {
+                if ids.contains(id) {
+                    *moves.entry((old.clone(), new.clone())).or_default() += 1;
+                }
+            }
+            let moved: u64 = moves.values().sum();
+            let detail: Vec<String> = moves
+                .iter()
+                .map(|((old, new), n)| format!("{n} {old} → {new}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "   what moved: {moved} of the {} {wanted} changed tier{}{}",
+                ids.len(),
+                if detail.is_empty() { "" } else { ": " },
+                detail.join(", ")
+            );
         }
 
-        scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let _ = writeln!(out);
+        let ladder = |property: &str| {
+            connection
+                .outputs
+                .iter()
+                .find(|o| o.property == property)
+                .map(|o| o.options(&connection.model))
+                .unwrap_or_default()
+        };
+        if let Some(tiers) = first.after.get(&tier_property) {
+            histogram(&mut out, "Tiers after the first sync", tiers, &ladder(&tier_property));
+        }
+        if let Some(grades) = first.after.get(&grade_property) {
+            histogram(&mut out, "Grades", grades, &ladder(&grade_property));
+        }
+
+        // The same three people on every run: ranked by their score as of
+        // the moment the fake's generated history ends (today's scores
+        // drift as the history ages), explained as written today.
+        let now = jiff::Timestamp::now();
+        let history_end =
+            jiff::Timestamp::from_millisecond(crate::fake::HubspotConfig::default().epoch_ms)
+                .unwrap_or(now);
+        for (id, score) in scores.iter_mut() {
+            if let Some((stored, _)) = state.record(id)? {
+                let record = crate::crm::mapping::to_record(
+                    &connection.model,
+                    &connection.inputs,
+                    &stored,
+                );
+                *score = total(&connection.model.score(&record, history_end));
+            }
+        }
+        scores.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(a.0.len().cmp(&b.0.len()))
+                .then(a.0.cmp(&b.0))
+        });
         let picks: Vec<&(String, f64)> = [0, scores.len() / 2, scores.len().saturating_sub(1)]
             .iter()
             .filter_map(|&i| scores.get(i))
             .collect();
-        let now = jiff::Timestamp::now();
         for (label, (id, _)) in ["The top contact", "A middling contact", "The lowest contact"]
             .iter()
             .zip(picks)
@@ -449,9 +528,10 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
                 );
             }
         }
+        let kind_flag = if pardot { " --kind pardot" } else { "" };
         let _ = writeln!(
             out,
-            "\nNext: `leadscored sync --once --dry-run` against your portal shows what it would write."
+            "\nNext, the same against a fake CRM that keeps running (paste these):\n\n  leadscored fake-crm{kind_flag} --write-connection /tmp/leadscored-fake.toml &\n  leadscored setup --connection /tmp/leadscored-fake.toml\n  leadscored sync --once --dry-run --connection /tmp/leadscored-fake.toml\n\nand against your portal: leadscored sync --once --dry-run --connection /etc/leadscored/connection.toml"
         );
         Ok(out)
     })

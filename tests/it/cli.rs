@@ -58,9 +58,24 @@ fn demo_runs_on_embedded_defaults() {
         "Tiers after the first sync",
         "The top contact (HubSpot id",
         "The lowest contact (HubSpot id",
+        "what moved: ",
+        "leadscored sync --once --dry-run --connection /tmp/leadscored-fake.toml",
     ] {
         assert!(shown.contains(part), "{part:?} in {shown}");
     }
+    // Ladder order, best first: High above Medium above Low, A+ above F.
+    let at = |needle: &str| shown.find(needle).unwrap_or(usize::MAX);
+    assert!(at("\n  high ") < at("\n  medium ") && at("\n  medium ") < at("\n  low "));
+    assert!(at("\n  A+ ") < at("\n  B ") && at("\n  B ") < at("\n  F "));
+    // The same three people on every run.
+    let again = text(&leadscored(&["demo", "--contacts", "400"], None).stdout);
+    let picks = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.ends_with("explained:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(picks(&shown), picks(&again));
     let pardot = leadscored(&["demo", "--crm", "pardot", "--contacts", "300"], None);
     assert_eq!(pardot.status.code(), Some(0), "{}", text(&pardot.stderr));
     let shown = text(&pardot.stdout);
