@@ -30,6 +30,11 @@ struct Cli {
         env = "LEADSCORED_LOG_FORMAT"
     )]
     log_format: leadscored::telemetry::LogFormat,
+    /// Read credential NAME from PATH instead of $CREDENTIALS_DIRECTORY
+    /// (run `setup` or `sync` by hand for an installed service:
+    /// `--credential hubspot-token=/etc/leadscored/credentials/hubspot-token`).
+    #[arg(long = "credential", global = true, value_name = "NAME=PATH")]
+    credentials: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -333,6 +338,16 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     leadscored::telemetry::init(cli.log_format, level);
+    for given in &cli.credentials {
+        let Some((name, path)) = given
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            eprintln!("error: --credential {given:?}: expected NAME=PATH");
+            return ExitCode::from(exit::CONFIG);
+        };
+        leadscored::crm::auth::give_credential(name, std::path::Path::new(path));
+    }
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         // `leadscored score … | head -1`: the reader has what it wanted.

@@ -90,6 +90,7 @@ fn write_connection(
     path: &Path,
     url: &str,
     credentials: &Credentials<'_>,
+    unlimited: bool,
 ) -> Result<String, CommandError> {
     let dir = path
         .parent()
@@ -150,11 +151,19 @@ fn write_connection(
                 ),
             ),
     };
-    let text = text.replacen(
+    let mut text = text.replacen(
         "model = \"b2b.toml\"",
         &format!("model = {model_name:?}"),
         1,
     );
+    if unlimited && matches!(credentials, Credentials::Token(_)) {
+        // The fake sets no rate limit: neither need we.
+        text = text.replacen(
+            "[limits]\n",
+            "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\n",
+            1,
+        );
+    }
     let header = format!(
         "# Written by `leadscored fake-crm --write-connection` for the fake CRM at {url}.\n# Its secrets are in the files named below; nothing here is a real account.\n\n"
     );
@@ -272,7 +281,7 @@ pub fn fake_crm(
                     }
                 }
             };
-            eprintln!("{}", write_connection(path, &url, &credentials)?);
+            eprintln!("{}", write_connection(path, &url, &credentials, unlimited)?);
         }
         let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());
         match state {

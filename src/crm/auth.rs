@@ -15,9 +15,41 @@ use tokio::sync::Mutex;
 use super::CrmError;
 use crate::config::{Auth, CrmKind, SecretSource};
 
+/// Credentials given on the command line (`--credential NAME=PATH`), for
+/// running `setup` or `sync` by hand with the files a systemd unit hands
+/// over with `LoadCredential=`.
+static GIVEN: std::sync::RwLock<Vec<(String, std::path::PathBuf)>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Reads credential `name` from `path` instead of `$CREDENTIALS_DIRECTORY`.
+pub fn give_credential(name: &str, path: &std::path::Path) {
+    GIVEN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((name.to_owned(), path.to_owned()));
+}
+
 /// Reads a secret from where the config says it is.
 pub fn read_secret(source: &SecretSource) -> Result<SecretString, CrmError> {
+    let given = match source {
+        SecretSource::Credential(name) => GIVEN
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, path)| path.clone()),
+        _ => None,
+    };
     let text = match source {
+        SecretSource::Credential(_) if given.is_some() => {
+            let path = given.unwrap_or_default();
+            std::fs::read_to_string(&path).map_err(|e| {
+                CrmError::Credentials(format!(
+                    "{source}: cannot read {} (given with --credential): {e}",
+                    path.display()
+                ))
+            })?
+        }
         SecretSource::Credential(name) => {
             let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
                 CrmError::Credentials(format!(

@@ -24,6 +24,7 @@ mod pardot_flows;
 mod pardot_wiremock;
 mod plan;
 mod properties;
+mod readme;
 mod records;
 mod reliability;
 mod same_scorecards;
