@@ -501,3 +501,48 @@ fn setup_and_a_dry_run_sync_against_the_fake_crm() {
         "{printed}"
     );
 }
+
+#[test]
+fn setup_by_hand_reads_the_services_credential_with_credential_flag() {
+    let port = free_port();
+    let fake = start_fake(&["--contacts", "50", "--unlimited"], port);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("hubspot-token");
+    std::fs::write(&token, "pat-fake-local-token\n").expect("token");
+    let connection = dir.path().join("connection.toml");
+    std::fs::write(
+        &connection,
+        crate::read("config/hubspot.toml").replace(
+            "model = \"b2b.toml\"",
+            &format!(
+                "model = {:?}",
+                crate::root().join("config/b2b.toml").display().to_string()
+            ),
+        ),
+    )
+    .expect("connection");
+    let url = format!("http://127.0.0.1:{port}");
+    let setup = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadscored"));
+        command
+            .args(["setup", "--check", "--connection"])
+            .arg(&connection)
+            .args(["--crm-url", &url])
+            .args(extra)
+            .env_remove("CREDENTIALS_DIRECTORY");
+        command.output().expect("runs")
+    };
+    // As an admin would first try it: the systemd credential is not there.
+    let without = setup(&[]);
+    assert_eq!(without.status.code(), Some(77), "{}", text(&without.stderr));
+    let given = format!("hubspot-token={}", token.display());
+    let with = setup(&["--credential", &given]);
+    terminate(fake);
+    // Reaches the CRM: properties are missing (exit 78), not credentials.
+    assert_eq!(with.status.code(), Some(78), "{}", text(&with.stderr));
+    assert!(
+        text(&with.stdout).contains("missing"),
+        "{}",
+        text(&with.stdout)
+    );
+}
