@@ -779,13 +779,16 @@ async fn run_stages<C: Crm>(
     on_change: &mut impl FnMut(&RecordChange),
 ) -> Result<(), PassError> {
     let seen = pull_and_write(worker, prepared, stop, on_change).await?;
-    let rescore_all = worker.pass.kind == PassKind::Rescore
-        || (prepared.model_changed && prepared.usable && worker.state.is_some());
-    worker.report.model_changed = prepared.model_changed && rescore_all;
-    if prepared.model_changed && rescore_all && worker.pass.kind != PassKind::Rescore {
+    // Stored records not pulled again: failed ones retried, and all of
+    // them rescored on a rescore pass or when the model changed.
+    let from_state = prepared.usable && prepared.pull_kind != PullKind::Full;
+    let model_rescore = from_state && prepared.model_changed && worker.state.is_some();
+    let rescore_all = worker.pass.kind == PassKind::Rescore || model_rescore;
+    worker.report.model_changed = model_rescore;
+    if model_rescore {
         tracing::info!("the model or its outputs changed: every stored record is rescored");
     }
-    if prepared.usable && prepared.pull_kind != PullKind::Full {
+    if from_state {
         retry_failed(worker, &seen, stop, on_change).await?;
         if rescore_all {
             rescore_stored(worker, &seen, stop, on_change).await?;
@@ -798,7 +801,7 @@ async fn run_stages<C: Crm>(
         && let Some(state) = worker.state.as_deref_mut()
     {
         // A full pull scored everything with this model; a rescore did too.
-        let model = if prepared.pull_kind == PullKind::Full || rescore_all {
+        let model = if prepared.pull_kind == PullKind::Full || (from_state && rescore_all) {
             prepared.model.clone()
         } else {
             state.model_fingerprint()?.unwrap_or_default()

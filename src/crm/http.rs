@@ -283,13 +283,18 @@ impl Budget {
     }
 
     /// Counts one call, or refuses when the budget minus headroom is spent.
-    fn take(&mut self) -> Result<(), CrmError> {
+    /// Starts a new account day when the clock has passed midnight.
+    fn roll_day(&mut self) {
         let today = self.today();
         if today != self.day {
             self.day = today;
             self.ours = 0;
             self.reported_remaining = None;
         }
+    }
+
+    fn take(&mut self) -> Result<(), CrmError> {
+        self.roll_day();
         let (limit, reserve, spent) = self.standing();
         if spent + reserve < limit {
             self.ours += 1;
@@ -541,12 +546,7 @@ impl Http {
             .budget
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let today = budget.today();
-        if budget.day != today {
-            budget.day = today;
-            budget.ours = 0;
-            budget.reported_remaining = None;
-        }
+        budget.roll_day();
         (budget.day, budget.ours)
     }
 

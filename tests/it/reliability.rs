@@ -605,9 +605,11 @@ async fn a_changed_model_reaches_stored_records_on_the_next_pass() {
     let old = connection(&fake.url(), FAST, &dir);
     let crm = Hubspot::new(&old).expect("connector");
     let mut state = state_at(dir.path(), &old);
-    bounded_pass(&crm, &old, &mut state, PassKind::Incremental)
+    let first = bounded_pass(&crm, &old, &mut state, PassKind::Incremental)
         .await
         .expect("first sync");
+    assert!(!first.model_changed, "a first sync is no model change");
+    assert!(!first.text().contains("model or its outputs changed"));
     settle().await;
     let quiet = bounded_pass(&crm, &old, &mut state, PassKind::Incremental)
         .await
