@@ -99,9 +99,28 @@ impl Faults {
     }
 }
 
+/// Runs a fake's gate, then (with [`Faults::echo_auth`]) quotes the
+/// request's `Authorization` header in an error answer.
+pub(crate) async fn echoing_auth<F>(
+    echo: bool,
+    request: axum::extract::Request,
+    gate: impl FnOnce(axum::extract::Request) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = gate(request).await;
+    echo_authorization(echo, authorization.as_deref(), response).await
+}
+
 /// With [`Faults::echo_auth`], an error answer (status 400 or more) gets
 /// the request's `Authorization` header quoted in its message.
-pub(crate) async fn echo_authorization(
+async fn echo_authorization(
     echo: bool,
     authorization: Option<&str>,
     response: Response,

@@ -744,14 +744,8 @@ async fn account_details(State(fake): State<FakeHubspot>) -> Response {
 
 /// Auth, rate limits, faults, headers and request counting for every API call.
 async fn gate(State(fake): State<FakeHubspot>, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let echo = fake.lock().config.faults.echo_auth;
-    let response = gate_inner(fake, request, next).await;
-    faults::echo_authorization(echo, authorization.as_deref(), response).await
+    faults::echoing_auth(echo, request, |request| gate_inner(fake, request, next)).await
 }
 
 async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response {

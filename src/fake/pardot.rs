@@ -645,14 +645,8 @@ async fn read_account(
 }
 
 async fn gate(State(fake): State<FakePardot>, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let echo = fake.lock().config.faults.echo_auth;
-    let response = gate_inner(fake, request, next).await;
-    faults::echo_authorization(echo, authorization.as_deref(), response).await
+    faults::echoing_auth(echo, request, |request| gate_inner(fake, request, next)).await
 }
 
 async fn gate_inner(fake: FakePardot, request: Request, next: Next) -> Response {
