@@ -218,6 +218,18 @@ impl<'m> RecordBuilder<'m> {
             .push(Event::new(self.model, kind, at.as_millisecond(), matched));
     }
 
+    /// Notes that the record has no company to read `company.*` values
+    /// from: one warning on the scorecard, however many rules read them.
+    pub fn no_company(&mut self) {
+        let warning = crate::engine::Warning {
+            slot: u32::MAX,
+            problem: crate::engine::Problem::NoCompany,
+        };
+        if !self.record.warnings.contains(&warning) {
+            self.record.warnings.push(warning);
+        }
+    }
+
     /// Marks the record as a member of a list.
     pub fn list(&mut self, name: &str) {
         if let Some(slot) = self

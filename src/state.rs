@@ -21,10 +21,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::crm::{CrmEvent, CrmRecord};
+use crate::crm::mapping::CompanyValues;
+use crate::crm::{CrmCompany, CrmEvent, CrmRecord};
 
 /// The schema, one entry per version; entry `n` moves version `n` to `n+1`.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +63,26 @@ const MIGRATIONS: &[&str] = &[
     // 2: calls spent per account day, shared by every process on this
     // state (the daily limit holds across restarts and one-off runs).
     "CREATE TABLE budget (day TEXT PRIMARY KEY, calls INTEGER NOT NULL) WITHOUT ROWID;",
+    // 3: companies (the values the model reads from them), each record's
+    // company, and the model's lists with their members.
+    "CREATE TABLE companies (
+         id TEXT PRIMARY KEY,
+         seen_ms INTEGER NOT NULL,
+         inputs TEXT NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE records ADD COLUMN company TEXT;
+     CREATE INDEX records_company ON records (company) WHERE company IS NOT NULL;
+     CREATE TABLE lists (
+         name TEXT PRIMARY KEY,
+         list_id TEXT NOT NULL,
+         change_key TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE list_members (
+         list TEXT NOT NULL,
+         record TEXT NOT NULL,
+         PRIMARY KEY (list, record)
+     ) WITHOUT ROWID;
+     CREATE INDEX list_members_record ON list_members (record);",
 ];
 
 /// Why the state could not be used.
@@ -477,6 +498,146 @@ impl State {
             [fingerprint],
         )?;
         tx.execute("UPDATE records SET seen_ms = -1", [])?;
+        // Companies and list members read for other fields or lists.
+        tx.execute("DELETE FROM companies", [])?;
+        tx.execute("DELETE FROM lists", [])?;
+        tx.execute("DELETE FROM list_members", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Saves pulled companies (the values the model reads from them).
+    pub fn save_companies(&mut self, companies: &[CrmCompany]) -> Result<(), StateError> {
+        if companies.is_empty() {
+            return Ok(());
+        }
+        let fail = |what: String| self.db_error(what);
+        let failed = fail("saving pulled companies".to_owned());
+        let tx = self.db.transaction().map_err(failed)?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO companies (id, seen_ms, inputs) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET seen_ms = excluded.seen_ms, inputs = excluded.inputs",
+            )?;
+            for company in companies {
+                let values = serde_json::to_string(&company.values).unwrap_or_default();
+                statement.execute(params![company.id, company.modified_ms, values])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A stored company's values.
+    pub fn company(&self, id: &str) -> Result<Option<CompanyValues>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT inputs FROM companies WHERE id = ?1")?;
+        let row: Option<String> = statement
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(self.db_error(format!("reading stored company {id}")))?;
+        Ok(row.and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// The stored values of a record's company, when it has one stored.
+    pub fn company_of(&self, record: &CrmRecord) -> Result<Option<CompanyValues>, StateError> {
+        match record.company_id() {
+            Some(id) => self.company(id),
+            None => Ok(None),
+        }
+    }
+
+    /// What scoring a stored record needs besides its own values: its
+    /// lists as last read (when the state holds lists) go into `record`,
+    /// and its company's values come back.
+    pub fn context(&self, record: &mut CrmRecord) -> Result<Option<CompanyValues>, StateError> {
+        let has_lists: bool = self
+            .db
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM lists)")?
+            .query_row([], |r| r.get(0))?;
+        if has_lists {
+            let mut statement = self
+                .db
+                .prepare_cached("SELECT list FROM list_members WHERE record = ?1 ORDER BY list")?;
+            let rows = statement.query_map([&record.id], |r| r.get::<_, String>(0))?;
+            record.lists = rows.collect::<Result<_, _>>()?;
+        }
+        self.company_of(record)
+    }
+
+    /// Every stored company id.
+    pub fn company_ids(&self) -> Result<FxHashSet<String>, StateError> {
+        let mut statement = self.db.prepare_cached("SELECT id FROM companies")?;
+        let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = FxHashSet::default();
+        for row in rows {
+            out.insert(row?);
+        }
+        Ok(out)
+    }
+
+    /// Stored records whose company is one of `companies`.
+    pub fn records_of_companies(&self, companies: &[String]) -> Result<Vec<String>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT id FROM records WHERE company = ?1")?;
+        let mut out = Vec::new();
+        for company in companies {
+            let rows = statement.query_map([company], |r| r.get::<_, String>(0))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A list as last read: its CRM id and change key.
+    pub fn list(&self, name: &str) -> Result<Option<(String, String)>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT list_id, change_key FROM lists WHERE name = ?1")?;
+        Ok(statement
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// A list's stored members.
+    pub fn list_members(&self, name: &str) -> Result<FxHashSet<String>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT record FROM list_members WHERE list = ?1")?;
+        let rows = statement.query_map([name], |r| r.get::<_, String>(0))?;
+        let mut out = FxHashSet::default();
+        for row in rows {
+            out.insert(row?);
+        }
+        Ok(out)
+    }
+
+    /// Replaces a list's stored members and change key.
+    pub fn save_list(
+        &mut self,
+        name: &str,
+        list_id: &str,
+        change_key: &str,
+        members: &FxHashSet<String>,
+    ) -> Result<(), StateError> {
+        let failed = self.db_error(format!("saving the members of list {name:?}"));
+        let tx = self.db.transaction().map_err(failed)?;
+        tx.execute("DELETE FROM list_members WHERE list = ?1", [name])?;
+        {
+            let mut statement =
+                tx.prepare_cached("INSERT INTO list_members (list, record) VALUES (?1, ?2)")?;
+            for member in members {
+                statement.execute(params![name, member])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO lists (name, list_id, change_key) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET list_id = excluded.list_id, change_key = excluded.change_key",
+            params![name, list_id, change_key],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -620,14 +781,20 @@ impl State {
         {
             let mut statement = tx
                 .prepare_cached(
-                    "INSERT INTO records (id, seen_ms, inputs, written) VALUES (?1, ?2, ?3, NULL)
+                    "INSERT INTO records (id, seen_ms, inputs, written, company) VALUES (?1, ?2, ?3, NULL, ?4)
                  ON CONFLICT (id) DO UPDATE SET
-                     seen_ms = excluded.seen_ms, inputs = excluded.inputs, written = NULL",
+                     seen_ms = excluded.seen_ms, inputs = excluded.inputs, written = NULL,
+                     company = excluded.company",
                 )
                 .map_err(failed("saving pulled records".to_owned()))?;
             for record in records {
                 statement
-                    .execute(params![record.id, record.modified_ms, encode(record)])
+                    .execute(params![
+                        record.id,
+                        record.modified_ms,
+                        encode(record),
+                        record.company_id()
+                    ])
                     .map_err(failed(format!("saving pulled record {}", record.id)))?;
             }
         }

@@ -25,8 +25,9 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::config::{Connection, EventSource, Output};
 use crate::crm::http::PROGRESS_SLACK;
+use crate::crm::mapping::CompanyValues;
 use crate::crm::{
-    Crm, CrmError, CrmRecord, PullKind, PullSpec, Update, WriteReport, mapping, redact,
+    Crm, CrmCompany, CrmError, CrmRecord, PullKind, PullSpec, Update, WriteReport, mapping, redact,
 };
 use crate::engine::OutputKind;
 use crate::plan::Change;
@@ -183,6 +184,18 @@ pub struct PassReport {
     pub model_changed: bool,
     /// Every request the pass sent, retries included.
     pub requests: u64,
+    /// Companies read (batch reads and the search for changed ones).
+    pub companies: u64,
+    /// Companies changed since the last pass.
+    pub companies_changed: u64,
+    /// Lists whose members were read (the others had not changed).
+    pub lists_read: u64,
+    /// Stored records rescored because their company or a list
+    /// membership changed while the record itself did not.
+    pub moved: u64,
+    /// What a person should know (a list the model names that the CRM
+    /// does not have, lists this CRM cannot read).
+    pub warnings: Vec<String>,
     /// Per choice output (tier, stage, grade): value → records, before
     /// (what the CRM holds) and after (what leadscored computes).
     pub before: BTreeMap<String, BTreeMap<String, u64>>,
@@ -211,6 +224,23 @@ impl PassReport {
             self.unchanged,
             self.rescored
         );
+        if self.companies > 0 || self.companies_changed > 0 {
+            let _ = writeln!(
+                out,
+                "companies: {} read, {} changed since the last pass",
+                self.companies, self.companies_changed
+            );
+        }
+        if self.lists_read > 0 || self.moved > 0 {
+            let _ = writeln!(
+                out,
+                "lists: {} read (the others unchanged); {} stored records rescored for a company or list change",
+                self.lists_read, self.moved
+            );
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
         if self.model_changed {
             let _ = writeln!(
                 out,
@@ -261,6 +291,12 @@ impl PassReport {
 /// so the next pass pulls everything afresh.
 pub fn fingerprint(connection: &Connection) -> String {
     let mut parts: Vec<String> = connection.fields();
+    parts.extend(
+        connection
+            .company_fields()
+            .into_iter()
+            .map(|f| format!("company.{f}")),
+    );
     for (name, source) in &connection.events {
         let source = match source {
             EventSource::HubspotForms => "forms".to_owned(),
@@ -300,6 +336,27 @@ struct Worker<'a, C: Crm> {
     pending: Vec<(Update, Written)>,
     batch_size: usize,
     report: PassReport,
+    /// Companies at hand: read this pass, or looked up in the state.
+    companies: FxHashMap<String, Arc<CompanyValues>>,
+    /// The model's lists and their members, when this CRM's lists are read.
+    memberships: Option<Arc<Memberships>>,
+}
+
+/// Each list the model names, with its members (record ids).
+type Memberships = Vec<(String, FxHashSet<String>)>;
+
+/// Companies kept in memory at most, when the state holds them too.
+const COMPANIES_CACHED: usize = 20_000;
+/// Companies read in one batch (HubSpot's batch read maximum).
+const COMPANY_BATCH: usize = 100;
+/// Pulled records held back at most while their companies wait for a
+/// full batch.
+const HELD_FOR_COMPANIES: usize = 2_000;
+
+/// A pulled page, with the companies first read for it.
+struct Page {
+    records: Vec<CrmRecord>,
+    companies: Vec<CrmCompany>,
 }
 
 impl<'a, C: Crm> Worker<'a, C> {
@@ -313,8 +370,17 @@ impl<'a, C: Crm> Worker<'a, C> {
         let model = &self.connection.model;
         metrics::counter!("leadscored_records_scored_total").increment(records.len() as u64);
         let mut settled = Vec::new();
-        for (pulled, ours) in records {
-            let record = mapping::to_record(model, &self.connection.inputs, &pulled);
+        for (mut pulled, ours) in records {
+            if let Some(memberships) = &self.memberships {
+                pulled.lists = memberships
+                    .iter()
+                    .filter(|(_, members)| members.contains(&pulled.id))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+            }
+            let company = self.company_of(&pulled);
+            let record =
+                mapping::to_record(model, &self.connection.inputs, &pulled, company.as_deref());
             let card = model.score(&record, self.pass.now);
             for output in &self.choices {
                 let held = pulled
@@ -371,6 +437,54 @@ impl<'a, C: Crm> Worker<'a, C> {
             }
         }
         settled
+    }
+
+    /// The values of a record's company: read this pass, or stored.
+    fn company_of(&mut self, record: &CrmRecord) -> Option<Arc<CompanyValues>> {
+        if self.company_fields_empty() {
+            return None;
+        }
+        let id = record.company_id()?;
+        if let Some(found) = self.companies.get(id) {
+            return Some(found.clone());
+        }
+        let stored = self.state.as_deref()?.company(id).ok().flatten()?;
+        let stored = Arc::new(stored);
+        self.cache_company(id.to_owned(), stored.clone());
+        Some(stored)
+    }
+
+    fn company_fields_empty(&self) -> bool {
+        !self
+            .connection
+            .inputs
+            .iter()
+            .any(|i| i.origin == crate::config::Origin::Company)
+    }
+
+    /// Keeps a company at hand; the cache is bounded when the state holds
+    /// every company too (a dry run keeps all: nothing is saved).
+    fn cache_company(&mut self, id: String, values: Arc<CompanyValues>) {
+        if self.companies.len() >= COMPANIES_CACHED && !self.pass.dry_run {
+            self.companies.clear();
+        }
+        self.companies.insert(id, values);
+    }
+
+    /// Saves and keeps companies read this pass.
+    fn take_companies(&mut self, companies: Vec<CrmCompany>) -> Result<(), PassError> {
+        if companies.is_empty() {
+            return Ok(());
+        }
+        if !self.pass.dry_run
+            && let Some(state) = self.state.as_deref_mut()
+        {
+            state.save_companies(&companies)?;
+        }
+        for company in companies {
+            self.cache_company(company.id, Arc::new(company.values));
+        }
+        Ok(())
     }
 
     /// The next batch to write: the pending updates when a full batch (or,
@@ -570,6 +684,119 @@ struct Prepared {
     model_changed: bool,
     failed_before: FxHashSet<String>,
     spec: PullSpec,
+    related: Related,
+}
+
+/// What a pass learns before its pull about the objects around records:
+/// companies and lists.
+#[derive(Default)]
+struct Related {
+    /// Company properties the model reads (none: no company calls).
+    company_fields: Vec<String>,
+    /// Companies whose stored values are current: the pull reads only
+    /// the others.
+    known_companies: Arc<FxHashSet<String>>,
+    /// Companies changed since the last pass (already saved, unless dry).
+    changed_companies: Vec<CrmCompany>,
+    memberships: Option<Arc<Memberships>>,
+    /// Records that joined or left a list since the last pass.
+    list_moved: FxHashSet<String>,
+    lists_read: u64,
+    warnings: Vec<String>,
+}
+
+/// Reads what changed around the records: companies modified since the
+/// watermark (an incremental pass), and the model's lists — each resolved
+/// by name, its members read again only when the CRM says it changed.
+async fn prepare_related<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    mut state: Option<&mut State>,
+    pass: Pass,
+    pull_kind: PullKind,
+    usable: bool,
+    until_ms: i64,
+) -> Result<Related, PassError> {
+    let mut related = Related {
+        company_fields: connection.company_fields(),
+        ..Related::default()
+    };
+    let writable = !pass.dry_run;
+    if !related.company_fields.is_empty()
+        && usable
+        && let (PullKind::Since(since), Some(stored)) = (pull_kind, state.as_deref())
+    {
+        let overlap = connection.limits.search_overlap.as_millis() as i64;
+        let changed = crm
+            .changed_companies(since - overlap, until_ms, &related.company_fields)
+            .await?;
+        let mut known = stored.company_ids()?;
+        known.extend(changed.iter().map(|c| c.id.clone()));
+        if writable && let Some(state) = state.as_deref_mut() {
+            state.save_companies(&changed)?;
+        }
+        tracing::info!(
+            changed = changed.len(),
+            "companies changed since the last pass"
+        );
+        related.known_companies = Arc::new(known);
+        related.changed_companies = changed;
+    }
+    let names = connection.lists();
+    if names.is_empty() {
+        return Ok(related);
+    }
+    let infos = match crm.list_infos(&names).await {
+        Ok(infos) => infos,
+        Err(CrmError::Unsupported(why)) => {
+            related.warnings.push(format!(
+                "the model's list conditions ({}) read the lists stored with each record: {why}",
+                names.join(", ")
+            ));
+            return Ok(related);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let mut memberships = Memberships::new();
+    for info in infos {
+        let Some(id) = info.id else {
+            let warning = format!(
+                "list {:?} does not exist in the CRM: its list conditions match no one",
+                info.name
+            );
+            tracing::warn!(list = %info.name, "{warning}");
+            related.warnings.push(warning);
+            memberships.push((info.name, FxHashSet::default()));
+            continue;
+        };
+        let stored = match state.as_deref() {
+            Some(state) if usable => state.list(&info.name)?,
+            _ => None,
+        };
+        let current = stored.as_ref() == Some(&(id.clone(), info.change_key.clone()))
+            && pass.kind != PassKind::Full;
+        let members = match (current, state.as_deref()) {
+            (true, Some(state)) => state.list_members(&info.name)?,
+            _ => {
+                related.lists_read += 1;
+                let members: FxHashSet<String> = crm.list_members(&id).await?.into_iter().collect();
+                let before = match state.as_deref() {
+                    Some(state) if usable => state.list_members(&info.name)?,
+                    _ => FxHashSet::default(),
+                };
+                related
+                    .list_moved
+                    .extend(members.symmetric_difference(&before).cloned());
+                if writable && let Some(state) = state.as_deref_mut() {
+                    state.save_list(&info.name, &id, &info.change_key, &members)?;
+                }
+                members
+            }
+        };
+        memberships.push((info.name, members));
+    }
+    related.memberships = Some(Arc::new(memberships));
+    Ok(related)
 }
 
 /// Checks the account, counts earlier calls, and decides what to pull.
@@ -641,7 +868,10 @@ async fn prepare<C: Crm>(
         .now
         .as_millisecond()
         .min(jiff::Timestamp::now().as_millisecond());
+    let related =
+        prepare_related(crm, connection, state, pass, pull_kind, usable, until_ms).await?;
     Ok(Prepared {
+        related,
         fingerprint,
         model,
         pull_kind,
@@ -664,10 +894,10 @@ async fn prepare<C: Crm>(
 /// When the pull fails, the consumer drains what was sent, records the
 /// write on the wire, and ends as the channel closes; then the pull's
 /// error is the pass's.
-async fn pipeline(
-    pull: impl std::future::Future<Output = Result<crate::crm::PullSummary, CrmError>>,
+async fn pipeline<T>(
+    pull: impl std::future::Future<Output = Result<T, CrmError>>,
     consume: impl std::future::Future<Output = Result<(), PassError>>,
-) -> Result<crate::crm::PullSummary, PassError> {
+) -> Result<T, PassError> {
     tokio::pin!(pull);
     tokio::pin!(consume);
     let mut pulled = None;
@@ -750,7 +980,18 @@ pub async fn run_pass_reporting<C: Crm>(
         batch_size: crm
             .write_batch()
             .unwrap_or(100 * connection.limits.concurrency.max(1)),
+        companies: prepared
+            .related
+            .changed_companies
+            .iter()
+            .map(|c| (c.id.clone(), Arc::new(c.values.clone())))
+            .collect(),
+        memberships: prepared.related.memberships.clone(),
         report: PassReport {
+            companies: prepared.related.changed_companies.len() as u64,
+            companies_changed: prepared.related.changed_companies.len() as u64,
+            lists_read: prepared.related.lists_read,
+            warnings: prepared.related.warnings.clone(),
             pull: match prepared.pull_kind {
                 PullKind::Full => "full".to_owned(),
                 PullKind::Since(ms) => format!(
@@ -792,6 +1033,8 @@ async fn run_stages<C: Crm>(
         retry_failed(worker, &seen, stop, on_change).await?;
         if rescore_all {
             rescore_stored(worker, &seen, stop, on_change).await?;
+        } else {
+            rescore_moved(worker, &prepared.related, &seen, stop, on_change).await?;
         }
         worker.flush().await?;
     }
@@ -813,6 +1056,76 @@ async fn run_stages<C: Crm>(
     Ok(())
 }
 
+/// Reads the companies of pulled records between the pull and the
+/// scorer: each company once per pass, in full batches — records whose
+/// company is not at hand wait (at most [`HELD_FOR_COMPANIES`]) until a
+/// batch fills or the pull ends. Returns how many companies it read.
+async fn resolve_companies<C: Crm>(
+    crm: &C,
+    related: &Related,
+    mut pulled: mpsc::Receiver<Vec<CrmRecord>>,
+    sink: mpsc::Sender<Page>,
+) -> Result<u64, CrmError> {
+    let mut read: u64 = 0;
+    let mut fetched: FxHashSet<String> = FxHashSet::default();
+    let mut wanted: Vec<String> = Vec::new();
+    let mut waiting_for: FxHashSet<String> = FxHashSet::default();
+    let mut held: Vec<CrmRecord> = Vec::new();
+    loop {
+        let page = pulled.recv().await;
+        let done = page.is_none();
+        if let Some(page) = page {
+            if related.company_fields.is_empty() {
+                let page = Page {
+                    records: page,
+                    companies: Vec::new(),
+                };
+                sink.send(page).await.map_err(|_| CrmError::Stopped)?;
+                continue;
+            }
+            for record in &page {
+                if let Some(id) = record.company_id()
+                    && !related.known_companies.contains(id)
+                    && !fetched.contains(id)
+                    && waiting_for.insert(id.to_owned())
+                {
+                    wanted.push(id.to_owned());
+                }
+            }
+            held.extend(page);
+        }
+        let take = if done || held.len() >= HELD_FOR_COMPANIES {
+            wanted.len()
+        } else {
+            wanted.len() / COMPANY_BATCH * COMPANY_BATCH
+        };
+        let mut companies = Vec::new();
+        if take > 0 {
+            let ids: Vec<String> = wanted.drain(..take).collect();
+            for id in &ids {
+                waiting_for.remove(id);
+                fetched.insert(id.clone());
+            }
+            companies = crm.companies(&ids, &related.company_fields).await?;
+            read += companies.len() as u64;
+        }
+        let (ready, still): (Vec<CrmRecord>, Vec<CrmRecord>) = std::mem::take(&mut held)
+            .into_iter()
+            .partition(|r| r.company_id().is_none_or(|id| !waiting_for.contains(id)));
+        held = still;
+        if !ready.is_empty() || !companies.is_empty() {
+            let page = Page {
+                records: ready,
+                companies,
+            };
+            sink.send(page).await.map_err(|_| CrmError::Stopped)?;
+        }
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
 /// Pulls and writes side by side; returns the ids pulled when a later
 /// stage must skip them (incremental pulls, which are small).
 async fn pull_and_write<C: Crm>(
@@ -824,7 +1137,8 @@ async fn pull_and_write<C: Crm>(
     let crm = worker.crm;
     let mut seen: FxHashSet<String> = FxHashSet::default();
     let keep_seen = matches!(prepared.pull_kind, PullKind::Since(_));
-    let (sink, pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
+    let (raw_sink, raw_pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
+    let (sink, pages) = mpsc::channel::<Page>(PAGES_IN_FLIGHT);
     let consume = async {
         // The receiver lives in this future: when it ends, so does the
         // channel, and a pull still sending stops.
@@ -866,9 +1180,10 @@ async fn pull_and_write<C: Crm>(
             };
             let Some(page) = page else { break };
             if keep_seen {
-                seen.extend(page.iter().map(|r| r.id.clone()));
+                seen.extend(page.records.iter().map(|r| r.id.clone()));
             }
-            let settled = worker.take_page(page, on_change)?;
+            worker.take_companies(page.companies)?;
+            let settled = worker.take_page(page.records, on_change)?;
             worker.settle(&settled)?;
         }
         if let Some(write) = writing.take() {
@@ -878,13 +1193,22 @@ async fn pull_and_write<C: Crm>(
     };
     // A stop abandons the pull at once (it only reads); writes already on
     // the wire finish in `consume`.
+    let related = &prepared.related;
     let pull = async {
+        let both = async {
+            let (summary, companies) = tokio::try_join!(
+                crm.pull(&prepared.spec, raw_sink),
+                resolve_companies(crm, related, raw_pages, sink)
+            )?;
+            Ok((summary, companies))
+        };
         tokio::select! {
-            pulled = crm.pull(&prepared.spec, sink) => pulled,
+            pulled = both => pulled,
             () = stop.stopped() => Err(CrmError::Stopped),
         }
     };
-    let summary = pipeline(pull, consume).await?;
+    let (summary, companies) = pipeline(pull, consume).await?;
+    worker.report.companies += companies;
     worker.flush().await?;
     worker.report.pull_pages = summary.pages;
     worker.report.detail_calls = summary.detail_calls;
@@ -917,6 +1241,46 @@ async fn retry_failed<C: Crm>(
                 records.extend(state.record(id)?);
             }
         }
+        worker.rescore(records, on_change).await?;
+    }
+    Ok(())
+}
+
+/// Stored records the pull did not bring back whose company changed, or
+/// which joined or left a list: rescored from their stored inputs with
+/// the company's new values and the lists as they are now — no contact
+/// is read again.
+async fn rescore_moved<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    related: &Related,
+    seen: &FxHashSet<String>,
+    stop: &Stop,
+    on_change: &mut impl FnMut(&RecordChange),
+) -> Result<(), PassError> {
+    let Some(state) = worker.state.as_deref() else {
+        return Ok(());
+    };
+    let changed: Vec<String> = related
+        .changed_companies
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let mut ids: Vec<String> = state.records_of_companies(&changed)?;
+    ids.extend(related.list_moved.iter().cloned());
+    ids.sort();
+    ids.dedup();
+    ids.retain(|id| !seen.contains(id));
+    for chunk in ids.chunks(RESCORE_PAGE) {
+        if stop.is_stopped() {
+            return Err(PassError::Stopped);
+        }
+        let mut records = Vec::new();
+        if let Some(state) = worker.state.as_deref() {
+            for id in chunk {
+                records.extend(state.record(id)?);
+            }
+        }
+        worker.report.moved += records.len() as u64;
         worker.rescore(records, on_change).await?;
     }
     Ok(())

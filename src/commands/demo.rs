@@ -492,11 +492,13 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
             jiff::Timestamp::from_millisecond(crate::fake::HubspotConfig::default().epoch_ms)
                 .unwrap_or(now);
         for (id, score) in scores.iter_mut() {
-            if let Some((stored, _)) = state.record(id)? {
+            if let Some((mut stored, _)) = state.record(id)? {
+                let company = state.context(&mut stored)?;
                 let record = crate::crm::mapping::to_record(
                     &connection.model,
                     &connection.inputs,
                     &stored,
+                    company.as_ref(),
                 );
                 *score = total(&connection.model.score(&record, history_end));
             }
@@ -514,11 +516,13 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
             .iter()
             .zip(picks)
         {
-            if let Some((stored, _)) = state.record(id)? {
+            if let Some((mut stored, _)) = state.record(id)? {
+                let company = state.context(&mut stored)?;
                 let record = crate::crm::mapping::to_record(
                     &connection.model,
                     &connection.inputs,
                     &stored,
+                    company.as_ref(),
                 );
                 let card = connection.model.score(&record, now);
                 let _ = write!(

@@ -64,7 +64,7 @@ pub fn explain_stored(
             state_path.display()
         ))
     })?;
-    let (pulled, _) = state.record(id)?.ok_or_else(|| {
+    let (mut pulled, _) = state.record(id)?.ok_or_else(|| {
         CommandError::Data(format!(
             "{} record {id:?} is not in the local state {} (not pulled yet, or not in the CRM)",
             connection.crm.kind.as_str(),
@@ -72,7 +72,9 @@ pub fn explain_stored(
         ))
     })?;
     let model = &connection.model;
-    let record = crate::crm::mapping::to_record(model, &connection.inputs, &pulled);
+    let company = state.context(&mut pulled)?;
+    let record =
+        crate::crm::mapping::to_record(model, &connection.inputs, &pulled, company.as_ref());
     let card = model.score(&record, now);
     let mut out = explain_text(model, &record, &card, now);
     let _ = writeln!(

@@ -199,6 +199,18 @@ pub struct Input {
     /// Computed from events instead of read from `field` (which is then
     /// empty and not pulled).
     pub derived: Option<Derived>,
+    /// The CRM object `field` is read from.
+    pub origin: Origin,
+}
+
+/// The CRM object an input is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The contact or prospect itself.
+    Contact,
+    /// The contact's primary associated company (HubSpot's
+    /// `associatedcompanyid`).
+    Company,
 }
 
 /// An input computed from engagement the CRM has no field for (Pardot has
@@ -237,6 +249,11 @@ const SALESFORCE_LOGINS: [&str; 2] = [
 /// Event types pulled only to compute derived inputs start with this; the
 /// model never sees them as events.
 pub const DERIVED_PREFIX: &str = "input:";
+
+/// The HubSpot contact property holding the id of the contact's primary
+/// company (read-only; HubSpot keeps it in step with the primary
+/// association).
+pub const COMPANY_ID: &str = "associatedcompanyid";
 
 /// Where the detail for one model event type comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -583,13 +600,35 @@ impl Connection {
         let mut fields: Vec<String> = self
             .inputs
             .iter()
-            .filter(|i| i.derived.is_none())
+            .filter(|i| i.derived.is_none() && i.origin == Origin::Contact)
             .map(|i| i.field.clone())
             .chain(self.outputs.iter().map(|o| o.property.clone()))
+            .collect();
+        if !self.company_fields().is_empty() {
+            fields.push(COMPANY_ID.to_owned());
+        }
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+
+    /// The company properties a pull must read for the model's
+    /// company-origin inputs (none: no company calls at all).
+    pub fn company_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .inputs
+            .iter()
+            .filter(|i| i.derived.is_none() && i.origin == Origin::Company)
+            .map(|i| i.field.clone())
             .collect();
         fields.sort();
         fields.dedup();
         fields
+    }
+
+    /// The list names the model's `list` conditions read.
+    pub fn lists(&self) -> Vec<String> {
+        self.model.list_names().map(str::to_owned).collect()
     }
 }
 
@@ -1025,14 +1064,20 @@ fn inputs(
             Some(rest) => (Scope::Company, rest.to_owned()),
             None => (Scope::Contact, property.clone()),
         };
-        let (field, kind) = match raw.remove(&property) {
-            None => (name.clone(), FieldType::Text),
+        // HubSpot keeps company facts on the Company object; Pardot on the
+        // prospect.
+        let default_origin = match (crm, scope) {
+            (CrmKind::Hubspot, Scope::Company) => Origin::Company,
+            _ => Origin::Contact,
+        };
+        let (field, kind, origin) = match raw.remove(&property) {
+            None => (name.clone(), FieldType::Text, default_origin),
             Some(spanned) => {
                 let span = spanned.span();
                 match spanned.into_inner() {
                     // The CRM has no such field: the model sees none.
                     RawInput::Field(field) if field == "off" => continue,
-                    RawInput::Field(field) => (field, FieldType::Text),
+                    RawInput::Field(field) => (field, FieldType::Text, default_origin),
                     RawInput::Table(table) if table.count.is_some() || table.latest.is_some() => {
                         let (how, text, kind) = match (&table.count, &table.latest) {
                             (Some(text), None) => (DeriveHow::Count, text, FieldType::Number),
@@ -1045,8 +1090,8 @@ fn inputs(
                                 continue;
                             }
                         };
-                        if table.field.is_some() || table.kind.is_some() {
-                            d.error(&span, format!("`{property}`: an input computed from events takes no field or type"));
+                        if table.field.is_some() || table.kind.is_some() || table.from.is_some() {
+                            d.error(&span, format!("`{property}`: an input computed from events takes no field, type or from"));
                         }
                         match parse_source(crm, text) {
                             Ok(source) => {
@@ -1058,6 +1103,7 @@ fn inputs(
                                     field: String::new(),
                                     kind,
                                     derived: Some(Derived { how, event_type }),
+                                    origin: Origin::Contact,
                                 });
                             }
                             Err(message) => {
@@ -1078,7 +1124,20 @@ fn inputs(
                                 FieldType::Text
                             }
                         };
-                        (table.field.unwrap_or_else(|| name.clone()), kind)
+                        let origin = match (table.from.as_deref(), crm) {
+                            (None, _) => default_origin,
+                            (Some("contact" | "prospect"), _) => Origin::Contact,
+                            (Some("company"), CrmKind::Hubspot) => Origin::Company,
+                            (Some("company"), CrmKind::Pardot) => {
+                                d.error(&span, format!("`{property}`: Pardot keeps company facts on the prospect; drop `from` (or say from = \"prospect\")"));
+                                Origin::Contact
+                            }
+                            (Some(other), _) => {
+                                d.error(&span, format!("`{property}`: unknown from = \"{other}\", expected \"contact\" or \"company\""));
+                                default_origin
+                            }
+                        };
+                        (table.field.unwrap_or_else(|| name.clone()), kind, origin)
                     }
                 }
             }
@@ -1095,6 +1154,7 @@ fn inputs(
             field,
             kind,
             derived: None,
+            origin,
         });
     }
     for (extra, value) in raw {

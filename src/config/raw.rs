@@ -96,6 +96,9 @@ pub(crate) struct RawInputTable {
     pub count: Option<String>,
     /// The time of the newest event from this source.
     pub latest: Option<String>,
+    /// Which CRM object a `company.X` input is read from: `company` (the
+    /// contact's primary company, HubSpot's default) or `contact`.
+    pub from: Option<String>,
 }
 
 /// `[[output]]`

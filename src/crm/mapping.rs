@@ -1,16 +1,31 @@
-//! From a pulled [`CrmRecord`] to the model's [`Record`]: each mapped
-//! field's text converted by its declared type, inputs computed from
-//! events (a count, the newest time), events and lists handed over by
-//! name. Pure; the same for every CRM.
+//! From a pulled [`CrmRecord`] (and its company) to the model's
+//! [`Record`]: each mapped field's text converted by its declared type,
+//! read from the contact or from its company as the input says, inputs
+//! computed from events (a count, the newest time), events and lists
+//! handed over by name. Pure; the same for every CRM.
 
-use crate::config::{DERIVED_PREFIX, DeriveHow, FieldType, Input};
+use std::collections::BTreeMap;
+
+use crate::config::{DERIVED_PREFIX, DeriveHow, FieldType, Input, Origin};
 use crate::crm::CrmRecord;
 use crate::model::Model;
 use crate::record::{PropertyValue, Record};
 
-/// Builds the model's record from a pulled one.
-pub fn to_record(model: &Model, inputs: &[Input], pulled: &CrmRecord) -> Record {
+/// A company's property values, as pulled.
+pub type CompanyValues = BTreeMap<String, String>;
+
+/// Builds the model's record from a pulled one. `company` holds the values
+/// of the record's primary company, when it has one that could be read;
+/// company-origin inputs of a record without one do not match, and the
+/// scorecard says so once.
+pub fn to_record(
+    model: &Model,
+    inputs: &[Input],
+    pulled: &CrmRecord,
+    company: Option<&CompanyValues>,
+) -> Record {
     let mut builder = model.record_builder(pulled.id.clone());
+    let mut without_company = false;
     for input in inputs {
         if let Some(derived) = &input.derived {
             let times = pulled
@@ -35,7 +50,15 @@ pub fn to_record(model: &Model, inputs: &[Input], pulled: &CrmRecord) -> Record 
             }
             continue;
         }
-        let Some(text) = pulled.values.get(&input.field) else {
+        let source = match input.origin {
+            Origin::Contact => Some(&pulled.values),
+            Origin::Company => company,
+        };
+        let Some(source) = source else {
+            without_company = true;
+            continue;
+        };
+        let Some(text) = source.get(&input.field) else {
             continue;
         };
         let text = text.trim();
@@ -89,6 +112,9 @@ pub fn to_record(model: &Model, inputs: &[Input], pulled: &CrmRecord) -> Record 
     }
     for list in &pulled.lists {
         builder.list(list);
+    }
+    if without_company {
+        builder.no_company();
     }
     builder.build()
 }

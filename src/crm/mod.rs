@@ -38,6 +38,41 @@ pub struct CrmRecord {
     pub detail_skipped: bool,
 }
 
+impl CrmRecord {
+    /// The id of the record's primary company, where the CRM keeps
+    /// company facts on a separate object (HubSpot's `associatedcompanyid`).
+    pub fn company_id(&self) -> Option<&str> {
+        self.values
+            .get(crate::config::COMPANY_ID)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// One company as pulled: the properties the model reads from it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrmCompany {
+    pub id: String,
+    /// Epoch milliseconds (`hs_lastmodifieddate`).
+    pub modified_ms: i64,
+    pub values: BTreeMap<String, String>,
+}
+
+/// A list the model names, as the CRM holds it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListInfo {
+    /// The name the model uses.
+    pub name: String,
+    /// The CRM's list id; `None` when no list has this name.
+    pub id: Option<String>,
+    /// Changes whenever a record joins or leaves the list (HubSpot: the
+    /// last added and removed times, size and version): while it stays
+    /// the same, the stored members are current and nothing is read.
+    pub change_key: String,
+    /// Members as the CRM counts them.
+    pub size: u64,
+}
+
 /// One engagement event, with the model's event type name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrmEvent {
@@ -231,6 +266,55 @@ pub trait Crm: Send + Sync {
     /// The shared HTTP layer: call counts, the daily budget, progress.
     fn http(&self) -> &http::Http;
 
+    /// Reads these companies (each id once) with `fields`, in the CRM's
+    /// largest batches. Ids the CRM does not know are left out.
+    fn companies(
+        &self,
+        ids: &[String],
+        fields: &[String],
+    ) -> impl Future<Output = Result<Vec<CrmCompany>, CrmError>> + Send {
+        let _ = (ids, fields);
+        async {
+            Err(CrmError::Unsupported(
+                "this CRM keeps company facts on the contact".to_owned(),
+            ))
+        }
+    }
+
+    /// Companies modified in `[from_ms, until_ms]`, with `fields`.
+    fn changed_companies(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        fields: &[String],
+    ) -> impl Future<Output = Result<Vec<CrmCompany>, CrmError>> + Send {
+        let _ = (from_ms, until_ms, fields);
+        async { Ok(Vec::new()) }
+    }
+
+    /// The lists the model names, resolved by name (a name no list has
+    /// comes back with no id).
+    fn list_infos(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<ListInfo>, CrmError>> + Send {
+        let _ = names;
+        async {
+            Err(CrmError::Unsupported(
+                "list memberships are not read from this CRM yet".to_owned(),
+            ))
+        }
+    }
+
+    /// Every member (record id) of a list.
+    fn list_members(
+        &self,
+        list_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, CrmError>> + Send {
+        let _ = list_id;
+        async { Ok(Vec::new()) }
+    }
+
     /// The longest property value the CRM keeps, in characters: a pulled
     /// value longer than this is not the CRM's data, and its record is
     /// refused rather than stored.
@@ -322,6 +406,43 @@ impl Crm for Connector {
         match self {
             Connector::Hubspot(c) => c.max_value_chars(),
             Connector::Pardot(c) => c.max_value_chars(),
+        }
+    }
+
+    async fn companies(
+        &self,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<CrmCompany>, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.companies(ids, fields).await,
+            Connector::Pardot(c) => c.companies(ids, fields).await,
+        }
+    }
+
+    async fn changed_companies(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        fields: &[String],
+    ) -> Result<Vec<CrmCompany>, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.changed_companies(from_ms, until_ms, fields).await,
+            Connector::Pardot(c) => c.changed_companies(from_ms, until_ms, fields).await,
+        }
+    }
+
+    async fn list_infos(&self, names: &[String]) -> Result<Vec<ListInfo>, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.list_infos(names).await,
+            Connector::Pardot(c) => c.list_infos(names).await,
+        }
+    }
+
+    async fn list_members(&self, list_id: &str) -> Result<Vec<String>, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.list_members(list_id).await,
+            Connector::Pardot(c) => c.list_members(list_id).await,
         }
     }
 }

@@ -149,6 +149,9 @@ fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
         Problem::NotADate => {
             format!("property {name} is not a date; its date criteria did not match")
         }
+        Problem::NoCompany => {
+            "no associated company: the company.* criteria did not match".to_owned()
+        }
     }
 }
 

@@ -93,6 +93,10 @@ pub(crate) struct Warning {
 pub(crate) enum Problem {
     NotANumber,
     NotADate,
+    /// The record has no company (or its company could not be read), so
+    /// no `company.*` criterion matched. Said once per record, not per
+    /// rule.
+    NoCompany,
 }
 
 /// Per-matcher tallies from the pass over events.

@@ -103,6 +103,11 @@ impl Model {
         self.schema.props.iter().map(PropSlot::display_name)
     }
 
+    /// The list names the model's `list` conditions read.
+    pub fn list_names(&self) -> impl Iterator<Item = &str> {
+        self.schema.lists.iter().map(String::as_str)
+    }
+
     /// Event types the model reads (`any` means every type).
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
         self.schema.event_types.iter().map(String::as_str)

@@ -21,8 +21,8 @@ use super::http::{
     Body, Call, Dialect, Http, Lane, Observed, Size, Verdict, header_number, retry_after,
 };
 use super::{
-    Crm, CrmError, CrmEvent, CrmRecord, PropertySpec, PullKind, PullSpec, PullSummary, SetupReport,
-    Update, WriteReport,
+    Crm, CrmCompany, CrmError, CrmEvent, CrmRecord, ListInfo, PropertySpec, PullKind, PullSpec,
+    PullSummary, SetupReport, Update, WriteReport,
 };
 use crate::config::{Connection, EventSource};
 use crate::engine::OutputKind;
@@ -31,6 +31,36 @@ use wire::{
     GroupList, NewProperty, PropertyList, PropertyOption, SearchRequest, Sort, SubmissionPage,
     UpdateBatch, UpdateInput, WebEventPage,
 };
+
+/// A CRM object leadscored searches by modified time.
+#[derive(Clone, Copy, Debug)]
+struct Object {
+    search_path: &'static str,
+    search_endpoint: &'static str,
+    /// The property holding the record's last-modified time.
+    modified: &'static str,
+}
+
+const CONTACTS: Object = Object {
+    search_path: "/crm/v3/objects/contacts/search",
+    search_endpoint: "contacts.search",
+    modified: "lastmodifieddate",
+};
+
+const COMPANIES: Object = Object {
+    search_path: "/crm/v3/objects/companies/search",
+    search_endpoint: "companies.search",
+    modified: COMPANY_MODIFIED,
+};
+
+/// A company's last-modified property (contacts say `lastmodifieddate`).
+const COMPANY_MODIFIED: &str = "hs_lastmodifieddate";
+/// Members read per page of a list (HubSpot's maximum).
+const MEMBERS_PAGE: u32 = 250;
+/// Lists read per page of a list search (HubSpot's maximum).
+const LISTS_PAGE: u32 = 500;
+/// HubSpot's object type id for contacts.
+const CONTACT_TYPE: &str = "0-1";
 
 /// HubSpot's page and batch sizes.
 const LIST_PAGE: u32 = 100;
@@ -235,6 +265,7 @@ impl Hubspot {
 
     async fn search_page(
         &self,
+        object: Object,
         properties: &[String],
         from_ms: i64,
         until_ms: i64,
@@ -244,12 +275,12 @@ impl Hubspot {
             filter_groups: vec![FilterGroup {
                 filters: vec![
                     Filter {
-                        property_name: "lastmodifieddate",
+                        property_name: object.modified,
                         operator: "GTE",
                         value: from_ms.to_string(),
                     },
                     Filter {
-                        property_name: "lastmodifieddate",
+                        property_name: object.modified,
                         operator: "LTE",
                         value: until_ms.to_string(),
                     },
@@ -268,22 +299,61 @@ impl Hubspot {
             limit: SEARCH_PAGE,
         };
         let body = serde_json::to_value(&request).map_err(|e| CrmError::Protocol {
-            endpoint: "contacts.search".to_owned(),
+            endpoint: object.search_endpoint.to_owned(),
             message: e.to_string(),
         })?;
         let reply = self
             .http
             .json::<ContactPage>(&Call {
                 method: Method::POST,
-                path: "/crm/v3/objects/contacts/search",
+                path: object.search_path,
                 query: &[],
                 body: Body::Json(&body),
                 lane: Lane::Search,
                 size: Size::Page,
-                endpoint: "contacts.search",
+                endpoint: object.search_endpoint,
             })
             .await?;
         Ok(reply.body)
+    }
+
+    /// Reads one batch of at most 100 companies.
+    async fn company_batch(
+        &self,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<CrmCompany>, CrmError> {
+        let request = wire::BatchRead {
+            inputs: ids.iter().map(|id| wire::ObjectId { id }).collect(),
+            properties: fields,
+            properties_with_history: [],
+        };
+        let body = serde_json::to_value(&request).map_err(|e| CrmError::Protocol {
+            endpoint: "companies.batch.read".to_owned(),
+            message: e.to_string(),
+        })?;
+        let answer = self
+            .http
+            .json::<BatchResponse>(&Call {
+                method: Method::POST,
+                path: "/crm/v3/objects/companies/batch/read",
+                query: &[("archived", "false".to_owned())],
+                body: Body::Json(&body),
+                lane: Lane::General,
+                size: Size::Page,
+                endpoint: "companies.batch.read",
+            })
+            .await;
+        let results = match answer {
+            Ok(reply) => reply.body.results,
+            // Every id unknown (merged or deleted companies): none to read.
+            Err(CrmError::Rejected { status: 404, .. }) => Vec::new(),
+            Err(other) => return Err(other),
+        };
+        Ok(results
+            .into_iter()
+            .map(|c| to_crm_company(c, COMPANY_MODIFIED))
+            .collect())
     }
 
     /// Every form submission in the portal, by email: read once per pull
@@ -718,6 +788,26 @@ fn push_each(
     }
 }
 
+/// A pulled company in the neutral shape.
+fn to_crm_company(company: wire::Contact, modified: &str) -> CrmCompany {
+    let modified_ms = company
+        .properties
+        .get(modified)
+        .and_then(|v| v.as_deref())
+        .or(company.updated_at.as_deref())
+        .and_then(crate::record::parse_time)
+        .unwrap_or(0);
+    CrmCompany {
+        id: company.id,
+        modified_ms,
+        values: company
+            .properties
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect(),
+    }
+}
+
 /// A pulled contact in the neutral shape.
 fn to_crm_record(contact: wire::Contact) -> CrmRecord {
     let modified_ms = contact
@@ -763,6 +853,7 @@ impl Crm for Hubspot {
                 PullKind::Full => self.list_page(&joined, after.as_deref()).await?,
                 PullKind::Since(watermark) => {
                     self.search_page(
+                        CONTACTS,
                         &properties,
                         watermark - self.overlap_ms,
                         spec.until_ms,
@@ -843,6 +934,205 @@ impl Crm for Hubspot {
 
     fn http(&self) -> &Http {
         &self.http
+    }
+
+    async fn companies(
+        &self,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<CrmCompany>, CrmError> {
+        let concurrency = self.http.limits().concurrency.max(1);
+        let chunks: Vec<Vec<String>> = ids.chunks(BATCH).map(<[String]>::to_vec).collect();
+        let batches: Vec<Vec<CrmCompany>> = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|chunk| async move { self.company_batch(&chunk, fields).await }),
+        )
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+        Ok(batches.into_iter().flatten().collect())
+    }
+
+    async fn changed_companies(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        fields: &[String],
+    ) -> Result<Vec<CrmCompany>, CrmError> {
+        let mut properties = fields.to_vec();
+        properties.push(COMPANY_MODIFIED.to_owned());
+        properties.sort();
+        properties.dedup();
+        let mut found = Vec::new();
+        let mut last_id: u64 = 0;
+        loop {
+            let page = self
+                .search_page(COMPANIES, &properties, from_ms, until_ms, last_id)
+                .await?;
+            let more = page.paging.and_then(|p| p.next).is_some();
+            let Some(last) = page.results.last() else {
+                break;
+            };
+            match last.id.parse::<u64>() {
+                Ok(id) if id > last_id => last_id = id,
+                _ => {
+                    return Err(CrmError::Protocol {
+                        endpoint: COMPANIES.search_endpoint.to_owned(),
+                        message: format!(
+                            "ids did not ascend (got {} after {last_id}); stopping rather than looping",
+                            last.id
+                        ),
+                    });
+                }
+            }
+            found.extend(
+                page.results
+                    .into_iter()
+                    .map(|c| to_crm_company(c, COMPANY_MODIFIED)),
+            );
+            if !more {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_infos(&self, names: &[String]) -> Result<Vec<ListInfo>, CrmError> {
+        // One page of every list (500 a page) costs fewer calls than a
+        // search per name whenever the model names more than one list.
+        let mut hits: Vec<wire::ListHit> = Vec::new();
+        let mut offset = 0;
+        let mut pages = 0;
+        loop {
+            let request = wire::ListSearch {
+                query: if names.len() == 1 { &names[0] } else { "" },
+                offset,
+                count: LISTS_PAGE,
+                additional_properties: [],
+            };
+            let body = serde_json::to_value(&request).map_err(|e| CrmError::Protocol {
+                endpoint: "lists.search".to_owned(),
+                message: e.to_string(),
+            })?;
+            let page = self
+                .http
+                .json::<wire::ListSearchPage>(&Call {
+                    method: Method::POST,
+                    path: "/crm/v3/lists/search",
+                    query: &[],
+                    body: Body::Json(&body),
+                    lane: Lane::General,
+                    size: Size::Page,
+                    endpoint: "lists.search",
+                })
+                .await?
+                .body;
+            pages += 1;
+            let got = page.lists.len() as u64;
+            hits.extend(page.lists);
+            // Offsets must move on, and the pages cannot outnumber the total.
+            if !page.has_more || got == 0 {
+                break;
+            }
+            if page.offset <= offset || pages > page.total / u64::from(LISTS_PAGE) + 1 {
+                return Err(CrmError::Protocol {
+                    endpoint: "lists.search".to_owned(),
+                    message: format!(
+                        "the offset did not advance (got {} after {offset}); stopping rather than looping",
+                        page.offset
+                    ),
+                });
+            }
+            offset = page.offset;
+        }
+        Ok(names
+            .iter()
+            .map(|name| {
+                let hit = hits
+                    .iter()
+                    .filter(|h| h.object_type_id.is_empty() || h.object_type_id == CONTACT_TYPE)
+                    .find(|h| &h.name == name)
+                    .or_else(|| {
+                        hits.iter()
+                            .filter(|h| {
+                                h.object_type_id.is_empty() || h.object_type_id == CONTACT_TYPE
+                            })
+                            .find(|h| h.name.eq_ignore_ascii_case(name))
+                    });
+                match hit {
+                    Some(hit) => {
+                        let get = |k: &str| hit.additional.get(k).map(String::as_str).unwrap_or("");
+                        ListInfo {
+                            name: name.clone(),
+                            id: Some(hit.list_id.clone()),
+                            change_key: format!(
+                                "v{} size {} added {} removed {}",
+                                hit.list_version,
+                                get("hs_list_size"),
+                                get("hs_last_record_added_at"),
+                                get("hs_last_record_removed_at")
+                            ),
+                            size: get("hs_list_size").parse().unwrap_or(0),
+                        }
+                    }
+                    None => ListInfo {
+                        name: name.clone(),
+                        id: None,
+                        change_key: String::new(),
+                        size: 0,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    async fn list_members(&self, list_id: &str) -> Result<Vec<String>, CrmError> {
+        let path = format!("/crm/v3/lists/{list_id}/memberships");
+        let mut members = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages: u64 = 0;
+        loop {
+            let mut query = vec![("limit", MEMBERS_PAGE.to_string())];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            let page = self
+                .http
+                .json::<wire::MemberPage>(&Call {
+                    method: Method::GET,
+                    path: &path,
+                    query: &query,
+                    body: Body::None,
+                    lane: Lane::General,
+                    size: Size::Page,
+                    endpoint: "lists.memberships",
+                })
+                .await?
+                .body;
+            pages += 1;
+            let got = page.results.len();
+            members.extend(page.results.into_iter().map(|m| m.record_id));
+            let next = page.paging.and_then(|p| p.next).map(|n| n.after);
+            let bound = page
+                .total
+                .map(|t| t / u64::from(MEMBERS_PAGE) + 2)
+                .unwrap_or(u64::MAX);
+            match next {
+                None => break,
+                Some(_) if got == 0 => break,
+                Some(cursor) if after.as_deref() == Some(cursor.as_str()) || pages > bound => {
+                    return Err(CrmError::Protocol {
+                        endpoint: "lists.memberships".to_owned(),
+                        message: format!(
+                            "list {list_id}: the cursor {cursor:?} repeats or the pages pass the list's size; stopping rather than looping"
+                        ),
+                    });
+                }
+                Some(cursor) => after = Some(cursor),
+            }
+        }
+        Ok(members)
     }
 
     async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
@@ -962,6 +1252,7 @@ impl Crm for Hubspot {
                         label: o.clone(),
                         value: o.clone(),
                         display_order: i as i32,
+                        hidden: false,
                     })
                     .collect(),
             };

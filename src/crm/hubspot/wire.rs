@@ -132,6 +132,9 @@ pub(super) struct PropertyOption {
     pub value: String,
     #[serde(rename = "displayOrder", default)]
     pub display_order: i32,
+    /// Required by HubSpot's schema for a new option (`OptionInput`).
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,4 +250,73 @@ pub(super) struct WebEventPage {
 #[serde(rename_all = "camelCase")]
 pub(super) struct AccountDetails {
     pub portal_id: u64,
+}
+
+/// One id in a batch read (`SimplePublicObjectId`).
+#[derive(Debug, Serialize)]
+pub(super) struct ObjectId<'a> {
+    pub id: &'a str,
+}
+
+/// `BatchReadInputSimplePublicObjectId` (all three fields are required).
+#[derive(Debug, Serialize)]
+pub(super) struct BatchRead<'a> {
+    pub inputs: Vec<ObjectId<'a>>,
+    pub properties: &'a [String],
+    #[serde(rename = "propertiesWithHistory")]
+    pub properties_with_history: [&'a str; 0],
+}
+
+/// `ListSearchRequest` (`additionalProperties` and `offset` are required).
+#[derive(Debug, Serialize)]
+pub(super) struct ListSearch<'a> {
+    pub query: &'a str,
+    pub offset: u64,
+    pub count: u32,
+    #[serde(rename = "additionalProperties")]
+    pub additional_properties: [&'a str; 0],
+}
+
+/// `PublicObjectListSearchResult`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ListHit {
+    #[serde(rename = "listId")]
+    pub list_id: String,
+    pub name: String,
+    #[serde(rename = "objectTypeId", default)]
+    pub object_type_id: String,
+    #[serde(rename = "listVersion", default)]
+    pub list_version: i64,
+    /// `hs_list_size`, `hs_last_record_added_at`, `hs_last_record_removed_at`.
+    #[serde(rename = "additionalProperties", default)]
+    pub additional: BTreeMap<String, String>,
+}
+
+/// `ListSearchResponse`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ListSearchPage {
+    #[serde(default)]
+    pub lists: Vec<ListHit>,
+    #[serde(rename = "hasMore", default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub total: u64,
+}
+
+/// `JoinTimeAndRecordId`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Member {
+    #[serde(rename = "recordId")]
+    pub record_id: String,
+}
+
+/// `ApiCollectionResponseJoinTimeAndRecordId`.
+#[derive(Debug, Deserialize)]
+pub(super) struct MemberPage {
+    #[serde(default)]
+    pub results: Vec<Member>,
+    pub paging: Option<Paging>,
+    pub total: Option<u64>,
 }
