@@ -493,7 +493,14 @@ impl<'a, C: Crm> Worker<'a, C> {
         if self.pending.is_empty() || (!all && self.pending.len() < self.batch_size) {
             return None;
         }
-        Some(std::mem::take(&mut self.pending))
+        if all {
+            return Some(std::mem::take(&mut self.pending));
+        }
+        // Whole CRM batches only: the rest waits for the next page.
+        let unit = self.crm.write_batch().unwrap_or(100).max(1);
+        let whole = self.pending.len() - self.pending.len() % unit;
+        let rest = self.pending.split_off(whole);
+        Some(std::mem::replace(&mut self.pending, rest))
     }
 
     /// Sends a batch; the returned future borrows only the CRM, so pages

@@ -27,6 +27,12 @@ use super::people::{GenEvent, PeopleSpec, Person};
 use super::store::{Overlay, StateHeader};
 
 mod engagement;
+mod objects;
+
+/// HubSpot's object type id for contacts.
+const CONTACT_TYPE_ID: &str = "0-1";
+/// The contact property naming its primary company.
+const COMPANY_ID: &str = "associatedcompanyid";
 
 const DAY_MS: i64 = 86_400_000;
 /// HubSpot's search returns at most this many results for one query.
@@ -114,6 +120,7 @@ struct Inner {
     /// Email, form and web event lookups; built on first use.
     engagement: Option<engagement::EngagementIndex>,
     properties: BTreeMap<String, PropertyDef>,
+    company_properties: BTreeMap<String, PropertyDef>,
     /// Property group names and labels.
     groups: BTreeMap<String, String>,
     ten_seconds: RollingWindow,
@@ -193,6 +200,7 @@ fn builtin_properties() -> BTreeMap<String, PropertyDef> {
         PropertyDef::builtin("company", "string", "text", false),
         PropertyDef::builtin("numemployees", "number", "number", false),
         PropertyDef::builtin("industry", "string", "text", false),
+        PropertyDef::builtin(COMPANY_ID, "number", "number", true),
         PropertyDef::builtin("createdate", "datetime", "date", true),
         PropertyDef::builtin("lastmodifieddate", "datetime", "date", true),
         PropertyDef::builtin("lifecyclestage", "enumeration", "radio", false),
@@ -298,8 +306,19 @@ fn generated_properties(person: &Person) -> BTreeMap<String, String> {
     }
     put("country", person.country.to_owned());
     put("company", person.company.clone());
-    put("numemployees", person.numemployees.to_string());
-    put("industry", person.industry.to_owned());
+    // As on real portals, company facts live on the Company record: a
+    // contact's own employee count and industry are mostly empty (some
+    // forms ask for them).
+    let mut facts = super::people::Rng::new(0x0F0C_7500, person.id);
+    if facts.below(100) < 15 {
+        put("numemployees", person.numemployees.to_string());
+    }
+    if facts.below(100) < 20 {
+        put("industry", person.industry.to_owned());
+    }
+    if let Some(company) = person.company_id {
+        put(COMPANY_ID, company.to_string());
+    }
     put("createdate", iso(person.created_at));
     let count = |kind: &str| person.events.iter().filter(|e| e.kind == kind).count();
     let newest = |kind: &str| person.events.iter().find(|e| e.kind == kind).map(|e| e.at);
@@ -547,6 +566,7 @@ impl FakeHubspot {
             by_modified: None,
             engagement: None,
             properties: builtin_properties(),
+            company_properties: objects::company_properties(),
             groups: [
                 ("contactinformation", "Contact information"),
                 ("emailinformation", "Email information"),
@@ -640,12 +660,34 @@ impl FakeHubspot {
             .route("/email/public/v1/events", get(engagement::email_events))
             .route("/events/v3/events", get(engagement::web_events))
             .route("/account-info/v3/details", get(account_details))
+            .route("/crm/v3/objects/companies", get(objects::list_companies))
+            .route(
+                "/crm/v3/objects/companies/batch/read",
+                post(objects::batch_read_companies),
+            )
+            .route(
+                "/crm/v3/objects/companies/search",
+                post(objects::search_companies),
+            )
+            .route(
+                "/crm/v3/properties/companies",
+                get(objects::company_property_list),
+            )
+            .route("/crm/v3/lists/search", post(objects::search_lists))
+            .route(
+                "/crm/v3/lists/{list}/memberships",
+                get(objects::list_memberships),
+            )
+            .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
         let inspect = Router::new()
             .route("/__fake/stats", get(stats))
             .route("/__fake/contacts/{id}", get(inspect_contact))
             .route("/__fake/reset-daily", post(reset_daily))
             .route("/__fake/catch-up-search", post(catch_up_search))
+            .route("/__fake/companies/{id}", post(objects::edit_company))
+            .route("/__fake/contacts/{id}/company", post(objects::move_contact))
+            .route("/__fake/lists/{list}/members", post(objects::edit_members))
             .route("/oauth/v1/token", post(oauth_token));
         api.merge(inspect).with_state(self.clone())
     }
@@ -713,6 +755,7 @@ fn rate_limited(
         "status": "error",
         "message": message,
         "errorType": "RATE_LIMIT",
+        "category": "RATE_LIMITS",
         "correlationId": new_correlation_id(),
         "policyName": policy,
     });
@@ -723,6 +766,19 @@ fn rate_limited(
         response.headers_mut().insert("retry-after", value);
     }
     response
+}
+
+/// Any other path: HubSpot's JSON error body, not an empty 404.
+async fn not_found(request: Request) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "OBJECT_NOT_FOUND",
+        &format!(
+            "Unable to route {} {}: no such endpoint",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }
 
 /// `GET /account-info/v3/details`: the portal the token belongs to.
@@ -754,7 +810,8 @@ async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response
         |p| p.as_str().to_owned(),
     );
     let key = format!("{} {route}", request.method());
-    let is_search = route.ends_with("/search");
+    // The search limit covers the CRM object searches only.
+    let is_search = route.starts_with("/crm/v3/objects/") && route.ends_with("/search");
     let presented = request
         .headers()
         .get("authorization")
@@ -889,19 +946,33 @@ fn parse_id(id: &str) -> Option<u64> {
     id.parse::<u64>().ok()
 }
 
-fn property_list(text: Option<&String>) -> Option<Vec<String>> {
-    text.map(|t| {
-        t.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    })
+/// Every `properties` the query names: HubSpot takes a comma list, the
+/// parameter repeated (`properties=a&properties=b`, as its own SDKs send
+/// it), or both.
+fn repeated_properties(query: &[(String, String)]) -> Vec<String> {
+    query
+        .iter()
+        .filter(|(k, _)| k == "properties")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The properties a GET asks for; `None` when it names none.
+fn property_list(query: &[(String, String)]) -> Option<Vec<String>> {
+    query
+        .iter()
+        .any(|(k, _)| k == "properties")
+        .then(|| repeated_properties(query))
 }
 
 async fn list_contacts(
     State(fake): State<FakeHubspot>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let wanted = property_list(&pairs);
+    let query: HashMap<String, String> = pairs.into_iter().collect();
     let limit = match query.get("limit").map(|l| l.parse::<u64>()) {
         None => 10,
         Some(Ok(l)) if (1..=100).contains(&l) => l,
@@ -919,7 +990,6 @@ async fn list_contacts(
             );
         }
     };
-    let wanted = property_list(query.get("properties"));
     let inner = fake.lock();
     let wanted_status = |id: u64| match inner.status(id) {
         Status::Live => !archived,
@@ -954,12 +1024,11 @@ async fn list_contacts(
 async fn get_contact(
     State(fake): State<FakeHubspot>,
     Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     let inner = fake.lock();
     match parse_id(&id).and_then(|id| inner.resolve(id)) {
-        Some(id) => Json(inner.contact_json(id, property_list(query.get("properties")).as_deref()))
-            .into_response(),
+        Some(id) => Json(inner.contact_json(id, property_list(&query).as_deref())).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "OBJECT_NOT_FOUND",
@@ -979,7 +1048,43 @@ struct SearchRequest {
     properties: Vec<String>,
     limit: Option<i64>,
     after: Option<Value>,
+    /// Free text over the object's default searchable properties.
+    query: Option<String>,
 }
+
+/// Whether free-text search `query` finds a record: HubSpot matches
+/// words of the default searchable properties by prefix (contacts: names,
+/// email, phone, company; companies: name, domain, website).
+fn query_matches(
+    query: Option<&str>,
+    props: &BTreeMap<String, String>,
+    searchable: &[&str],
+) -> bool {
+    let Some(query) = query.map(str::trim).filter(|q| !q.is_empty()) else {
+        return true;
+    };
+    let query = query.to_lowercase();
+    searchable
+        .iter()
+        .filter_map(|name| props.get(*name))
+        .any(|value| {
+            let value = value.to_lowercase();
+            value.starts_with(&query)
+                || value
+                    .split(|c: char| !c.is_alphanumeric())
+                    .any(|word| word.starts_with(&query))
+        })
+}
+
+/// The default searchable contact properties.
+const CONTACT_SEARCHABLE: &[&str] = &[
+    "firstname",
+    "lastname",
+    "email",
+    "phone",
+    "company",
+    "hs_additional_emails",
+];
 
 #[derive(Deserialize)]
 struct FilterGroup {
@@ -1091,13 +1196,18 @@ fn filter_matches(filter: &Filter, props: &BTreeMap<String, String>) -> bool {
             .values
             .as_ref()
             .is_some_and(|vs| vs.iter().any(|v| compare(v) == Some(Equal))),
-        "CONTAINS_TOKEN" => {
+        "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN" => {
             let token = value
                 .map(value_text)
                 .unwrap_or_default()
                 .replace('*', "")
                 .to_lowercase();
-            actual.is_some_and(|a| a.to_lowercase().contains(&token))
+            let contains = actual.is_some_and(|a| a.to_lowercase().contains(&token));
+            if filter.operator == "CONTAINS_TOKEN" {
+                contains
+            } else {
+                !contains
+            }
         }
         _ => false,
     }
@@ -1116,23 +1226,37 @@ const OPERATORS: &[&str] = &[
     "HAS_PROPERTY",
     "NOT_HAS_PROPERTY",
     "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
 ];
 
-async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+/// A search request as HubSpot validates it: the request, where the page
+/// starts, its size, and the sort (property, descending).
+struct Search {
+    request: SearchRequest,
+    after: usize,
+    limit: i64,
+    sort_property: String,
+    descending: bool,
+}
+
+/// Reads and checks a CRM search body with HubSpot's limits and wording.
+fn parse_search(body: &[u8]) -> Result<Search, Response> {
     let request: SearchRequest = match decode(&body) {
         Ok(r) => r,
-        Err(message) => return bad_request(&message),
+        Err(message) => return Err(bad_request(&message)),
     };
     let limit = request.limit.unwrap_or(10);
     if !(1..=200).contains(&limit) {
-        return bad_request("limit must be between 1 and 200");
+        return Err(bad_request("limit must be between 1 and 200"));
     }
     let filters: usize = request.filter_groups.iter().map(|g| g.filters.len()).sum();
     if request.filter_groups.len() > 5
         || request.filter_groups.iter().any(|g| g.filters.len() > 6)
         || filters > 18
     {
-        return bad_request("too many filters: at most 5 filterGroups of 6 filters, 18 in all");
+        return Err(bad_request(
+            "too many filters: at most 5 filterGroups of 6 filters, 18 in all",
+        ));
     }
     if let Some(bad) = request
         .filter_groups
@@ -1140,24 +1264,24 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
         .flat_map(|g| &g.filters)
         .find(|f| !OPERATORS.contains(&f.operator.as_str()))
     {
-        return bad_request(&format!("Unknown operator {}", bad.operator));
+        return Err(bad_request(&format!("Unknown operator {}", bad.operator)));
     }
     if request.sorts.len() > 1 {
-        return bad_request("only one sort is supported");
+        return Err(bad_request("only one sort is supported"));
     }
     let after = match &request.after {
         None => 0,
         Some(v) => match value_text(v).parse::<usize>() {
             Ok(a) => a,
             Err(_) => {
-                return bad_request("after must be a number");
+                return Err(bad_request("after must be a number"));
             }
         },
     };
     if after >= SEARCH_CAP || after + limit as usize > SEARCH_CAP {
-        return bad_request(
+        return Err(bad_request(
             "Search results are limited to 10000 per query: narrow the query instead of paging further",
-        );
+        ));
     }
     let (sort_property, descending) = match request.sorts.first() {
         None => ("hs_object_id".to_owned(), false),
@@ -1173,6 +1297,26 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
             sort.get("direction").and_then(Value::as_str) == Some("DESCENDING"),
         ),
     };
+    Ok(Search {
+        request,
+        after,
+        limit,
+        sort_property,
+        descending,
+    })
+}
+
+async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
+    let Search {
+        request,
+        after,
+        limit,
+        sort_property,
+        descending,
+    } = match parse_search(&body) {
+        Ok(search) => search,
+        Err(response) => return response,
+    };
     let mut inner = fake.lock();
     inner.catch_up_search();
     let ids = candidates(&mut inner, &request.filter_groups);
@@ -1181,6 +1325,7 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
     // every candidate; pages of a large window stay cheap.
     let cheap = |name: &str| name == "hs_object_id" || name == "lastmodifieddate";
     let index_only = cheap(&sort_property)
+        && request.query.as_deref().is_none_or(|q| q.trim().is_empty())
         && request
             .filter_groups
             .iter()
@@ -1214,11 +1359,12 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
             continue;
         }
         let props = inner.properties_of(id).0;
-        let ok = request.filter_groups.is_empty()
+        let ok = (request.filter_groups.is_empty()
             || request
                 .filter_groups
                 .iter()
-                .any(|g| g.filters.iter().all(|f| filter_matches(f, &props)));
+                .any(|g| g.filters.iter().all(|f| filter_matches(f, &props))))
+            && query_matches(request.query.as_deref(), &props, CONTACT_SEARCHABLE);
         if ok {
             let key = props.get(&sort_property).cloned().unwrap_or_default();
             matches.push((numeric(&key).unwrap_or(f64::NAN), key, id));

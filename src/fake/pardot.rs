@@ -340,10 +340,17 @@ impl Inner {
         out.insert("firstName".into(), json!(person.firstname));
         out.insert("lastName".into(), json!(person.lastname));
         out.insert("jobTitle".into(), json!(person.jobtitle));
-        out.insert("company".into(), json!(person.company));
+        // A person with no company gave none: the prospect's company
+        // fields are empty (a CRM with Company records leaves them
+        // unassociated).
+        let linked = person.company_id.is_some();
+        out.insert("company".into(), json!(linked.then_some(&person.company)));
         out.insert("country".into(), json!(person.country));
-        out.insert("industry".into(), json!(person.industry));
-        out.insert("employees".into(), json!(person.numemployees.to_string()));
+        out.insert("industry".into(), json!(linked.then_some(person.industry)));
+        out.insert(
+            "employees".into(),
+            json!(linked.then(|| person.numemployees.to_string())),
+        );
         out.insert("phone".into(), json!(person.phone));
         out.insert("score".into(), json!(native_score(&person)));
         out.insert("grade".into(), json!(native_grade(&person)));

@@ -85,6 +85,8 @@ pub struct GenEvent {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Person {
     pub id: u64,
+    /// The CRM company the person is associated with (primary), if any.
+    pub company_id: Option<u64>,
     pub persona: Persona,
     pub firstname: &'static str,
     pub lastname: &'static str,
@@ -271,7 +273,53 @@ pub struct PeopleSpec {
     pub epoch_ms: i64,
 }
 
+/// One generated company (the CRM's Company record).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompanyFacts {
+    /// The CRM id (from 1).
+    pub id: u64,
+    pub name: String,
+    pub slug: String,
+    pub numemployees: u32,
+    pub industry: &'static str,
+    pub country: &'static str,
+    pub annual_revenue: u64,
+    pub created_at: i64,
+}
+
 impl PeopleSpec {
+    /// How many companies people of ids up to `people` belong to.
+    pub fn companies_for(people: u64) -> u64 {
+        people / 8 + 50
+    }
+
+    /// The company with this CRM id (from 1).
+    pub fn company(&self, id: u64) -> CompanyFacts {
+        let mut company_rng = Rng::new(self.seed ^ 0xC0FF_EE00, id.saturating_sub(1));
+        let name = company_name(&mut company_rng);
+        let numemployees = log_uniform(&mut company_rng, 1.0, 50_000.0) as u32;
+        let industry = *company_rng.weighted(INDUSTRIES);
+        let country = *company_rng.weighted(COUNTRIES);
+        let slug: String = name
+            .to_lowercase()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let mut extra = Rng::new(self.seed ^ 0xC0FF_EE01, id);
+        let annual_revenue = u64::from(numemployees) * (60_000 + extra.below(140_000));
+        let created_at = self.epoch_ms - (extra.below(5 * 365) as i64 + 30) * DAY_MS;
+        CompanyFacts {
+            id,
+            name,
+            slug,
+            numemployees,
+            industry,
+            country,
+            annual_revenue,
+            created_at,
+        }
+    }
+
     /// The person with this id (ids start at 1).
     pub fn person(&self, id: u64) -> Person {
         let mut rng = Rng::new(self.seed, id);
@@ -286,17 +334,15 @@ impl PeopleSpec {
         let firstname = *rng.pick(FIRST);
         let lastname = *rng.pick(LAST);
         // Companies are shared: about eight people per company.
-        let company_id = rng.below(id / 8 + 50);
-        let mut company_rng = Rng::new(self.seed ^ 0xC0FF_EE00, company_id);
-        let company = company_name(&mut company_rng);
-        let numemployees = log_uniform(&mut company_rng, 1.0, 50_000.0) as u32;
-        let industry = *company_rng.weighted(INDUSTRIES);
-        let country = *company_rng.weighted(COUNTRIES);
-        let slug: String = company
-            .to_lowercase()
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect();
+        let company_index = rng.below(id / 8 + 50);
+        let facts = self.company(company_index + 1);
+        let (company, numemployees, industry, country, slug) = (
+            facts.name,
+            facts.numemployees,
+            facts.industry,
+            facts.country,
+            facts.slug,
+        );
         let local = format!("{}.{}{}", ascii_lower(firstname), ascii_lower(lastname), id);
         let domain = match persona {
             Persona::Competitor => (*rng.pick(COMPETITOR_DOMAINS)).to_owned(),
@@ -386,8 +432,16 @@ impl PeopleSpec {
         let can_buy = !matches!(persona, Persona::Competitor | Persona::JobSeeker);
         let converted = can_buy && rng.unit() < 1.0 / (1.0 + (-logit).exp());
 
+        // The CRM association: students and job seekers mostly have no
+        // company record, and a few others are not associated yet.
+        let mut link_rng = Rng::new(self.seed ^ 0xA550_C1A7, id);
+        let unlinked = match persona {
+            Persona::Student | Persona::JobSeeker => link_rng.below(100) < 80,
+            _ => link_rng.below(100) < 6,
+        };
         Person {
             id,
+            company_id: (!unlinked).then_some(company_index + 1),
             persona,
             firstname,
             lastname,

@@ -30,9 +30,25 @@ pub(crate) struct Overlay {
     pub write_clock: i64,
     /// Custom property / field definitions clients created, by name.
     pub custom: BTreeMap<String, Value>,
+    /// Company edits (the fake HubSpot): values and modified times.
+    #[serde(default)]
+    pub company_written: HashMap<u64, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub company_modified: HashMap<u64, i64>,
+    /// List membership edits (the fake HubSpot), by list id.
+    #[serde(default)]
+    pub list_edits: BTreeMap<u64, ListEdits>,
     /// Changed since the last save.
     #[serde(skip)]
     pub dirty: bool,
+}
+
+/// Membership changes of one list.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ListEdits {
+    pub members: BTreeMap<u64, bool>,
+    pub added_ms: Option<i64>,
+    pub removed_ms: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]

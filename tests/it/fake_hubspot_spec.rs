@@ -217,7 +217,7 @@ async fn responses_decode_with_the_spec_shapes() {
         &http,
         Method::POST,
         format!("{base}/crm/v3/objects/contacts/search"),
-        Some(json!({ "filterGroups": [{ "filters": [{ "propertyName": "numemployees", "operator": "GT", "value": "100" }] }], "limit": 20, "properties": ["numemployees"] })),
+        Some(json!({ "filterGroups": [{ "filters": [{ "propertyName": "hs_analytics_num_page_views", "operator": "GT", "value": "2" }] }], "limit": 20, "properties": ["hs_analytics_num_page_views"] })),
     )
     .await;
     assert_eq!(status, 200);

@@ -125,13 +125,54 @@ pub async fn pull_all(
     collect.await.expect("collector")
 }
 
+/// The companies of pulled records, read as the sync reads them.
+pub async fn companies_of(
+    crm: &impl Crm,
+    connection: &Connection,
+    records: &[CrmRecord],
+) -> Companies {
+    let fields = connection.company_fields();
+    if fields.is_empty() {
+        return Companies::new();
+    }
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.company_id().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    crm.companies(&ids, &fields)
+        .await
+        .expect("companies")
+        .into_iter()
+        .map(|c| (c.id, c.values))
+        .collect()
+}
+
+/// Company id → its values.
+pub type Companies = std::collections::HashMap<String, leadscored::crm::mapping::CompanyValues>;
+
+/// A pulled record as the model sees it, with its company.
+pub fn model_record(
+    connection: &Connection,
+    pulled: &CrmRecord,
+    companies: &Companies,
+) -> leadscored::record::Record {
+    let company = pulled.company_id().and_then(|id| companies.get(id));
+    leadscored::crm::mapping::to_record(&connection.model, &connection.inputs, pulled, company)
+}
+
 /// Scores pulled records and plans their writes.
-pub fn plan(connection: &Connection, records: &[CrmRecord], now: jiff::Timestamp) -> Vec<Update> {
+pub fn plan(
+    connection: &Connection,
+    records: &[CrmRecord],
+    companies: &Companies,
+    now: jiff::Timestamp,
+) -> Vec<Update> {
     records
         .iter()
         .filter_map(|pulled| {
-            let record =
-                leadscored::crm::mapping::to_record(&connection.model, &connection.inputs, pulled);
+            let record = model_record(connection, pulled, companies);
             let card = connection.model.score(&record, now);
             let changes = leadscored::plan::changes(
                 &connection.model,
@@ -361,7 +402,8 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
     for _run in 0..4 {
         let records = pull_all(&crm, &connection, PullKind::Full, far_future(), true).await;
         assert_eq!(records.len() as u64, n);
-        let updates = plan(&connection, &records, now);
+        let companies = companies_of(&crm, &connection, &records).await;
+        let updates = plan(&connection, &records, &companies, now);
         if updates.is_empty() {
             break;
         }
@@ -377,8 +419,9 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
 
     // Every contact holds what its scorecard says, with detail and all.
     let records = pull_all(&crm, &connection, PullKind::Full, far_future(), true).await;
+    let companies = companies_of(&crm, &connection, &records).await;
     assert!(
-        plan(&connection, &records, now).is_empty(),
+        plan(&connection, &records, &companies, now).is_empty(),
         "nothing left to write"
     );
     let events: usize = records.iter().map(|r| r.events.len()).sum();
@@ -393,8 +436,7 @@ async fn faults_are_survived_and_every_contact_ends_with_the_right_values() {
             .json()
             .await
             .expect("json");
-        let model_record =
-            leadscored::crm::mapping::to_record(&connection.model, &connection.inputs, record);
+        let model_record = model_record(&connection, record, &companies);
         let card = connection.model.score(&model_record, now);
         for output in &connection.outputs {
             let expected = output.render(&connection.model, &card).unwrap_or_default();

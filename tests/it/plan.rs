@@ -33,7 +33,7 @@ fn changes(held: &[(&str, &str)]) -> BTreeMap<String, (Option<String>, String)> 
         values,
         ..CrmRecord::default()
     };
-    let record = mapping::to_record(&connection.model, &connection.inputs, &pulled);
+    let record = mapping::to_record(&connection.model, &connection.inputs, &pulled, None);
     let card = connection
         .model
         .score(&record, crate::now("2026-11-01T00:00:00Z"));

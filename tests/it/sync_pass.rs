@@ -203,8 +203,14 @@ pub(super) fn moved_by_time(
         };
         after = last.id.clone();
         for (pulled, _) in &batch {
-            let record =
-                leadscored::crm::mapping::to_record(&connection.model, &connection.inputs, pulled);
+            let mut pulled = pulled.clone();
+            let company = state.context(&mut pulled).expect("context");
+            let record = leadscored::crm::mapping::to_record(
+                &connection.model,
+                &connection.inputs,
+                &pulled,
+                company.as_ref(),
+            );
             let (a, b) = (
                 connection.model.score(&record, now),
                 connection.model.score(&record, later),
