@@ -1239,24 +1239,20 @@ struct Search {
     descending: bool,
 }
 
-/// Reads and checks a CRM search body with HubSpot's limits and wording.
-fn parse_search(body: &[u8]) -> Result<Search, Response> {
-    let request: SearchRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(message) => return Err(bad_request(&message)),
-    };
+/// Reads and checks a CRM search body with HubSpot's limits; the error
+/// is HubSpot's message for its 400.
+fn parse_search(body: &[u8]) -> Result<Search, String> {
+    let request: SearchRequest = decode(body)?;
     let limit = request.limit.unwrap_or(10);
     if !(1..=200).contains(&limit) {
-        return Err(bad_request("limit must be between 1 and 200"));
+        return Err("limit must be between 1 and 200".to_owned());
     }
     let filters: usize = request.filter_groups.iter().map(|g| g.filters.len()).sum();
     if request.filter_groups.len() > 5
         || request.filter_groups.iter().any(|g| g.filters.len() > 6)
         || filters > 18
     {
-        return Err(bad_request(
-            "too many filters: at most 5 filterGroups of 6 filters, 18 in all",
-        ));
+        return Err("too many filters: at most 5 filterGroups of 6 filters, 18 in all".to_owned());
     }
     if let Some(bad) = request
         .filter_groups
@@ -1264,24 +1260,22 @@ fn parse_search(body: &[u8]) -> Result<Search, Response> {
         .flat_map(|g| &g.filters)
         .find(|f| !OPERATORS.contains(&f.operator.as_str()))
     {
-        return Err(bad_request(&format!("Unknown operator {}", bad.operator)));
+        return Err(format!("Unknown operator {}", bad.operator));
     }
     if request.sorts.len() > 1 {
-        return Err(bad_request("only one sort is supported"));
+        return Err("only one sort is supported".to_owned());
     }
     let after = match &request.after {
         None => 0,
         Some(v) => match value_text(v).parse::<usize>() {
             Ok(a) => a,
             Err(_) => {
-                return Err(bad_request("after must be a number"));
+                return Err("after must be a number".to_owned());
             }
         },
     };
     if after >= SEARCH_CAP || after + limit as usize > SEARCH_CAP {
-        return Err(bad_request(
-            "Search results are limited to 10000 per query: narrow the query instead of paging further",
-        ));
+        return Err("Search results are limited to 10000 per query: narrow the query instead of paging further".to_owned());
     }
     let (sort_property, descending) = match request.sorts.first() {
         None => ("hs_object_id".to_owned(), false),
@@ -1315,7 +1309,7 @@ async fn search_contacts(State(fake): State<FakeHubspot>, body: axum::body::Byte
         descending,
     } = match parse_search(&body) {
         Ok(search) => search,
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let mut inner = fake.lock();
     inner.catch_up_search();

@@ -243,7 +243,7 @@ pub(super) async fn search_companies(
         descending,
     } = match parse_search(&body) {
         Ok(search) => search,
-        Err(response) => return response,
+        Err(message) => return bad_request(&message),
     };
     let inner = fake.lock();
     let mut matches: Vec<(f64, String, u64)> = Vec::new();
