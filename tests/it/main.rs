@@ -9,6 +9,7 @@
 )]
 
 mod cli;
+mod companies_lists;
 mod config_errors;
 mod connection_errors;
 mod daemon;

@@ -22,19 +22,19 @@ const FAST: &str = "per_ten_seconds = 10000\nsearch_per_second = 1000\nconcurren
 
 /// Waits until the fake's write clock (one millisecond per write, so it
 /// runs ahead during a burst) and the overlap are behind us.
-async fn settle() {
+pub(super) async fn settle() {
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
 }
 
-struct Setup {
-    fake: RunningFake,
-    connection: Connection,
-    crm: Hubspot,
+pub(super) struct Setup {
+    pub(super) fake: RunningFake,
+    pub(super) connection: Connection,
+    pub(super) crm: Hubspot,
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    async fn new(contacts: u64, faults: Faults) -> Setup {
+    pub(super) async fn new(contacts: u64, faults: Faults) -> Setup {
         let fake = spawn_hubspot(FakeHubspot::new(leadscored::fake::HubspotConfig {
             faults,
             ..fake_config(contacts)
@@ -55,7 +55,7 @@ impl Setup {
         }
     }
 
-    fn state(&self) -> State {
+    pub(super) fn state(&self) -> State {
         State::open(
             &self.dir.path().join("state.sqlite3"),
             &self.connection.identity(),
@@ -63,7 +63,7 @@ impl Setup {
         .expect("state opens")
     }
 
-    async fn pass(
+    pub(super) async fn pass(
         &self,
         state: &mut State,
         kind: PassKind,
