@@ -598,7 +598,10 @@ fn run(command: Command) -> Result<u8, CommandError> {
             let connection = load_connection(&connection, crm_url.as_deref())?;
             let (text, report) = commands::setup(&connection, !check)?;
             print(&text)?;
-            if report.conflicts.is_empty() && report.missing.is_empty() {
+            if report.conflicts.is_empty()
+                && report.missing.is_empty()
+                && report.missing_inputs.is_empty()
+            {
                 Ok(exit::OK)
             } else {
                 Ok(exit::CONFIG)

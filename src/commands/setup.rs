@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::CommandError;
-use crate::config::Connection;
+use crate::config::{Connection, Origin};
 use crate::crm::{Connector, Crm as _, SetupReport};
 
 /// Runs setup (or only checks, when `apply` is false) and renders the report.
@@ -18,8 +18,13 @@ pub fn setup(connection: &Connection, apply: bool) -> Result<(String, SetupRepor
     let specs = connection.property_specs();
     let report = runtime.block_on(async {
         let crm = Connector::new(connection)?;
+        let work = async {
+            let mut report = crm.setup(&specs, apply).await?;
+            (report.missing_inputs, report.warnings) = missing_inputs(&crm, connection).await?;
+            Ok::<_, crate::crm::CrmError>(report)
+        };
         tokio::select! {
-            report = crm.setup(&specs, apply) => report,
+            report = work => report,
             never = super::progress::show(crm.http(), "setup", None) => match never {},
         }
     })?;
@@ -39,5 +44,84 @@ pub fn setup(connection: &Connection, apply: bool) -> Result<(String, SetupRepor
     for (name, why) in &report.conflicts {
         let _ = writeln!(text, "CONFLICT  {name}: {why}");
     }
+    for (what, why) in &report.missing_inputs {
+        let _ = writeln!(text, "MISSING   {what}: {why}");
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(text, "warning   {warning}");
+    }
     Ok((text, report))
+}
+
+/// Every model input the CRM cannot feed: fields no property of the
+/// contact or company object is named, and lists no list is named — all
+/// at once, each with what reads it; and warnings for what the CRM cannot
+/// be asked about.
+async fn missing_inputs(
+    crm: &Connector,
+    connection: &Connection,
+) -> Result<(Vec<(String, String)>, Vec<String>), crate::crm::CrmError> {
+    let mut warnings = Vec::new();
+    let readers = connection.model.readers();
+    let read_by = |input: &str| match readers.get(input) {
+        Some(names) if !names.is_empty() => format!("read by {}", names.join(", ")),
+        _ => "read by the model's stages or other conditions".to_owned(),
+    };
+    // Output properties the model also reads (the current stage) are
+    // setup's own to create.
+    let contact: Vec<(String, String)> = connection
+        .input_fields(Origin::Contact)
+        .into_iter()
+        .filter(|(field, _)| !connection.outputs.iter().any(|o| o.property == *field))
+        .collect();
+    let company = connection.input_fields(Origin::Company);
+    let names = |fields: &[(String, String)]| -> Vec<String> {
+        let mut names: Vec<String> = fields.iter().map(|(f, _)| f.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let mut out = Vec::new();
+    for (object, field) in crm
+        .missing_fields(&names(&contact), &names(&company))
+        .await?
+    {
+        let fields = if object == "company" {
+            &company
+        } else {
+            &contact
+        };
+        for (_, input) in fields.iter().filter(|(f, _)| *f == field) {
+            out.push((
+                format!("{object} property {field}"),
+                format!(
+                    "the CRM has no such {object} property; input {input} never matches ({}). Map it under [inputs], or \"off\"",
+                    read_by(input)
+                ),
+            ));
+        }
+    }
+    let lists = connection.lists();
+    if !lists.is_empty() {
+        match crm.list_infos(&lists).await {
+            Ok(infos) => {
+                for info in infos.into_iter().filter(|i| i.id.is_none()) {
+                    let input = format!("list \"{}\"", info.name);
+                    out.push((
+                        input.clone(),
+                        format!(
+                            "no contact list has this name; its conditions never match ({})",
+                            read_by(&input)
+                        ),
+                    ));
+                }
+            }
+            Err(crate::crm::CrmError::Unsupported(why)) => warnings.push(format!(
+                "lists {}: {why}; their conditions read the lists stored with each record",
+                lists.join(", ")
+            )),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok((out, warnings))
 }

@@ -626,6 +626,22 @@ impl Connection {
         fields
     }
 
+    /// The CRM fields the model's inputs read from one object (derived
+    /// and switched-off inputs read none), with the model input each feeds.
+    pub fn input_fields(&self, origin: Origin) -> Vec<(String, String)> {
+        self.inputs
+            .iter()
+            .filter(|i| i.derived.is_none() && i.origin == origin)
+            .map(|i| {
+                let input = match i.scope {
+                    crate::model::Scope::Company => format!("company.{}", i.name),
+                    crate::model::Scope::Contact => i.name.clone(),
+                };
+                (i.field.clone(), input)
+            })
+            .collect()
+    }
+
     /// The list names the model's `list` conditions read.
     pub fn lists(&self) -> Vec<String> {
         self.model.list_names().map(str::to_owned).collect()

@@ -170,6 +170,11 @@ pub struct SetupReport {
     pub conflicts: Vec<(String, String)>,
     /// Properties that do not exist (when not applying).
     pub missing: Vec<String>,
+    /// Model inputs the CRM has no field or list for: what is missing,
+    /// and what reads it.
+    pub missing_inputs: Vec<(String, String)>,
+    /// What a person should know that does not stop a run.
+    pub warnings: Vec<String>,
 }
 
 /// Why a CRM call or a whole run failed.
@@ -306,6 +311,18 @@ pub trait Crm: Send + Sync {
         }
     }
 
+    /// The input fields the CRM does not have: `(object, field)` for each
+    /// of `contact` (on the contact or prospect) and `company` (on the
+    /// company) that no property of that object is named.
+    fn missing_fields(
+        &self,
+        contact: &[String],
+        company: &[String],
+    ) -> impl Future<Output = Result<Vec<(&'static str, String)>, CrmError>> + Send {
+        let _ = (contact, company);
+        async { Ok(Vec::new()) }
+    }
+
     /// Every member (record id) of a list.
     fn list_members(
         &self,
@@ -436,6 +453,17 @@ impl Crm for Connector {
         match self {
             Connector::Hubspot(c) => c.list_infos(names).await,
             Connector::Pardot(c) => c.list_infos(names).await,
+        }
+    }
+
+    async fn missing_fields(
+        &self,
+        contact: &[String],
+        company: &[String],
+    ) -> Result<Vec<(&'static str, String)>, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.missing_fields(contact, company).await,
+            Connector::Pardot(c) => c.missing_fields(contact, company).await,
         }
     }
 

@@ -103,6 +103,82 @@ impl Model {
         self.schema.props.iter().map(PropSlot::display_name)
     }
 
+    /// What reads each property and list (`company.numemployees`,
+    /// `list "Webinar"`): the names of the rules, grading criteria and
+    /// disqualifiers, so a missing CRM field can be reported with what it
+    /// silences.
+    pub fn readers(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut note = |cond: &Cond, reader: &str| {
+            let mut found = Vec::new();
+            self.cond_inputs(cond, &mut found);
+            for input in found {
+                let readers = out.entry(input).or_default();
+                if !readers.iter().any(|r| r == reader) {
+                    readers.push(reader.to_owned());
+                }
+            }
+        };
+        for score in &self.scores {
+            for rule in &score.rules {
+                let reader = format!("rule \"{}\"", rule.name);
+                match &rule.kind {
+                    RuleKind::Condition(cond) => note(cond, &reader),
+                    RuleKind::PerUnit { slot, .. } => note(
+                        &Cond::Prop {
+                            slot: *slot,
+                            check: PropCheck::Value(Vec::new()),
+                        },
+                        &reader,
+                    ),
+                    RuleKind::Events { .. } => {}
+                }
+            }
+        }
+        for profile in &self.profiles {
+            if let Some(when) = &profile.when {
+                note(when, &format!("grading profile \"{}\"", profile.name));
+            }
+            for criterion in &profile.criteria {
+                note(
+                    &criterion.cond,
+                    &format!("grading criterion \"{}\"", criterion.name),
+                );
+            }
+        }
+        for disqualifier in &self.disqualifiers {
+            note(
+                &disqualifier.cond,
+                &format!("disqualifier \"{}\"", disqualifier.name),
+            );
+        }
+        out
+    }
+
+    /// The properties and lists a condition reads, by display name.
+    fn cond_inputs(&self, cond: &Cond, out: &mut Vec<String>) {
+        let slot = match cond {
+            Cond::Prop { slot, .. } => Some(*slot),
+            Cond::Static(bit) => self.static_checks.get(*bit as usize).map(|(s, _)| *s),
+            Cond::List(list) => {
+                if let Some(name) = self.schema.lists.get(*list as usize) {
+                    out.push(format!("list \"{name}\""));
+                }
+                None
+            }
+            Cond::All(all) | Cond::Any(all) => {
+                for c in all {
+                    self.cond_inputs(c, out);
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(prop) = slot.and_then(|s| self.schema.props.get(s as usize)) {
+            out.push(prop.display_name());
+        }
+    }
+
     /// The list names the model's `list` conditions read.
     pub fn list_names(&self) -> impl Iterator<Item = &str> {
         self.schema.lists.iter().map(String::as_str)

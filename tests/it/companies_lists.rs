@@ -245,3 +245,65 @@ async fn a_company_edit_and_a_list_join_rescore_exactly_their_contacts() {
         .expect("quiet pass");
     assert_eq!((report.lists_read, report.moved), (0, 0), "{report:?}");
 }
+
+#[test]
+fn setup_check_reports_every_input_the_portal_cannot_feed_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = super::daemon::free_port();
+    let connection = dir.path().join("c.toml");
+    let path = connection.display().to_string();
+    let fake = super::cli::start_fake(&["--contacts", "50", "--write-connection", &path], port);
+    for _ in 0..100 {
+        if connection.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let run = |extra: &str| {
+        let text = std::fs::read_to_string(&connection).expect("connection");
+        let broken = dir.path().join("broken.toml");
+        std::fs::write(&broken, format!("{text}\n{extra}")).expect("write");
+        std::process::Command::new(env!("CARGO_BIN_EXE_leadscored"))
+            .args(["setup", "--check", "--connection"])
+            .arg(&broken)
+            .output()
+            .expect("setup runs")
+    };
+    // The file as written: every input exists on the fake portal.
+    let fine = run("");
+    let out = String::from_utf8_lossy(&fine.stdout).to_string();
+    assert!(!out.contains("MISSING"), "{out}");
+
+    // A misspelt company field and a model list the portal lacks: both
+    // reported in one run, with what reads them.
+    let model = dir.path().join("c-model.toml");
+    let text = std::fs::read_to_string(&model).expect("model");
+    std::fs::write(
+        &model,
+        text.replace("Analytics webinar 2026", "Analytics webinar 2031"),
+    )
+    .expect("model");
+    let source = std::fs::read_to_string(&connection).expect("connection");
+    std::fs::write(
+        &connection,
+        source.replace(
+            "field = \"numberofemployees\"",
+            "field = \"number_of_employees\"",
+        ),
+    )
+    .expect("connection");
+    let broken = run("");
+    super::cli::terminate(fake);
+    let out = String::from_utf8_lossy(&broken.stdout).to_string();
+    assert_eq!(broken.status.code(), Some(78), "{out}");
+    assert!(
+        out.contains("MISSING   company property number_of_employees")
+            && out.contains("rule \"More than 10 employees\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("MISSING   list \"analytics webinar 2031\"")
+            && out.contains("rule \"Analytics webinar list\""),
+        "{out}"
+    );
+}

@@ -1087,6 +1087,56 @@ impl Crm for Hubspot {
             .collect())
     }
 
+    async fn missing_fields(
+        &self,
+        contact: &[String],
+        company: &[String],
+    ) -> Result<Vec<(&'static str, String)>, CrmError> {
+        let mut missing = Vec::new();
+        for (object, path, endpoint, wanted) in [
+            (
+                "contact",
+                "/crm/v3/properties/contacts",
+                "properties.list",
+                contact,
+            ),
+            (
+                "company",
+                "/crm/v3/properties/companies",
+                "properties.companies",
+                company,
+            ),
+        ] {
+            if wanted.is_empty() {
+                continue;
+            }
+            let have: std::collections::HashSet<String> = self
+                .http
+                .json::<PropertyList>(&Call {
+                    method: Method::GET,
+                    path,
+                    query: &[],
+                    body: Body::None,
+                    lane: Lane::General,
+                    size: Size::Page,
+                    endpoint,
+                })
+                .await?
+                .body
+                .results
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            missing.extend(
+                wanted
+                    .iter()
+                    .filter(|f| !have.contains(f.as_str()))
+                    .map(|f| (object, f.clone())),
+            );
+        }
+        Ok(missing)
+    }
+
     async fn list_members(&self, list_id: &str) -> Result<Vec<String>, CrmError> {
         let path = format!("/crm/v3/lists/{list_id}/memberships");
         let mut members = Vec::new();
