@@ -1,11 +1,15 @@
-//! Sync benchmark (`cargo bench --bench sync`): a full pull, scoring, plan
-//! and write-back of 20,000 contacts against the built-in fake HubSpot at
-//! HubSpot's default limit of 100 requests per 10 seconds, reported next to
-//! the theoretical minimum for that limit.
+//! Sync benchmark (`cargo bench --bench sync`): the sync engine's first
+//! sync of 20,000 contacts against the built-in fake HubSpot at HubSpot's
+//! default limit of 100 requests per 10 seconds — contacts, their
+//! companies, the model's list, write-back — then an incremental pass
+//! after 1 % of the companies changed, each next to the fewest calls the
+//! API allows.
 //!
-//! Calls: ceil(N / 100) list pages + ceil(changed / 100) batch updates.
-//! Minimum wall time: the first 100 calls may go at once, every further
-//! 100 need another 10 seconds.
+//! First sync minimum: ceil(N / 100) list pages + ceil(companies / 100)
+//! batch reads + ceil(changed / 100) batch updates + the account check,
+//! the list search and the list's member pages. Minimum wall time: the
+//! first 100 calls may go at once, every further 100 need another 10
+//! seconds.
 //!
 //! `LEADSCORED_BENCH_CONTACTS` changes N (default 20,000).
 
@@ -19,9 +23,11 @@
 use std::time::{Duration, Instant};
 
 use leadscored::config::Connection;
+use leadscored::crm::Crm as _;
 use leadscored::crm::hubspot::Hubspot;
-use leadscored::crm::{Crm as _, PullKind, PullSpec, Update, mapping};
 use leadscored::fake::{FakeHubspot, HubspotConfig, spawn_hubspot};
+use leadscored::state::State;
+use leadscored::sync::{Pass, PassKind, Stop, run_pass};
 
 const TOKEN: &str = "pat-bench-token";
 
@@ -64,74 +70,151 @@ async fn run(contacts: u64) {
     let mut connection =
         Connection::parse("hubspot.toml", &source, &root.join("config"), None).unwrap();
     connection.override_base_url(&fake.url()).unwrap();
+    // Event detail is read per contact today (two calls each); this
+    // benchmark measures contacts, companies, lists and writes.
+    connection.events.clear();
     let crm = Hubspot::new(&connection).unwrap();
     // Properties first (a handful of calls, not timed), then let their
     // calls leave the ten-second window so the run starts with a full one.
     crm.setup(&connection.property_specs(), true).await.unwrap();
     tokio::time::sleep(Duration::from_secs(11)).await;
 
-    let now = jiff::Timestamp::now();
-    let started = Instant::now();
-    let spec = PullSpec {
-        kind: PullKind::Full,
-        fields: connection.fields(),
-        event_types: Vec::new(),
-        until_ms: now.as_millisecond(),
-        known: Default::default(),
+    let state_path = dir.path().join("state.sqlite3");
+    let mut state = State::open(&state_path, &connection.identity()).unwrap();
+    let requests = |stats: &serde_json::Value| -> u64 {
+        stats["requests"]
+            .as_object()
+            .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
+            .unwrap_or(0)
     };
-    let (sink, mut pages) = tokio::sync::mpsc::channel(4);
-    let pull = crm.pull(&spec, sink);
-    let plan = async {
-        let mut updates: Vec<Update> = Vec::new();
-        while let Some(page) = pages.recv().await {
-            for pulled in page {
-                let record = mapping::to_record(&connection.model, &connection.inputs, &pulled);
-                let card = connection.model.score(&record, now);
-                let changes = leadscored::plan::changes(
-                    &connection.model,
-                    &connection.outputs,
-                    &pulled.values,
-                    &card,
-                );
-                if !changes.is_empty() {
-                    updates.push(Update {
-                        id: pulled.id.clone(),
-                        values: changes.into_iter().map(|c| (c.property, c.new)).collect(),
-                    });
-                }
-            }
-        }
-        updates
+    let stats = || async {
+        reqwest::get(format!("{}/__fake/stats", fake.url()))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
     };
-    let (pulled, updates) = tokio::join!(pull, plan);
-    let pulled = pulled.unwrap();
-    let pull_time = started.elapsed();
-    let changed = updates.len() as u64;
-    let report = crm.write(updates).await.unwrap();
-    let total = started.elapsed();
 
-    let stats: serde_json::Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let calls = pulled.pages + report.calls;
-    let minimum_calls = contacts.div_ceil(100) + changed.div_ceil(100);
-    let minimum_time = Duration::from_secs(10 * calls.saturating_sub(100).div_ceil(100));
-    println!("contacts                 {contacts}");
+    // First sync: every contact, its company, the lists, the writes.
+    let before = stats().await;
+    let started = Instant::now();
+    let first = run_pass(
+        &crm,
+        &connection,
+        Some(&mut state),
+        Pass {
+            kind: PassKind::Incremental,
+            now: jiff::Timestamp::now(),
+            dry_run: false,
+            since: None,
+        },
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let first_time = started.elapsed();
+    let after = stats().await;
+    let companies = first.companies;
+    let first_calls = requests(&after) - requests(&before);
+    let prefixed = |stats: &serde_json::Value, prefix: &str| -> u64 {
+        stats["requests"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.contains(prefix))
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    // The list search and the list's member pages (250 a page) are each
+    // needed once.
+    let list_calls = prefixed(&after, "/crm/v3/lists") - prefixed(&before, "/crm/v3/lists");
+    let first_minimum = contacts.div_ceil(100)
+        + companies.div_ceil(100)
+        + first.changed.div_ceil(100)
+        + 1
+        + list_calls;
+    let minimum_time =
+        |calls: u64| Duration::from_secs(10 * calls.saturating_sub(100).div_ceil(100));
+    println!("contacts                 {contacts} across {companies} companies");
     println!(
-        "changed                  {changed} (written {}, failed {})",
-        report.written.len(),
-        report.failed.len()
+        "first sync               {first_calls} calls (minimum {first_minimum}: {} contact pages, {} company batches, {} write batches, the account check, {list_calls} list calls)",
+        contacts.div_ceil(100),
+        companies.div_ceil(100),
+        first.changed.div_ceil(100)
     );
-    println!("calls                    {calls} (minimum {minimum_calls})");
-    println!("429s                     {}", stats["rate_limited"]);
-    println!("pull + score + plan      {:.1} s", pull_time.as_secs_f64());
-    println!("total wall time          {:.1} s", total.as_secs_f64());
+    println!("  429s                   {}", after["rate_limited"]);
     println!(
-        "theoretical minimum      {:.1} s at 100 requests / 10 s ({:.0} % of it)",
-        minimum_time.as_secs_f64(),
-        100.0 * minimum_time.as_secs_f64() / total.as_secs_f64().max(1e-9)
+        "  wall time              {:.1} s (theoretical minimum {:.1} s at 100 requests / 10 s)",
+        first_time.as_secs_f64(),
+        minimum_time(first_minimum).as_secs_f64()
+    );
+
+    // Our own writes come back once through search; let them, then change
+    // 1 % of the companies and run an incremental pass.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let echo = run_pass(
+        &crm,
+        &connection,
+        Some(&mut state),
+        Pass {
+            kind: PassKind::Incremental,
+            now: jiff::Timestamp::now(),
+            dry_run: false,
+            since: None,
+        },
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    println!(
+        "echo pass                {} calls ({} of our own writes read back, {} written)",
+        echo.requests, echo.pulled, echo.written
+    );
+    let edited = companies.div_ceil(100);
+    let http = reqwest::Client::new();
+    for id in 1..=edited {
+        http.post(format!("{}/__fake/companies/{id}", fake.url()))
+            .json(&serde_json::json!({ "numberofemployees": "250" }))
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = stats().await;
+    let started = Instant::now();
+    let incremental = run_pass(
+        &crm,
+        &connection,
+        Some(&mut state),
+        Pass {
+            kind: PassKind::Incremental,
+            now: jiff::Timestamp::now(),
+            dry_run: false,
+            since: None,
+        },
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let after = stats().await;
+    let calls = requests(&after) - requests(&before);
+    println!(
+        "incremental, 1 % of companies changed ({edited}): {calls} calls in {:.1} s; {} contacts rescored from state, {} written in {} write calls, {} contacts read",
+        started.elapsed().as_secs_f64(),
+        incremental.moved,
+        incremental.written,
+        incremental.write_calls,
+        incremental.pulled
+    );
+    println!(
+        "  minimum                {} (1 contact search page, 1 company search page, 1 list search, {} write batches)",
+        3 + incremental.changed.div_ceil(100),
+        incremental.changed.div_ceil(100)
     );
 }

@@ -53,16 +53,24 @@ pub struct Faults {
     /// answers this status: 500 for an outage of the write side, 401 for
     /// a token revoked mid-pass.
     pub fail_writes: Option<u16>,
+    /// Scopes the token lacks (HubSpot): calls that need one answer 403
+    /// `MISSING_SCOPES` naming it, as for an app installed without it.
+    pub missing_scopes: Vec<String>,
 }
 
 impl Faults {
     /// Takes rates from `429=0.1,5xx=0.05,reset=0.02,malformed=0.02,slow=0.05`
-    /// (`record` rejects written records; `slow_ms` sets how slow).
+    /// (`record` rejects written records; `slow_ms` sets how slow;
+    /// `scope=crm.lists.read` takes a scope from the token).
     pub fn apply_spec(&mut self, spec: &str) -> Result<(), String> {
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = part
                 .split_once('=')
                 .ok_or_else(|| format!("--faults: {part:?} is not NAME=RATE"))?;
+            if name.trim() == "scope" {
+                self.missing_scopes.push(value.trim().to_owned());
+                continue;
+            }
             let value: f64 = value
                 .trim()
                 .parse()
@@ -87,7 +95,7 @@ impl Faults {
                 }
                 other => {
                     return Err(format!(
-                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms, writes (a status)"
+                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms, writes (a status), scope (a scope the token lacks)"
                     ));
                 }
             }

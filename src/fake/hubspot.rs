@@ -29,6 +29,10 @@ use super::store::{Overlay, StateHeader};
 mod engagement;
 mod objects;
 
+/// The account's time zone (`/account-info/v3/details`), where its
+/// daily limit resets.
+const ACCOUNT_ZONE: &str = "US/Eastern";
+
 /// HubSpot's object type id for contacts.
 const CONTACT_TYPE_ID: &str = "0-1";
 /// The contact property naming its primary company.
@@ -557,10 +561,10 @@ impl FakeHubspot {
         let inner = Inner {
             ten_seconds: RollingWindow::new(other, config.interval),
             search_second: RollingWindow::new(config.search_per_second, Duration::from_secs(1)),
-            daily: DailyBudget {
-                max: config.daily,
-                used: 0,
-            },
+            daily: DailyBudget::new(
+                config.daily,
+                jiff::tz::TimeZone::get(ACCOUNT_ZONE).unwrap_or(jiff::tz::TimeZone::UTC),
+            ),
             people,
             overlay: Overlay::default(),
             by_modified: None,
@@ -768,6 +772,57 @@ fn rate_limited(
     response
 }
 
+/// Whether a call needs `scope` (HubSpot's granular scopes, by route).
+fn needs_scope(method: &axum::http::Method, route: &str, scope: &str) -> bool {
+    let write = method != axum::http::Method::GET
+        && !route.ends_with("/search")
+        && !route.ends_with("/batch/read");
+    let needed = if route.starts_with("/crm/v3/objects/contacts") {
+        if write {
+            "crm.objects.contacts.write"
+        } else {
+            "crm.objects.contacts.read"
+        }
+    } else if route.starts_with("/crm/v3/objects/companies") {
+        "crm.objects.companies.read"
+    } else if route.starts_with("/crm/v3/lists") {
+        "crm.lists.read"
+    } else if route.starts_with("/crm/v3/properties/companies") {
+        "crm.schemas.companies.read"
+    } else if route.starts_with("/crm/v3/properties/contacts") {
+        if write {
+            "crm.schemas.contacts.write"
+        } else {
+            "crm.schemas.contacts.read"
+        }
+    } else if route.starts_with("/marketing/v3/forms") || route.starts_with("/form-integrations") {
+        "forms"
+    } else if route.starts_with("/email/public") {
+        "content"
+    } else if route.starts_with("/events/v3") {
+        "behavioral_events.event_definitions.read_write"
+    } else {
+        return false;
+    };
+    needed == scope
+}
+
+/// HubSpot's 403 for a token without a scope the call needs.
+fn missing_scope(scope: &str) -> Response {
+    let body = json!({
+        "status": "error",
+        "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+        "correlationId": new_correlation_id(),
+        "errors": [{
+            "message": "One or more of the following scopes are required.",
+            "context": { "requiredGranularScopes": [scope] },
+        }],
+        "links": { "scopes": "https://developers.hubspot.com/scopes" },
+        "category": "MISSING_SCOPES",
+    });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
+
 /// Any other path: HubSpot's JSON error body, not an empty 404.
 async fn not_found(request: Request) -> Response {
     error(
@@ -787,7 +842,7 @@ async fn account_details(State(fake): State<FakeHubspot>) -> Response {
     Json(json!({
         "portalId": portal,
         "accountType": "STANDARD",
-        "timeZone": "US/Eastern",
+        "timeZone": ACCOUNT_ZONE,
         "companyCurrency": "USD",
         "additionalCurrencies": [],
         "utcOffset": "-05:00",
@@ -849,6 +904,21 @@ async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response
     } else {
         None
     };
+    let method = request.method().clone();
+    let lacking = fake
+        .lock()
+        .config
+        .faults
+        .missing_scopes
+        .iter()
+        .find(|scope| needs_scope(&method, &route, scope))
+        .cloned();
+    if let (Some(scope), true, None) = (lacking, authorized, &limited) {
+        let mut inner = fake.lock();
+        *inner.stats.entry(format!("{key} 403")).or_default() += 1;
+        drop(inner);
+        return missing_scope(&scope);
+    }
     let fault = if authorized && limited.is_none() {
         fake.lock().roll_fault()
     } else {
@@ -1702,10 +1772,34 @@ struct NewProperty {
     options: Vec<NewOption>,
 }
 
+/// `OptionInput`: HubSpot's schema requires every field, `hidden` too.
 #[derive(Deserialize)]
 struct NewOption {
     label: String,
     value: String,
+    /// Required, not kept (options keep the order given).
+    #[serde(rename = "displayOrder")]
+    _display_order: i32,
+    #[serde(rename = "hidden")]
+    _hidden: bool,
+}
+
+/// The field types HubSpot documents for each property type.
+fn field_types(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "string" => &["text", "textarea", "file", "html", "phonenumber"],
+        "number" => &["number", "calculation_equation"],
+        "enumeration" => &[
+            "booleancheckbox",
+            "checkbox",
+            "radio",
+            "select",
+            "calculation_equation",
+        ],
+        "datetime" | "date" => &["date"],
+        "bool" => &["booleancheckbox", "calculation_equation"],
+        _ => &[],
+    }
 }
 
 async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
@@ -1731,6 +1825,13 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
         return bad_request("Property name must be lowercase letters, digits and underscores");
+    }
+    if !field_types(kind).contains(&request.field_type.as_str()) {
+        return bad_request(&format!(
+            "fieldType {} is not valid for a property of type {kind}; use one of {}",
+            request.field_type,
+            field_types(kind).join(", ")
+        ));
     }
     if kind == "enumeration" && request.options.is_empty() {
         return bad_request("Enumeration properties need options");

@@ -57,16 +57,39 @@ impl RollingWindow {
     }
 }
 
-/// A daily call budget (reset by the test through the inspection API, or
-/// at the fake's midnight).
+/// A daily call budget: reset at midnight in the account's time zone (as
+/// HubSpot's is), or by a test through the inspection API.
 #[derive(Debug)]
 pub(crate) struct DailyBudget {
     pub max: u64,
     pub used: u64,
+    /// The account's time zone, where the day turns.
+    pub zone: jiff::tz::TimeZone,
+    /// The account day `used` counts.
+    pub day: Option<jiff::civil::Date>,
 }
 
 impl DailyBudget {
+    pub(crate) fn new(max: u64, zone: jiff::tz::TimeZone) -> Self {
+        Self {
+            max,
+            used: 0,
+            zone,
+            day: None,
+        }
+    }
+
+    /// Starts a new count when the account's day turned.
+    fn roll(&mut self) {
+        let today = self.zone.to_datetime(jiff::Timestamp::now()).date();
+        if self.day != Some(today) {
+            self.day = Some(today);
+            self.used = 0;
+        }
+    }
+
     pub(crate) fn try_take(&mut self) -> bool {
+        self.roll();
         if self.used >= self.max {
             return false;
         }
@@ -74,7 +97,8 @@ impl DailyBudget {
         true
     }
 
-    pub(crate) fn remaining(&self) -> u64 {
+    pub(crate) fn remaining(&mut self) -> u64 {
+        self.roll();
         self.max.saturating_sub(self.used)
     }
 }

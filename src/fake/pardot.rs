@@ -513,10 +513,7 @@ impl FakePardot {
             overlay: Overlay::default(),
             by_updated: None,
             by_created: None,
-            daily: DailyBudget {
-                max: config.daily,
-                used: 0,
-            },
+            daily: DailyBudget::new(config.daily, jiff::tz::TimeZone::UTC),
             tokens: HashMap::new(),
             rng: super::people::Rng::new(config.seed, 0x9A4D),
             faults_served: BTreeMap::new(),

@@ -121,7 +121,9 @@ async fn a_company_edit_and_a_list_join_rescore_exactly_their_contacts() {
                 .get("numberofemployees")?
                 .parse()
                 .ok()?;
-            let members = state.records_of_companies(&[id.clone()]).expect("members");
+            let members = state
+                .records_of_companies(std::slice::from_ref(id))
+                .expect("members");
             (employees <= 10.0 && members.len() >= 3).then(|| (id.clone(), members))
         })
         .next()

@@ -238,11 +238,29 @@ async fn batch_update_applies_the_valid_records_and_reports_the_rest_with_207() 
         )
         .await;
     assert_eq!(status, 201, "{created}");
+    // HubSpot's schema requires every option field, `hidden` included.
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({ "name": "ls_tier", "label": "Tier", "type": "enumeration", "fieldType": "select", "groupName": "leadscored",
+                    "options": [{ "label": "High", "value": "high", "displayOrder": 0 }] }),
+        )
+        .await;
+    assert_eq!(status, 400, "an option without hidden: {body}");
+    // Types take only their documented field types.
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({ "name": "ls_tier", "label": "Tier", "type": "enumeration", "fieldType": "text", "groupName": "leadscored",
+                    "options": [{ "label": "High", "value": "high", "displayOrder": 0, "hidden": false }] }),
+        )
+        .await;
+    assert_eq!(status, 400, "enumeration with fieldType text: {body}");
     let (status, _, _) = client
         .post(
             "/crm/v3/properties/contacts",
             json!({ "name": "ls_tier", "label": "Tier", "type": "enumeration", "fieldType": "select", "groupName": "leadscored",
-                    "options": [{ "label": "High", "value": "high" }, { "label": "Low", "value": "low" }] }),
+                    "options": [{ "label": "High", "value": "high", "displayOrder": 0, "hidden": false }, { "label": "Low", "value": "low", "displayOrder": 1, "hidden": false }] }),
         )
         .await;
     assert_eq!(status, 201);
@@ -880,4 +898,234 @@ async fn archived_and_merged_contacts_behave_like_hubspots() {
         body["results"][0]["id"], "13",
         "a write to an absorbed id lands on the winner"
     );
+}
+
+#[tokio::test]
+async fn the_fake_answers_as_hubspot_does_where_a_foreign_client_looked() {
+    let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
+        per_ten_seconds: 3,
+        ..config(200)
+    }))
+    .await
+    .expect("fake starts");
+    let client = Client::new(fake.url());
+
+    // Repeated `properties` parameters (HubSpot's SDKs send them so) all count.
+    let (status, _, one) = client
+        .get("/crm/v3/objects/contacts/5?properties=email&properties=jobtitle,country")
+        .await;
+    assert_eq!(status, 200);
+    for name in ["email", "jobtitle", "country"] {
+        assert!(one["properties"].get(name).is_some(), "{name}: {one}");
+    }
+
+    // A path HubSpot does not have answers its JSON error body.
+    let (status, _, body) = client.get("/crm/v3/objects/nothing-here").await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["category"].as_str()),
+        (404, Some("error"), Some("OBJECT_NOT_FOUND"))
+    );
+
+    // 429s say which category they are.
+    let mut limited = None;
+    for _ in 0..6 {
+        let (status, _, body) = client.get("/crm/v3/objects/contacts?limit=1").await;
+        if status == 429 {
+            limited = Some(body);
+            break;
+        }
+    }
+    let limited = limited.expect("the ten-second limit answers 429");
+    assert_eq!(limited["category"], "RATE_LIMITS", "{limited}");
+    assert_eq!(limited["policyName"], "TEN_SECONDLY_ROLLING");
+}
+
+#[tokio::test]
+async fn search_takes_not_contains_token_and_free_text() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(300)))
+        .await
+        .expect("fake starts");
+    let client = Client::new(fake.url());
+    let count = |body: &Value| body["total"].as_u64().expect("total");
+    let (status, _, all) = client
+        .post("/crm/v3/objects/contacts/search", json!({ "limit": 1 }))
+        .await;
+    assert_eq!(status, 200);
+    let (_, _, with) = client
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({ "limit": 1, "filterGroups": [{ "filters": [{ "propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "*gmail.com" }] }] }),
+        )
+        .await;
+    let (status, _, without) = client
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({ "limit": 1, "filterGroups": [{ "filters": [{ "propertyName": "email", "operator": "NOT_CONTAINS_TOKEN", "value": "*gmail.com" }] }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{without}");
+    assert!(count(&with) > 0);
+    assert_eq!(count(&with) + count(&without), count(&all));
+
+    let (_, _, five) = client
+        .get("/crm/v3/objects/contacts/5?properties=lastname")
+        .await;
+    let lastname = five["properties"]["lastname"].as_str().expect("lastname");
+    let (status, _, found) = client
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({ "limit": 100, "query": lastname, "properties": ["lastname"] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let results = found["results"].as_array().expect("results");
+    assert!(results.iter().any(|r| r["id"] == "5"), "{found}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["properties"]["lastname"].as_str() == Some(lastname)),
+        "{found}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_scope_answers_403_missing_scopes_naming_it() {
+    let mut faults = leadscored::fake::hubspot::Faults::default();
+    faults.apply_spec("scope=crm.lists.read").expect("spec");
+    let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
+        faults,
+        ..config(20)
+    }))
+    .await
+    .expect("fake starts");
+    let client = Client::new(fake.url());
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/lists/search",
+            json!({ "query": "", "offset": 0, "additionalProperties": [] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["category"].as_str()),
+        (403, Some("MISSING_SCOPES"))
+    );
+    assert_eq!(
+        body["errors"][0]["context"]["requiredGranularScopes"][0],
+        "crm.lists.read"
+    );
+    let (status, _, _) = client.get("/crm/v3/objects/contacts?limit=1").await;
+    assert_eq!(status, 200, "other calls go on");
+}
+
+#[tokio::test]
+async fn companies_and_lists_have_hubspots_shapes_and_follow_edits() {
+    let fake = spawn_hubspot(FakeHubspot::new(config(400)))
+        .await
+        .expect("fake starts");
+    let client = Client::new(fake.url());
+    // Most contacts name a primary company; some have none.
+    let (_, _, page) = client
+        .get("/crm/v3/objects/contacts?limit=100&properties=associatedcompanyid")
+        .await;
+    let companies: Vec<String> = page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|c| {
+            c["properties"]["associatedcompanyid"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!((60..100).contains(&companies.len()), "{}", companies.len());
+
+    // Batch read: 100 at most, unknown ids in a 207.
+    let inputs: Vec<Value> = (1..=101).map(|i| json!({ "id": i.to_string() })).collect();
+    let (status, _, _) = client
+        .post(
+            "/crm/v3/objects/companies/batch/read",
+            json!({ "inputs": inputs, "properties": ["name"], "propertiesWithHistory": [] }),
+        )
+        .await;
+    assert_eq!(status, 400, "over the batch limit");
+    let (status, _, body) = client
+        .post(
+            "/crm/v3/objects/companies/batch/read",
+            json!({ "inputs": [{ "id": companies[0] }, { "id": "99999" }], "properties": ["numberofemployees", "industry"], "propertiesWithHistory": [] }),
+        )
+        .await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    let employees = body["results"][0]["properties"]["numberofemployees"]
+        .as_str()
+        .expect("employees")
+        .to_owned();
+
+    // An edit moves the company's hs_lastmodifieddate into a search window.
+    let since = jiff::Timestamp::now().as_millisecond() - 1;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/__fake/companies/{}", fake.url(), companies[0]))
+        .json(&json!({ "numberofemployees": "250" }))
+        .send()
+        .await
+        .expect("edit");
+    assert!(answer.status().is_success());
+    let (status, _, found) = client
+        .post(
+            "/crm/v3/objects/companies/search",
+            json!({ "limit": 200, "properties": ["numberofemployees"], "filterGroups": [{ "filters": [{ "propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since.to_string() }] }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(
+        found["results"][0]["properties"]["numberofemployees"],
+        "250"
+    );
+    assert_ne!(employees, "250");
+
+    // Lists: search needs offset and additionalProperties; members page.
+    let (status, _, _) = client
+        .post("/crm/v3/lists/search", json!({ "query": "webinar" }))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _, lists) = client
+        .post(
+            "/crm/v3/lists/search",
+            json!({ "query": "webinar", "offset": 0, "additionalProperties": [] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let list = &lists["lists"][0];
+    assert_eq!(list["name"], "Analytics webinar 2026");
+    let size: usize = list["additionalProperties"]["hs_list_size"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("size");
+    let id = list["listId"].as_str().expect("id");
+    let mut members = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, _, page) = client
+            .get(&format!("/crm/v3/lists/{id}/memberships?limit=10{after}"))
+            .await;
+        assert_eq!(status, 200);
+        members.extend(
+            page["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .filter_map(|m| m["recordId"].as_str().map(str::to_owned)),
+        );
+        match page["paging"]["next"]["after"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(members.len(), size);
+    let (status, _, _) = client
+        .get(&format!("/crm/v3/lists/{id}/memberships?limit=251"))
+        .await;
+    assert_eq!(status, 400, "250 a page at most");
 }

@@ -104,20 +104,30 @@ impl Dialect for HubspotDialect {
             }
             403 => {
                 let error = error_body(body);
-                let scopes = error
+                let scopes: Vec<String> = error
                     .errors
                     .iter()
-                    .filter_map(|e| e.message.clone())
-                    .chain(error.context.iter().map(|c| c.to_string()))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                    .filter_map(|e| e.context.as_ref())
+                    .flat_map(|c| c.required_scopes.iter().cloned())
+                    .collect();
+                let detail = if scopes.is_empty() {
+                    error
+                        .errors
+                        .iter()
+                        .filter_map(|e| e.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                } else {
+                    format!("it needs the scope {}", scopes.join(" or "))
+                };
                 Verdict::Fatal(CrmError::MissingScope(format!(
-                    "HubSpot refused the call: {}{}. The private app or OAuth app needs crm.objects.contacts.read, crm.objects.contacts.write and crm.schemas.contacts.write",
+                    "HubSpot refused the call ({}): {}{}. The private app or OAuth app needs crm.objects.contacts.read and .write, crm.schemas.contacts.read and .write, and for company inputs and lists crm.objects.companies.read, crm.schemas.companies.read and crm.lists.read",
+                    error.category.as_deref().unwrap_or("403"),
                     message_of(&error, status),
-                    if scopes.is_empty() {
+                    if detail.is_empty() {
                         String::new()
                     } else {
-                        format!(" ({scopes})")
+                        format!(" — {detail}")
                     }
                 )))
             }

@@ -81,6 +81,9 @@ pub(super) struct UpdateBatch<'a> {
 pub(super) struct ErrorContext {
     #[serde(default)]
     pub ids: Vec<String>,
+    /// A 403 `MISSING_SCOPES` answer's scopes.
+    #[serde(rename = "requiredGranularScopes", default)]
+    pub required_scopes: Vec<String>,
 }
 
 /// `StandardError` inside a batch answer.
@@ -111,7 +114,6 @@ pub(super) struct ErrorBody {
     pub policy_name: Option<String>,
     #[serde(default)]
     pub errors: Vec<BatchError>,
-    pub context: Option<serde_json::Value>,
 }
 
 /// A property definition (`Property`).
