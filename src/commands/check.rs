@@ -199,6 +199,58 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
             format!("; from events: {}", derived.join(", "))
         }
     );
+    let from = |origin: crate::config::Origin| -> String {
+        let mut fields: Vec<String> = connection
+            .input_fields(origin)
+            .into_iter()
+            .map(|(field, input)| {
+                if field == input || format!("company.{field}") == input {
+                    field
+                } else {
+                    format!("{field} ({input})")
+                }
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields.join(", ")
+    };
+    let object = match crm.kind {
+        crate::config::CrmKind::Hubspot => "contact ",
+        crate::config::CrmKind::Pardot => "prospect",
+    };
+    let _ = writeln!(
+        out,
+        "  {object}     {}",
+        from(crate::config::Origin::Contact)
+    );
+    let company = from(crate::config::Origin::Company);
+    if !company.is_empty() {
+        let _ = writeln!(
+            out,
+            "  company      {company} — from the contact's primary company ({}), read in batches of 100",
+            crate::config::COMPANY_ID
+        );
+    }
+    let lists = connection.lists();
+    if !lists.is_empty() {
+        match crm.kind {
+            crate::config::CrmKind::Hubspot => {
+                let _ = writeln!(
+                    out,
+                    "  lists        {} — resolved by name every pass; `setup --check` confirms they exist",
+                    lists.join(", ")
+                );
+            }
+            crate::config::CrmKind::Pardot => {
+                let _ = writeln!(
+                    out,
+                    "  warning      the model's lists ({}) are not read from Pardot yet: their conditions match no one",
+                    lists.join(", ")
+                );
+            }
+        }
+    }
     let outputs: Vec<&str> = connection
         .outputs
         .iter()

@@ -204,6 +204,145 @@ fn histogram(
     }
 }
 
+/// Step 5 of the HubSpot demo: a small company grows and a contact joins
+/// the model's list in the CRM; the next incremental pass finds the
+/// company with one search and the list change with one list search, and
+/// rescores exactly those contacts from the local state.
+async fn company_and_list_step(
+    out: &mut String,
+    fake: &crate::fake::RunningFake,
+    crm: &crate::crm::Connector,
+    connection: &crate::config::Connection,
+    state: &mut crate::state::State,
+) -> Result<(), CommandError> {
+    // The first small company (ten people or fewer) with three contacts.
+    let mut chosen: Option<(String, String, Vec<String>)> = None;
+    let mut outside: Option<String> = None;
+    let mut after = String::new();
+    'search: loop {
+        let batch = state.records_after(&after, 500)?;
+        let Some((last, _)) = batch.last() else { break };
+        after = last.id.clone();
+        for (record, _) in &batch {
+            if outside.is_none() && record.lists.is_empty() {
+                let mut probe = record.clone();
+                state.context(&mut probe)?;
+                if probe.lists.is_empty() {
+                    outside = Some(record.id.clone());
+                }
+            }
+            let Some(company) = record.company_id() else {
+                continue;
+            };
+            let Some(values) = state.company(company)? else {
+                continue;
+            };
+            let small = values
+                .get("numberofemployees")
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|n| n <= 10.0);
+            let members = state.records_of_companies(&[company.to_owned()])?;
+            if small && members.len() >= 3 && chosen.is_none() {
+                chosen = Some((company.to_owned(), format!("company {company}"), members));
+            }
+            if chosen.is_some() && outside.is_some() {
+                break 'search;
+            }
+        }
+    }
+    let (Some((company, name, members)), Some(joiner)) = (chosen, outside) else {
+        return Ok(());
+    };
+    let client = reqwest::Client::new();
+    let refused = |e: String| CommandError::Data(format!("the fake CRM refused the edit: {e}"));
+    for (path, body) in [
+        (
+            format!("/__fake/companies/{company}"),
+            serde_json::json!({ "numberofemployees": "250" }),
+        ),
+        (
+            "/__fake/lists/11/members".to_owned(),
+            serde_json::json!({ "add": [joiner.parse::<u64>().unwrap_or(1)] }),
+        ),
+    ] {
+        let answer = client
+            .post(format!("{}{path}", fake.url()))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(refused(answer.status().to_string()));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "5. in the CRM, {name} grows from a handful of people to 250 (its {} contacts are not\n   touched), and contact {joiner} joins the list \"Analytics webinar 2026\"",
+        members.len()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let calls = || {
+        crm.http()
+            .stats
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = calls();
+    let mut moves: Vec<(u64, String)> = Vec::new();
+    let pass = crate::sync::Pass {
+        kind: crate::sync::PassKind::Incremental,
+        now: jiff::Timestamp::now(),
+        dry_run: false,
+        since: None,
+    };
+    let report = crate::sync::run_logged(
+        crm,
+        connection,
+        state,
+        pass,
+        &crate::sync::Stop::default(),
+        |change| {
+            if !members.contains(&change.id) && change.id != joiner {
+                return;
+            }
+            let shown: Vec<String> = change
+                .changes
+                .iter()
+                .filter(|c| !c.property.contains("reasons"))
+                .map(|c| {
+                    format!(
+                        "{} {} → {}",
+                        c.property.trim_start_matches("leadscored_"),
+                        c.old.as_deref().unwrap_or("(empty)"),
+                        c.new
+                    )
+                })
+                .collect();
+            let id: u64 = change.id.parse().unwrap_or(0);
+            moves.push((
+                id,
+                format!("   contact {}: {}", change.id, shown.join(", ")),
+            ));
+        },
+    )
+    .await?;
+    let _ = writeln!(
+        out,
+        "6. incremental sync: {} company changed (one company search), {} list re-read (one list search,\n   one page of members); {} stored contacts rescored from local state without reading them\n   again ({} others re-read by search inside the index-lag overlap, recognised as our own\n   writes); {} written; {} calls",
+        report.companies_changed,
+        report.lists_read,
+        report.moved,
+        report.pulled,
+        report.written,
+        calls() - before
+    );
+    moves.sort();
+    for (_, line) in moves {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
+}
+
 /// Runs the live demo against an in-process fake HubSpot (or Pardot) with
 /// `contacts` generated people; progress goes to standard error on a
 /// terminal.
@@ -236,9 +375,11 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
             "config/hubspot.toml (embedded)",
             EXAMPLE_CONNECTION
                 .replace("token = { credential = \"hubspot-token\" }", &token_line)
+                // Runs seconds apart, not minutes: a one-second index-lag
+                // overlap keeps each pass to what changed since the last.
                 .replace(
                     "[limits]\n",
-                    "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 8\n",
+                    "[limits]\nper_ten_seconds = 10000\nsearch_per_second = 1000\nconcurrency = 8\nsearch_overlap_secs = 1\n",
                 ),
         )
     };
@@ -466,6 +607,17 @@ pub fn demo_live(contacts: u64, kind: crate::config::CrmKind) -> Result<String, 
                 if detail.is_empty() { "" } else { ": " },
                 detail.join(", ")
             );
+        }
+
+        if let DemoFake::Hubspot(running) = &fake {
+            company_and_list_step(
+                &mut out,
+                running,
+                &crm,
+                &connection,
+                &mut state,
+            )
+            .await?;
         }
 
         let _ = writeln!(out);
