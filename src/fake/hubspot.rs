@@ -125,6 +125,8 @@ struct Inner {
     engagement: Option<engagement::EngagementIndex>,
     properties: BTreeMap<String, PropertyDef>,
     company_properties: BTreeMap<String, PropertyDef>,
+    /// List members by list id, until the list is edited.
+    list_cache: HashMap<u64, Arc<Vec<u64>>>,
     /// Property group names and labels.
     groups: BTreeMap<String, String>,
     ten_seconds: RollingWindow,
@@ -571,6 +573,7 @@ impl FakeHubspot {
             engagement: None,
             properties: builtin_properties(),
             company_properties: objects::company_properties(),
+            list_cache: HashMap::new(),
             groups: [
                 ("contactinformation", "Contact information"),
                 ("emailinformation", "Email information"),
@@ -623,6 +626,7 @@ impl FakeHubspot {
         }
         inner.overlay = overlay;
         inner.by_modified = None;
+        inner.list_cache.clear();
         Ok(())
     }
 

@@ -179,14 +179,22 @@ impl Inner {
         rng.below(1000) < share
     }
 
-    /// A list's members, ascending.
-    fn list_members(&self, list: u64) -> Vec<u64> {
+    /// A list's members, ascending (computed once per list and edit: a
+    /// member page of a million-contact portal must not walk them all).
+    fn list_members(&mut self, list: u64) -> std::sync::Arc<Vec<u64>> {
+        if let Some(found) = self.list_cache.get(&list) {
+            return found.clone();
+        }
         let Some(&(_, _, _, share)) = LISTS.iter().find(|l| l.0 == list) else {
-            return Vec::new();
+            return std::sync::Arc::default();
         };
-        (1..=self.config.contacts)
-            .filter(|id| self.exists(*id) && self.in_list(list, share, *id))
-            .collect()
+        let members: std::sync::Arc<Vec<u64>> = std::sync::Arc::new(
+            (1..=self.config.contacts)
+                .filter(|id| self.exists(*id) && self.in_list(list, share, *id))
+                .collect(),
+        );
+        self.list_cache.insert(list, members.clone());
+        members
     }
 }
 
@@ -363,7 +371,7 @@ pub(super) async fn search_lists(
         return bad_request("count must be between 1 and 500");
     }
     let query = request.query.unwrap_or_default().to_lowercase();
-    let inner = fake.lock();
+    let mut inner = fake.lock();
     let created = iso(inner.config.epoch_ms - 400 * DAY_MS);
     let hits: Vec<Value> = LISTS
         .iter()
@@ -447,7 +455,7 @@ pub(super) async fn list_memberships(
         Some(Ok(n)) => n,
         Some(Err(_)) => return bad_request("after is not a valid offset token"),
     };
-    let inner = fake.lock();
+    let mut inner = fake.lock();
     let members = inner.list_members(list);
     let total = members.len();
     let joined = inner
@@ -546,6 +554,7 @@ pub(super) async fn edit_members(
     };
     let now = jiff::Timestamp::now().as_millisecond();
     let mut inner = fake.lock();
+    inner.list_cache.remove(&list);
     let edits = inner.overlay.list_edits.entry(list).or_default();
     for id in &edit.add {
         edits.members.insert(*id, true);
