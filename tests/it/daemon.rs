@@ -130,10 +130,15 @@ pub(super) fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::proc
 /// Records a fresh full pull would still change (0: every contact holds
 /// exactly what the model computes now).
 async fn left_to_write(connection: &Connection) -> u64 {
+    left_to_write_at(connection, jiff::Timestamp::now()).await
+}
+
+/// Records a fresh full pull would change when scored as of `now`.
+async fn left_to_write_at(connection: &Connection, now: jiff::Timestamp) -> u64 {
     let crm = Hubspot::new(connection).expect("connector");
     let pass = Pass {
         kind: PassKind::Full,
-        now: jiff::Timestamp::now(),
+        now,
         dry_run: true,
         since: None,
     };
@@ -219,10 +224,29 @@ async fn kill_9_at_random_points_then_restart_converges() {
         assert!(answer.status().is_success());
     }
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let status = sync_child(&path, dir.path()).wait().expect("final run");
+    // The final run rescores every stored record as of one moment, and the
+    // check scores as of the same moment: scores that time alone moves
+    // (windows, decay) between runs cannot look like a lost write.
+    let at = jiff::Timestamp::now();
+    let status = leadscored(
+        &[
+            "sync",
+            "--once",
+            "--rescore",
+            "--now",
+            &at.to_string(),
+            "--connection",
+            path.to_str().expect("utf-8 path"),
+        ],
+        dir.path(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .expect("final run");
     assert!(status.success(), "the final run: {status}");
     assert_eq!(
-        left_to_write(&connection).await,
+        left_to_write_at(&connection, at).await,
         0,
         "every contact holds what a clean run computes ({completed} of 20 killed runs completed)"
     );

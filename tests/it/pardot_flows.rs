@@ -365,11 +365,19 @@ async fn converge(
 
 /// A full dry run from a fresh pull: what is still to write.
 async fn left_to_write(crm: &Connector, connection: &Connection) -> u64 {
+    left_to_write_at(crm, connection, jiff::Timestamp::now()).await
+}
+
+/// What a fresh full pull would change when scored as of `now`.
+async fn left_to_write_at(crm: &Connector, connection: &Connection, now: jiff::Timestamp) -> u64 {
     let report = run_pass(
         crm,
         connection,
         None,
-        pass(PassKind::Full, true),
+        Pass {
+            now,
+            ..pass(PassKind::Full, true)
+        },
         &Stop::default(),
         |_| {},
     )
@@ -578,10 +586,29 @@ async fn the_daily_limit_pardot_reports_stops_passes_cleanly_and_they_converge_l
         0,
         "never met error 122: {stats}"
     );
-    // An upgraded edition: room to check everything from a fresh pull.
+    // An upgraded edition: room to check everything from a fresh pull,
+    // after a rescore as of the same moment (the passes above ran seconds
+    // apart; time alone may have moved a score since).
     new_day(&fake, Some(10_000)).await;
+    rusqlite::Connection::open(dir.path().join("state.sqlite3"))
+        .and_then(|db| db.execute("DELETE FROM budget", []))
+        .expect("the state's day count starts over");
     let crm = Connector::new(&connection).expect("connector");
-    assert_eq!(left_to_write(&crm, &connection).await, 0);
+    let at = jiff::Timestamp::now();
+    run_pass(
+        &crm,
+        &connection,
+        Some(&mut state),
+        Pass {
+            now: at,
+            ..pass(PassKind::Rescore, false)
+        },
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .expect("rescore");
+    assert_eq!(left_to_write_at(&crm, &connection, at).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
