@@ -681,6 +681,10 @@ impl FakeHubspot {
                 "/crm/v3/properties/companies",
                 get(objects::company_property_list),
             )
+            .route(
+                "/crm/v4/associations/contacts/companies/batch/read",
+                post(objects::contact_companies),
+            )
             .route("/crm/v3/lists/search", post(objects::search_lists))
             .route(
                 "/crm/v3/lists/{list}/memberships",
@@ -787,7 +791,9 @@ fn needs_scope(method: &axum::http::Method, route: &str, scope: &str) -> bool {
         } else {
             "crm.objects.contacts.read"
         }
-    } else if route.starts_with("/crm/v3/objects/companies") {
+    } else if route.starts_with("/crm/v3/objects/companies")
+        || route.starts_with("/crm/v4/associations")
+    {
         "crm.objects.companies.read"
     } else if route.starts_with("/crm/v3/lists") {
         "crm.lists.read"
@@ -1944,6 +1950,10 @@ async fn stats(State(fake): State<FakeHubspot>) -> Response {
         "rate_limited": inner.rate_limited,
         "faults": inner.faults_served,
         "daily_used": inner.daily.used,
+        // The account day the count is for (it starts over at the
+        // account's midnight).
+        "daily_day": inner.daily.day.map(|d| d.to_string()),
+        "account_time_zone": ACCOUNT_ZONE,
         "contacts": inner.config.contacts,
     }))
     .into_response()

@@ -240,6 +240,60 @@ async fn a_company_edit_and_a_list_join_rescore_exactly_their_contacts() {
         "{was:?} → {now_held:?}"
     );
 
+    // A contact of a small company moves to a large one: its own modified
+    // time moves, the search brings it back, and it is scored with the
+    // new company's values.
+    let employees = |state: &State, id: &str| -> Option<f64> {
+        state
+            .company(id)
+            .ok()??
+            .get("numberofemployees")?
+            .parse()
+            .ok()
+    };
+    let large = companies
+        .iter()
+        .find(|id| employees(&state, id).is_some_and(|n| n >= 500.0))
+        .expect("a large company")
+        .clone();
+    let mover = companies
+        .iter()
+        .filter(|id| **id != company && employees(&state, id).is_some_and(|n| n <= 10.0))
+        .flat_map(|id| {
+            state
+                .records_of_companies(std::slice::from_ref(id))
+                .expect("members")
+        })
+        .next()
+        .expect("a contact of another small company");
+    let was = outputs(&setup, &mover).await;
+    post(
+        &setup,
+        &format!("/__fake/contacts/{mover}/company"),
+        json!({ "company": large }),
+    )
+    .await;
+    settle().await;
+    let report = setup
+        .pass(&mut state, PassKind::Incremental, jiff::Timestamp::now())
+        .await
+        .expect("pass after the move");
+    assert_eq!(
+        report.pulled - report.unchanged,
+        1,
+        "the mover (and echoes of our last write): {report:?}"
+    );
+    let (moved_record, _) = state.record(&mover).expect("read").expect("stored");
+    assert_eq!(moved_record.company_id(), Some(large.as_str()));
+    let now_held = outputs(&setup, &mover).await;
+    let score = |m: &BTreeMap<String, String>| -> f64 {
+        m.get("leadscored_score")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(score(&now_held) > score(&was), "{was:?} → {now_held:?}");
+    settle().await;
+
     // Nothing changed: the lists are not read again.
     let report = setup
         .pass(&mut state, PassKind::Incremental, jiff::Timestamp::now())

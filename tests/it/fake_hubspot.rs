@@ -903,7 +903,7 @@ async fn archived_and_merged_contacts_behave_like_hubspots() {
 #[tokio::test]
 async fn the_fake_answers_as_hubspot_does_where_a_foreign_client_looked() {
     let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
-        per_ten_seconds: 3,
+        per_ten_seconds: 4,
         ..config(200)
     }))
     .await
@@ -917,6 +917,26 @@ async fn the_fake_answers_as_hubspot_does_where_a_foreign_client_looked() {
     assert_eq!(status, 200);
     for name in ["email", "jobtitle", "country"] {
         assert!(one["properties"].get(name).is_some(), "{name}: {one}");
+    }
+
+    // Form definitions carry every field HubSpot's schema requires.
+    let (status, _, forms) = client.get("/marketing/v3/forms").await;
+    assert_eq!(status, 200);
+    for form in forms["results"].as_array().expect("forms") {
+        for field in [
+            "id",
+            "name",
+            "formType",
+            "createdAt",
+            "updatedAt",
+            "archived",
+            "fieldGroups",
+            "configuration",
+            "displayOptions",
+            "legalConsentOptions",
+        ] {
+            assert!(form.get(field).is_some(), "{field} in {form}");
+        }
     }
 
     // A path HubSpot does not have answers its JSON error body.
@@ -938,6 +958,18 @@ async fn the_fake_answers_as_hubspot_does_where_a_foreign_client_looked() {
     let limited = limited.expect("the ten-second limit answers 429");
     assert_eq!(limited["category"], "RATE_LIMITS", "{limited}");
     assert_eq!(limited["policyName"], "TEN_SECONDLY_ROLLING");
+
+    // The daily count is for the account's day, in its time zone.
+    let stats: Value = reqwest::get(format!("{}/__fake/stats", fake.url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    let zone = jiff::tz::TimeZone::get(stats["account_time_zone"].as_str().expect("zone"))
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let today = zone.to_datetime(jiff::Timestamp::now()).date().to_string();
+    assert_eq!(stats["daily_day"].as_str(), Some(today.as_str()), "{stats}");
 }
 
 #[tokio::test]
@@ -1124,6 +1156,22 @@ async fn companies_and_lists_have_hubspots_shapes_and_follow_edits() {
         }
     }
     assert_eq!(members.len(), size);
+
+    // v4 associations agree with associatedcompanyid (type 1: Primary).
+    let (status, _, assoc) = client
+        .post(
+            "/crm/v4/associations/contacts/companies/batch/read",
+            json!({ "inputs": [{ "id": page["results"][0]["id"] }] }),
+        )
+        .await;
+    assert!(status == 200 || status == 207, "{assoc}");
+    if let Some(primary) = page["results"][0]["properties"]["associatedcompanyid"].as_str() {
+        assert_eq!(assoc["results"][0]["to"][0]["toObjectId"], primary);
+        assert_eq!(
+            assoc["results"][0]["to"][0]["associationTypes"][0]["label"],
+            "Primary"
+        );
+    }
     let (status, _, _) = client
         .get(&format!("/crm/v3/lists/{id}/memberships?limit=251"))
         .await;

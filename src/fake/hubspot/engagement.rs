@@ -100,6 +100,7 @@ pub(super) async fn list_forms(State(fake): State<FakeHubspot>) -> Response {
     let results: Vec<Value> = FORMS
         .iter()
         .map(|name| {
+            // `HubSpotFormDefinition`, with every field its schema requires.
             json!({
                 "id": form_guid(name),
                 "name": name,
@@ -107,6 +108,54 @@ pub(super) async fn list_forms(State(fake): State<FakeHubspot>) -> Response {
                 "createdAt": created,
                 "updatedAt": created,
                 "archived": false,
+                "fieldGroups": [{
+                    "groupType": "default_group",
+                    "richTextType": "text",
+                    "fields": [{
+                        "objectTypeId": "0-1",
+                        "name": "email",
+                        "label": "Email",
+                        "required": true,
+                        "hidden": false,
+                        "fieldType": "email",
+                        "dependentFields": [],
+                        "validation": { "blockedEmailDomains": [], "useDefaultBlockList": false },
+                    }],
+                }],
+                "configuration": {
+                    "language": "en",
+                    "cloneable": true,
+                    "postSubmitAction": { "type": "thank_you", "value": "Thanks!" },
+                    "editable": true,
+                    "archivable": true,
+                    "recaptchaEnabled": false,
+                    "notifyContactOwner": false,
+                    "notifyRecipients": [],
+                    "createNewContactForNewEmail": false,
+                    "prePopulateKnownValues": true,
+                    "allowLinkToResetKnownValues": false,
+                    "lifecycleStages": [],
+                },
+                "displayOptions": {
+                    "renderRawHtml": false,
+                    "theme": "default_style",
+                    "submitButtonText": "Submit",
+                    "style": {
+                        "fontFamily": "arial, helvetica, sans-serif",
+                        "backgroundWidth": "100%",
+                        "labelTextColor": "#33475b",
+                        "labelTextSize": "14px",
+                        "helpTextColor": "#7C98B6",
+                        "helpTextSize": "11px",
+                        "legalConsentTextColor": "#33475b",
+                        "legalConsentTextSize": "14px",
+                        "submitColor": "#ff7a59",
+                        "submitAlignment": "left",
+                        "submitFontColor": "#ffffff",
+                        "submitSize": "12px",
+                    },
+                },
+                "legalConsentOptions": { "type": "none" },
             })
         })
         .collect();

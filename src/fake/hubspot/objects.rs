@@ -483,6 +483,74 @@ pub(super) async fn list_memberships(
     Json(body).into_response()
 }
 
+/// `POST /crm/v4/associations/contacts/companies/batch/read`: each
+/// contact's companies (the fake has one per contact, labelled Primary:
+/// HubSpot-defined type 1, with the unlabelled type 279 beside it).
+pub(super) async fn contact_companies(
+    State(fake): State<FakeHubspot>,
+    body: axum::body::Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct Input {
+        id: Value,
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        inputs: Vec<Input>,
+    }
+    let request: Request = match decode(&body) {
+        Ok(r) => r,
+        Err(message) => return bad_request(&message),
+    };
+    if request.inputs.len() > 1000 {
+        return bad_request("Batch input limit of 1000 exceeded");
+    }
+    let started = iso(jiff::Timestamp::now().as_millisecond());
+    let inner = fake.lock();
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    for input in &request.inputs {
+        let text = value_text(&input.id);
+        let Some(id) = parse_id(&text).filter(|id| inner.exists(*id)) else {
+            missing.push(text);
+            continue;
+        };
+        let (props, _, _) = inner.properties_of(id);
+        let to: Vec<Value> = props
+            .get(super::COMPANY_ID)
+            .filter(|c| !c.is_empty())
+            .map(|company| {
+                vec![json!({
+                    "toObjectId": company,
+                    "associationTypes": [
+                        { "category": "HUBSPOT_DEFINED", "typeId": 1, "label": "Primary" },
+                        { "category": "HUBSPOT_DEFINED", "typeId": 279, "label": null },
+                    ],
+                })]
+            })
+            .unwrap_or_default();
+        if to.is_empty() {
+            missing.push(text);
+            continue;
+        }
+        results.push(json!({ "from": { "id": id.to_string() }, "to": to }));
+    }
+    let errors = if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![standard_error(
+            "NO_ASSOCIATIONS_FOUND",
+            &format!(
+                "No companies are associated with contacts {}",
+                missing.join(", ")
+            ),
+            json!({ "fromObjectIds": missing }),
+            Vec::new(),
+        )]
+    };
+    batch_body(results, errors, &started)
+}
+
 /// `POST /__fake/companies/{id}`: edits a company's properties (its
 /// modified time moves, as in HubSpot).
 pub(super) async fn edit_company(
