@@ -110,21 +110,7 @@ async fn run(contacts: u64) {
     // First sync: every contact, its company, the lists, the writes.
     let before = stats().await;
     let started = Instant::now();
-    let first = run_pass(
-        &crm,
-        &connection,
-        Some(&mut state),
-        Pass {
-            kind: PassKind::Incremental,
-            now: jiff::Timestamp::now(),
-            dry_run: false,
-            since: None,
-        },
-        &Stop::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let first = incremental(&crm, &connection, &mut state).await;
     let first_time = started.elapsed();
     let after = stats().await;
     let companies = first.companies;
@@ -170,21 +156,7 @@ async fn run(contacts: u64) {
     // incremental pass.
     let settle = Duration::from_millis(first.written * 2 / 1000 * 1000 + 11_000);
     tokio::time::sleep(settle).await;
-    let echo = run_pass(
-        &crm,
-        &connection,
-        Some(&mut state),
-        Pass {
-            kind: PassKind::Incremental,
-            now: jiff::Timestamp::now(),
-            dry_run: false,
-            since: None,
-        },
-        &Stop::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let echo = incremental(&crm, &connection, &mut state).await;
     println!(
         "echo pass                {} calls ({} of our own writes read back, {} written)",
         echo.requests, echo.pulled, echo.written
@@ -201,21 +173,7 @@ async fn run(contacts: u64) {
     tokio::time::sleep(Duration::from_secs(11)).await;
     let before = stats().await;
     let started = Instant::now();
-    let incremental = run_pass(
-        &crm,
-        &connection,
-        Some(&mut state),
-        Pass {
-            kind: PassKind::Incremental,
-            now: jiff::Timestamp::now(),
-            dry_run: false,
-            since: None,
-        },
-        &Stop::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let incremental = incremental(&crm, &connection, &mut state).await;
     let after = stats().await;
     let calls = requests(&after) - requests(&before);
     println!(
@@ -235,4 +193,27 @@ async fn run(contacts: u64) {
         3 + incremental.changed.div_ceil(100),
         incremental.changed.div_ceil(100)
     );
+}
+
+/// One incremental pass with the state, as the daemon runs it.
+async fn incremental(
+    crm: &Hubspot,
+    connection: &Connection,
+    state: &mut State,
+) -> leadscored::sync::PassReport {
+    run_pass(
+        crm,
+        connection,
+        Some(state),
+        Pass {
+            kind: PassKind::Incremental,
+            now: jiff::Timestamp::now(),
+            dry_run: false,
+            since: None,
+        },
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .unwrap()
 }

@@ -1582,14 +1582,28 @@ async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) ->
     {
         return bad_request("the fake supports idProperty hs_object_id only");
     }
-    let started = iso(jiff::Timestamp::now().as_millisecond());
     let inner = fake.lock();
+    batch_read_answer("CONTACT", &request.inputs, |id| {
+        inner
+            .resolve(id)
+            .map(|id| inner.contact_json(id, Some(&request.properties)))
+    })
+}
+
+/// A batch read's answer: the objects `read` finds, and one
+/// `OBJECT_NOT_FOUND` error (a 207) naming the ids it does not.
+fn batch_read_answer(
+    kind: &str,
+    inputs: &[BatchInput],
+    read: impl Fn(u64) -> Option<Value>,
+) -> Response {
+    let started = iso(jiff::Timestamp::now().as_millisecond());
     let mut results = Vec::new();
     let mut missing = Vec::new();
-    for input in &request.inputs {
+    for input in inputs {
         let text = value_text(&input.id);
-        match parse_id(&text).and_then(|id| inner.resolve(id)) {
-            Some(id) => results.push(inner.contact_json(id, Some(&request.properties))),
+        match parse_id(&text).and_then(&read) {
+            Some(object) => results.push(object),
             None => missing.push(text),
         }
     }
@@ -1599,7 +1613,7 @@ async fn batch_read(State(fake): State<FakeHubspot>, body: axum::body::Bytes) ->
         vec![standard_error(
             "OBJECT_NOT_FOUND",
             &format!(
-                "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid. ids: {}",
+                "Could not get some {kind} objects, they may be deleted or not exist. Check that ids are valid. ids: {}",
                 missing.join(", ")
             ),
             json!({ "ids": missing }),

@@ -210,31 +210,10 @@ pub(super) async fn batch_read_companies(
     if request.id_property.is_some() {
         return bad_request("the fake reads companies by id only");
     }
-    let started = iso(jiff::Timestamp::now().as_millisecond());
     let inner = fake.lock();
-    let mut results = Vec::new();
-    let mut missing = Vec::new();
-    for input in &request.inputs {
-        let text = value_text(&input.id);
-        match parse_id(&text).and_then(|id| inner.company_json(id, &request.properties)) {
-            Some(company) => results.push(company),
-            None => missing.push(text),
-        }
-    }
-    let errors = if missing.is_empty() {
-        Vec::new()
-    } else {
-        vec![standard_error(
-            "OBJECT_NOT_FOUND",
-            &format!(
-                "Could not get some COMPANY objects, they may be deleted or not exist. Check that ids are valid. ids: {}",
-                missing.join(", ")
-            ),
-            json!({ "ids": missing }),
-            Vec::new(),
-        )]
-    };
-    batch_body(results, errors, &started)
+    super::batch_read_answer("COMPANY", &request.inputs, |id| {
+        inner.company_json(id, &request.properties)
+    })
 }
 
 /// `POST /crm/v3/objects/companies/search`: filters, free text, one sort,
