@@ -1,15 +1,16 @@
 //! Sync benchmark (`cargo bench --bench sync`): the sync engine's first
 //! sync of 20,000 contacts against the built-in fake HubSpot at HubSpot's
 //! default limit of 100 requests per 10 seconds — contacts, their
-//! companies, the model's list, write-back — then an incremental pass
-//! after 1 % of the companies changed, each next to the fewest calls the
-//! API allows.
+//! companies, the model's list, engagement read as streams, write-back —
+//! then an incremental pass after 1 % of the companies changed, and one
+//! after 1 % of the contacts were active (new events, the contacts
+//! themselves unmodified), each next to the fewest calls the API allows.
 //!
 //! First sync minimum: ceil(N / 100) list pages + ceil(companies / 100)
 //! batch reads + ceil(changed / 100) batch updates + the account check,
-//! the list search and the list's member pages. Minimum wall time: the
-//! first 100 calls may go at once, every further 100 need another 10
-//! seconds.
+//! the list search and the list's member pages + the event pages
+//! (ceil(events / 1000) at least). Minimum wall time: the first 100 calls
+//! may go at once, every further 100 need another 10 seconds.
 //!
 //! `LEADSCORED_BENCH_CONTACTS` changes N (default 20,000).
 
@@ -75,9 +76,6 @@ async fn run(contacts: u64) {
     let mut connection =
         Connection::parse("hubspot.toml", &source, &root.join("config"), None).unwrap();
     connection.override_base_url(&fake.url()).unwrap();
-    // Event detail is read per contact today (two calls each); this
-    // benchmark measures contacts, companies, lists and writes.
-    connection.events.clear();
     let crm = Hubspot::new(&connection).unwrap();
     // Properties first (a handful of calls, not timed), then let their
     // calls leave the ten-second window so the run starts with a full one.
@@ -110,7 +108,7 @@ async fn run(contacts: u64) {
     // First sync: every contact, its company, the lists, the writes.
     let before = stats().await;
     let started = Instant::now();
-    let first = incremental(&crm, &connection, &mut state).await;
+    let first = incremental_pass(&crm, &connection, &mut state).await;
     let first_time = started.elapsed();
     let after = stats().await;
     let companies = first.companies;
@@ -129,11 +127,13 @@ async fn run(contacts: u64) {
     // The list search and the list's member pages (250 a page) are each
     // needed once.
     let list_calls = prefixed(&after, "/crm/v3/lists") - prefixed(&before, "/crm/v3/lists");
+    let event_floor = first.stream_events.div_ceil(1000);
     let first_minimum = contacts.div_ceil(100)
         + companies.div_ceil(100)
         + first.changed.div_ceil(100)
         + 1
-        + list_calls;
+        + list_calls
+        + event_floor;
     let minimum_time =
         |calls: u64| Duration::from_secs(10 * calls.saturating_sub(100).div_ceil(100));
     println!("contacts                 {contacts} across {companies} companies");
@@ -142,6 +142,13 @@ async fn run(contacts: u64) {
         contacts.div_ceil(100),
         companies.div_ceil(100),
         first.changed.div_ceil(100)
+    );
+    println!(
+        "  engagement             {} events ({:.1} a contact) in {} stream calls (at least {event_floor}); per-contact detail would have cost {} calls",
+        first.stream_events,
+        first.stream_events as f64 / contacts as f64,
+        first.stream_calls,
+        contacts * 2
     );
     println!("  429s                   {}", after["rate_limited"]);
     println!(
@@ -156,7 +163,7 @@ async fn run(contacts: u64) {
     // incremental pass.
     let settle = Duration::from_millis(first.written * 2 / 1000 * 1000 + 11_000);
     tokio::time::sleep(settle).await;
-    let echo = incremental(&crm, &connection, &mut state).await;
+    let echo = incremental_pass(&crm, &connection, &mut state).await;
     println!(
         "echo pass                {} calls ({} of our own writes read back, {} written)",
         echo.requests, echo.pulled, echo.written
@@ -173,7 +180,7 @@ async fn run(contacts: u64) {
     tokio::time::sleep(Duration::from_secs(11)).await;
     let before = stats().await;
     let started = Instant::now();
-    let incremental = incremental(&crm, &connection, &mut state).await;
+    let incremental = incremental_pass(&crm, &connection, &mut state).await;
     let after = stats().await;
     let calls = requests(&after) - requests(&before);
     println!(
@@ -189,14 +196,52 @@ async fn run(contacts: u64) {
         after["rate_limited"].as_u64().unwrap_or(0) - before["rate_limited"].as_u64().unwrap_or(0)
     );
     println!(
-        "  minimum                {} (1 contact search page, 1 company search page, 1 list search, {} write batches)",
-        3 + incremental.changed.div_ceil(100),
+        "  minimum                {} (1 contact search page, 1 company search page, 1 list search, {} stream calls, {} write batches)",
+        3 + incremental.stream_calls + incremental.changed.div_ceil(100),
+        incremental.stream_calls,
         incremental.changed.div_ceil(100)
+    );
+
+    // 1 % of the contacts active: new occurrences, the contacts unmodified.
+    let active = contacts.div_ceil(100);
+    let events: Vec<serde_json::Value> = (1..=active)
+        .flat_map(|i| {
+            let id = i * 97 % contacts + 1;
+            [
+                serde_json::json!({ "contact": id, "kind": "page_view", "value": "https://www.acme.example/pricing" }),
+                serde_json::json!({ "contact": id, "kind": "email_open", "value": "2026-10-black-friday" }),
+            ]
+        })
+        .collect();
+    http.post(format!("{}/__fake/events", fake.url()))
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = stats().await;
+    let started = Instant::now();
+    let engaged = incremental_pass(&crm, &connection, &mut state).await;
+    let after = stats().await;
+    let calls = requests(&after) - requests(&before);
+    println!(
+        "incremental, 1 % of contacts active ({active}): {calls} calls in {:.1} s ({} stream calls, {} events); {} contacts rescored for new engagement, {} written in {} write calls",
+        started.elapsed().as_secs_f64(),
+        engaged.stream_calls,
+        engaged.stream_events,
+        engaged.engaged,
+        engaged.written,
+        engaged.write_calls
+    );
+    println!(
+        "  429s                   {}; {:.0}x fewer calls than the first sync",
+        after["rate_limited"].as_u64().unwrap_or(0) - before["rate_limited"].as_u64().unwrap_or(0),
+        first_calls as f64 / calls.max(1) as f64
     );
 }
 
 /// One incremental pass with the state, as the daemon runs it.
-async fn incremental(
+async fn incremental_pass(
     crm: &Hubspot,
     connection: &Connection,
     state: &mut State,

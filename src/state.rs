@@ -25,7 +25,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::crm::mapping::CompanyValues;
-use crate::crm::{CrmCompany, CrmEvent, CrmRecord};
+use crate::crm::{CrmCompany, CrmEvent, CrmRecord, StreamEvent, email_key};
 
 /// The schema, one entry per version; entry `n` moves version `n` to `n+1`.
 const MIGRATIONS: &[&str] = &[
@@ -83,6 +83,18 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (list, record)
      ) WITHOUT ROWID;
      CREATE INDEX list_members_record ON list_members (record);",
+    // 4: engagement read as streams, by the record's id or its email
+    // address, once per CRM occurrence id; each record's email address.
+    "CREATE TABLE events (
+         key TEXT NOT NULL,
+         id TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         at_ms INTEGER NOT NULL,
+         attributes TEXT NOT NULL,
+         PRIMARY KEY (key, id, kind)
+     ) WITHOUT ROWID;
+     ALTER TABLE records ADD COLUMN email TEXT;
+     CREATE INDEX records_email ON records (email) WHERE email IS NOT NULL;",
 ];
 
 /// Why the state could not be used.
@@ -195,6 +207,7 @@ fn stored(id: String, inputs: &str, written: Option<&str>) -> Option<(CrmRecord,
             .e
             .into_iter()
             .map(|(kind, at_ms, attributes)| CrmEvent {
+                id: String::new(),
                 kind,
                 at_ms,
                 attributes,
@@ -204,6 +217,15 @@ fn stored(id: String, inputs: &str, written: Option<&str>) -> Option<(CrmRecord,
         detail_skipped: false,
     };
     Some((record, ours))
+}
+
+/// How far the engagement streams have been read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamsMark {
+    /// Every occurrence up to this moment (epoch ms) is stored.
+    pub until_ms: i64,
+    /// Per event type, back to when (`i64::MIN`: all history).
+    pub reach: BTreeMap<String, i64>,
 }
 
 /// Property → value leadscored last wrote.
@@ -502,6 +524,9 @@ impl State {
         tx.execute("DELETE FROM companies", [])?;
         tx.execute("DELETE FROM lists", [])?;
         tx.execute("DELETE FROM list_members", [])?;
+        // Engagement read for other event sources.
+        tx.execute("DELETE FROM events", [])?;
+        tx.execute("DELETE FROM meta WHERE key = 'streams_ms'", [])?;
         tx.commit()?;
         Ok(())
     }
@@ -668,6 +693,123 @@ impl State {
         Ok(())
     }
 
+    /// How far the engagement streams have been read: up to when, and
+    /// for each event type back to when.
+    pub fn streams_mark(&self) -> Result<Option<StreamsMark>, StateError> {
+        Ok(self
+            .meta("streams_ms")?
+            .and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
+    /// Records how far the engagement streams have been read.
+    pub fn set_streams_mark(&self, mark: &StreamsMark) -> Result<(), StateError> {
+        self.set_meta(
+            "streams_ms",
+            &serde_json::to_string(mark).unwrap_or_default(),
+        )
+    }
+
+    /// Stores occurrences read from a stream or with a record's detail,
+    /// each once; returns the keys (record ids, `email:` addresses) that
+    /// got one they did not have.
+    pub fn save_events(&mut self, events: &[StreamEvent]) -> Result<Vec<String>, StateError> {
+        let fail = self.db_error(format!("saving {} engagement events", events.len()));
+        let tx = self.db.transaction().map_err(fail)?;
+        let mut fresh: Vec<String> = Vec::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (key, id, kind, at_ms, attributes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for found in events {
+                let event = &found.event;
+                let attributes = serde_json::to_string(&event.attributes).unwrap_or_default();
+                let added = insert.execute(params![
+                    found.key,
+                    event.id,
+                    event.kind,
+                    event.at_ms,
+                    attributes
+                ])?;
+                if added > 0 && fresh.last() != Some(&found.key) {
+                    fresh.push(found.key.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        fresh.sort();
+        fresh.dedup();
+        Ok(fresh)
+    }
+
+    /// The stored occurrences of a record: those stored under its id and
+    /// under its email address, each occurrence once.
+    pub fn events_of(&self, id: &str, email: Option<&str>) -> Result<Vec<CrmEvent>, StateError> {
+        let mut statement = self.db.prepare_cached(
+            "SELECT id, kind, at_ms, attributes FROM events WHERE key = ?1 OR key = ?2",
+        )?;
+        let by_email = email.map(email_key).unwrap_or_default();
+        let rows = statement
+            .query_map(params![id, by_email], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.db_error(format!("reading the events of record {id}")))?;
+        let mut seen: FxHashSet<(String, String)> = FxHashSet::default();
+        let mut out = Vec::new();
+        for row in rows {
+            let (event_id, kind, at_ms, attributes) = row?;
+            if !event_id.is_empty() && !seen.insert((event_id.clone(), kind.clone())) {
+                continue;
+            }
+            out.push(CrmEvent {
+                id: event_id,
+                kind,
+                at_ms,
+                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stored records that the keys name: by id, or by email address.
+    pub fn records_of_keys(&self, keys: &[String]) -> Result<Vec<String>, StateError> {
+        let mut by_id = self
+            .db
+            .prepare_cached("SELECT id FROM records WHERE id = ?1")?;
+        let mut by_email = self
+            .db
+            .prepare_cached("SELECT id FROM records WHERE email = ?1")?;
+        let mut out = Vec::new();
+        for key in keys {
+            let statement = if key.starts_with("email:") {
+                &mut by_email
+            } else {
+                &mut by_id
+            };
+            let rows = statement.query_map([key], |r| r.get::<_, String>(0))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// How many stored occurrences lie in `[from_ms, until_ms]` (to
+    /// estimate what reading a stream window costs).
+    pub fn events_between(&self, from_ms: i64, until_ms: i64) -> Result<u64, StateError> {
+        Ok(self.db.query_row(
+            "SELECT count(*) FROM events WHERE at_ms >= ?1 AND at_ms <= ?2",
+            params![from_ms, until_ms],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
     /// Records seen at or after `since_ms`: id → modified time then. A pull
     /// that finds a record at that same time finds it as we left it.
     pub fn seen_since(&self, since_ms: i64) -> Result<FxHashMap<String, i64>, StateError> {
@@ -781,10 +923,10 @@ impl State {
         {
             let mut statement = tx
                 .prepare_cached(
-                    "INSERT INTO records (id, seen_ms, inputs, written, company) VALUES (?1, ?2, ?3, NULL, ?4)
+                    "INSERT INTO records (id, seen_ms, inputs, written, company, email) VALUES (?1, ?2, ?3, NULL, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET
                      seen_ms = excluded.seen_ms, inputs = excluded.inputs, written = NULL,
-                     company = excluded.company",
+                     company = excluded.company, email = excluded.email",
                 )
                 .map_err(failed("saving pulled records".to_owned()))?;
             for record in records {
@@ -793,7 +935,8 @@ impl State {
                         record.id,
                         record.modified_ms,
                         encode(record),
-                        record.company_id()
+                        record.company_id(),
+                        record.values.get("email").map(|e| email_key(e))
                     ])
                     .map_err(failed(format!("saving pulled record {}", record.id)))?;
             }

@@ -27,11 +27,12 @@ use crate::config::{Connection, EventSource, Output};
 use crate::crm::http::PROGRESS_SLACK;
 use crate::crm::mapping::CompanyValues;
 use crate::crm::{
-    Crm, CrmCompany, CrmError, CrmRecord, PullKind, PullSpec, Update, WriteReport, mapping, redact,
+    Crm, CrmCompany, CrmError, CrmEvent, CrmRecord, PullKind, PullSpec, StreamEvent, StreamSpec,
+    Update, WriteReport, email_key, mapping, redact,
 };
 use crate::engine::OutputKind;
 use crate::plan::Change;
-use crate::state::{RunLog, State, StateError, WriteOutcome, Written};
+use crate::state::{RunLog, State, StateError, StreamsMark, WriteOutcome, Written};
 
 /// Pages in flight between the pull and the scorer.
 const PAGES_IN_FLIGHT: usize = 4;
@@ -196,6 +197,23 @@ pub struct PassReport {
     /// What a person should know (a list the model names that the CRM
     /// does not have, lists this CRM cannot read).
     pub warnings: Vec<String>,
+    /// How engagement was read: `streams`, `per record`, or empty when
+    /// the model reads none.
+    pub events: String,
+    /// Calls the engagement streams took, and the occurrences they read.
+    pub stream_calls: u64,
+    pub stream_events: u64,
+    /// The estimates the choice was made on: streams, and per-record
+    /// detail for the records the pass expected (`None`: unknown).
+    pub stream_estimate: Option<u64>,
+    pub detail_estimate: Option<u64>,
+    /// Stored records rescored because a stream brought them a new
+    /// occurrence while the record itself did not change.
+    pub engaged: u64,
+    /// Answers that said we went too fast (429), and how long our own
+    /// limiters held requests back, in milliseconds.
+    pub throttled: u64,
+    pub waited_ms: u64,
     /// Per choice output (tier, stage, grade): value → records, before
     /// (what the CRM holds) and after (what leadscored computes).
     pub before: BTreeMap<String, BTreeMap<String, u64>>,
@@ -207,7 +225,7 @@ impl PassReport {
     /// account check included) where counted, else the sum of its parts.
     pub fn calls(&self) -> u64 {
         self.requests
-            .max(self.pull_pages + self.detail_calls + self.write_calls)
+            .max(self.pull_pages + self.detail_calls + self.stream_calls + self.write_calls)
     }
 
     /// The summary as an admin reads it.
@@ -224,6 +242,31 @@ impl PassReport {
             self.unchanged,
             self.rescored
         );
+        match self.events.as_str() {
+            "streams" => {
+                let _ = writeln!(
+                    out,
+                    "engagement: {} occurrences read as streams in {} calls{}; {} stored records rescored for new engagement",
+                    self.stream_events,
+                    self.stream_calls,
+                    self.detail_estimate
+                        .map(|d| format!(" (per-record detail would have cost about {d})"))
+                        .unwrap_or_default(),
+                    self.engaged
+                );
+            }
+            "per record" => {
+                let _ = writeln!(
+                    out,
+                    "engagement: read per record in {} calls{}",
+                    self.detail_calls,
+                    self.stream_estimate
+                        .map(|s| format!(" (streams would have cost about {s})"))
+                        .unwrap_or_default()
+                );
+            }
+            _ => {}
+        }
         if self.companies > 0 || self.companies_changed > 0 {
             let _ = writeln!(
                 out,
@@ -241,6 +284,13 @@ impl PassReport {
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");
         }
+        let _ = writeln!(
+            out,
+            "requests: {} (retries included); {} answered 429; our limiters waited {:.1} s",
+            self.calls(),
+            self.throttled,
+            self.waited_ms as f64 / 1000.0
+        );
         if self.model_changed {
             let _ = writeln!(
                 out,
@@ -340,6 +390,13 @@ struct Worker<'a, C: Crm> {
     companies: FxHashMap<String, Arc<CompanyValues>>,
     /// The model's lists and their members, when this CRM's lists are read.
     memberships: Option<Arc<Memberships>>,
+    /// Whether this CRM's events are kept in the state's event store
+    /// (read as streams or per record alike).
+    streams_on: bool,
+    /// Occurrences a dry run read from the streams (nothing is saved).
+    streamed: FxHashMap<String, Vec<CrmEvent>>,
+    /// Keys (record ids, `email:` addresses) that got a new occurrence.
+    touched: FxHashSet<String>,
 }
 
 /// Each list the model names, with its members (record ids).
@@ -382,6 +439,8 @@ impl<'a, C: Crm> Worker<'a, C> {
             let record =
                 mapping::to_record(model, &self.connection.inputs, &pulled, company.as_deref());
             let card = model.score(&record, self.pass.now);
+            let changes =
+                crate::plan::changes(model, &self.connection.outputs, &pulled.values, &card);
             for output in &self.choices {
                 let held = pulled
                     .values
@@ -389,9 +448,13 @@ impl<'a, C: Crm> Worker<'a, C> {
                     .filter(|v| !v.is_empty())
                     .cloned()
                     .unwrap_or_else(|| "(empty)".to_owned());
-                let new = output
-                    .render(model, &card)
-                    .unwrap_or_else(|| "(empty)".to_owned());
+                // After: what the CRM will hold, under the output's
+                // overwrite policy (a value sales set may be kept).
+                let after = match changes.iter().find(|c| c.property == output.property) {
+                    Some(change) if !change.new.is_empty() => change.new.clone(),
+                    Some(_) => "(empty)".to_owned(),
+                    None => held.clone(),
+                };
                 *self
                     .report
                     .before
@@ -404,11 +467,9 @@ impl<'a, C: Crm> Worker<'a, C> {
                     .after
                     .entry(output.property.clone())
                     .or_default()
-                    .entry(new)
+                    .entry(after)
                     .or_default() += 1;
             }
-            let changes =
-                crate::plan::changes(model, &self.connection.outputs, &pulled.values, &card);
             if changes.is_empty() {
                 if self.failed_before.contains(&pulled.id) {
                     settled.push(pulled.id);
@@ -591,6 +652,75 @@ impl<'a, C: Crm> Worker<'a, C> {
         Ok(())
     }
 
+    /// Keeps a page of stream occurrences: in the state (whose keys got
+    /// a new one are remembered), or in memory for a dry run.
+    fn take_stream_page(&mut self, page: Vec<StreamEvent>) -> Result<(), PassError> {
+        self.alive();
+        match self.state.as_deref_mut() {
+            Some(state) if !self.pass.dry_run => {
+                self.touched.extend(state.save_events(&page)?);
+            }
+            _ => {
+                for found in page {
+                    self.touched.insert(found.key.clone());
+                    self.streamed
+                        .entry(found.key)
+                        .or_default()
+                        .push(found.event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a record's stored occurrences (and those a dry run read) to
+    /// the events it came with, each occurrence once.
+    fn attach_events(&self, record: &mut CrmRecord) -> Result<(), PassError> {
+        if !self.streams_on {
+            return Ok(());
+        }
+        let email = record.values.get("email").map(String::as_str);
+        let mut found = match self.state.as_deref() {
+            Some(state) => state.events_of(&record.id, email)?,
+            None => Vec::new(),
+        };
+        for key in [Some(record.id.clone()), email.map(email_key)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(events) = self.streamed.get(&key) {
+                found.extend(events.iter().cloned());
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut ids: FxHashSet<(String, String)> = record
+            .events
+            .iter()
+            .filter(|e| !e.id.is_empty())
+            .map(|e| (e.id.clone(), e.kind.clone()))
+            .collect();
+        let plain: FxHashSet<(String, i64)> = record
+            .events
+            .iter()
+            .filter(|e| e.id.is_empty())
+            .map(|e| (e.kind.clone(), e.at_ms))
+            .collect();
+        for event in found {
+            let new = if event.id.is_empty() {
+                !plain.contains(&(event.kind.clone(), event.at_ms))
+            } else {
+                ids.insert((event.id.clone(), event.kind.clone()))
+                    && !plain.contains(&(event.kind.clone(), event.at_ms))
+            };
+            if new {
+                record.events.push(event);
+            }
+        }
+        Ok(())
+    }
+
     /// Takes a pulled page: refuses records with values no CRM property
     /// holds, keeps unchanged records' stored events, saves the page,
     /// then scores and plans it.
@@ -631,6 +761,24 @@ impl<'a, C: Crm> Worker<'a, C> {
                     record.events = stored.events;
                 }
             }
+            if self.streams_on && !self.pass.dry_run {
+                // Detail read per record joins the event store, where a
+                // stream's copy of the same occurrence is the same row.
+                let detail: Vec<StreamEvent> = page
+                    .iter_mut()
+                    .filter(|r| !r.detail_skipped)
+                    .flat_map(|r| {
+                        let key = r.id.clone();
+                        std::mem::take(&mut r.events)
+                            .into_iter()
+                            .map(move |event| StreamEvent {
+                                key: key.clone(),
+                                event,
+                            })
+                    })
+                    .collect();
+                state.save_events(&detail)?;
+            }
             if !self.pass.dry_run {
                 state.save_pulled(&page)?;
                 if !refused.is_empty() {
@@ -640,6 +788,9 @@ impl<'a, C: Crm> Worker<'a, C> {
         }
         self.report.failed.extend(refused);
         self.save_calls()?;
+        for record in &mut page {
+            self.attach_events(record)?;
+        }
         let records = page.into_iter().map(|r| (r, Written::new())).collect();
         Ok(self.plan(records, on_change))
     }
@@ -647,10 +798,13 @@ impl<'a, C: Crm> Worker<'a, C> {
     /// Scores stored records (no pull) and writes what moved.
     async fn rescore(
         &mut self,
-        records: Vec<(CrmRecord, Written)>,
+        mut records: Vec<(CrmRecord, Written)>,
         on_change: &mut impl FnMut(&RecordChange),
     ) -> Result<(), PassError> {
         self.alive();
+        for (record, _) in &mut records {
+            self.attach_events(record)?;
+        }
         self.report.rescored += records.len() as u64;
         let settled = self.plan(records, on_change);
         self.settle(&settled)?;
@@ -692,6 +846,119 @@ struct Prepared {
     failed_before: FxHashSet<String>,
     spec: PullSpec,
     related: Related,
+    events: Option<EventPlan>,
+}
+
+/// How a pass reads engagement, and why.
+struct EventPlan {
+    /// Read as streams (else per record, with the pull).
+    streams: bool,
+    spec: StreamSpec,
+    /// What the streams will have covered when the pass is done.
+    mark: StreamsMark,
+    stream_estimate: Option<u64>,
+    detail_estimate: Option<u64>,
+}
+
+/// Decides how this pass reads engagement: the streams (back to the
+/// model's horizon on a first read, else from where the last read ended
+/// minus the overlap) or per-record detail, by estimated calls.
+fn plan_events<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    state: Option<&State>,
+    pass: Pass,
+    pull_kind: PullKind,
+    usable: bool,
+    until_ms: i64,
+) -> Result<Option<EventPlan>, PassError> {
+    let types: Vec<String> = connection.events.keys().cloned().collect();
+    if types.is_empty() || !crm.streams() {
+        return Ok(None);
+    }
+    let overlap = connection.limits.search_overlap.as_millis() as i64;
+    let stored = match state {
+        Some(state) if usable && pass.kind != PassKind::Full => state.streams_mark()?,
+        _ => None,
+    };
+    let mut from_ms = BTreeMap::new();
+    let mut reach = BTreeMap::new();
+    for kind in &types {
+        let horizon = connection.horizon(kind);
+        let earliest = horizon.map_or(i64::MIN, |h| until_ms.saturating_sub(h));
+        // What was read before covers its reach up to its end: read only
+        // the rest (a model that now looks further back reads further).
+        let from = match stored.as_ref() {
+            Some(mark) if mark.reach.get(kind).is_some_and(|r| *r <= earliest) => {
+                earliest.max(mark.until_ms - overlap)
+            }
+            _ => earliest,
+        };
+        let reached = stored
+            .as_ref()
+            .and_then(|m| m.reach.get(kind).copied())
+            .map_or(from, |r| r.min(from));
+        from_ms.insert(kind.clone(), from);
+        reach.insert(kind.clone(), reached);
+    }
+    // Per-record detail costs calls for every record the pull brings:
+    // all of them on a full pull, about as many as recent incremental
+    // passes brought on an incremental one.
+    let expected_records = match (pull_kind, state) {
+        (PullKind::Full, Some(state)) => Some(state.count()?).filter(|n| *n > 0),
+        (PullKind::Since(_), Some(state)) => {
+            let recent: Vec<u64> = state
+                .runs(10)?
+                .iter()
+                .filter(|r| {
+                    r.kind == PassKind::Incremental.as_str()
+                        && r.outcome.as_deref().is_some_and(|o| o.starts_with("ok"))
+                })
+                .map(|r| r.pulled)
+                .collect();
+            // The median: a first sync among them does not count.
+            let mut recent = recent;
+            recent.sort_unstable();
+            recent.get(recent.len() / 2).copied()
+        }
+        _ => None,
+    };
+    let detail_estimate = expected_records.map(|n| n * crm.detail_calls_per_record(&types));
+    // Streams cost a call per stream at least, and a call per page of the
+    // occurrences in the window: as many as the window before it held.
+    let window_start = from_ms.values().copied().min().unwrap_or(until_ms);
+    let stream_estimate = match (stored.as_ref(), state) {
+        (Some(_), Some(state)) if window_start > i64::MIN => {
+            let span = until_ms.saturating_sub(window_start);
+            let before = state.events_between(window_start.saturating_sub(span), window_start)?;
+            Some(crm.stream_count(&types) + before / crm.stream_page().max(1))
+        }
+        _ => None,
+    };
+    let streams = match connection.limits.event_reads {
+        crate::config::EventReads::Streams => true,
+        crate::config::EventReads::PerRecord => false,
+        crate::config::EventReads::Auto => match (stream_estimate, detail_estimate) {
+            (Some(streams), Some(detail)) => streams <= detail,
+            // A first read (or no history of passes): per-record detail
+            // is two calls a record, streams a call per thousand events.
+            _ => true,
+        },
+    };
+    tracing::info!(
+        streams,
+        stream_estimate,
+        detail_estimate,
+        "engagement read {}",
+        if streams { "as streams" } else { "per record" }
+    );
+    Ok(Some(EventPlan {
+        streams,
+        spec: StreamSpec { from_ms, until_ms },
+        mark: StreamsMark { until_ms, reach },
+        stream_estimate,
+        detail_estimate,
+    }))
 }
 
 /// What a pass learns before its pull about the objects around records:
@@ -875,9 +1142,28 @@ async fn prepare<C: Crm>(
         .now
         .as_millisecond()
         .min(jiff::Timestamp::now().as_millisecond());
+    let events = plan_events(
+        crm,
+        connection,
+        state.as_deref(),
+        pass,
+        pull_kind,
+        usable,
+        until_ms,
+    )?;
     let related =
         prepare_related(crm, connection, state, pass, pull_kind, usable, until_ms).await?;
+    let event_types = match &events {
+        Some(plan) if plan.streams => Vec::new(),
+        _ => connection.events.keys().cloned().collect(),
+    };
+    let mut fields = connection.fields();
+    if events.is_some() && !fields.iter().any(|f| f == "email") {
+        // Streams name email recipients by address.
+        fields.push("email".to_owned());
+    }
     Ok(Prepared {
+        events,
         related,
         fingerprint,
         model,
@@ -887,8 +1173,8 @@ async fn prepare<C: Crm>(
         failed_before,
         spec: PullSpec {
             kind: pull_kind,
-            fields: connection.fields(),
-            event_types: connection.events.keys().cloned().collect(),
+            fields,
+            event_types,
             until_ms,
             known: Arc::new(known),
         },
@@ -994,7 +1280,18 @@ pub async fn run_pass_reporting<C: Crm>(
             .map(|c| (c.id.clone(), Arc::new(c.values.clone())))
             .collect(),
         memberships: prepared.related.memberships.clone(),
+        streams_on: prepared.events.is_some(),
+        streamed: FxHashMap::default(),
+        touched: FxHashSet::default(),
         report: PassReport {
+            events: match &prepared.events {
+                Some(plan) if plan.streams => "streams".to_owned(),
+                Some(_) => "per record".to_owned(),
+                None if connection.events.is_empty() => String::new(),
+                None => "per record".to_owned(),
+            },
+            stream_estimate: prepared.events.as_ref().and_then(|p| p.stream_estimate),
+            detail_estimate: prepared.events.as_ref().and_then(|p| p.detail_estimate),
             companies: prepared.related.changed_companies.len() as u64,
             companies_changed: prepared.related.changed_companies.len() as u64,
             lists_read: prepared.related.lists_read,
@@ -1009,8 +1306,23 @@ pub async fn run_pass_reporting<C: Crm>(
             ..empty
         },
     };
+    let throttled = || {
+        crm.http()
+            .stats
+            .throttled
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let waited = || {
+        crm.http()
+            .stats
+            .waited_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (throttled_before, waited_before) = (throttled(), waited());
     let result = run_stages(&mut worker, &prepared, stop, &mut on_change).await;
     worker.report.requests = sent().saturating_sub(sent_before);
+    worker.report.throttled = throttled().saturating_sub(throttled_before);
+    worker.report.waited_ms = waited().saturating_sub(waited_before);
     // Whatever happened, the calls spent count against today's budget.
     if let Err(error) = worker.save_calls() {
         tracing::debug!(%error, "could not record today's calls in the state");
@@ -1026,7 +1338,14 @@ async fn run_stages<C: Crm>(
     stop: &Stop,
     on_change: &mut impl FnMut(&RecordChange),
 ) -> Result<(), PassError> {
+    let engaged = read_streams(worker, prepared, stop).await?;
     let seen = pull_and_write(worker, prepared, stop, on_change).await?;
+    if worker.report.events == "streams" && worker.report.detail_estimate.is_none() {
+        // What reading the same records per contact would have cost.
+        let types: Vec<String> = worker.connection.events.keys().cloned().collect();
+        worker.report.detail_estimate =
+            Some(worker.report.pulled * worker.crm.detail_calls_per_record(&types));
+    }
     // Stored records not pulled again: failed ones retried, and all of
     // them rescored on a rescore pass or when the model changed.
     let from_state = prepared.usable && prepared.pull_kind != PullKind::Full;
@@ -1041,7 +1360,7 @@ async fn run_stages<C: Crm>(
         if rescore_all {
             rescore_stored(worker, &seen, stop, on_change).await?;
         } else {
-            rescore_moved(worker, &prepared.related, &seen, stop, on_change).await?;
+            rescore_moved(worker, &prepared.related, &engaged, &seen, stop, on_change).await?;
         }
         worker.flush().await?;
     }
@@ -1056,6 +1375,9 @@ async fn run_stages<C: Crm>(
         } else {
             state.model_fingerprint()?.unwrap_or_default()
         };
+        if let Some(plan) = prepared.events.as_ref().filter(|p| p.streams) {
+            state.set_streams_mark(&plan.mark)?;
+        }
         state.finish_pull(prepared.spec.until_ms, &prepared.fingerprint, &model)?;
         worker.report.watermark = Some(prepared.spec.until_ms);
     }
@@ -1130,6 +1452,55 @@ async fn resolve_companies<C: Crm>(
         if done {
             return Ok(read);
         }
+    }
+}
+
+/// Reads the engagement streams before the pull, into the state's event
+/// store (a dry run keeps them in memory): the pull's records then find
+/// their occurrences there. Returns the stored records that got a new
+/// occurrence (on an incremental pass; a full pull scores everyone).
+async fn read_streams<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    prepared: &Prepared,
+    stop: &Stop,
+) -> Result<Vec<String>, PassError> {
+    let Some(plan) = prepared.events.as_ref().filter(|p| p.streams) else {
+        return Ok(Vec::new());
+    };
+    let crm = worker.crm;
+    let (sink, pages) = mpsc::channel::<Vec<StreamEvent>>(PAGES_IN_FLIGHT);
+    let consume = async {
+        let mut pages = pages;
+        while let Some(page) = pages.recv().await {
+            worker.take_stream_page(page)?;
+        }
+        Ok(())
+    };
+    let read = async {
+        tokio::select! {
+            read = crm.stream_events(&plan.spec, sink) => read,
+            () = stop.stopped() => Err(CrmError::Stopped),
+        }
+    };
+    let summary = match pipeline(read, consume).await {
+        Err(PassError::Crm(CrmError::Stopped)) if stop.is_stopped() => {
+            return Err(PassError::Stopped);
+        }
+        other => other?,
+    };
+    worker.report.stream_calls = summary.calls;
+    worker.report.stream_events = summary.events;
+    tracing::info!(
+        events = summary.events,
+        calls = summary.calls,
+        "engagement streams read"
+    );
+    let touched: Vec<String> = worker.touched.drain().collect();
+    match (prepared.pull_kind, worker.state.as_deref()) {
+        (PullKind::Since(_), Some(state)) if prepared.usable => {
+            Ok(state.records_of_keys(&touched)?)
+        }
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -1260,6 +1631,7 @@ async fn retry_failed<C: Crm>(
 async fn rescore_moved<C: Crm>(
     worker: &mut Worker<'_, C>,
     related: &Related,
+    engaged: &[String],
     seen: &FxHashSet<String>,
     stop: &Stop,
     on_change: &mut impl FnMut(&RecordChange),
@@ -1274,6 +1646,9 @@ async fn rescore_moved<C: Crm>(
         .collect();
     let mut ids: Vec<String> = state.records_of_companies(&changed)?;
     ids.extend(related.list_moved.iter().cloned());
+    let engaged: FxHashSet<&String> = engaged.iter().filter(|id| !seen.contains(*id)).collect();
+    worker.report.engaged = engaged.len() as u64;
+    ids.extend(engaged.into_iter().cloned());
     ids.sort();
     ids.dedup();
     ids.retain(|id| !seen.contains(id));

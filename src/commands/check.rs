@@ -199,6 +199,38 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
             format!("; from events: {}", derived.join(", "))
         }
     );
+    if !connection.events.is_empty() {
+        let reach: Vec<String> = connection
+            .events
+            .keys()
+            .map(|kind| {
+                let name = kind
+                    .strip_prefix(crate::config::DERIVED_PREFIX)
+                    .map_or_else(|| kind.clone(), |input| format!("{input} (input)"));
+                match connection.horizon(kind) {
+                    None => format!("{name} all history"),
+                    Some(ms) => format!("{name} {} days", (ms + 86_399_999) / 86_400_000),
+                }
+            })
+            .collect();
+        let how = match (crm.kind, connection.limits.event_reads) {
+            (crate::config::CrmKind::Pardot, _) => {
+                "visitor activities by id range".to_owned()
+            }
+            (_, crate::config::EventReads::Auto) => {
+                "as streams by type and time window, or per changed contact when that costs fewer calls".to_owned()
+            }
+            (_, crate::config::EventReads::Streams) => {
+                "as streams by type and time window".to_owned()
+            }
+            (_, crate::config::EventReads::PerRecord) => "per changed contact".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  horizon      {} — how far back a first sync reads engagement ({how})",
+            reach.join(", ")
+        );
+    }
     let from = |origin: crate::config::Origin| -> String {
         let mut fields: Vec<String> = connection
             .input_fields(origin)

@@ -136,6 +136,29 @@ pub struct Limits {
     /// CRM's counter not yet reset: probe again after this long instead of
     /// waiting for the next midnight.
     pub daily_reset_probe: Duration,
+    /// How engagement is read.
+    pub event_reads: EventReads,
+}
+
+/// How a pass reads engagement where the CRM offers both ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventReads {
+    /// Whichever the pass estimates to cost fewer calls.
+    Auto,
+    /// By type and time window, for every record at once.
+    Streams,
+    /// A call or two per changed record.
+    PerRecord,
+}
+
+impl EventReads {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReads::Auto => "auto",
+            EventReads::Streams => "streams",
+            EventReads::PerRecord => "per_record",
+        }
+    }
 }
 
 /// A megabyte, for the answer-size limits.
@@ -169,6 +192,7 @@ impl Limits {
             max_answer_bytes: 16 * MB,
             max_export_bytes: 256 * MB,
             daily_reset_probe: Duration::from_secs(300),
+            event_reads: EventReads::Auto,
         }
     }
 }
@@ -642,6 +666,17 @@ impl Connection {
             .collect()
     }
 
+    /// How far back occurrences of a connection event type can still
+    /// change a score (ms; `None`: all history). Derived inputs count
+    /// every occurrence, so they read all history.
+    pub fn horizon(&self, event_type: &str) -> Option<i64> {
+        if event_type.starts_with(DERIVED_PREFIX) {
+            None
+        } else {
+            self.model.event_horizon(event_type)
+        }
+    }
+
     /// The list names the model's `list` conditions read.
     pub fn lists(&self) -> Vec<String> {
         self.model.list_names().map(str::to_owned).collect()
@@ -1051,6 +1086,21 @@ fn limits(d: &mut Diagnostics<'_>, raw: RawLimits, kind: CrmKind, tier: &str) ->
     }
     if let Some(n) = megabytes(d, &raw.max_export_mb, "max_export_mb") {
         limits.max_export_bytes = n;
+    }
+    if let Some(v) = &raw.event_reads {
+        match v.get_ref().as_str() {
+            "auto" => limits.event_reads = EventReads::Auto,
+            "streams" => limits.event_reads = EventReads::Streams,
+            "per_record" => limits.event_reads = EventReads::PerRecord,
+            other => {
+                d.error(
+                    &v.span(),
+                    format!(
+                        "event_reads must be \"auto\", \"streams\" or \"per_record\", got {other:?}"
+                    ),
+                );
+            }
+        }
     }
     if let Some(p) = &raw.daily_headroom_percent {
         let n = *p.get_ref();

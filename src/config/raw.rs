@@ -66,6 +66,8 @@ pub(crate) struct RawLimits {
     /// The largest answer body read from an export-like call (Pardot's
     /// import error files), in MB.
     pub max_export_mb: Option<Spanned<f64>>,
+    /// How engagement is read: `auto`, `streams` or `per_record`.
+    pub event_reads: Option<Spanned<String>>,
 }
 
 /// `[daemon]`

@@ -435,6 +435,9 @@ pub struct Http {
     general: Option<DefaultDirectRateLimiter>,
     search: Option<DefaultDirectRateLimiter>,
     window: Option<Mutex<Window>>,
+    /// The exact rolling second of the search lane: the limiter alone lets
+    /// a burst and its refill land in one second.
+    search_window: Option<Mutex<Window>>,
     budget: Mutex<Budget>,
     slots: Semaphore,
     pub stats: Stats,
@@ -503,6 +506,14 @@ impl Http {
                     interval: limits.interval,
                     allowed: per_ten,
                     nominal: per_ten,
+                    sent: VecDeque::new(),
+                })
+            }),
+            search_window: (limits.search_per_second > 0).then(|| {
+                Mutex::new(Window {
+                    interval: Duration::from_secs(1),
+                    allowed: limits.search_per_second,
+                    nominal: limits.search_per_second,
                     sent: VecDeque::new(),
                 })
             }),
@@ -602,27 +613,29 @@ impl Http {
         let started = Instant::now();
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         let _waited = Decrement(&self.stats.waiting);
-        match lane {
-            Lane::Search => {
-                if let Some(limiter) = &self.search {
-                    limiter.until_ready().await;
-                }
-            }
-            Lane::General => {
-                if let Some(limiter) = &self.general {
-                    limiter.until_ready().await;
-                }
-                if let Some(window) = &self.window {
-                    loop {
-                        let wait = window
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .take(Instant::now());
-                        match wait {
-                            Ok(()) => break,
-                            Err(wait) => tokio::time::sleep(wait).await,
-                        }
-                    }
+        let limiter = match lane {
+            Lane::Search => &self.search,
+            Lane::General => &self.general,
+        };
+        if let Some(limiter) = limiter {
+            limiter.until_ready().await;
+        }
+        // A search takes a slot of its own second and, since HubSpot does
+        // not say whether searches count against the ten-second window
+        // too, one of that window as well: safe either way.
+        let windows: &[&Option<Mutex<Window>>] = match lane {
+            Lane::Search => &[&self.window, &self.search_window],
+            Lane::General => &[&self.window],
+        };
+        for window in windows.iter().filter_map(|w| w.as_ref()) {
+            loop {
+                let wait = window
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(Instant::now());
+                match wait {
+                    Ok(()) => break,
+                    Err(wait) => tokio::time::sleep(wait).await,
                 }
             }
         }
@@ -793,7 +806,13 @@ impl Http {
                     if throttled {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("leadscored_crm_throttled_total").increment(1);
-                        if let Some(window) = &self.window {
+                        // A search 429 says nothing of the ten-second
+                        // window that writes share: only its lane slows.
+                        let lane_window = match call.lane {
+                            Lane::Search => &self.search_window,
+                            Lane::General => &self.window,
+                        };
+                        if let Some(window) = lane_window {
                             let mut window = window
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -56,6 +56,11 @@ pub struct Faults {
     /// Scopes the token lacks (HubSpot): calls that need one answer 403
     /// `MISSING_SCOPES` naming it, as for an app installed without it.
     pub missing_scopes: Vec<String>,
+    /// HubSpot: the contact list answers its first page to every request,
+    /// with the same `after` cursor and an extra contact whose id is the
+    /// OpenAPI example `"string"` — a broken proxy, or an API mock
+    /// answering its example.
+    pub stuck_cursor: bool,
 }
 
 impl Faults {
@@ -90,12 +95,13 @@ impl Faults {
                 "slow" => self.rate_slow = rate()?,
                 "record" => self.rate_record_error = rate()?,
                 "slow_ms" if value >= 0.0 => self.slow = Duration::from_secs_f64(value / 1000.0),
+                "stuck" => self.stuck_cursor = value > 0.0,
                 "writes" if (400.0..600.0).contains(&value) => {
                     self.fail_writes = Some(value as u16);
                 }
                 other => {
                     return Err(format!(
-                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms, writes (a status), scope (a scope the token lacks)"
+                        "--faults: unknown fault {other:?}; known: 429, 5xx, reset, malformed, slow, record, slow_ms, writes (a status), stuck (1: a contact list that repeats its cursor), scope (a scope the token lacks)"
                     ));
                 }
             }

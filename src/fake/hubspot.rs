@@ -123,6 +123,8 @@ struct Inner {
     by_modified: Option<BTreeSet<(i64, u64)>>,
     /// Email, form and web event lookups; built on first use.
     engagement: Option<engagement::EngagementIndex>,
+    /// Events tests added, per contact (their modified time stays).
+    added_events: BTreeMap<u64, Vec<GenEvent>>,
     properties: BTreeMap<String, PropertyDef>,
     company_properties: BTreeMap<String, PropertyDef>,
     /// List members by list id, until the list is edited.
@@ -571,6 +573,7 @@ impl FakeHubspot {
             overlay: Overlay::default(),
             by_modified: None,
             engagement: None,
+            added_events: BTreeMap::new(),
             properties: builtin_properties(),
             company_properties: objects::company_properties(),
             list_cache: HashMap::new(),
@@ -694,6 +697,7 @@ impl FakeHubspot {
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
         let inspect = Router::new()
             .route("/__fake/stats", get(stats))
+            .route("/__fake/events", post(engagement::add_events))
             .route("/__fake/contacts/{id}", get(inspect_contact))
             .route("/__fake/reset-daily", post(reset_daily))
             .route("/__fake/catch-up-search", post(catch_up_search))
@@ -1061,7 +1065,9 @@ async fn list_contacts(
         }
     };
     let archived = query.get("archived").is_some_and(|a| a == "true");
+    let stuck = fake.lock().config.faults.stuck_cursor;
     let after = match query.get("after").map(|a| a.parse::<u64>()) {
+        _ if stuck => 0,
         None => 0,
         Some(Ok(a)) => a,
         Some(Err(_)) => {
@@ -1097,6 +1103,19 @@ async fn list_contacts(
     if let (true, Some(last)) = (more, ids.get(limit as usize - 1)) {
         let next = last.to_string();
         body["paging"] = json!({ "next": { "after": next, "link": format!("/crm/v3/objects/contacts?after={next}") } });
+    }
+    if inner.config.faults.stuck_cursor {
+        if let Some(results) = body["results"].as_array_mut() {
+            results.push(json!({
+                "id": "string",
+                "properties": { "email": "string", "lastmodifieddate": "2019-08-24T14:15:22Z" },
+                "createdAt": "2019-08-24T14:15:22Z",
+                "updatedAt": "2019-08-24T14:15:22Z",
+                "archived": false,
+            }));
+        }
+        body["paging"] =
+            json!({ "next": { "after": "NTI1Cg%3D%3D", "link": "?after=NTI1Cg%3D%3D" } });
     }
     Json(body).into_response()
 }

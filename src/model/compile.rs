@@ -208,9 +208,12 @@ fn hot_lists(matchers: &[EventMatcher], types: usize) -> (Vec<Vec<HotMatcher>>, 
                     }
                 }
             });
+            // An occurrence decayed to nothing is forgotten: it no longer
+            // counts, as if outside a window.
+            let forgotten = m.decay.and_then(Decay::zero_at).map_or(i64::MAX, |z| z - 1);
             HotMatcher {
                 required: m.required,
-                window_ms: m.window_ms.unwrap_or(i64::MAX),
+                window_ms: m.window_ms.unwrap_or(i64::MAX).min(forgotten),
                 points: m.points,
                 index: index as u32,
                 take: m.take,

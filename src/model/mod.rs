@@ -202,6 +202,31 @@ impl Model {
             .unwrap_or(u64::MAX)
     }
 
+    /// How far back events of `event_type` can still change a score: the
+    /// longest window of any rule or condition reading them, or the age at
+    /// which their decay reaches zero. `None` when some reader has neither
+    /// (it counts all history); `Some(0)` when nothing reads the type.
+    pub fn event_horizon(&self, event_type: &str) -> Option<i64> {
+        let slot = self.schema.type_index.get(event_type).copied();
+        let mut horizon: i64 = 0;
+        for matcher in &self.matchers {
+            let reads = match matcher.kind {
+                None => true,
+                Some(kind) => Some(kind) == slot,
+            };
+            if !reads {
+                continue;
+            }
+            let reach = match (matcher.window_ms, matcher.decay.and_then(Decay::zero_at)) {
+                (Some(window), _) => window,
+                (None, Some(zero)) => zero,
+                (None, None) => return None,
+            };
+            horizon = horizon.max(reach);
+        }
+        Some(horizon)
+    }
+
     /// Whether any rule or condition looks at events of every type.
     pub fn reads_all_events(&self) -> bool {
         !self.any_type_matchers.is_empty()
@@ -401,6 +426,20 @@ pub(crate) enum Decay {
 }
 
 impl Decay {
+    /// The age from which an event gives nothing any more, when its decay
+    /// reaches zero (linear steps); halving and compound steps never do.
+    pub(crate) fn zero_at(self) -> Option<i64> {
+        match self {
+            Decay::Stepped {
+                fraction,
+                period_ms,
+                compound: false,
+                ..
+            } if fraction > 0.0 => Some(((1.0 / fraction).ceil() as i64).saturating_mul(period_ms)),
+            _ => None,
+        }
+    }
+
     /// The share of its points an event of age `age_ms` still gives.
     pub(crate) fn factor(self, age_ms: i64) -> f64 {
         let age_ms = age_ms.max(0);

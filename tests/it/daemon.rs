@@ -266,11 +266,12 @@ async fn kill_9_at_random_points_then_restart_converges() {
 async fn sigterm_mid_run_stops_cleanly_and_the_next_run_resumes() {
     let fake = fake(fake_config(1_000)).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    // Slow: 60 calls per ten seconds, so the run is surely mid-way.
+    // Slow: 15 calls per ten seconds, so the run (about 35 calls with
+    // engagement read as streams) is surely mid-way.
     let slow = write_connection(
         dir.path(),
         &fake.url(),
-        "per_ten_seconds = 60\nsearch_overlap_secs = 1",
+        "per_ten_seconds = 15\nsearch_overlap_secs = 1",
         "",
         "UTC",
     );

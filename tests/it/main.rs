@@ -29,6 +29,7 @@ mod readme;
 mod records;
 mod reliability;
 mod same_scorecards;
+mod streams;
 mod sync_pass;
 
 use std::path::{Path, PathBuf};

@@ -21,8 +21,9 @@ use super::http::{
     Body, Call, Dialect, Http, Lane, Observed, Size, Verdict, header_number, retry_after,
 };
 use super::{
-    Crm, CrmCompany, CrmError, CrmEvent, CrmRecord, ListInfo, PropertySpec, PullKind, PullSpec,
-    PullSummary, SetupReport, Update, WriteReport,
+    Crm, CrmCompany, CrmError, CrmEvent, CrmRecord, ListInfo, Pager, PropertySpec, PullKind,
+    PullSpec, PullSummary, SetupReport, StreamEvent, StreamSpec, StreamSummary, Update,
+    WriteReport, email_key,
 };
 use crate::config::{Connection, EventSource};
 use crate::engine::OutputKind;
@@ -64,6 +65,10 @@ const CONTACT_TYPE: &str = "0-1";
 
 /// HubSpot's page and batch sizes.
 const LIST_PAGE: u32 = 100;
+/// Events read per page of the email and web event APIs (the email
+/// events API's maximum; the events API states none and pages by cursor
+/// whatever size it answers with).
+const STREAM_PAGE: u32 = 1_000;
 const SEARCH_PAGE: u32 = 200;
 const BATCH: usize = 100;
 /// Our property group.
@@ -171,8 +176,9 @@ impl Dialect for HubspotDialect {
     }
 }
 
-/// Form submissions by email (lowercase): (submitted at, form name).
-type Submissions = HashMap<String, Vec<(i64, String)>>;
+/// Form submissions by email (lowercase): (submitted at, form name,
+/// occurrence id).
+type Submissions = HashMap<String, Vec<(i64, String, String)>>;
 
 /// A HubSpot connection.
 #[derive(Debug)]
@@ -366,6 +372,105 @@ impl Hubspot {
             .collect())
     }
 
+    /// Every form in the portal: (guid, name).
+    async fn forms(&self) -> Result<Vec<(String, String)>, CrmError> {
+        let mut forms = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pager = Pager::new("forms.list");
+        loop {
+            let mut query = vec![("limit", "100".to_owned())];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            let page = self
+                .http
+                .json::<FormList>(&Call {
+                    method: Method::GET,
+                    path: "/marketing/v3/forms",
+                    query: &query,
+                    body: Body::None,
+                    lane: Lane::General,
+                    size: Size::Page,
+                    endpoint: "forms.list",
+                })
+                .await?
+                .body;
+            let empty = page.results.is_empty();
+            forms.extend(page.results.into_iter().map(|form| {
+                let name = form.name.clone().unwrap_or_else(|| form.id.clone());
+                (form.id, name)
+            }));
+            match page.paging.and_then(|p| p.next) {
+                Some(next) if !empty => {
+                    pager.next(&next.after)?;
+                    after = Some(next.after);
+                }
+                _ => break,
+            }
+        }
+        Ok(forms)
+    }
+
+    /// A form's submissions, newest first, page by page until one reaches
+    /// back past `from_ms`: (email, submitted at, occurrence id).
+    async fn form_submissions(
+        &self,
+        guid: &str,
+        from_ms: i64,
+        mut each: impl FnMut(Vec<(String, i64, String)>) -> Result<(), CrmError>,
+    ) -> Result<u64, CrmError> {
+        let path = format!("/form-integrations/v1/submissions/forms/{guid}");
+        let mut after: Option<String> = None;
+        let mut pager = Pager::new("forms.submissions");
+        let mut calls = 0;
+        loop {
+            let mut query = vec![("limit", "50".to_owned())];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            calls += 1;
+            let page = self
+                .http
+                .json::<SubmissionPage>(&Call {
+                    method: Method::GET,
+                    path: &path,
+                    query: &query,
+                    body: Body::None,
+                    lane: Lane::General,
+                    size: Size::Page,
+                    endpoint: "forms.submissions",
+                })
+                .await?
+                .body;
+            let empty = page.results.is_empty();
+            let reached_back = page.results.iter().any(|s| s.submitted_at < from_ms);
+            let found = page
+                .results
+                .into_iter()
+                .filter(|s| s.submitted_at >= from_ms)
+                .filter_map(|submission| {
+                    let email = submission
+                        .values
+                        .iter()
+                        .find(|v| v.name == "email")
+                        .and_then(|v| v.value.clone())?
+                        .to_lowercase();
+                    let id = format!("f:{guid}:{}:{email}", submission.submitted_at);
+                    Some((email, submission.submitted_at, id))
+                })
+                .collect();
+            each(found)?;
+            match page.paging.and_then(|p| p.next) {
+                Some(next) if !empty && !reached_back => {
+                    pager.next(&next.after)?;
+                    after = Some(next.after);
+                }
+                _ => break,
+            }
+        }
+        Ok(calls)
+    }
+
     /// Every form submission in the portal, by email: read once per pull
     /// (the forms API cannot be asked per contact), so a daemon sees new
     /// submissions on its next pull.
@@ -376,81 +481,56 @@ impl Hubspot {
         {
             return Ok(found.clone());
         }
-        let loaded = async {
-            let mut by_email: Submissions = HashMap::new();
-            let mut forms = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let mut query = vec![("limit", "100".to_owned())];
-                if let Some(a) = &after {
-                    query.push(("after", a.clone()));
+        let mut by_email: Submissions = HashMap::new();
+        for (guid, name) in self.forms().await? {
+            self.form_submissions(&guid, i64::MIN, |found| {
+                for (email, at, id) in found {
+                    by_email
+                        .entry(email)
+                        .or_default()
+                        .push((at, name.clone(), id));
                 }
-                let page = self
-                    .http
-                    .json::<FormList>(&Call {
-                        method: Method::GET,
-                        path: "/marketing/v3/forms",
-                        query: &query,
-                        body: Body::None,
-                        lane: Lane::General,
-                        size: Size::Page,
-                        endpoint: "forms.list",
-                    })
-                    .await?
-                    .body;
-                forms.extend(page.results);
-                match page.paging.and_then(|p| p.next) {
-                    Some(next) => after = Some(next.after),
-                    None => break,
-                }
-            }
-            for form in forms {
-                let name = form.name.clone().unwrap_or_else(|| form.id.clone());
-                let path = format!("/form-integrations/v1/submissions/forms/{}", form.id);
-                let mut after: Option<String> = None;
-                loop {
-                    let mut query = vec![("limit", "50".to_owned())];
-                    if let Some(a) = &after {
-                        query.push(("after", a.clone()));
-                    }
-                    let page = self
-                        .http
-                        .json::<SubmissionPage>(&Call {
-                            method: Method::GET,
-                            path: &path,
-                            query: &query,
-                            body: Body::None,
-                            lane: Lane::General,
-                            size: Size::Page,
-                            endpoint: "forms.submissions",
-                        })
-                        .await?
-                        .body;
-                    for submission in page.results {
-                        let email = submission
-                            .values
-                            .iter()
-                            .find(|v| v.name == "email")
-                            .and_then(|v| v.value.clone());
-                        if let Some(email) = email {
-                            by_email
-                                .entry(email.to_lowercase())
-                                .or_default()
-                                .push((submission.submitted_at, name.clone()));
-                        }
-                        let _ = submission.page_url;
-                    }
-                    match page.paging.and_then(|p| p.next) {
-                        Some(next) => after = Some(next.after),
-                        None => break,
-                    }
-                }
-            }
-            Ok::<_, CrmError>(Arc::new(by_email))
+                Ok(())
+            })
+            .await?;
         }
-        .await?;
+        let loaded = Arc::new(by_email);
         *cached = Some((pull, loaded.clone()));
         Ok(loaded)
+    }
+
+    /// One page of marketing email events.
+    async fn email_page(&self, query: &[(&str, String)]) -> Result<EmailEventPage, CrmError> {
+        Ok(self
+            .http
+            .json::<EmailEventPage>(&Call {
+                method: Method::GET,
+                path: "/email/public/v1/events",
+                query,
+                body: Body::None,
+                lane: Lane::General,
+                size: Size::Page,
+                endpoint: "email.events",
+            })
+            .await?
+            .body)
+    }
+
+    /// One page of web and behavioural events.
+    async fn web_page(&self, query: &[(&str, String)]) -> Result<WebEventPage, CrmError> {
+        Ok(self
+            .http
+            .json::<WebEventPage>(&Call {
+                method: Method::GET,
+                path: "/events/v3/events",
+                query,
+                body: Body::None,
+                lane: Lane::General,
+                size: Size::Page,
+                endpoint: "web.events",
+            })
+            .await?
+            .body)
     }
 
     /// Email events of one recipient, with the model's type names.
@@ -461,109 +541,252 @@ impl Hubspot {
     ) -> Result<(Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
         let mut offset: Option<String> = None;
-        let mut calls = 0;
+        let mut pager = Pager::new("email.events");
         loop {
             let mut query = vec![
                 ("recipient", email.to_owned()),
-                ("limit", "1000".to_owned()),
+                ("limit", STREAM_PAGE.to_string()),
             ];
             if let Some(o) = &offset {
                 query.push(("offset", o.clone()));
             }
-            calls += 1;
-            let page = self
-                .http
-                .json::<EmailEventPage>(&Call {
-                    method: Method::GET,
-                    path: "/email/public/v1/events",
-                    query: &query,
-                    body: Body::None,
-                    lane: Lane::General,
-                    size: Size::Page,
-                    endpoint: "email.events",
-                })
-                .await?
-                .body;
+            let page = self.email_page(&query).await?;
+            let empty = page.events.is_empty();
             for event in page.events {
-                if let Some(kinds) = wanted.get(&event.kind.to_uppercase()) {
-                    let mut attributes = Vec::new();
-                    if let Some(campaign) = event.campaign_id {
-                        attributes.push(("campaign".to_owned(), campaign.to_string()));
-                    }
-                    if let Some(url) = event.url {
-                        attributes.push(("url".to_owned(), url));
-                    }
-                    push_each(&mut events, kinds, event.created, attributes);
-                }
+                email_events_of(event, wanted, &mut events);
             }
             match (page.has_more, page.offset) {
-                (true, Some(next)) if offset.as_ref() != Some(&next) => offset = Some(next),
+                (true, Some(next)) if !empty => {
+                    pager.next(&next)?;
+                    offset = Some(next);
+                }
                 _ => break,
             }
         }
-        Ok((events, calls))
+        Ok((events, pager.pages() + 1))
     }
 
     /// Web and behavioural events of one contact.
     async fn web_events(&self, id: &str, wanted: &Kinds) -> Result<(Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
         let mut after: Option<String> = None;
-        let mut calls = 0;
+        let mut pager = Pager::new("web.events");
         loop {
             let mut query = vec![
                 ("objectType", "contact".to_owned()),
                 ("objectId", id.to_owned()),
-                ("limit", "1000".to_owned()),
+                ("limit", STREAM_PAGE.to_string()),
             ];
             if let Some(a) = &after {
                 query.push(("after", a.clone()));
             }
-            calls += 1;
-            let page = self
-                .http
-                .json::<WebEventPage>(&Call {
-                    method: Method::GET,
-                    path: "/events/v3/events",
-                    query: &query,
-                    body: Body::None,
-                    lane: Lane::General,
-                    size: Size::Page,
-                    endpoint: "web.events",
-                })
-                .await?
-                .body;
+            let page = self.web_page(&query).await?;
+            let empty = page.results.is_empty();
             for event in page.results {
-                let Some(kinds) = wanted.get(&event.event_type) else {
-                    continue;
-                };
-                let Ok(at) = event.occurred_at.parse::<jiff::Timestamp>() else {
-                    continue;
-                };
-                let attributes = event
-                    .properties
-                    .into_iter()
-                    .filter_map(|(name, value)| {
-                        let text = match value {
-                            serde_json::Value::String(s) => s,
-                            serde_json::Value::Number(n) => n.to_string(),
-                            _ => return None,
-                        };
-                        let name = if name == "hs_url" {
-                            "url".to_owned()
-                        } else {
-                            name
-                        };
-                        Some((name, text))
-                    })
-                    .collect();
-                push_each(&mut events, kinds, at.as_millisecond(), attributes);
+                web_events_of(event, wanted, &mut events);
             }
             match page.paging.and_then(|p| p.next) {
-                Some(next) => after = Some(next.after),
-                None => break,
+                Some(next) if !empty => {
+                    pager.next(&next.after)?;
+                    after = Some(next.after);
+                }
+                _ => break,
             }
         }
-        Ok((events, calls))
+        Ok((events, pager.pages() + 1))
+    }
+
+    /// Every email event of one HubSpot type in `[from_ms, until_ms]`,
+    /// for every recipient, in pages of 1,000.
+    async fn email_stream(
+        &self,
+        hubspot_type: &str,
+        wanted: &Kinds,
+        from_ms: i64,
+        until_ms: i64,
+        sink: &mpsc::Sender<Vec<StreamEvent>>,
+    ) -> Result<StreamSummary, CrmError> {
+        let mut summary = StreamSummary::default();
+        let mut offset: Option<String> = None;
+        let mut pager = Pager::new("email.events");
+        loop {
+            let mut query = vec![
+                ("eventType", hubspot_type.to_owned()),
+                ("startTimestamp", from_ms.max(0).to_string()),
+                ("endTimestamp", until_ms.to_string()),
+                ("limit", STREAM_PAGE.to_string()),
+            ];
+            if let Some(o) = &offset {
+                query.push(("offset", o.clone()));
+            }
+            summary.calls += 1;
+            let page = self.email_page(&query).await?;
+            let empty = page.events.is_empty();
+            let mut found = Vec::new();
+            for event in page.events {
+                let Some(key) = event.recipient.as_deref().map(email_key) else {
+                    continue;
+                };
+                let mut events = Vec::new();
+                email_events_of(event, wanted, &mut events);
+                found.extend(events.into_iter().map(|event| StreamEvent {
+                    key: key.clone(),
+                    event,
+                }));
+            }
+            summary.events += found.len() as u64;
+            if !found.is_empty() {
+                sink.send(found).await.map_err(|_| CrmError::Stopped)?;
+            }
+            match (page.has_more, page.offset) {
+                (true, Some(next)) if !empty => {
+                    pager.next(&next)?;
+                    offset = Some(next);
+                }
+                _ => break,
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Every contact event of one HubSpot type in `[from_ms, until_ms]`,
+    /// for every contact, following the cursor.
+    async fn web_stream(
+        &self,
+        hubspot_type: &str,
+        wanted: &Kinds,
+        from_ms: i64,
+        until_ms: i64,
+        sink: &mpsc::Sender<Vec<StreamEvent>>,
+    ) -> Result<StreamSummary, CrmError> {
+        let iso = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut summary = StreamSummary::default();
+        let mut after: Option<String> = None;
+        let mut pager = Pager::new("web.events");
+        loop {
+            let mut query = vec![
+                ("objectType", "contact".to_owned()),
+                ("eventType", hubspot_type.to_owned()),
+                ("occurredBefore", iso(until_ms + 1)),
+                ("limit", STREAM_PAGE.to_string()),
+            ];
+            if from_ms > 0 {
+                query.push(("occurredAfter", iso(from_ms - 1)));
+            }
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            summary.calls += 1;
+            let page = self.web_page(&query).await?;
+            let empty = page.results.is_empty();
+            let mut found = Vec::new();
+            for event in page.results {
+                let Some(key) = event.object_id.clone().filter(|id| is_object_id(id)) else {
+                    continue;
+                };
+                let mut events = Vec::new();
+                web_events_of(event, wanted, &mut events);
+                found.extend(events.into_iter().map(|event| StreamEvent {
+                    key: key.clone(),
+                    event,
+                }));
+            }
+            summary.events += found.len() as u64;
+            if !found.is_empty() {
+                sink.send(found).await.map_err(|_| CrmError::Stopped)?;
+            }
+            match page.paging.and_then(|p| p.next) {
+                Some(next) if !empty => {
+                    pager.next(&next.after)?;
+                    after = Some(next.after);
+                }
+                _ => break,
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Every form submission since `from_ms`: the forms, then each form's
+    /// submissions newest first until they reach back past `from_ms`.
+    async fn form_stream(
+        &self,
+        kinds: &[String],
+        from_ms: i64,
+        until_ms: i64,
+        sink: &mpsc::Sender<Vec<StreamEvent>>,
+    ) -> Result<StreamSummary, CrmError> {
+        let mut summary = StreamSummary {
+            calls: 1,
+            ..StreamSummary::default()
+        };
+        let forms = self.forms().await?;
+        for (guid, name) in forms {
+            let mut pages: Vec<Vec<StreamEvent>> = Vec::new();
+            summary.calls += self
+                .form_submissions(&guid, from_ms, |found| {
+                    let mut events = Vec::new();
+                    for (email, at, id) in found.into_iter().filter(|(_, at, _)| *at <= until_ms) {
+                        let mut one = Vec::new();
+                        push_each(
+                            &mut one,
+                            kinds,
+                            &id,
+                            at,
+                            vec![("form_id".to_owned(), name.clone())],
+                        );
+                        let key = email_key(&email);
+                        events.extend(one.into_iter().map(|event| StreamEvent {
+                            key: key.clone(),
+                            event,
+                        }));
+                    }
+                    pages.push(events);
+                    Ok(())
+                })
+                .await?;
+            for page in pages.into_iter().filter(|p| !p.is_empty()) {
+                summary.events += page.len() as u64;
+                sink.send(page).await.map_err(|_| CrmError::Stopped)?;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The HubSpot types each model event type of `types` reads, by API.
+    fn kinds_by_api<'a>(
+        &self,
+        types: impl Iterator<Item = &'a String>,
+    ) -> (Kinds, Kinds, Vec<String>) {
+        let mut email_types = Kinds::new();
+        let mut web_types = Kinds::new();
+        let mut forms: Vec<String> = Vec::new();
+        for model_type in types {
+            match self.sources.get(model_type) {
+                Some(EventSource::HubspotEmail(types)) => {
+                    for t in types {
+                        email_types
+                            .entry(t.clone())
+                            .or_default()
+                            .push(model_type.clone());
+                    }
+                }
+                Some(EventSource::HubspotWeb(types)) => {
+                    for t in types {
+                        web_types
+                            .entry(t.clone())
+                            .or_default()
+                            .push(model_type.clone());
+                    }
+                }
+                Some(EventSource::HubspotForms) => forms.push(model_type.clone()),
+                _ => {}
+            }
+        }
+        (email_types, web_types, forms)
     }
 
     /// Writes one batch of at most 100 updates.
@@ -710,31 +933,7 @@ impl Hubspot {
         for record in records.iter_mut() {
             record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
         }
-        let mut email_types = Kinds::new();
-        let mut web_types = Kinds::new();
-        let mut forms: Vec<String> = Vec::new();
-        for model_type in &spec.event_types {
-            match self.sources.get(model_type) {
-                Some(EventSource::HubspotEmail(types)) => {
-                    for t in types {
-                        email_types
-                            .entry(t.clone())
-                            .or_default()
-                            .push(model_type.clone());
-                    }
-                }
-                Some(EventSource::HubspotWeb(types)) => {
-                    for t in types {
-                        web_types
-                            .entry(t.clone())
-                            .or_default()
-                            .push(model_type.clone());
-                    }
-                }
-                Some(EventSource::HubspotForms) => forms.push(model_type.clone()),
-                _ => {}
-            }
-        }
+        let (email_types, web_types, forms) = self.kinds_by_api(spec.event_types.iter());
         let mut calls = 0;
         let all_skipped = records.iter().all(|r| r.detail_skipped);
         let submissions = if forms.is_empty() || all_skipped {
@@ -768,9 +967,9 @@ impl Hubspot {
                 let Some(email) = record.values.get("email") else {
                     continue;
                 };
-                for (at, form) in submissions.get(&email.to_lowercase()).into_iter().flatten() {
+                for (at, form, id) in submissions.get(&email.to_lowercase()).into_iter().flatten() {
                     let attributes = vec![("form_id".to_owned(), form.clone())];
-                    push_each(&mut record.events, &forms, *at, attributes);
+                    push_each(&mut record.events, &forms, id, *at, attributes);
                 }
             }
         }
@@ -782,20 +981,77 @@ impl Hubspot {
 /// HubSpot type can feed a model event and a derived input).
 type Kinds = HashMap<String, Vec<String>>;
 
+/// Whether `id` can be a HubSpot object id (a positive whole number): a
+/// record or event naming anything else is not HubSpot's data.
+fn is_object_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Adds one event per wanted type.
 fn push_each(
     events: &mut Vec<CrmEvent>,
     kinds: &[String],
+    id: &str,
     at_ms: i64,
     attributes: Vec<(String, String)>,
 ) {
     for kind in kinds {
         events.push(CrmEvent {
+            id: id.to_owned(),
             kind: kind.clone(),
             at_ms,
             attributes: attributes.clone(),
         });
     }
+}
+
+/// A marketing email event as the model's events (one per model type its
+/// HubSpot type feeds).
+fn email_events_of(event: wire::EmailEvent, wanted: &Kinds, out: &mut Vec<CrmEvent>) {
+    let Some(kinds) = wanted.get(&event.kind.to_uppercase()) else {
+        return;
+    };
+    let mut attributes = Vec::new();
+    if let Some(campaign) = event.campaign_id {
+        attributes.push(("campaign".to_owned(), campaign.to_string()));
+    }
+    if let Some(url) = event.url {
+        attributes.push(("url".to_owned(), url));
+    }
+    let id = match &event.id {
+        Some(id) => format!("e:{}:{id}", event.created),
+        None => String::new(),
+    };
+    push_each(out, kinds, &id, event.created, attributes);
+}
+
+/// A web or behavioural event as the model's events.
+fn web_events_of(event: wire::WebEvent, wanted: &Kinds, out: &mut Vec<CrmEvent>) {
+    let Some(kinds) = wanted.get(&event.event_type) else {
+        return;
+    };
+    let Ok(at) = event.occurred_at.parse::<jiff::Timestamp>() else {
+        return;
+    };
+    let attributes = event
+        .properties
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            let name = if name == "hs_url" {
+                "url".to_owned()
+            } else {
+                name
+            };
+            Some((name, text))
+        })
+        .collect();
+    let id = event.id.map(|id| format!("w:{id}")).unwrap_or_default();
+    push_each(out, kinds, &id, at.as_millisecond(), attributes);
 }
 
 /// A pulled company in the neutral shape.
@@ -858,6 +1114,10 @@ impl Crm for Hubspot {
         let mut summary = PullSummary::default();
         let mut after: Option<String> = None;
         let mut last_id: u64 = 0;
+        let mut pager = Pager::new(match spec.kind {
+            PullKind::Full => "contacts.list",
+            PullKind::Since(_) => "contacts.search",
+        });
         loop {
             let page = match spec.kind {
                 PullKind::Full => self.list_page(&joined, after.as_deref()).await?,
@@ -874,7 +1134,14 @@ impl Crm for Hubspot {
             };
             summary.pages += 1;
             let next = page.paging.and_then(|p| p.next).map(|n| n.after);
-            let mut records: Vec<CrmRecord> = page.results.into_iter().map(to_crm_record).collect();
+            // A contact HubSpot cannot have sent (an id that is not a
+            // number) is not pulled, so nothing is ever written to it.
+            let (results, foreign): (Vec<wire::Contact>, Vec<wire::Contact>) =
+                page.results.into_iter().partition(|c| is_object_id(&c.id));
+            if let Some(odd) = foreign.first() {
+                tracing::warn!(id = %odd.id, count = foreign.len(), "contacts with ids HubSpot does not give; left out");
+            }
+            let mut records: Vec<CrmRecord> = results.into_iter().map(to_crm_record).collect();
             if let (PullKind::Since(_), Some(last)) = (spec.kind, records.last()) {
                 match last.id.parse::<u64>() {
                     Ok(id) if id > last_id => last_id = id,
@@ -891,6 +1158,12 @@ impl Crm for Hubspot {
             }
             if !spec.event_types.is_empty() && !records.is_empty() {
                 summary.detail_calls += self.enrich(spec, &mut records).await?;
+            } else {
+                // Records as leadscored last saw them (echoes of its own
+                // writes, mostly).
+                for record in &mut records {
+                    record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
+                }
             }
             summary.records += records.len() as u64;
             let empty = records.is_empty();
@@ -900,7 +1173,10 @@ impl Crm for Hubspot {
             match (spec.kind, next) {
                 (_, None) => break,
                 (_, Some(_)) if empty => break,
-                (PullKind::Full, Some(cursor)) => after = Some(cursor),
+                (PullKind::Full, Some(cursor)) => {
+                    pager.next(&cursor)?;
+                    after = Some(cursor);
+                }
                 // Keyset: the next query starts past the last id, so the
                 // search's 10,000-result cap is never reached.
                 (PullKind::Since(_), Some(_)) => {}
@@ -933,6 +1209,82 @@ impl Crm for Hubspot {
             report.failed.extend(part.failed);
         }
         Ok(report)
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    fn detail_calls_per_record(&self, event_types: &[String]) -> u64 {
+        let (email, web, _) = self.kinds_by_api(event_types.iter());
+        u64::from(!email.is_empty()) + u64::from(!web.is_empty())
+    }
+
+    fn stream_page(&self) -> u64 {
+        u64::from(STREAM_PAGE)
+    }
+
+    fn stream_count(&self, event_types: &[String]) -> u64 {
+        let (email, web, forms) = self.kinds_by_api(event_types.iter());
+        // Forms: the form list, then at least a page per form (four is a
+        // small portal's count).
+        email.len() as u64 + web.len() as u64 + if forms.is_empty() { 0 } else { 5 }
+    }
+
+    async fn stream_events(
+        &self,
+        spec: &StreamSpec,
+        sink: mpsc::Sender<Vec<StreamEvent>>,
+    ) -> Result<StreamSummary, CrmError> {
+        let (email, web, forms) = self.kinds_by_api(spec.from_ms.keys());
+        let from_of = |kinds: &[String]| {
+            kinds
+                .iter()
+                .filter_map(|k| spec.from_ms.get(k))
+                .copied()
+                .min()
+                .unwrap_or(spec.until_ms)
+        };
+        let until = spec.until_ms;
+        let mut jobs: Vec<futures_util::future::BoxFuture<'_, Result<StreamSummary, CrmError>>> =
+            Vec::new();
+        // One stream per HubSpot type, each with only its own model kinds.
+        for (hubspot_type, kinds) in &email {
+            let wanted: Kinds = [(hubspot_type.clone(), kinds.clone())].into();
+            let from = from_of(kinds);
+            let sink = sink.clone();
+            jobs.push(Box::pin(async move {
+                self.email_stream(hubspot_type, &wanted, from, until, &sink)
+                    .await
+            }));
+        }
+        for (hubspot_type, kinds) in &web {
+            let wanted: Kinds = [(hubspot_type.clone(), kinds.clone())].into();
+            let from = from_of(kinds);
+            let sink = sink.clone();
+            jobs.push(Box::pin(async move {
+                self.web_stream(hubspot_type, &wanted, from, until, &sink)
+                    .await
+            }));
+        }
+        if !forms.is_empty() {
+            let from = from_of(&forms);
+            let sink = sink.clone();
+            let forms = &forms;
+            jobs.push(Box::pin(async move {
+                self.form_stream(forms, from, until, &sink).await
+            }));
+        }
+        drop(sink);
+        let concurrency = self.http.limits().concurrency.max(1);
+        let done: Vec<StreamSummary> = futures_util::stream::iter(jobs)
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        Ok(StreamSummary {
+            events: done.iter().map(|s| s.events).sum(),
+            calls: done.iter().map(|s| s.calls).sum(),
+        })
     }
 
     async fn identity(&self) -> Result<Option<String>, CrmError> {

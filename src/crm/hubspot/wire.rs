@@ -198,8 +198,6 @@ pub(super) struct Submission {
     pub submitted_at: i64,
     #[serde(default)]
     pub values: Vec<FieldValue>,
-    #[serde(rename = "pageUrl")]
-    pub page_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +210,12 @@ pub(super) struct SubmissionPage {
 /// A marketing email event (`/email/public/v1/events`).
 #[derive(Debug, Deserialize)]
 pub(super) struct EmailEvent {
+    /// Unique per event (with `created`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The recipient's address (a stream read names no contact).
+    #[serde(default)]
+    pub recipient: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
     pub created: i64,
@@ -232,6 +236,11 @@ pub(super) struct EmailEventPage {
 /// A web or behavioural event (`/events/v3/events`).
 #[derive(Debug, Deserialize)]
 pub(super) struct WebEvent {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The contact that did it (a stream read spans every contact).
+    #[serde(rename = "objectId", default)]
+    pub object_id: Option<String>,
     #[serde(rename = "eventType")]
     pub event_type: String,
     #[serde(rename = "occurredAt")]

@@ -182,6 +182,7 @@ fn events_of(activity: &Activity, wanted: &[Wanted]) -> Vec<CrmEvent> {
                 && want.without.as_deref().is_none_or(|f| !has(f))
         })
         .map(|want| CrmEvent {
+            id: String::new(),
             kind: want.kind.clone(),
             at_ms: at,
             attributes: activity

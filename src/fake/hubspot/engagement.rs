@@ -2,11 +2,17 @@
 //! the shapes of HubSpot's own endpoints:
 //! - form submissions: `GET /form-integrations/v1/submissions/forms/{formGuid}`
 //!   and the form list `GET /marketing/v3/forms`;
-//! - marketing email events: `GET /email/public/v1/events`;
-//! - web and custom events per contact: `GET /events/v3/events`.
+//! - marketing email events: `GET /email/public/v1/events`, per recipient
+//!   or as a stream by `eventType` and `startTimestamp`/`endTimestamp`
+//!   (newest first, `limit` ≤ 1000, `offset`/`hasMore` paging);
+//! - web and custom events: `GET /events/v3/events`, per contact
+//!   (`objectId`) or as a stream by `objectType` and `eventType` with
+//!   `occurredAfter`/`occurredBefore` (newest first, cursor paging).
 //!
 //! Everything comes from the generated people (`people::Person::events`),
-//! so the detail always agrees with the summary properties.
+//! so the detail always agrees with the summary properties, plus events
+//! a test adds with `POST /__fake/events` — which, like a real page view
+//! tracked after the fact, do not move the contact's modified time.
 
 use std::collections::HashMap;
 
@@ -17,7 +23,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{FakeHubspot, Inner, bad_request, error, iso, parse_id};
-use crate::fake::people::GenEvent;
+use crate::fake::people::{GenEvent, Person};
+
+/// Event numbers from here on are added events, not generated ones.
+const ADDED: usize = 1 << 20;
+
+/// Every event of one API type: (at, contact id, event number), sorted.
+type Stream = Vec<(i64, u64, usize)>;
 
 /// Form names the generator uses, in a fixed order (their GUIDs derive from it).
 const FORMS: &[&str] = &["demo-request", "contact-us", "newsletter", "support-ticket"];
@@ -38,6 +50,111 @@ pub(super) struct EngagementIndex {
     by_email: HashMap<String, u64>,
     /// Per form name: (submitted at, contact id), newest first.
     submissions: HashMap<&'static str, Vec<(i64, u64)>>,
+    /// Email events by HubSpot type, newest first.
+    email: HashMap<&'static str, Stream>,
+    /// Web events by HubSpot type, newest first.
+    web: HashMap<&'static str, Stream>,
+}
+
+impl EngagementIndex {
+    fn add(&mut self, id: u64, n: usize, event: &GenEvent) {
+        if event.kind == "form_submission"
+            && let Some((_, form)) = &event.attribute
+            && let Some(name) = FORMS.iter().copied().find(|f| f == form)
+        {
+            self.submissions
+                .entry(name)
+                .or_default()
+                .push((event.at, id));
+        }
+        if let Some(kind) = email_type(event.kind) {
+            self.email.entry(kind).or_default().push((event.at, id, n));
+        }
+        if let Some(kind) = web_event_type(event.kind) {
+            self.web.entry(kind).or_default().push((event.at, id, n));
+        }
+    }
+
+    fn sort(&mut self) {
+        for list in self.submissions.values_mut() {
+            list.sort_by(|a, b| b.cmp(a));
+        }
+        for list in self.email.values_mut().chain(self.web.values_mut()) {
+            list.sort_by(|a, b| b.cmp(a));
+        }
+    }
+}
+
+/// An event added by a test (`POST /__fake/events`).
+#[derive(serde::Deserialize)]
+pub(super) struct AddedEvent {
+    contact: u64,
+    /// The neutral type: `page_view`, `email_open`, `form_submission`, …
+    kind: String,
+    /// Epoch ms; default: now.
+    at: Option<i64>,
+    /// The attribute's value (`url`, `campaign`, `form_id` or `asset` by type).
+    value: Option<String>,
+}
+
+/// The generator's type names, so added events share its `&'static str`s.
+const KINDS: &[&str] = &[
+    "page_view",
+    "email_open",
+    "email_click",
+    "form_submission",
+    "content_download",
+    "ad_click",
+    "cta_click",
+    "webinar",
+    "meeting",
+    "email_unsubscribe",
+];
+
+/// `POST /__fake/events`: adds engagement to contacts without touching
+/// their modified time.
+pub(super) async fn add_events(
+    State(fake): State<FakeHubspot>,
+    Json(events): Json<Vec<AddedEvent>>,
+) -> Response {
+    let mut inner = fake.lock();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut added = 0;
+    for event in events {
+        let Some(kind) = KINDS.iter().copied().find(|k| *k == event.kind) else {
+            return bad_request(&format!("unknown event kind {:?}", event.kind));
+        };
+        if !inner.exists(event.contact) {
+            return bad_request(&format!("no contact {}", event.contact));
+        }
+        let attribute = event.value.map(|value| {
+            let name = match kind {
+                "page_view" => "url",
+                "form_submission" => "form_id",
+                "content_download" => "asset",
+                _ => "campaign",
+            };
+            (name, value)
+        });
+        let at = event.at.unwrap_or(now);
+        let at = at - at.rem_euclid(1000);
+        let generated = GenEvent {
+            kind,
+            at,
+            attribute,
+        };
+        let list = inner.added_events.entry(event.contact).or_default();
+        let n = ADDED + list.len();
+        list.push(generated.clone());
+        if let Some(index) = inner.engagement.as_mut() {
+            index.add(event.contact, n, &generated);
+        }
+        added += 1;
+    }
+    if let Some(index) = inner.engagement.as_mut() {
+        index.sort();
+    }
+    Json(json!({ "added": added })).into_response()
 }
 
 impl Inner {
@@ -50,24 +167,42 @@ impl Inner {
                     .by_email
                     .entry(person.email.to_lowercase())
                     .or_insert(id);
-                for event in person.events.iter().filter(|e| e.kind == "form_submission") {
-                    if let Some((_, form)) = &event.attribute
-                        && let Some(name) = FORMS.iter().copied().find(|f| f == form)
-                    {
-                        index
-                            .submissions
-                            .entry(name)
-                            .or_default()
-                            .push((event.at, id));
-                    }
+                for (n, event) in person.events.iter().enumerate() {
+                    index.add(id, n, event);
+                }
+                for (n, event) in self.added_events.get(&id).into_iter().flatten().enumerate() {
+                    index.add(id, ADDED + n, event);
                 }
             }
-            for list in index.submissions.values_mut() {
-                list.sort_by(|a, b| b.cmp(a));
-            }
+            index.sort();
             self.engagement = Some(index);
         }
         self.engagement.get_or_insert_with(EngagementIndex::default)
+    }
+
+    /// A person's events, generated and added, with their numbers.
+    fn numbered_events(&self, person: &Person) -> Vec<(usize, GenEvent)> {
+        let mut events: Vec<(usize, GenEvent)> =
+            person.events.iter().cloned().enumerate().collect();
+        events.extend(
+            self.added_events
+                .get(&person.id)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .enumerate()
+                .map(|(n, e)| (ADDED + n, e)),
+        );
+        events
+    }
+
+    /// Event `n` of a contact (generated or added).
+    fn event_of(&self, person: &Person, n: usize) -> Option<GenEvent> {
+        if n >= ADDED {
+            self.added_events.get(&person.id)?.get(n - ADDED).cloned()
+        } else {
+            person.events.get(n).cloned()
+        }
     }
 }
 
@@ -243,45 +378,71 @@ pub(super) async fn email_events(
         Ok(o) => o as usize,
         Err(message) => return bad_request(&message),
     };
-    let start = query
-        .get("startTimestamp")
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(i64::MIN);
-    let end = query
-        .get("endTimestamp")
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(i64::MAX);
+    let bound = |key: &str, default: i64| match query.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| format!("{key} must be milliseconds since the epoch")),
+    };
+    let (start, end) = match (
+        bound("startTimestamp", i64::MIN),
+        bound("endTimestamp", i64::MAX),
+    ) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(message), _) | (_, Err(message)) => return bad_request(&message),
+    };
     let wanted_type = query.get("eventType").map(|t| t.to_uppercase());
     let mut inner = fake.lock();
-    let ids: Vec<u64> = match query.get("recipient") {
-        Some(email) => inner
-            .engagement()
-            .by_email
-            .get(&email.to_lowercase())
-            .copied()
-            .into_iter()
-            .collect(),
-        None => (1..=inner.config.contacts).collect(),
-    };
-    let mut events: Vec<Value> = Vec::new();
-    for id in ids {
-        let person = inner.people.person(id);
-        for (n, event) in person.events.iter().enumerate() {
-            let Some(kind) = email_type(event.kind) else {
-                continue;
-            };
-            if wanted_type.as_deref().is_some_and(|w| w != kind)
-                || event.at < start
-                || event.at > end
-            {
-                continue;
+    // Newest first: (at, contact, event number, type).
+    let mut matching: Vec<(i64, u64, usize, &'static str)> = Vec::new();
+    match query.get("recipient") {
+        Some(email) => {
+            let id = inner
+                .engagement()
+                .by_email
+                .get(&email.to_lowercase())
+                .copied();
+            if let Some(id) = id {
+                let person = inner.people.person(id);
+                for (n, event) in inner.numbered_events(&person) {
+                    if let Some(kind) = email_type(event.kind) {
+                        matching.push((event.at, id, n, kind));
+                    }
+                }
             }
-            events.push(email_event_json(&person.email, id, n, kind, event));
+        }
+        None => {
+            let index = inner.engagement();
+            for (kind, stream) in &index.email {
+                if wanted_type.as_deref().is_some_and(|w| w != *kind) {
+                    continue;
+                }
+                // The stream is newest first: the window is one slice.
+                let first = stream.partition_point(|(at, _, _)| *at > end);
+                let last = stream.partition_point(|(at, _, _)| *at >= start);
+                matching.extend(
+                    stream[first..last.max(first)]
+                        .iter()
+                        .map(|(at, id, n)| (*at, *id, *n, *kind)),
+                );
+            }
         }
     }
-    events.sort_by_key(|e| std::cmp::Reverse(e["created"].as_i64().unwrap_or_default()));
-    let has_more = offset + limit < events.len();
-    let page: Vec<Value> = events.into_iter().skip(offset).take(limit).collect();
+    matching.retain(|(at, _, _, kind)| {
+        wanted_type.as_deref().is_none_or(|w| w == *kind) && *at >= start && *at <= end
+    });
+    matching.sort_by(|a, b| b.cmp(a));
+    let has_more = offset + limit < matching.len();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .filter_map(|(_, id, n, kind)| {
+            let person = inner.people.person(*id);
+            let event = inner.event_of(&person, *n)?;
+            Some(email_event_json(&person.email, *id, *n, kind, &event))
+        })
+        .collect();
     Json(json!({ "events": page, "hasMore": has_more, "offset": (offset + limit).to_string() }))
         .into_response()
 }
@@ -317,6 +478,27 @@ fn web_event_type(kind: &str) -> Option<&'static str> {
     }
 }
 
+/// One web event in the events API's shape.
+fn web_event_json(id: u64, n: usize, kind: &str, event: &GenEvent) -> Value {
+    let mut properties = serde_json::Map::new();
+    if let Some((name, value)) = &event.attribute {
+        let key = if *name == "url" {
+            "hs_url".to_owned()
+        } else {
+            (*name).to_owned()
+        };
+        properties.insert(key, Value::String(value.clone()));
+    }
+    json!({
+        "objectType": "CONTACT",
+        "objectId": id.to_string(),
+        "eventType": kind,
+        "occurredAt": iso(event.at),
+        "id": format!("{id:x}-{n:x}-{kind}"),
+        "properties": properties,
+    })
+}
+
 pub(super) async fn web_events(
     State(fake): State<FakeHubspot>,
     Query(query): Query<HashMap<String, String>>,
@@ -327,14 +509,6 @@ pub(super) async fn web_events(
     {
         return bad_request("the fake serves contact events only");
     }
-    let inner = fake.lock();
-    let Some(id) = query
-        .get("objectId")
-        .and_then(|id| parse_id(id))
-        .filter(|id| inner.exists(*id))
-    else {
-        return bad_request("objectId must name an existing contact");
-    };
     let limit = match bounded(&query, "limit", 100, 1000) {
         Ok(l) => l,
         Err(message) => return bad_request(&message),
@@ -343,45 +517,75 @@ pub(super) async fn web_events(
         Ok(a) => a as usize,
         Err(message) => return bad_request(&message),
     };
-    let wanted = query.get("eventType");
-    let since = query
-        .get("occurredAfter")
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .map_or(i64::MIN, |t| t.as_millisecond());
-    let person = inner.people.person(id);
-    let matching: Vec<Value> = person
-        .events
+    let time = |key: &str, default: i64| match query.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .map_err(|_| format!("{key} must be an ISO 8601 timestamp")),
+    };
+    // Both bounds are exclusive.
+    let (since, before) = match (
+        time("occurredAfter", i64::MIN),
+        time("occurredBefore", i64::MAX),
+    ) {
+        (Ok(s), Ok(b)) => (s, b),
+        (Err(message), _) | (_, Err(message)) => return bad_request(&message),
+    };
+    let wanted = query.get("eventType").cloned();
+    let mut inner = fake.lock();
+    // Newest first: (at, contact, event number, type).
+    let mut matching: Vec<(i64, u64, usize, &'static str)> = Vec::new();
+    match query.get("objectId") {
+        Some(text) => {
+            let Some(id) = parse_id(text).filter(|id| inner.exists(*id)) else {
+                return bad_request("objectId must name an existing contact");
+            };
+            let person = inner.people.person(id);
+            for (n, event) in inner.numbered_events(&person) {
+                if let Some(kind) = web_event_type(event.kind) {
+                    matching.push((event.at, id, n, kind));
+                }
+            }
+        }
+        None => {
+            if !query.contains_key("objectType") {
+                return bad_request("objectType is required when objectId is not given");
+            }
+            let index = inner.engagement();
+            for (kind, stream) in &index.web {
+                if wanted.as_deref().is_some_and(|w| w != *kind) {
+                    continue;
+                }
+                let first = stream.partition_point(|(at, _, _)| *at >= before);
+                let last = stream.partition_point(|(at, _, _)| *at > since);
+                matching.extend(
+                    stream[first..last.max(first)]
+                        .iter()
+                        .map(|(at, id, n)| (*at, *id, *n, *kind)),
+                );
+            }
+        }
+    }
+    matching.retain(|(at, _, _, kind)| {
+        wanted.as_deref().is_none_or(|w| w == *kind) && *at > since && *at < before
+    });
+    matching.sort_by(|a, b| b.cmp(a));
+    let page: Vec<Value> = matching
         .iter()
-        .enumerate()
-        .filter_map(|(n, event)| {
-            let kind = web_event_type(event.kind)?;
-            if wanted.is_some_and(|w| w != kind) || event.at <= since {
-                return None;
-            }
-            let mut properties = serde_json::Map::new();
-            if let Some((name, value)) = &event.attribute {
-                let key = if *name == "url" {
-                    "hs_url".to_owned()
-                } else {
-                    (*name).to_owned()
-                };
-                properties.insert(key, Value::String(value.clone()));
-            }
-            Some(json!({
-                "objectType": "CONTACT",
-                "objectId": id.to_string(),
-                "eventType": kind,
-                "occurredAt": iso(event.at),
-                "id": format!("{id:x}-{n:x}-{kind}"),
-                "properties": properties,
-            }))
+        .skip(after)
+        .take(limit)
+        .filter_map(|(_, id, n, kind)| {
+            let person = inner.people.person(*id);
+            let event = inner.event_of(&person, *n)?;
+            Some(web_event_json(*id, *n, kind, &event))
         })
         .collect();
-    let page: Vec<Value> = matching.iter().skip(after).take(limit).cloned().collect();
     let mut body = json!({ "results": page });
     if after + limit < matching.len() {
         let next = (after + limit).to_string();
-        body["paging"] = json!({ "next": { "after": next, "link": format!("/events/v3/events?objectId={id}&after={next}") } });
+        body["paging"] =
+            json!({ "next": { "after": next, "link": format!("/events/v3/events?after={next}") } });
     }
     Json(body).into_response()
 }
