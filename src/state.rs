@@ -800,6 +800,21 @@ impl State {
         Ok(out)
     }
 
+    /// Stored occurrences by event type.
+    pub fn event_counts(&self) -> Result<BTreeMap<String, u64>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT kind, count(*) FROM events GROUP BY kind")?;
+        let rows =
+            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (kind, count) = row?;
+            out.insert(kind, count as u64);
+        }
+        Ok(out)
+    }
+
     /// How many stored occurrences lie in `[from_ms, until_ms]` (to
     /// estimate what reading a stream window costs).
     pub fn events_between(&self, from_ms: i64, until_ms: i64) -> Result<u64, StateError> {

@@ -471,6 +471,7 @@ pub fn generate(
     let people = crate::fake::PeopleSpec {
         seed,
         epoch_ms: epoch.as_millisecond(),
+        activity: 1.0,
     };
     for id in 1..=count {
         let person = people.person(id);

@@ -69,6 +69,8 @@ pub struct HubspotConfig {
     /// The portal (Hub) id `/account-info/v3/details` answers with;
     /// default: derived from the seed, so two seeds are two portals.
     pub portal_id: Option<u64>,
+    /// Events per person relative to the generator's default (1.0).
+    pub activity: f64,
 }
 
 impl HubspotConfig {
@@ -93,6 +95,7 @@ impl Default for HubspotConfig {
             refresh_token: "fake-refresh-token".to_owned(),
             faults: Faults::default(),
             portal_id: None,
+            activity: 1.0,
         }
     }
 }
@@ -558,6 +561,7 @@ impl FakeHubspot {
         let people = PeopleSpec {
             seed: config.seed,
             epoch_ms: config.epoch_ms,
+            activity: config.activity,
         };
         let other = (f64::from(config.per_ten_seconds)
             * (1.0 - config.other_integration_share.clamp(0.0, 1.0)))

@@ -509,6 +509,7 @@ impl FakePardot {
             people: PeopleSpec {
                 seed: config.seed,
                 epoch_ms: config.epoch_ms,
+                activity: 1.0,
             },
             overlay: Overlay::default(),
             by_updated: None,

@@ -271,6 +271,9 @@ pub struct PeopleSpec {
     pub seed: u64,
     /// The moment the data describes ("now" for the fake CRM), epoch ms.
     pub epoch_ms: i64,
+    /// How active people are: events per person relative to the default
+    /// (about 13 on average over 18 months, heavy-tailed).
+    pub activity: f64,
 }
 
 /// One generated company (the CRM's Company record).
@@ -403,8 +406,8 @@ impl PeopleSpec {
             Persona::Student | Persona::JobSeeker => 0.6,
             Persona::Competitor => 0.8,
         };
-        let intensity = appetite * (-(1.0 - rng.unit()).ln()) * 12.0;
-        let count = (intensity as usize).min(300);
+        let intensity = appetite * (-(1.0 - rng.unit()).ln()) * 12.0 * self.activity;
+        let count = (intensity as usize).min((300.0 * self.activity.max(1.0)) as usize);
         let horizon_start = created_at.max(self.epoch_ms - 548 * DAY_MS);
         let span = (self.epoch_ms - horizon_start).max(DAY_MS);
         let mut events = Vec::with_capacity(count);

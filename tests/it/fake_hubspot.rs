@@ -441,6 +441,7 @@ fn people_are_deterministic_varied_and_their_outcome_has_signal() {
     let spec = PeopleSpec {
         seed: 42,
         epoch_ms: 1_793_491_200_000,
+        activity: 1.0,
     };
     assert_eq!(spec.person(17), spec.person(17));
     assert_ne!(spec.person(17), PeopleSpec { seed: 43, ..spec }.person(17));
@@ -730,6 +731,7 @@ async fn engagement_detail_agrees_with_the_generated_people_and_summary_properti
     let spec = PeopleSpec {
         seed: 7,
         epoch_ms: 1_793_491_200_000,
+        activity: 1.0,
     };
 
     // A contact with page views: the web events match, newest first.

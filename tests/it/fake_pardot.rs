@@ -472,6 +472,7 @@ async fn visitor_activities_carry_type_codes_and_page_once() {
     let people = leadscored::fake::PeopleSpec {
         seed: 7,
         epoch_ms: PardotConfig::default().epoch_ms,
+        activity: 1.0,
     };
     // Every event but meetings, and a visit opening every second page view.
     let expected: usize = (1..=60)

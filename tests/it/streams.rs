@@ -2,7 +2,8 @@
 //! HubSpot: the same changes as per-record detail at a fraction of the
 //! calls; an occurrence alone — the contact itself unmodified — rescores
 //! its contact on the next incremental pass; a contact list that repeats
-//! its cursor ends the pass with a protocol error and writes nothing.
+//! its cursor ends the pass with a protocol error and writes nothing;
+//! searches keep to the search limit's exact second.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +81,21 @@ async fn streams_plan_the_same_changes_as_per_record_detail_for_far_fewer_calls(
         .await
         .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
+    // Sales set three lead statuses leadscored never writes.
+    let inputs: Vec<Value> = (1..=3)
+        .map(|id| json!({ "id": id.to_string(), "properties": { "hs_lead_status": "CONNECTED" } }))
+        .collect();
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/crm/v3/objects/contacts/batch/update",
+            fake.url()
+        ))
+        .bearer_auth(super::hubspot_flows::TOKEN)
+        .json(&json!({ "inputs": inputs }))
+        .send()
+        .await
+        .expect("fake answers");
+    assert!(answer.status().is_success(), "{}", answer.status());
     let now = jiff::Timestamp::now();
     let mut plans = Vec::new();
     let mut reports = Vec::new();
@@ -96,6 +112,13 @@ async fn streams_plan_the_same_changes_as_per_record_detail_for_far_fewer_calls(
         reports.push(report);
     }
     let (streams, per_record) = (&reports[0], &reports[1]);
+    // The summary's after counts are what the CRM will hold: the statuses
+    // sales set stay (the output writes only over its own values).
+    let connected = |counts: &BTreeMap<String, BTreeMap<String, u64>>| {
+        counts["hs_lead_status"].get("CONNECTED").copied()
+    };
+    assert_eq!(connected(&streams.before), Some(3));
+    assert_eq!(connected(&streams.after), Some(3), "{:?}", streams.after);
     assert_eq!(streams.events, "streams");
     assert_eq!(per_record.events, "per record");
     assert!(streams.stream_events > 5_000, "{streams:?}");
@@ -255,4 +278,50 @@ async fn a_repeated_cursor_ends_the_pass_with_a_protocol_error_and_nothing_writt
         state.record("string").expect("state").is_none(),
         "an id HubSpot cannot give is never pulled"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_are_paced_to_the_second_without_a_single_429() {
+    let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
+        search_per_second: 5,
+        per_ten_seconds: 1_000,
+        ..fake_config(3_000)
+    }))
+    .await
+    .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut connection = connection(
+        &fake.url(),
+        "search_per_second = 5\nper_ten_seconds = 1000\nconcurrency = 4",
+        &dir,
+    );
+    connection.events.clear();
+    let crm = Hubspot::new(&connection).expect("connector");
+    let started = std::time::Instant::now();
+    // Everything modified since the epoch: fifteen search pages of 200.
+    let report = run_pass(
+        &crm,
+        &connection,
+        None,
+        Pass {
+            kind: PassKind::Incremental,
+            now: jiff::Timestamp::now(),
+            dry_run: true,
+            since: Some(0),
+        },
+        &Stop::default(),
+        |_| {},
+    )
+    .await
+    .expect("dry run");
+    let elapsed = started.elapsed();
+    assert_eq!(report.pulled, 3_000);
+    assert!(report.pull_pages >= 15, "{report:?}");
+    let stats = stats(&fake).await;
+    assert_eq!(stats["rate_limited"].as_u64(), Some(0), "{stats}");
+    assert_eq!(report.throttled, 0);
+    // Five a second: fifteen searches cannot take under two seconds, and
+    // the pacing should not take much more.
+    assert!(elapsed >= std::time::Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");
 }

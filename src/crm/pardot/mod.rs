@@ -360,6 +360,7 @@ impl Pardot {
         let mut all = Vec::new();
         let mut calls = 0;
         let mut token: Option<String> = None;
+        let mut pager = super::Pager::new("visitor-activities");
         loop {
             let mut query = vec![("fields", ACTIVITY_FIELDS.to_owned())];
             match &token {
@@ -384,7 +385,10 @@ impl Pardot {
             let empty = page.values.is_empty();
             all.extend(page.values);
             match page.next_page_token {
-                Some(next) if !empty => token = Some(next),
+                Some(next) if !empty => {
+                    pager.next(&next)?;
+                    token = Some(next);
+                }
                 _ => break,
             }
         }
@@ -854,6 +858,25 @@ impl Crm for Pardot {
         let mut summary = PullSummary::default();
         let mut resume: Option<Resume> = None;
         let mut token: Option<String> = None;
+        let mut pager = super::Pager::new("prospects.query");
+        // Where the query last restarted: a restart that has not moved on
+        // since would repeat itself for ever.
+        let mut restarted_at: Option<(u64, i64, usize)> = None;
+        let mut restart = |resume: &Option<Resume>| -> Result<(), CrmError> {
+            let at = resume.as_ref().map_or((0, i64::MIN, 0), |r| {
+                (r.last_id, r.last_updated_ms, r.at_last.len())
+            });
+            if restarted_at.replace(at) == Some(at) {
+                return Err(CrmError::Protocol {
+                    endpoint: "prospects.query".to_owned(),
+                    message: format!(
+                        "the query restarted twice from the same record (id {}, updated {}); stopping rather than looping",
+                        at.0, at.1
+                    ),
+                });
+            }
+            Ok(())
+        };
         loop {
             let query = match &token {
                 Some(t) => vec![("fields", fields.clone()), ("nextPageToken", t.clone())],
@@ -867,6 +890,7 @@ impl Crm for Pardot {
                 // An expired or refused page token: start the query again
                 // from the last record seen.
                 Err(CrmError::Rejected { .. }) if token.is_some() => {
+                    restart(&resume)?;
                     token = None;
                     continue;
                 }
@@ -907,8 +931,14 @@ impl Crm for Pardot {
                 }
             }
             match page.next_page_token {
-                Some(next) if !page.values.is_empty() => token = Some(next),
-                _ if cut_off && !empty => token = None,
+                Some(next) if !page.values.is_empty() => {
+                    pager.next(&next)?;
+                    token = Some(next);
+                }
+                _ if cut_off && !empty => {
+                    restart(&resume)?;
+                    token = None;
+                }
                 _ => break,
             }
         }
