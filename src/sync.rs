@@ -36,6 +36,9 @@ use crate::state::{RunLog, State, StateError, StreamsMark, WriteOutcome, Written
 
 /// Pages in flight between the pull and the scorer.
 const PAGES_IN_FLIGHT: usize = 4;
+/// The longest the engagement streams go unread while passes choose
+/// per-record detail.
+const STREAMS_AT_LEAST_EVERY_MS: i64 = 86_400_000;
 /// Stored records read per step of a rescore.
 const RESCORE_PAGE: usize = 1_000;
 /// A failed record is retried by incremental passes this many times; after
@@ -204,7 +207,9 @@ pub struct PassReport {
     pub stream_calls: u64,
     pub stream_events: u64,
     /// The estimates the choice was made on: streams, and per-record
-    /// detail for the records the pass expected (`None`: unknown).
+    /// detail for the records the pass expected (`None`: unknown); after
+    /// a pass that read streams, what per-record detail would have cost
+    /// for the records it pulled.
     pub stream_estimate: Option<u64>,
     pub detail_estimate: Option<u64>,
     /// Stored records rescored because a stream brought them a new
@@ -935,13 +940,21 @@ fn plan_events<C: Crm>(
         }
         _ => None,
     };
+    // Per-record detail sees only records whose modified time moved: the
+    // streams are read at least once a day (and on rescore passes), so an
+    // occurrence that left its contact unmodified waits a day at most.
+    let stale = stored
+        .as_ref()
+        .is_none_or(|mark| until_ms - mark.until_ms > STREAMS_AT_LEAST_EVERY_MS)
+        || pass.kind == PassKind::Rescore;
     let streams = match connection.limits.event_reads {
         crate::config::EventReads::Streams => true,
         crate::config::EventReads::PerRecord => false,
         crate::config::EventReads::Auto => match (stream_estimate, detail_estimate) {
+            _ if stale => true,
             (Some(streams), Some(detail)) => streams <= detail,
-            // A first read (or no history of passes): per-record detail
-            // is two calls a record, streams a call per thousand events.
+            // No history of passes: per-record detail is two calls a
+            // record, streams a call per thousand events.
             _ => true,
         },
     };
@@ -1340,11 +1353,12 @@ async fn run_stages<C: Crm>(
 ) -> Result<(), PassError> {
     let engaged = read_streams(worker, prepared, stop).await?;
     let seen = pull_and_write(worker, prepared, stop, on_change).await?;
-    if worker.report.events == "streams" && worker.report.detail_estimate.is_none() {
-        // What reading the same records per contact would have cost.
+    if worker.report.events == "streams" {
+        // What reading this pass's records per contact would have cost
+        // (records found as last seen need no detail).
         let types: Vec<String> = worker.connection.events.keys().cloned().collect();
-        worker.report.detail_estimate =
-            Some(worker.report.pulled * worker.crm.detail_calls_per_record(&types));
+        let fresh = worker.report.pulled - worker.report.unchanged;
+        worker.report.detail_estimate = Some(fresh * worker.crm.detail_calls_per_record(&types));
     }
     // Stored records not pulled again: failed ones retried, and all of
     // them rescored on a rescore pass or when the model changed.

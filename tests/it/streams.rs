@@ -35,6 +35,36 @@ fn connection_reading(
     (connection, crm)
 }
 
+/// A fake portal with a connection reading engagement `auto`, its
+/// properties set up, and a state.
+struct Portal {
+    fake: RunningFake,
+    dir: tempfile::TempDir,
+    connection: leadscored::config::Connection,
+    crm: Hubspot,
+    state: State,
+}
+
+async fn portal(config: HubspotConfig) -> Portal {
+    let fake = spawn_hubspot(FakeHubspot::new(config))
+        .await
+        .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (connection, crm) = connection_reading(&fake, "auto", &dir);
+    crm.setup(&connection.property_specs(), true)
+        .await
+        .expect("setup");
+    let state = State::open(&dir.path().join("state.sqlite3"), &connection.identity())
+        .expect("state opens");
+    Portal {
+        fake,
+        dir,
+        connection,
+        crm,
+        state,
+    }
+}
+
 async fn pass(
     crm: &Hubspot,
     connection: &leadscored::config::Connection,
@@ -149,16 +179,13 @@ async fn streams_plan_the_same_changes_as_per_record_detail_for_far_fewer_calls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_occurrence_alone_rescores_its_unmodified_contact() {
-    let fake = spawn_hubspot(FakeHubspot::new(fake_config(400)))
-        .await
-        .expect("fake starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (connection, crm) = connection_reading(&fake, "auto", &dir);
-    crm.setup(&connection.property_specs(), true)
-        .await
-        .expect("setup");
-    let mut state = State::open(&dir.path().join("state.sqlite3"), &connection.identity())
-        .expect("state opens");
+    let Portal {
+        fake,
+        dir,
+        connection,
+        crm,
+        mut state,
+    } = portal(fake_config(400)).await;
     let (first, _) = pass(
         &crm,
         &connection,
@@ -231,22 +258,20 @@ async fn an_occurrence_alone_rescores_its_unmodified_contact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_cursor_ends_the_pass_with_a_protocol_error_and_nothing_written() {
-    let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
+    let Portal {
+        fake,
+        connection,
+        crm,
+        mut state,
+        ..
+    } = portal(HubspotConfig {
         faults: Faults {
             stuck_cursor: true,
             ..Faults::default()
         },
         ..fake_config(300)
-    }))
-    .await
-    .expect("fake starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (connection, crm) = connection_reading(&fake, "auto", &dir);
-    crm.setup(&connection.property_specs(), true)
-        .await
-        .expect("setup");
-    let mut state = State::open(&dir.path().join("state.sqlite3"), &connection.identity())
-        .expect("state opens");
+    })
+    .await;
     let result = pass(
         &crm,
         &connection,
@@ -324,4 +349,65 @@ async fn searches_are_paced_to_the_second_without_a_single_429() {
     // the pacing should not take much more.
     assert!(elapsed >= std::time::Duration::from_secs(2), "{elapsed:?}");
     assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_passes_choose_per_record_detail_and_rescore_passes_read_the_streams() {
+    let Portal {
+        fake: _fake,
+        dir: _dir,
+        connection,
+        crm,
+        mut state,
+    } = portal(fake_config(400)).await;
+    let logged = |now| Pass {
+        kind: PassKind::Incremental,
+        now,
+        dry_run: false,
+        since: None,
+    };
+    // A first sync, its echo, then quiet passes: the run log now says an
+    // incremental pass brings next to nothing.
+    for _ in 0..5 {
+        leadscored::sync::run_logged(
+            &crm,
+            &connection,
+            &mut state,
+            logged(jiff::Timestamp::now()),
+            &Stop::default(),
+            |_| {},
+        )
+        .await
+        .expect("pass");
+        settle().await;
+    }
+    let (quiet, _) = pass(
+        &crm,
+        &connection,
+        Some(&mut state),
+        PassKind::Incremental,
+        jiff::Timestamp::now(),
+        true,
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(quiet.events, "per record", "{quiet:?}");
+    let (streams, detail) = (quiet.stream_estimate, quiet.detail_estimate);
+    assert!(
+        matches!((streams, detail), (Some(s), Some(d)) if d < s),
+        "{streams:?} {detail:?}"
+    );
+    assert!(quiet.text().contains("streams would have cost about"));
+    // The nightly rescore reads the streams whatever they cost.
+    let (nightly, _) = pass(
+        &crm,
+        &connection,
+        Some(&mut state),
+        PassKind::Rescore,
+        jiff::Timestamp::now(),
+        true,
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(nightly.events, "streams", "{nightly:?}");
 }
