@@ -613,11 +613,11 @@ impl Pager {
         }
     }
 
-    /// The pages cannot outnumber `total` items at `per_page` a page (plus
-    /// one for an empty last page).
+    /// The pages cannot outnumber `total` items (as the latest page
+    /// reports it) at `per_page` a page, plus two (an empty last page, a
+    /// total that moved while paging).
     pub fn bound_by(&mut self, total: u64, per_page: u64) {
-        let bound = total.div_ceil(per_page.max(1)) + 1;
-        self.bound = self.bound.min(bound.max(self.pages + 1));
+        self.bound = total.div_ceil(per_page.max(1)).saturating_add(2);
     }
 
     /// Counts a page and checks the cursor it gave for the next one.

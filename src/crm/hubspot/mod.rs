@@ -1134,6 +1134,13 @@ impl Crm for Hubspot {
             };
             summary.pages += 1;
             let next = page.paging.and_then(|p| p.next).map(|n| n.after);
+            // A cursor that came before means this page came before too:
+            // stop before its records go anywhere.
+            if let (PullKind::Full, Some(cursor)) = (spec.kind, &next)
+                && !page.results.is_empty()
+            {
+                pager.next(cursor)?;
+            }
             // A contact HubSpot cannot have sent (an id that is not a
             // number) is not pulled, so nothing is ever written to it.
             let (results, foreign): (Vec<wire::Contact>, Vec<wire::Contact>) =
@@ -1173,10 +1180,7 @@ impl Crm for Hubspot {
             match (spec.kind, next) {
                 (_, None) => break,
                 (_, Some(_)) if empty => break,
-                (PullKind::Full, Some(cursor)) => {
-                    pager.next(&cursor)?;
-                    after = Some(cursor);
-                }
+                (PullKind::Full, Some(cursor)) => after = Some(cursor),
                 // Keyset: the next query starts past the last id, so the
                 // search's 10,000-result cap is never reached.
                 (PullKind::Since(_), Some(_)) => {}
@@ -1503,7 +1507,7 @@ impl Crm for Hubspot {
         let path = format!("/crm/v3/lists/{list_id}/memberships");
         let mut members = Vec::new();
         let mut after: Option<String> = None;
-        let mut pages: u64 = 0;
+        let mut pager = Pager::new("lists.memberships");
         loop {
             let mut query = vec![("limit", MEMBERS_PAGE.to_string())];
             if let Some(a) = &after {
@@ -1522,26 +1526,17 @@ impl Crm for Hubspot {
                 })
                 .await?
                 .body;
-            pages += 1;
             let got = page.results.len();
             members.extend(page.results.into_iter().map(|m| m.record_id));
-            let next = page.paging.and_then(|p| p.next).map(|n| n.after);
-            let bound = page
-                .total
-                .map(|t| t / u64::from(MEMBERS_PAGE) + 2)
-                .unwrap_or(u64::MAX);
-            match next {
-                None => break,
-                Some(_) if got == 0 => break,
-                Some(cursor) if after.as_deref() == Some(cursor.as_str()) || pages > bound => {
-                    return Err(CrmError::Protocol {
-                        endpoint: "lists.memberships".to_owned(),
-                        message: format!(
-                            "list {list_id}: the cursor {cursor:?} repeats or the pages pass the list's size; stopping rather than looping"
-                        ),
-                    });
+            if let Some(total) = page.total {
+                pager.bound_by(total, u64::from(MEMBERS_PAGE));
+            }
+            match page.paging.and_then(|p| p.next).map(|n| n.after) {
+                Some(cursor) if got > 0 => {
+                    pager.next(&cursor)?;
+                    after = Some(cursor);
                 }
-                Some(cursor) => after = Some(cursor),
+                _ => break,
             }
         }
         Ok(members)
