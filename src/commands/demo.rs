@@ -47,7 +47,7 @@ pub fn demo_offline() -> Result<String, CommandError> {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>5} {:>5} {:>5}  {:<5} {:<7} {:<6} summary",
+        "{:<8} {:>5} {:>5} {:>5}  {:<5} {:<7} {:<12} summary",
         "id", "fit", "eng", "total", "grade", "tier", "stage"
     );
     let top = rows
@@ -65,7 +65,7 @@ pub fn demo_offline() -> Result<String, CommandError> {
         let score = &json["scores"]["contact"];
         let _ = writeln!(
             out,
-            "{:<8} {:>5} {:>5} {:>5}  {:<5} {:<7} {:<6} {}",
+            "{:<8} {:>5} {:>5} {:>5}  {:<5} {:<7} {:<12} {}",
             record.id(),
             score["fit"].to_string(),
             score["engagement"].to_string(),

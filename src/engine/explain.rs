@@ -466,6 +466,12 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
         }
         if !spec.stages.is_empty() {
             match (stage_name(model, result), result.stage_kept) {
+                (Some(stage), _) if card.disqualified_by.is_some() => {
+                    let _ = writeln!(
+                        out,
+                        "  Stage \"{stage}\": the stage of disqualified records, whatever the stage conditions or the current stage say"
+                    );
+                }
                 (Some(stage), true) => {
                     let _ = writeln!(
                         out,
@@ -567,6 +573,8 @@ fn describe(model: &Model, cond: &Cond) -> String {
                 .and_then(|s| s.rules.get(usize::from(*rule)));
             format!("rule \"{}\" matched", name.map_or("", |r| r.name.as_str()))
         }
+        Cond::Disqualified(true) => "disqualified".to_owned(),
+        Cond::Disqualified(false) => "not disqualified".to_owned(),
         Cond::Stage(stage) => {
             let name = model
                 .lifecycle

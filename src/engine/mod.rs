@@ -187,7 +187,12 @@ impl Model {
         for (index, result) in card.scores.iter_mut().enumerate() {
             self.score_one(index, &mut cx, result, zero);
         }
-        self.stages(&mut cx, &mut card.scores, card.grade);
+        self.stages(
+            &mut cx,
+            &mut card.scores,
+            card.grade,
+            disqualifier.is_some(),
+        );
     }
 
     fn tally_events(&self, record: &Record, now_ms: i64, accs: &mut Vec<Acc>) {
@@ -413,7 +418,13 @@ impl Model {
         }
     }
 
-    fn stages(&self, cx: &mut Cx<'_>, results: &mut [ScoreResult], grade: Option<Grade>) {
+    fn stages(
+        &self,
+        cx: &mut Cx<'_>,
+        results: &mut [ScoreResult],
+        grade: Option<Grade>,
+        disqualified: bool,
+    ) {
         let Some(lifecycle) = &self.lifecycle else {
             return;
         };
@@ -442,6 +453,7 @@ impl Model {
                 let view = StageView {
                     results,
                     grade,
+                    disqualified,
                     memo: &memo[..stage.min(32)],
                 };
                 let ok = cond.as_ref().is_none_or(|c| cx.eval(c, Some(&view)));
@@ -456,8 +468,21 @@ impl Model {
                 }
             }
             let result = &mut results[index];
+            if disqualified {
+                // Never held at MQL or SQL: a disqualified record gets the
+                // model's stage for it, whatever it held before.
+                result.stage = Some(lifecycle.disqualified_stage);
+                result.stage_kept = false;
+                continue;
+            }
             match (current, reached) {
-                (Some(c), r) if !lifecycle.allow_downgrade && r.is_none_or(|r| c > r) => {
+                // Held where it is, but never at the disqualified stage off
+                // the ladder once the record is qualified again.
+                (Some(c), r)
+                    if !lifecycle.allow_downgrade
+                        && c < conditions.len()
+                        && r.is_none_or(|r| c > r) =>
+                {
                     result.stage = Some(c as u16);
                     result.stage_kept = true;
                 }
@@ -506,6 +531,7 @@ impl Model {
         let view = StageView {
             results: &card.scores,
             grade: card.grade,
+            disqualified: card.disqualified_by.is_some(),
             memo: &memo[..next],
         };
         let mut items = Vec::new();
@@ -533,6 +559,7 @@ fn flatten_all<'c>(cond: &'c Cond, out: &mut Vec<&'c Cond>) {
 struct StageView<'a> {
     results: &'a [ScoreResult],
     grade: Option<Grade>,
+    disqualified: bool,
     /// Whether each earlier stage's conditions held.
     memo: &'a [bool],
 }
@@ -581,6 +608,7 @@ impl Cx<'_> {
             Cond::Stage(index) => {
                 stage.is_some_and(|s| s.memo.get(usize::from(*index)).copied().unwrap_or(false))
             }
+            Cond::Disqualified(wanted) => stage.is_some_and(|s| s.disqualified == *wanted),
         }
     }
 

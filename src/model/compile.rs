@@ -1159,6 +1159,7 @@ impl Compiler<'_> {
             ("tier", c.tier.is_some()),
             ("rule", c.rule.is_some()),
             ("stage", c.stage.is_some()),
+            ("disqualified", c.disqualified.is_some()),
             ("all/any/not", composite),
         ]
         .into_iter()
@@ -1167,7 +1168,7 @@ impl Compiler<'_> {
         .collect();
         match subjects.as_slice() {
             [] => {
-                self.d.error(span, "a condition needs one subject: property, event, list, score, grade_at_least, tier, rule, stage, or all/any/not");
+                self.d.error(span, "a condition needs one subject: property, event, list, score, grade_at_least, tier, rule, stage, disqualified, or all/any/not");
                 return None;
             }
             [_] => {}
@@ -1180,7 +1181,7 @@ impl Compiler<'_> {
         }
         let derived = matches!(
             subjects[0],
-            "score" | "grade_at_least/grade_at_most" | "tier" | "rule" | "stage"
+            "score" | "grade_at_least/grade_at_most" | "tier" | "rule" | "stage" | "disqualified"
         );
         let CondScope::Stage {
             score,
@@ -1333,6 +1334,7 @@ impl Compiler<'_> {
                     }
                 }
             }
+            "disqualified" => Some(Cond::Disqualified(*c.disqualified.as_ref()?.get_ref())),
             "stage" => {
                 let wanted = c.stage.as_ref()?;
                 match stages
@@ -1467,6 +1469,7 @@ impl Compiler<'_> {
                     | ("tier", "tier")
                     | ("rule", "rule")
                     | ("stage", "stage")
+                    | ("disqualified", "disqualified")
                     | (
                         "grade_at_least/grade_at_most",
                         "grade_at_least" | "grade_at_most"
@@ -2019,10 +2022,34 @@ impl Compiler<'_> {
             self.schema.props[slot as usize].needs_folded = true;
             slot
         });
+        let disqualified_stage = match &raw.disqualified_stage {
+            None => 0,
+            Some(name) => {
+                let wanted = name.get_ref().trim();
+                match stage_names
+                    .iter()
+                    .position(|s| s.eq_ignore_ascii_case(wanted))
+                {
+                    Some(index) => index,
+                    None if wanted.is_empty() => {
+                        self.d.error(
+                            &name.span(),
+                            "disqualified_stage needs a stage name (a ladder stage, or one of its own such as \"Disqualified\")",
+                        );
+                        0
+                    }
+                    None => {
+                        stage_names.push(wanted.to_owned());
+                        stage_names.len() - 1
+                    }
+                }
+            }
+        };
         Some(Lifecycle {
             stages: stage_names,
             current_slot,
             allow_downgrade: raw.allow_downgrade,
+            disqualified_stage: disqualified_stage as u16,
         })
     }
 }
@@ -2140,6 +2167,7 @@ fn condition_keys(c: &RawClause) -> Vec<(&'static str, Option<Range<usize>>)> {
         ("tier", span_of(&c.tier)),
         ("rule", span_of(&c.rule)),
         ("stage", span_of(&c.stage)),
+        ("disqualified", span_of(&c.disqualified)),
         ("all", present(c.all.is_some())),
         ("any", present(c.any.is_some())),
         ("not", c.not.as_ref().map(|n| Some(n.span()))),

@@ -260,7 +260,22 @@ impl Model {
             ));
         }
         if let Some(lifecycle) = &self.lifecycle {
-            out.push_str(&format!("\n  lifecycle: {}", lifecycle.stages.join(" → ")));
+            let ladder = self
+                .scores
+                .iter()
+                .map(|s| s.stages.len())
+                .max()
+                .unwrap_or(0);
+            let (ladder, off) = lifecycle
+                .stages
+                .split_at(ladder.clamp(1, lifecycle.stages.len()));
+            out.push_str(&format!("\n  lifecycle: {}", ladder.join(" → ")));
+            let disqualified = usize::from(lifecycle.disqualified_stage);
+            let name = off
+                .first()
+                .or_else(|| lifecycle.stages.get(disqualified))
+                .map_or("", String::as_str);
+            out.push_str(&format!("; disqualified records: {name}"));
         }
         if !self.disqualifiers.is_empty() {
             out.push_str(&format!("\n  disqualifiers: {}", self.disqualifiers.len()));
@@ -533,6 +548,8 @@ pub(crate) enum Cond {
         max: u32,
     },
     List(u32),
+    /// Whether a disqualifier matched (stage conditions only).
+    Disqualified(bool),
     Score {
         score: u16,
         part: Part,
@@ -643,9 +660,14 @@ pub(crate) struct Disqualifier {
 
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
+    /// The ladder, lowest first, then (when it is not on the ladder) the
+    /// stage disqualified records get.
     pub stages: Vec<String>,
     pub current_slot: Option<u32>,
     pub allow_downgrade: bool,
+    /// The stage a disqualified record gets, whatever its conditions and
+    /// current stage say.
+    pub disqualified_stage: u16,
 }
 
 /// A case embedded in the model file: a record, a moment, what to expect.

@@ -132,6 +132,8 @@ pub(crate) struct RawClause {
     pub tier: Option<Spanned<OneOrMany>>,
     pub rule: Option<Spanned<String>>,
     pub stage: Option<Spanned<String>>,
+    /// Whether a disqualifier matched (stage conditions only).
+    pub disqualified: Option<Spanned<bool>>,
     pub all: Option<Vec<Spanned<RawClause>>>,
     pub any: Option<Vec<Spanned<RawClause>>>,
     pub not: Option<Box<Spanned<RawClause>>>,
@@ -185,6 +187,9 @@ pub(crate) struct RawLifecycle {
     pub current_property: Option<Spanned<String>>,
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// The stage a disqualified record gets (a ladder stage, or a stage of
+    /// its own such as "Disqualified"); the first stage when absent.
+    pub disqualified_stage: Option<Spanned<String>>,
     /// Scores that get a stage; all of them when absent.
     pub scores: Option<Vec<Spanned<String>>>,
 }
