@@ -99,6 +99,14 @@ enum Command {
         /// no secret read; systemd runs this before start and reload).
         #[arg(long, conflicts_with = "config")]
         connection: Option<PathBuf>,
+        /// With --connection: also ask the CRM at this URL (with the
+        /// connection's credentials) which of the model's inputs it does not
+        /// have, and warn about each.
+        #[arg(long, requires = "connection")]
+        crm_url: Option<String>,
+        /// Warnings are fatal (exit 78).
+        #[arg(long)]
+        strict: bool,
     },
     /// Score JSON-lines records: one scorecard per input line on standard output.
     Score {
@@ -383,21 +391,37 @@ fn run(command: Command) -> Result<u8, CommandError> {
             }
             Ok(exit::OK)
         }
-        Command::CheckConfig { config, connection } => {
-            let (model_path, summary) = match (config, connection) {
+        Command::CheckConfig {
+            config,
+            connection,
+            crm_url,
+            strict,
+        } => {
+            let (model_path, summary, connection, more) = match (config, connection) {
                 (_, Some(path)) => {
-                    let connection = load_connection(&path, None)?;
+                    let connection = load_connection(&path, crm_url.as_deref())?;
                     let summary = commands::connection_summary(&path, &connection);
-                    (connection.model_path, summary)
+                    let more = match crm_url {
+                        Some(_) => commands::input_warnings(&connection)?,
+                        None => Vec::new(),
+                    };
+                    (
+                        connection.model_path.clone(),
+                        summary,
+                        Some(connection),
+                        more,
+                    )
                 }
-                (Some(config), None) => (config, String::new()),
+                (Some(config), None) => (config, String::new(), None, Vec::new()),
                 (None, None) => {
                     return Err(CommandError::Data(
                         "give --config MODEL or --connection FILE".to_owned(),
                     ));
                 }
             };
-            match commands::check_config(&model_path)?.into_result() {
+            match commands::check_config(&model_path, connection.as_ref(), more)?
+                .into_result(strict)
+            {
                 Ok(report) => {
                     print(&format!("{summary}{report}"))?;
                     Ok(exit::OK)

@@ -6,23 +6,23 @@ use std::path::Path;
 
 use super::{CommandError, load_model};
 use crate::engine::Scorecard;
-use crate::model::{Expectation, Model, TestCase};
+use crate::model::{ConfigError, Expectation, Model, TestCase};
 
 /// What `check-config` found in a model that compiled.
 #[derive(Debug)]
 pub struct CheckOutcome {
-    /// The model summary and one line per embedded test case.
+    /// The model summary, its warnings and one line per embedded test case.
     pub report: String,
     pub failed: usize,
     pub total: usize,
+    pub warnings: usize,
 }
 
 impl CheckOutcome {
-    /// Turns failing cases into the error the command exits with.
-    pub fn into_result(self) -> Result<String, (String, CommandError)> {
-        if self.failed == 0 {
-            Ok(self.report)
-        } else {
+    /// Turns failing cases (and, when `strict`, warnings) into the error
+    /// the command exits with.
+    pub fn into_result(self, strict: bool) -> Result<String, (String, CommandError)> {
+        if self.failed > 0 {
             Err((
                 self.report,
                 CommandError::CasesFailed {
@@ -30,14 +30,42 @@ impl CheckOutcome {
                     total: self.total,
                 },
             ))
+        } else if strict && self.warnings > 0 {
+            Err((self.report, CommandError::StrictWarnings(self.warnings)))
+        } else {
+            Ok(self.report)
         }
     }
 }
 
-/// Validates the model at `path` and runs its embedded cases.
-pub fn check_config(path: &Path) -> Result<CheckOutcome, CommandError> {
+/// Validates the model at `path` and runs its embedded cases. `connection`
+/// says which event types are fed (none without one); `more` are warnings
+/// found outside the model (inputs the CRM does not have).
+pub fn check_config(
+    path: &Path,
+    connection: Option<&crate::config::Connection>,
+    more: Vec<ConfigError>,
+) -> Result<CheckOutcome, CommandError> {
     let model = load_model(path)?;
+    let fed = |kind: &str| connection.is_some_and(|c| c.events.contains_key(kind));
+    let mut warnings = model.warnings(&fed);
+    warnings.extend(more);
     let mut report = model.summary();
+    for warning in &warnings {
+        let _ = write!(
+            report,
+            "\n{}:{}:{}: warning: {}",
+            warning.file, warning.line, warning.column, warning.message
+        );
+    }
+    if !warnings.is_empty() {
+        let _ = write!(
+            report,
+            "\n{} warning{}",
+            warnings.len(),
+            if warnings.len() == 1 { "" } else { "s" }
+        );
+    }
     let (failed, total) = run_cases(&model, &mut report);
     if failed == 0 {
         let _ = write!(report, "\nconfig ok");
@@ -46,6 +74,7 @@ pub fn check_config(path: &Path) -> Result<CheckOutcome, CommandError> {
         report,
         failed,
         total,
+        warnings: warnings.len(),
     })
 }
 

@@ -23,7 +23,7 @@ pub use evaluate::{Diff, OutcomeSpec, Skipped, backtest, calibrate, diff, genera
 pub use explain::{explain, explain_stored};
 pub use fake::{FakeKind, FakeOptions, fake_crm};
 pub use score::{ScoreStats, score_stream};
-pub use setup::setup;
+pub use setup::{input_warnings, setup};
 pub use sync::sync_once;
 
 use crate::model::{ConfigErrors, Model};
@@ -62,6 +62,9 @@ pub enum CommandError {
     /// Embedded test cases that do not come out as expected.
     #[error("{failed} of {total} embedded test cases failed")]
     CasesFailed { failed: usize, total: usize },
+    /// Warnings under `check-config --strict`.
+    #[error("{0} warning{s} (fatal under --strict)", s = if *.0 == 1 { "" } else { "s" })]
+    StrictWarnings(usize),
     #[error("cannot read {path}: {source}")]
     NoInput {
         path: String,
@@ -97,7 +100,8 @@ impl CommandError {
         match self {
             CommandError::Config(_)
             | CommandError::ConfigUnreadable { .. }
-            | CommandError::CasesFailed { .. } => exit::CONFIG,
+            | CommandError::CasesFailed { .. }
+            | CommandError::StrictWarnings(_) => exit::CONFIG,
             CommandError::NoInput { .. } => exit::NO_INPUT,
             CommandError::Data(_) => exit::DATA_ERR,
             CommandError::Io(_) => exit::FAILURE,

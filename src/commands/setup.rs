@@ -20,7 +20,9 @@ pub fn setup(connection: &Connection, apply: bool) -> Result<(String, SetupRepor
         let crm = Connector::new(connection)?;
         let work = async {
             let mut report = crm.setup(&specs, apply).await?;
-            (report.missing_inputs, report.warnings) = missing_inputs(&crm, connection).await?;
+            let (missing, warnings) = missing_inputs(&crm, connection).await?;
+            report.missing_inputs = missing.into_iter().map(|m| (m.what, m.why)).collect();
+            report.warnings = warnings;
             Ok::<_, crate::crm::CrmError>(report)
         };
         tokio::select! {
@@ -53,6 +55,53 @@ pub fn setup(connection: &Connection, apply: bool) -> Result<(String, SetupRepor
     Ok((text, report))
 }
 
+/// A model input the CRM cannot feed.
+#[derive(Debug)]
+struct Missing {
+    /// "contact property jobtitel", "list \"Customers\"".
+    what: String,
+    /// The model's name for it (`company.numemployes`, `list "Customers"`).
+    input: String,
+    why: String,
+}
+
+/// For `check-config --connection FILE --crm-url URL`: every model input
+/// the CRM cannot feed, as a warning located where the model reads it.
+pub fn input_warnings(
+    connection: &Connection,
+) -> Result<Vec<crate::model::ConfigError>, CommandError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (missing, notes) = runtime.block_on(async {
+        let crm = Connector::new(connection)?;
+        missing_inputs(&crm, connection).await
+    })?;
+    let model_file = connection.model_path.display().to_string();
+    let mut out: Vec<crate::model::ConfigError> = missing
+        .into_iter()
+        .map(|m| {
+            let message = format!("{}: {}", m.what, m.why);
+            connection
+                .model
+                .locate_input(&m.input, message.clone())
+                .unwrap_or(crate::model::ConfigError {
+                    file: model_file.clone(),
+                    line: 1,
+                    column: 1,
+                    message,
+                })
+        })
+        .collect();
+    out.extend(notes.into_iter().map(|message| crate::model::ConfigError {
+        file: model_file.clone(),
+        line: 1,
+        column: 1,
+        message,
+    }));
+    Ok(out)
+}
+
 /// Every model input the CRM cannot feed: fields no property of the
 /// contact or company object is named, and lists no list is named — all
 /// at once, each with what reads it; and warnings for what the CRM cannot
@@ -60,7 +109,7 @@ pub fn setup(connection: &Connection, apply: bool) -> Result<(String, SetupRepor
 async fn missing_inputs(
     crm: &Connector,
     connection: &Connection,
-) -> Result<(Vec<(String, String)>, Vec<String>), crate::crm::CrmError> {
+) -> Result<(Vec<Missing>, Vec<String>), crate::crm::CrmError> {
     let mut warnings = Vec::new();
     let readers = connection.model.readers();
     let read_by = |input: &str| match readers.get(input) {
@@ -92,13 +141,14 @@ async fn missing_inputs(
             &contact
         };
         for (_, input) in fields.iter().filter(|(f, _)| *f == field) {
-            out.push((
-                format!("{object} property {field}"),
-                format!(
+            out.push(Missing {
+                what: format!("{object} property {field}"),
+                input: input.clone(),
+                why: format!(
                     "the CRM has no such {object} property; input {input} never matches ({}). Map it under [inputs], or \"off\"",
                     read_by(input)
                 ),
-            ));
+            });
         }
     }
     let lists = connection.lists();
@@ -107,13 +157,14 @@ async fn missing_inputs(
             Ok(infos) => {
                 for info in infos.into_iter().filter(|i| i.id.is_none()) {
                     let input = format!("list \"{}\"", info.name);
-                    out.push((
-                        input.clone(),
-                        format!(
+                    out.push(Missing {
+                        what: input.clone(),
+                        why: format!(
                             "no contact list has this name; its conditions never match ({})",
                             read_by(&input)
                         ),
-                    ));
+                        input,
+                    });
                 }
             }
             Err(crate::crm::CrmError::Unsupported(why)) => warnings.push(format!(

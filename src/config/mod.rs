@@ -686,7 +686,7 @@ impl Connection {
 fn finish(d: Diagnostics<'_>) -> ConfigErrors {
     match d.finish() {
         Err(errors) => errors,
-        Ok(()) => ConfigErrors(Vec::new()),
+        Ok(_) => ConfigErrors(Vec::new()),
     }
 }
 

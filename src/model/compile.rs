@@ -15,7 +15,7 @@ use serde::de::{DeserializeOwned, DeserializeSeed};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::diagnostics::{ConfigErrors, Diagnostics};
+use super::diagnostics::{ConfigError, ConfigErrors, Diagnostics};
 use super::raw::{
     RawClause, RawDecay, RawExpect, RawGroup, RawHeader, RawLifecycle, RawProfile, RawScalar,
     RawScore, RawTest,
@@ -44,6 +44,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         matchers: Vec::new(),
         patterns: Vec::new(),
         static_checks: Vec::new(),
+        unknown_types: Vec::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     for error in &syntax_errors {
@@ -134,7 +135,10 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         matchers,
         patterns,
         static_checks,
+        mut unknown_types,
     } = c;
+    let mut seen = std::collections::HashSet::new();
+    unknown_types.retain(|(name, _)| seen.insert(name.clone()));
     let attr_slots_by_type: Vec<u64> = hot_by_type
         .iter()
         .map(|list| {
@@ -174,20 +178,51 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         lifecycle,
         cases: Vec::new(),
         source_hash: 0,
+        warnings: Vec::new(),
+        unknown_types,
     };
     let cases = test_values
         .into_iter()
         .filter_map(|v| test_case(&mut d, &model, v))
         .collect();
     model.cases = cases;
-    d.finish()?;
+    model.warnings = d.finish()?;
     Ok(model)
+}
+
+/// Attributes that hold a URL or a path, where a pattern without a
+/// wildcard is almost always a mistake.
+fn url_like(attr: &str) -> bool {
+    let attr = attr.to_ascii_lowercase();
+    attr.contains("url")
+        || attr.contains("page")
+        || attr.contains("path")
+        || attr.contains("referrer")
+        || attr.contains("referer")
+}
+
+/// "event type `email_clik` is not a standard one: did you mean …".
+fn unknown_event_type(name: &str) -> String {
+    let best = super::STANDARD_EVENT_TYPES
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), *c))
+        .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
+        .min();
+    match best {
+        Some((_, standard)) => format!(
+            "event type `{name}` is not a standard one: did you mean `{standard}`? (a custom type needs a source under the connection's [events])"
+        ),
+        None => format!(
+            "event type `{name}` is not a standard one ({}): the connection must name its source under [events]",
+            super::STANDARD_EVENT_TYPES.join(", ")
+        ),
+    }
 }
 
 fn finish_err(d: Diagnostics<'_>) -> ConfigErrors {
     match d.finish() {
         Err(errors) => errors,
-        Ok(()) => ConfigErrors(Vec::new()),
+        Ok(_) => ConfigErrors(Vec::new()),
     }
 }
 
@@ -271,6 +306,8 @@ struct Compiler<'a> {
     matchers: Vec<EventMatcher>,
     patterns: Vec<AttrPattern>,
     static_checks: Vec<(u32, PropCheck)>,
+    /// Event types that are not standard, with where each is first named.
+    unknown_types: Vec<(String, ConfigError)>,
 }
 
 impl Compiler<'_> {
@@ -432,8 +469,8 @@ impl Compiler<'_> {
             } else if bounds.iter().all(|b: &Bound| b.max.is_some()) && !bounds.is_empty() {
                 let reachable: f64 = bounds.iter().filter_map(|b| b.max).sum();
                 if reachable < cap {
-                    self.d.error(&c.span(), format!(
-                        "score cap {cap} can never be reached: its groups give at most {reachable} together"
+                    self.d.warn(&c.span(), format!(
+                        "score cap {cap} can never be reached: its groups give at most {reachable} together (fine as a cap for rules to come)"
                     ));
                 }
             }
@@ -561,6 +598,8 @@ impl Compiler<'_> {
             max: Some(0.0),
             min: Some(0.0),
         };
+        let wanted = rule_values.len();
+        let mut rule_spans = Vec::new();
         for rule_value in rule_values {
             let clause_span = rule_value.span();
             let Some(clause) = self.decode::<RawClause>(rule_value) else {
@@ -574,8 +613,16 @@ impl Compiler<'_> {
             };
             if let Some((rule, rule_bound)) = self.rule(clause, &clause_span, &ctx, rule_names) {
                 bound.add(rule_bound);
+                rule_spans.push((clause_span, rule_bound));
                 rules.push(rule);
             }
+        }
+        // Reachability means something only when every rule compiled.
+        if rules.len() < wanted {
+            bound = Bound {
+                max: None,
+                min: None,
+            };
         }
         let raw = raw?;
         let part = part?;
@@ -593,15 +640,15 @@ impl Compiler<'_> {
         if let (Some(m), Some(reachable)) = (&raw.max, bound.max)
             && *m.get_ref() > reachable
         {
-            self.d.error(&m.span(), format!(
-                    "group max {} can never be reached: its rules give at most {reachable} together",
+            self.d.warn(&m.span(), format!(
+                    "group max {} can never be reached: its rules give at most {reachable} together (fine as a cap for rules to come)",
                     m.get_ref()
                 ));
         }
         if let (Some(m), Some(reachable)) = (&raw.min, bound.min)
             && *m.get_ref() < reachable
         {
-            self.d.error(
+            self.d.warn(
                 &m.span(),
                 format!(
                     "group min {} can never be reached: its rules take away at most {} together",
@@ -609,6 +656,27 @@ impl Compiler<'_> {
                     -reachable
                 ),
             );
+        }
+        for ((span, rule_bound), rule) in rule_spans.iter().zip(&rules) {
+            let gives = rule_bound.max.is_none_or(|m| m > 0.0);
+            let takes = rule_bound.min.is_none_or(|m| m < 0.0);
+            // A cap at 0 hides a rule only when no rule of the other sign
+            // can make room for it.
+            let hidden_up = !gives || (max.is_some_and(|m| m <= 0.0) && bound.min == Some(0.0));
+            let hidden_down = !takes || (min.is_some_and(|m| m >= 0.0) && bound.max == Some(0.0));
+            if (gives || takes) && hidden_up && hidden_down {
+                let cap = if gives { "max" } else { "min" };
+                self.d.warn(
+                    span,
+                    format!(
+                        "rule \"{}\" can never change the score: the group's {cap} takes back whatever it gives",
+                        rule.name
+                    ),
+                );
+            } else if !gives && !takes {
+                self.d
+                    .warn(span, format!("rule \"{}\" gives 0 points", rule.name));
+            }
         }
         let group_bound = Bound {
             max: match (bound.max, max) {
@@ -1014,6 +1082,10 @@ impl Compiler<'_> {
         let kind = if type_name.eq_ignore_ascii_case("any") {
             None
         } else {
+            if !super::STANDARD_EVENT_TYPES.contains(&type_name) {
+                let (_, warning) = self.d.locate(&event.span(), unknown_event_type(type_name));
+                self.unknown_types.push((type_name.to_owned(), warning));
+            }
             Some(self.event_type(type_name))
         };
         let mut filters = Vec::new();
@@ -1067,6 +1139,15 @@ impl Compiler<'_> {
     ) -> bool {
         match Pattern::glob(pattern) {
             Ok(p) => {
+                if url_like(attr) && !pattern.contains(['*', '?']) {
+                    self.d.warn(
+                        span,
+                        format!(
+                            "`{attr} = {pattern:?}` has no wildcard, so it matches only that exact {attr}: write \"*{}*\" to match it anywhere in the {attr}",
+                            pattern.trim_matches('/')
+                        ),
+                    );
+                }
                 let slot = self.attr_slot(attr);
                 let index = match self
                     .patterns
@@ -1786,6 +1867,7 @@ impl Compiler<'_> {
             needs_folded: false,
             needs_number: false,
             needs_time: false,
+            at: self.d.locate(&path.span(), String::new()).1,
         });
         let index = match scope {
             Scope::Contact => &mut self.schema.contact_props,

@@ -73,6 +73,7 @@ pub(crate) struct Diagnostics<'a> {
     file: &'a str,
     source: &'a str,
     errors: Vec<(usize, ConfigError)>,
+    warnings: Vec<(usize, ConfigError)>,
 }
 
 impl<'a> Diagnostics<'a> {
@@ -81,14 +82,19 @@ impl<'a> Diagnostics<'a> {
             file,
             source,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
-    /// Records a problem at the start of `span`.
-    pub(crate) fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
+    /// Where `span` starts, as a located message.
+    pub(crate) fn locate(
+        &self,
+        span: &Range<usize>,
+        message: impl Into<String>,
+    ) -> (usize, ConfigError) {
         let offset = span.start.min(self.source.len());
         let (line, column) = line_column(self.source, offset);
-        self.errors.push((
+        (
             offset,
             ConfigError {
                 file: self.file.to_owned(),
@@ -96,7 +102,21 @@ impl<'a> Diagnostics<'a> {
                 column,
                 message: message.into(),
             },
-        ));
+        )
+    }
+
+    /// Records a problem at the start of `span`.
+    pub(crate) fn error(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        let located = self.locate(span, message);
+        self.errors.push(located);
+    }
+
+    /// Records something that is allowed but probably not meant (a cap no
+    /// rule can reach, a pattern without a wildcard): reported by
+    /// `check-config`, fatal only under `--strict`.
+    pub(crate) fn warn(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        let located = self.locate(span, message);
+        self.warnings.push(located);
     }
 
     /// Records a parse or decode error from the TOML layer.
@@ -147,9 +167,12 @@ impl<'a> Diagnostics<'a> {
         !self.errors.is_empty()
     }
 
-    pub(crate) fn finish(mut self) -> Result<(), ConfigErrors> {
+    /// The warnings in file order when there is no error; else every error.
+    pub(crate) fn finish(mut self) -> Result<Vec<ConfigError>, ConfigErrors> {
         if self.errors.is_empty() {
-            return Ok(());
+            self.warnings.sort_by_key(|(offset, _)| *offset);
+            self.warnings.dedup_by(|a, b| a.1 == b.1);
+            return Ok(self.warnings.into_iter().map(|(_, w)| w).collect());
         }
         self.errors.sort_by_key(|(offset, _)| *offset);
         self.errors.dedup_by(|a, b| a.1 == b.1);

@@ -63,13 +63,63 @@ pub struct Model {
     pub(crate) cases: Vec<TestCase>,
     /// A hash of the model file's text: a changed model is rescored.
     pub(crate) source_hash: u64,
+    /// What the model allows but probably does not mean, located.
+    pub(crate) warnings: Vec<ConfigError>,
+    /// Event types that are not standard names, each where first named: a
+    /// warning unless a connection feeds them.
+    pub(crate) unknown_types: Vec<(String, ConfigError)>,
 }
+
+/// The event types leadscored's connectors know a source for without an
+/// `[events]` entry (the HubSpot and Pardot defaults, together).
+pub const STANDARD_EVENT_TYPES: &[&str] = &[
+    "page_view",
+    "email_open",
+    "email_click",
+    "email_unsubscribe",
+    "form_submission",
+    "form_error",
+    "cta_click",
+    "ad_click",
+    "content_download",
+    "webinar",
+    "meeting",
+];
 
 impl Model {
     /// A fingerprint of the model file's text (FNV-1a, stable across
     /// builds): the sync rescores every stored record when it changes.
     pub fn fingerprint(&self) -> u64 {
         self.source_hash
+    }
+
+    /// Where the model first reads an input (`jobtitle`,
+    /// `company.industry`), with `message` filled in: for warnings about
+    /// inputs found outside the model file (the CRM has no such property).
+    pub fn locate_input(&self, input: &str, message: String) -> Option<ConfigError> {
+        let (scope, name) = match input.strip_prefix("company.") {
+            Some(rest) => (Scope::Company, rest),
+            None => (Scope::Contact, input),
+        };
+        let slot = self.schema.prop_slot(scope, name)?;
+        let mut at = self.schema.props[slot as usize].at.clone();
+        at.message = message;
+        Some(at)
+    }
+
+    /// What `check-config` warns about: allowed, probably not meant, in
+    /// file order. `fed` says which event types a connection has a source
+    /// for (none without one).
+    pub fn warnings(&self, fed: &dyn Fn(&str) -> bool) -> Vec<ConfigError> {
+        let mut out: Vec<ConfigError> = self
+            .unknown_types
+            .iter()
+            .filter(|(name, _)| !fed(name))
+            .map(|(_, w)| w.clone())
+            .chain(self.warnings.iter().cloned())
+            .collect();
+        out.sort_by_key(|w| (w.line, w.column));
+        out
     }
 
     /// Parses and validates a model file. `file` is only used in messages.
@@ -356,6 +406,8 @@ pub(crate) struct PropSlot {
     pub needs_folded: bool,
     pub needs_number: bool,
     pub needs_time: bool,
+    /// Where the model first reads it (message empty).
+    pub at: ConfigError,
 }
 
 impl PropSlot {

@@ -349,7 +349,38 @@ fn setup_check_reports_every_input_the_portal_cannot_feed_at_once() {
     )
     .expect("connection");
     let broken = run("");
+    // check-config asks the same portal when given --crm-url: warnings
+    // located where the model reads each input, fatal only with --strict.
+    let check = |strict: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_leadscored"));
+        command
+            .args(["check-config", "--connection"])
+            .arg(dir.path().join("broken.toml"))
+            .args(["--crm-url", &format!("http://127.0.0.1:{port}")]);
+        if strict {
+            command.arg("--strict");
+        }
+        command.output().expect("check-config runs")
+    };
+    let (lenient, strict) = (check(false), check(true));
     super::cli::terminate(fake);
+    let shown = String::from_utf8_lossy(&lenient.stdout).to_string();
+    assert_eq!(lenient.status.code(), Some(0), "{shown}");
+    let model_file = model.display().to_string();
+    let warning = shown
+        .lines()
+        .find(|l| l.contains("warning: company property number_of_employees"))
+        .unwrap_or_else(|| panic!("no warning for the company field in {shown}"));
+    assert!(warning.starts_with(&format!("{model_file}:")), "{warning}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("warning: list \"analytics webinar 2031\"")),
+        "{shown}"
+    );
+    assert!(shown.contains("\n2 warnings\n"), "{shown}");
+    assert_eq!(strict.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("2 warnings (fatal under --strict)"));
     let out = String::from_utf8_lossy(&broken.stdout).to_string();
     assert_eq!(broken.status.code(), Some(78), "{out}");
     assert!(

@@ -23,7 +23,11 @@ points = 10
 #[track_caller]
 fn check(source: &str, expected: &[&str]) {
     let got: Vec<String> = match Model::compile("m.toml", source) {
-        Ok(_) => Vec::new(),
+        Ok(model) => model
+            .warnings(&|_| false)
+            .iter()
+            .map(|w| format!("{}:{}: warning: {}", w.line, w.column, w.message))
+            .collect(),
         Err(errors) => {
             assert!(errors.iter().all(|e| e.file == "m.toml"));
             errors
@@ -245,10 +249,75 @@ points = -10
     check(
         source,
         &[
-            "4:7: score cap 90 can never be reached: its groups give at most 30 together",
-            "9:7: group max 50 can never be reached: its rules give at most 30 together",
-            "10:7: group min -20 can never be reached: its rules take away at most 10 together",
+            "4:7: warning: score cap 90 can never be reached: its groups give at most 30 together (fine as a cap for rules to come)",
+            "9:7: warning: group max 50 can never be reached: its rules give at most 30 together (fine as a cap for rules to come)",
+            "10:7: warning: group min -20 can never be reached: its rules take away at most 10 together",
         ],
+    );
+}
+
+#[test]
+fn typos_and_hidden_rules_are_warnings() {
+    let source = r#"
+[[score]]
+name = "s"
+
+[[score.group]]
+name = "engagement"
+part = "engagement"
+
+[[score.group.rule]]
+name = "Clicked"
+event = "email_clik"
+points = 5
+
+[[score.group.rule]]
+name = "Pricing"
+event = "page_view"
+url = "/pricing"
+points = 10
+
+[[score.group.rule]]
+name = "Trial"
+event = "trial_started"
+points = 10
+
+[[score.group]]
+name = "capped"
+part = "fit"
+max = 0
+
+[[score.group.rule]]
+name = "Director"
+property = "jobtitle"
+contains = "director"
+points = 10
+"#;
+    check(
+        source,
+        &[
+            "11:9: warning: event type `email_clik` is not a standard one: did you mean `email_click`? (a custom type needs a source under the connection's [events])",
+            "17:7: warning: `url = \"/pricing\"` has no wildcard, so it matches only that exact url: write \"*pricing*\" to match it anywhere in the url",
+            "22:9: warning: event type `trial_started` is not a standard one (page_view, email_open, email_click, email_unsubscribe, form_submission, form_error, cta_click, ad_click, content_download, webinar, meeting): the connection must name its source under [events]",
+            "30:1: warning: rule \"Director\" can never change the score: the group's max takes back whatever it gives",
+        ],
+    );
+    // A connection that feeds `trial_started` silences its warning.
+    let model = Model::compile("m.toml", source).expect("compiles");
+    let fed = model.warnings(&|kind| kind == "trial_started");
+    assert_eq!(fed.len(), 3);
+    // A cap warning never hides a real error further down.
+    let broken = format!(
+        "{source}\n[[score.group.rule]]\nname = \"x\"\nproperty = \"jobtitle\"\npoints = \"ten\"\n"
+    );
+    let Err(errors) = Model::compile("m.toml", &broken) else {
+        panic!("a string for points is an error");
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("expected a number")),
+        "{errors}"
     );
 }
 
@@ -260,7 +329,6 @@ fn floor_above_cap_and_min_above_max() {
     check(
         &source,
         &[
-            "4:7: score cap 10 can never be reached: its groups give at most 5 together",
             "5:9: score floor 20 must be below its cap 10",
             "11:7: group min 8 is above its max 5",
         ],
