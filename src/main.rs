@@ -185,6 +185,10 @@ enum Command {
         /// Write the proposed model here (the original with new points).
         #[arg(long)]
         write: Option<PathBuf>,
+        /// Propose points whose sign differs from the hand-set ones (they
+        /// are listed either way; without this they keep the hand-set points).
+        #[arg(long)]
+        allow_sign_change: bool,
         #[command(flatten)]
         records: Outcomes,
     },
@@ -312,6 +316,28 @@ impl Outcomes {
 
     fn now(&self) -> Result<jiff::Timestamp, CommandError> {
         commands::resolve_now(self.now.as_deref())
+    }
+
+    /// Standard input copied to a temporary file, for commands that read
+    /// the records twice; `None` when the input is a file.
+    fn spill(&self) -> Result<Option<tempfile::NamedTempFile>, CommandError> {
+        if self.input != "-" {
+            return Ok(None);
+        }
+        let mut file = tempfile::NamedTempFile::new()?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut file)?;
+        Ok(Some(file))
+    }
+
+    /// The input from its start: the spilled copy, or the file again.
+    fn reopen(
+        &self,
+        spilled: Option<&tempfile::NamedTempFile>,
+    ) -> Result<Box<dyn std::io::BufRead>, CommandError> {
+        match spilled {
+            Some(file) => Ok(Box::new(open(&file.path().display().to_string())?)),
+            None => self.input(),
+        }
     }
 
     fn input(&self) -> Result<Box<dyn std::io::BufRead>, CommandError> {
@@ -524,6 +550,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
             config,
             score,
             write,
+            allow_sign_change,
             records,
         } => {
             let model = commands::load_model(&config)?;
@@ -533,22 +560,22 @@ fn run(command: Command) -> Result<u8, CommandError> {
                     source,
                 }
             })?;
+            // The records are read twice (fit, then judge the written
+            // proposal): standard input is kept in a temporary file.
+            let spilled = records.spill()?;
+            let mut open = || records.reopen(spilled.as_ref());
             let (result, proposal, skipped) = commands::calibrate(
                 &model,
                 &source,
                 score.as_deref(),
                 records.now()?,
                 &records.spec()?,
-                records.input()?,
+                &mut open,
                 threads(),
+                allow_sign_change,
             )?;
             records.emit(&result, result.text(), &skipped)?;
-            if let Some(path) = write {
-                let Some(text) = proposal else {
-                    return Err(CommandError::Data(
-                        "could not match the model file's rules to write a proposal".to_owned(),
-                    ));
-                };
+            if let (Some(path), Some(text)) = (write, proposal) {
                 std::fs::write(&path, text)?;
                 eprintln!("proposed model written to {}", path.display());
             }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::CommandError;
 use super::lines::{for_each_batch, line_text};
 use crate::Scorecard;
-use crate::evaluate::calibrate::{Calibration, Outcome, rewrite_points};
+use crate::evaluate::calibrate::{Calibration, Judge, Outcome, rewrite_points};
 use crate::evaluate::{Collector, Report};
 use crate::model::Model;
 
@@ -423,15 +423,20 @@ impl Diff {
     }
 }
 
-/// Fits point values for one score and proposes a model file.
-pub fn calibrate(
+/// Fits point values for one score, writes them into the model file, and
+/// judges that written model against the hand-set one on held-out records.
+/// The records are read twice, so `open` gives them from the start each
+/// time it is called.
+#[allow(clippy::too_many_arguments)]
+pub fn calibrate<'a>(
     model: &Model,
     source: &str,
     score: Option<&str>,
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl BufRead,
+    open: &mut dyn FnMut() -> Result<Box<dyn BufRead + 'a>, CommandError>,
     threads: usize,
+    allow_sign_change: bool,
 ) -> Result<(Outcome, Option<String>, Skipped), CommandError> {
     let index = match score {
         None => 0,
@@ -448,7 +453,7 @@ pub fn calibrate(
         &[model],
         now,
         outcome,
-        input,
+        open()?,
         threads,
         |id, cards, converted| {
             if let Some(card) = cards.first() {
@@ -456,9 +461,43 @@ pub fn calibrate(
             }
         },
     )?;
-    let outcome = calibration.finish(1.0);
-    let proposal = rewrite_points(source, index, &outcome.rules);
-    Ok((outcome, proposal, skipped))
+    let fit = calibration.finish(1.0, allow_sign_change);
+    let proposal = rewrite_points(source, index, &fit.rules);
+    let written = match &proposal {
+        Some(text) => Model::compile("proposal.toml", text)
+            .map_err(|e| CommandError::Data(format!("the proposed model does not compile: {e}")))?,
+        None => {
+            return Err(CommandError::Data(
+                "could not match the model file's rules to its scores to write a proposal"
+                    .to_owned(),
+            ));
+        }
+    };
+    let known: Vec<String> = model
+        .warnings(&|_| true)
+        .into_iter()
+        .map(|w| w.message)
+        .collect();
+    let new_warnings: Vec<String> = written
+        .warnings(&|_| true)
+        .into_iter()
+        .map(|w| w.message)
+        .filter(|m| !known.contains(m))
+        .collect();
+    let mut judge = Judge::new(model, index, &fit);
+    each_scored(
+        &[model, &written],
+        now,
+        outcome,
+        open()?,
+        threads,
+        |id, cards, converted| {
+            if let [hand, proposed] = cards {
+                judge.add(id, hand, proposed, converted);
+            }
+        },
+    )?;
+    Ok((judge.finish(fit, new_warnings), proposal, skipped))
 }
 
 /// Writes `count` generated people as JSON-line records with an `outcome`.

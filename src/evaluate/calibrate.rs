@@ -1,11 +1,12 @@
 //! Learning point values from outcomes: an L2-regularised logistic
-//! regression of "converted" on how often each of a score's criteria
-//! counted (once for a property rule, per occurrence for an event rule, as
-//! the model's points are given), fitted by
-//! Newton's method (IRLS) on the distinct firing patterns (so a million
-//! records cost no more than the patterns they show), compared with the
-//! hand-set model on held-out records, and turned into points on the
-//! model's own scale.
+//! regression of "converted" on each of a score's criteria in the unit its
+//! points are given in (once for a property rule, per occurrence — after
+//! decay — for an event rule, per unit for a `points_per_unit` rule),
+//! fitted by Newton's method (IRLS) on the distinct patterns (so a million
+//! records cost no more than the patterns they show), turned into points on
+//! the model's own scale, written into the model file, and judged by
+//! scoring held-out records with that *written* model exactly as `score`
+//! does (caps, floors, rounding) against the hand-set one.
 
 use std::collections::HashMap;
 
@@ -13,61 +14,101 @@ use serde::Serialize;
 
 use super::auc;
 use crate::Scorecard;
-use crate::model::Model;
+use crate::model::{Model, RuleKind};
 
-/// How often each criterion of one score counted on a record (1 for a
-/// property rule that held; the occurrences that scored for an event rule).
-/// The fitted weight is then per occurrence, as the model's points are.
-fn pattern(card: &Scorecard, score: usize, rules: usize) -> Vec<u16> {
-    let mut counts = vec![0u16; rules];
+/// Features are kept to hundredths so patterns repeat.
+const RESOLUTION: f64 = 100.0;
+
+/// Each criterion of one score in its own unit on a record: the points it
+/// gave divided by its points (1 for a property rule that held; decayed
+/// occurrences for an event rule; units for a per-unit rule), in hundredths.
+fn pattern(model: &Model, card: &Scorecard, score: usize, rules: usize) -> Vec<i64> {
+    let mut units = vec![0i64; rules];
+    let Some(spec) = model.scores.get(score) else {
+        return units;
+    };
     if let Some(result) = card.scores.get(score) {
         for hit in &result.hits {
-            if let Some(count) = counts.get_mut(usize::from(hit.rule)) {
-                *count = u16::try_from(hit.count.max(1)).unwrap_or(u16::MAX);
+            let Some(rule) = spec.rules.get(usize::from(hit.rule)) else {
+                continue;
+            };
+            let x = if rule.points == 0.0 {
+                f64::from(hit.count)
+            } else {
+                hit.points / rule.points
+            };
+            if let Some(slot) = units.get_mut(usize::from(hit.rule)) {
+                *slot = (x * RESOLUTION).round() as i64;
             }
         }
     }
-    counts
+    units
 }
 
-/// Training patterns and held-out records for one score.
+/// Training patterns for one score; held-out records are judged later, by
+/// scoring them with the written proposal.
 #[derive(Debug)]
 pub struct Calibration<'m> {
     model: &'m Model,
     score: usize,
     rules: usize,
     /// Pattern → index into `counts`.
-    index: HashMap<Vec<u16>, usize>,
-    patterns: Vec<Vec<u16>>,
+    index: HashMap<Vec<i64>, usize>,
+    patterns: Vec<Vec<i64>>,
     /// Per pattern: (converted, not converted) among training records.
     counts: Vec<(u64, u64)>,
-    /// Held-out records: pattern index, hand-set total, outcome.
-    holdout: Vec<(usize, f64, bool)>,
 }
 
-/// What calibration found.
+/// The fitted weights and what became of them as points.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Outcome {
+pub struct Fit {
     pub score: String,
     pub training_records: u64,
-    pub holdout_records: u64,
     pub distinct_patterns: usize,
-    pub hand_auc: Option<f64>,
-    pub fitted_auc: Option<f64>,
-    /// True only when the fitted model beats the hand-set one on held-out
-    /// data by more than the noise (DeLong's paired test, 95 %).
-    pub fitted_is_better: bool,
     pub intercept: f64,
     pub rules: Vec<Proposal>,
+    /// Log-odds per point of the hand-set scale → proposed points.
+    pub scale: f64,
+}
+
+/// What calibration found: the fit, and the written proposal against the
+/// hand-set model on held-out records.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    #[serde(flatten)]
+    pub fit: Fit,
+    pub holdout_records: u64,
+    pub hand_auc: Option<f64>,
+    /// The written proposal, scored as `score` scores it.
+    pub written_auc: Option<f64>,
+    /// The fitted log-odds before points, caps and rounding: what the
+    /// regression itself reaches, for reference only.
+    pub fit_auc: Option<f64>,
+    /// (written − hand) / standard error, DeLong's paired method.
+    pub z: Option<f64>,
+    /// True only when the written model beats the hand-set one on held-out
+    /// records beyond noise (one-sided, 95 %).
+    pub written_is_better: bool,
+    /// Held-out records whose tier the proposal changes.
+    pub tier_changes: u64,
+    /// What `check-config` would warn about in the proposal (caps it
+    /// cannot reach now, …); caps are never changed by calibration.
+    pub proposal_warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Proposal {
     pub rule: String,
+    /// What one unit is: "once", "occurrence", "unit of employees".
+    pub unit: String,
     pub current_points: f64,
-    /// Log-odds per firing.
+    /// Log-odds per unit.
     pub coefficient: f64,
     pub proposed_points: f64,
+    /// The data point the other way from the hand-set points.
+    pub sign_change: bool,
+    /// A sign change left as the hand-set points (no `--allow-sign-change`).
+    pub kept: bool,
 }
 
 /// A stable split: about 30 % of ids are held out.
@@ -240,91 +281,235 @@ impl<'m> Calibration<'m> {
             index: HashMap::new(),
             patterns: Vec::new(),
             counts: Vec::new(),
-            holdout: Vec::new(),
         }
     }
 
+    /// Adds a training record; held-out ids are left for [`Judge`].
     pub fn add(&mut self, id: &str, card: &Scorecard, converted: bool) {
-        let counts = pattern(card, self.score, self.rules);
+        if held_out(id) {
+            return;
+        }
+        let units = pattern(self.model, card, self.score, self.rules);
         let next = self.patterns.len();
-        let index = *self.index.entry(counts.clone()).or_insert(next);
+        let index = *self.index.entry(units.clone()).or_insert(next);
         if index == next {
-            self.patterns.push(counts);
+            self.patterns.push(units);
             self.counts.push((0, 0));
         }
-        if held_out(id) {
-            let total = card.scores.get(self.score).map_or(0.0, |r| r.total);
-            self.holdout.push((index, total, converted));
-        } else if converted {
+        if converted {
             self.counts[index].0 += 1;
         } else {
             self.counts[index].1 += 1;
         }
     }
 
-    pub fn finish(&self, lambda: f64) -> Outcome {
+    /// Fits with L2 penalty `lambda`. A rule whose fitted sign opposes its
+    /// hand-set points is held at 0 in the fit and keeps its hand-set
+    /// points, unless `allow_sign_change`; either way it is listed.
+    pub fn finish(&self, lambda: f64, allow_sign_change: bool) -> Fit {
+        let spec = &self.model.scores[self.score];
         let features: Vec<Vec<f64>> = self
             .patterns
             .iter()
-            .map(|counts| counts.iter().map(|c| f64::from(*c)).collect())
+            .map(|units| units.iter().map(|u| *u as f64 / RESOLUTION).collect())
             .collect();
-        let w = fit(&features, &self.counts, lambda);
-        let predict = |index: usize| -> f64 {
-            features[index]
-                .iter()
-                .zip(&w)
-                .map(|(xi, wi)| xi * wi)
-                .sum::<f64>()
-                + w.last().copied().unwrap_or(0.0)
-        };
-        let mut hand: Vec<(f64, bool)> = self.holdout.iter().map(|(_, t, o)| (*t, *o)).collect();
-        let mut fitted: Vec<(f64, bool)> = self
-            .holdout
-            .iter()
-            .map(|(i, _, o)| (predict(*i), *o))
+        let unconstrained = fit(&features, &self.counts, lambda);
+        let against = |w: &[f64], r: usize| spec.rules[r].points * w[r] < 0.0;
+        let sign_change: Vec<bool> = (0..self.rules)
+            .map(|r| against(&unconstrained, r))
             .collect();
-        let hand_auc = auc(&mut hand);
-        let fitted_auc = auc(&mut fitted);
-        let outcomes: Vec<bool> = self.holdout.iter().map(|h| h.2).collect();
-        let hand_scores: Vec<f64> = self.holdout.iter().map(|h| h.1).collect();
-        let fitted_scores: Vec<f64> = self.holdout.iter().map(|h| predict(h.0)).collect();
-        let se = paired_auc_se(&fitted_scores, &hand_scores, &outcomes);
-        let fitted_is_better = match (hand_auc, fitted_auc, se) {
-            (Some(h), Some(f), Some(se)) => f - h > 1.96 * se && f > 0.55,
-            _ => false,
-        };
-        let spec = &self.model.scores[self.score];
-        // Points on the model's own scale: the same total absolute points as
-        // the hand-set rules, shared out by the fitted log-odds.
-        let hand_scale: f64 = spec.rules.iter().map(|r| r.points.abs()).sum();
-        let fitted_scale: f64 = w[..self.rules].iter().map(|c| c.abs()).sum();
-        let factor = if fitted_scale > 0.0 {
-            hand_scale / fitted_scale
+        // Active set: drop the rules pointing the wrong way, refit, until
+        // none is left pointing the wrong way.
+        let mut held = vec![false; self.rules];
+        let mut w = unconstrained.clone();
+        if !allow_sign_change {
+            for _ in 0..self.rules.max(1) {
+                let wrong: Vec<usize> = (0..self.rules)
+                    .filter(|&r| !held[r] && against(&w, r))
+                    .collect();
+                if wrong.is_empty() {
+                    break;
+                }
+                for r in wrong {
+                    held[r] = true;
+                }
+                let masked: Vec<Vec<f64>> = features
+                    .iter()
+                    .map(|x| {
+                        x.iter()
+                            .enumerate()
+                            .map(|(r, v)| if held[r] { 0.0 } else { *v })
+                            .collect()
+                    })
+                    .collect();
+                w = fit(&masked, &self.counts, lambda);
+            }
+        }
+        // Points on the model's own scale: the average contribution of the
+        // fitted rules, in points, equals the hand-set rules'.
+        let training: u64 = self.counts.iter().map(|(p, n)| p + n).sum();
+        let mut mean = vec![0.0; self.rules];
+        for (x, (p, n)) in features.iter().zip(&self.counts) {
+            for (m, v) in mean.iter_mut().zip(x) {
+                *m += v * (p + n) as f64;
+            }
+        }
+        for m in &mut mean {
+            *m /= training.max(1) as f64;
+        }
+        let hand: f64 = (0..self.rules)
+            .filter(|&r| !held[r])
+            .map(|r| spec.rules[r].points.abs() * mean[r])
+            .sum();
+        let fitted: f64 = (0..self.rules)
+            .filter(|&r| !held[r])
+            .map(|r| w[r].abs() * mean[r])
+            .sum();
+        let scale = if fitted > 0.0 && hand > 0.0 {
+            hand / fitted
         } else {
-            0.0
+            10.0
         };
         let rules = spec
             .rules
             .iter()
-            .zip(&w)
-            .map(|(rule, coefficient)| Proposal {
-                rule: rule.name.clone(),
-                current_points: rule.points,
-                coefficient: *coefficient,
-                proposed_points: (coefficient * factor).round(),
+            .enumerate()
+            .map(|(r, rule)| {
+                let unit = match &rule.kind {
+                    RuleKind::Condition(_) => "once".to_owned(),
+                    RuleKind::PerUnit { slot, .. } => format!(
+                        "unit of {}",
+                        self.model.schema.props[*slot as usize].display_name()
+                    ),
+                    RuleKind::Events { mode, .. } => match mode {
+                        crate::model::EventMode::Each => "occurrence".to_owned(),
+                        _ => "once".to_owned(),
+                    },
+                };
+                let proposed = if held[r] {
+                    rule.points
+                } else {
+                    round_points(w[r] * scale)
+                };
+                Proposal {
+                    rule: rule.name.clone(),
+                    unit,
+                    current_points: rule.points,
+                    coefficient: if held[r] { unconstrained[r] } else { w[r] },
+                    proposed_points: proposed,
+                    sign_change: sign_change[r],
+                    kept: held[r],
+                }
             })
             .collect();
-        let training: u64 = self.counts.iter().map(|(p, n)| p + n).sum();
-        Outcome {
+        Fit {
             score: spec.name.clone(),
             training_records: training,
-            holdout_records: self.holdout.len() as u64,
             distinct_patterns: self.patterns.len(),
-            hand_auc,
-            fitted_auc,
-            fitted_is_better,
             intercept: w.last().copied().unwrap_or(0.0),
             rules,
+            scale,
+        }
+    }
+}
+
+/// Points as a person would write them: whole numbers from 5 up, two
+/// significant digits below (a per-unit rule may be worth 0.02 a unit).
+fn round_points(x: f64) -> f64 {
+    if x.abs() >= 5.0 || x == 0.0 {
+        return x.round();
+    }
+    let magnitude = 10f64.powf(x.abs().log10().floor() - 1.0);
+    (x / magnitude).round() * magnitude
+}
+
+/// The held-out comparison: each held-out record scored by the hand-set
+/// model and by the written proposal, both as `score` scores them.
+#[derive(Debug)]
+pub struct Judge<'m> {
+    model: &'m Model,
+    score: usize,
+    weights: Vec<f64>,
+    intercept: f64,
+    hand: Vec<f64>,
+    written: Vec<f64>,
+    linear: Vec<f64>,
+    outcomes: Vec<bool>,
+    tier_changes: u64,
+}
+
+impl<'m> Judge<'m> {
+    pub fn new(model: &'m Model, score: usize, fit: &Fit) -> Judge<'m> {
+        Judge {
+            model,
+            score,
+            weights: fit
+                .rules
+                .iter()
+                .map(|r| if r.kept { 0.0 } else { r.coefficient })
+                .collect(),
+            intercept: fit.intercept,
+            hand: Vec::new(),
+            written: Vec::new(),
+            linear: Vec::new(),
+            outcomes: Vec::new(),
+            tier_changes: 0,
+        }
+    }
+
+    /// `hand` is the record's card under the hand-set model, `written`
+    /// under the proposal; training records are ignored.
+    pub fn add(&mut self, id: &str, hand: &Scorecard, written: &Scorecard, converted: bool) {
+        if !held_out(id) {
+            return;
+        }
+        let (Some(h), Some(w)) = (hand.scores.get(self.score), written.scores.get(self.score))
+        else {
+            return;
+        };
+        let units = pattern(self.model, hand, self.score, self.weights.len());
+        let linear = units
+            .iter()
+            .zip(&self.weights)
+            .map(|(u, w)| *u as f64 / RESOLUTION * w)
+            .sum::<f64>()
+            + self.intercept;
+        self.hand.push(h.total);
+        self.written.push(w.total);
+        self.linear.push(linear);
+        self.outcomes.push(converted);
+        if h.tier != w.tier {
+            self.tier_changes += 1;
+        }
+    }
+
+    pub fn finish(self, fit: Fit, proposal_warnings: Vec<String>) -> Outcome {
+        let paired = |scores: &[f64]| -> Vec<(f64, bool)> {
+            scores
+                .iter()
+                .copied()
+                .zip(self.outcomes.iter().copied())
+                .collect()
+        };
+        let hand_auc = auc(&mut paired(&self.hand));
+        let written_auc = auc(&mut paired(&self.written));
+        let fit_auc = auc(&mut paired(&self.linear));
+        let se = paired_auc_se(&self.written, &self.hand, &self.outcomes);
+        let z = match (hand_auc, written_auc, se) {
+            (Some(h), Some(w), Some(se)) if se > 0.0 => Some((w - h) / se),
+            _ => None,
+        };
+        let written_is_better = z.is_some_and(|z| z > 1.645);
+        Outcome {
+            fit,
+            holdout_records: self.outcomes.len() as u64,
+            hand_auc,
+            written_auc,
+            fit_auc,
+            z,
+            written_is_better,
+            tier_changes: self.tier_changes,
+            proposal_warnings,
         }
     }
 }
@@ -333,46 +518,87 @@ impl Outcome {
     pub fn text(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let auc = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.3}"));
+        let fit = &self.fit;
+        let auc = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
         let _ = writeln!(
             out,
-            "score \"{}\": fitted on {} records ({} distinct criteria patterns), checked on {} held out",
-            self.score, self.training_records, self.distinct_patterns, self.holdout_records
+            "score \"{}\": fitted on {} records ({} distinct criteria patterns), judged on {} held out",
+            fit.score, fit.training_records, fit.distinct_patterns, self.holdout_records
         );
         let _ = writeln!(
             out,
-            "  held-out ROC AUC: hand-set {} · fitted {}",
+            "  held-out ROC AUC, scored as `score` scores them: hand-set {} · proposal {}{}",
             auc(self.hand_auc),
-            auc(self.fitted_auc)
+            auc(self.written_auc),
+            self.z
+                .map_or(String::new(), |z| format!(" (DeLong z = {z:+.2})"))
+        );
+        let _ = writeln!(
+            out,
+            "  (the fitted log-odds before points, caps and rounding: {})",
+            auc(self.fit_auc)
         );
         let _ = writeln!(
             out,
             "  {}",
-            if self.fitted_is_better {
-                "the fitted points separate converters better than the hand-set ones"
+            if self.written_is_better {
+                "the proposal separates converters better than the hand-set model, beyond noise (one-sided 95 %)"
             } else {
-                "no clear win for the fitted points: keep the hand-set model, or gather more outcomes"
+                "no clear win for the proposal: keep the hand-set model, or gather more outcomes"
             }
         );
-        let _ = writeln!(
-            out,
-            "  {:<40} {:>8} {:>9} {:>9}",
-            "rule", "points", "log-odds", "proposed"
-        );
-        for rule in &self.rules {
+        if self.holdout_records > 0 {
             let _ = writeln!(
                 out,
-                "  {:<40} {:>8} {:>9.3} {:>9}",
-                rule.rule, rule.current_points, rule.coefficient, rule.proposed_points
+                "  the proposal moves {} of {} held-out records ({:.1} %) to another tier",
+                self.tier_changes,
+                self.holdout_records,
+                100.0 * self.tier_changes as f64 / self.holdout_records as f64
             );
+        }
+        let _ = writeln!(
+            out,
+            "  {:<36} {:<22} {:>8} {:>9} {:>9}",
+            "rule", "per", "points", "log-odds", "proposed"
+        );
+        for rule in &fit.rules {
+            let flag = match (rule.sign_change, rule.kept) {
+                (true, true) => {
+                    "  ! the data point the other way; kept as set (--allow-sign-change to propose it)"
+                }
+                (true, false) => "  ! sign changed",
+                _ => "",
+            };
+            let _ = writeln!(
+                out,
+                "  {:<36} {:<22} {:>8} {:>9.3} {:>9}{flag}",
+                rule.rule,
+                rule.unit,
+                points_text(rule.current_points),
+                rule.coefficient,
+                points_text(rule.proposed_points)
+            );
+        }
+        for warning in &self.proposal_warnings {
+            let _ = writeln!(out, "  warning in the proposal: {warning}");
         }
         out
     }
 }
 
-/// The model file with each rule's `points` of `score` replaced by the
-/// proposal (comments and layout kept); `None` if the file's rules cannot
-/// be matched to the model's.
+/// Points as they are written in the model file.
+fn points_text(points: f64) -> String {
+    if points == points.trunc() && points.abs() < 1e15 {
+        format!("{}", points as i64)
+    } else {
+        let text = format!("{points:.6}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// The model file with each rule's `points` (or `points_per_unit`) of
+/// `score` replaced by the proposal; comments, layout and caps kept. `None`
+/// if the file's rules cannot be matched to the model's.
 pub fn rewrite_points(source: &str, score: usize, proposals: &[Proposal]) -> Option<String> {
     use toml::de::{DeTable, DeValue};
     let root = DeTable::parse(source).ok()?;
@@ -398,7 +624,11 @@ pub fn rewrite_points(source: &str, score: usize, proposals: &[Proposal]) -> Opt
                     let DeValue::Table(rule) = rule.get_ref() else {
                         return None;
                     };
-                    spans.push(rule.get("points").map(toml::Spanned::span));
+                    spans.push(
+                        rule.get("points")
+                            .or_else(|| rule.get("points_per_unit"))
+                            .map(toml::Spanned::span),
+                    );
                 }
             }
         }
@@ -409,7 +639,8 @@ pub fn rewrite_points(source: &str, score: usize, proposals: &[Proposal]) -> Opt
     let mut edits: Vec<(std::ops::Range<usize>, String)> = spans
         .into_iter()
         .zip(proposals)
-        .filter_map(|(span, p)| span.map(|s| (s, format!("{}", p.proposed_points as i64))))
+        .filter(|(_, p)| p.proposed_points != p.current_points)
+        .filter_map(|(span, p)| span.map(|s| (s, points_text(p.proposed_points))))
         .collect();
     edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
     let mut text = source.to_owned();
@@ -418,58 +649,5 @@ pub fn rewrite_points(source: &str, score: usize, proposals: &[Proposal]) -> Opt
             text.replace_range(span, &value);
         }
     }
-    Some(lower_unreachable_caps(text))
-}
-
-/// New points can leave a group's or score's cap out of reach, which the
-/// model compiler rejects: lower each such cap (or raise such a floor) to
-/// what the rules can reach, so the proposal is a valid model.
-fn lower_unreachable_caps(mut text: String) -> String {
-    for _ in 0..8 {
-        let Err(errors) = Model::compile("proposal.toml", &text) else {
-            break;
-        };
-        let mut edits = Vec::new();
-        for error in errors.iter() {
-            let message = &error.message;
-            if !message.contains("can never be reached") {
-                continue;
-            }
-            let Some(reachable) = message
-                .rsplit("at most ")
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse::<f64>().ok())
-            else {
-                continue;
-            };
-            let reachable = if message.contains("take away") {
-                -reachable.abs()
-            } else {
-                reachable
-            };
-            // The error points at the value: line and column, 1-based.
-            let offset = text
-                .split_inclusive('\n')
-                .take(error.line.saturating_sub(1))
-                .map(str::len)
-                .sum::<usize>()
-                + error.column.saturating_sub(1);
-            let end = text[offset..]
-                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-                .map_or(text.len(), |n| offset + n);
-            if end > offset {
-                edits.push((offset..end, format!("{reachable}")));
-            }
-        }
-        if edits.is_empty() {
-            break;
-        }
-        edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
-        edits.dedup_by_key(|(span, _)| span.start);
-        for (span, value) in edits {
-            text.replace_range(span, &value);
-        }
-    }
-    text
+    Some(text)
 }

@@ -190,6 +190,11 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
     Ok(model)
 }
 
+/// A sum of points without float noise (21.51, not 21.509999999999998).
+fn tidy(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 /// Attributes that hold a URL or a path, where a pattern without a
 /// wildcard is almost always a mistake.
 fn url_like(attr: &str) -> bool {
@@ -470,7 +475,8 @@ impl Compiler<'_> {
                 let reachable: f64 = bounds.iter().filter_map(|b| b.max).sum();
                 if reachable < cap {
                     self.d.warn(&c.span(), format!(
-                        "score cap {cap} can never be reached: its groups give at most {reachable} together (fine as a cap for rules to come)"
+                        "score cap {cap} can never be reached: its groups give at most {} together (fine as a cap for rules to come)",
+                        tidy(reachable)
                     ));
                 }
             }
@@ -641,8 +647,9 @@ impl Compiler<'_> {
             && *m.get_ref() > reachable
         {
             self.d.warn(&m.span(), format!(
-                    "group max {} can never be reached: its rules give at most {reachable} together (fine as a cap for rules to come)",
-                    m.get_ref()
+                    "group max {} can never be reached: its rules give at most {} together (fine as a cap for rules to come)",
+                    m.get_ref(),
+                    tidy(reachable)
                 ));
         }
         if let (Some(m), Some(reachable)) = (&raw.min, bound.min)
@@ -653,7 +660,7 @@ impl Compiler<'_> {
                 format!(
                     "group min {} can never be reached: its rules take away at most {} together",
                     m.get_ref(),
-                    -reachable
+                    tidy(-reachable)
                 ),
             );
         }
