@@ -288,6 +288,9 @@ enum Command {
         id: String,
         #[arg(long)]
         now: Option<String>,
+        /// Also list rules that matched but are worth 0 now.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -666,17 +669,18 @@ fn run(command: Command) -> Result<u8, CommandError> {
             state,
             id,
             now,
+            verbose,
         } => {
             let now = commands::resolve_now(now.as_deref())?;
             let text = match (connection, config, input) {
                 (Some(path), _, _) => {
                     let connection = load_connection(&path, crm_url.as_deref())?;
                     let state_path = leadscored::state::default_path(&state.resolve(), &path);
-                    commands::explain_stored(&connection, &state_path, &id, now)?
+                    commands::explain_stored(&connection, &state_path, &id, now, verbose)?
                 }
                 (None, Some(config), Some(input)) => {
                     let model = commands::load_model(&config)?;
-                    commands::explain(&model, now, open(&input)?, &id)?
+                    commands::explain(&model, now, open(&input)?, &id, verbose)?
                 }
                 _ => {
                     return Err(CommandError::Data(

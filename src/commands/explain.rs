@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::CommandError;
 use crate::config::Connection;
-use crate::engine::explain_text;
+use crate::engine::explain_with;
 use crate::model::Model;
 use crate::state::State;
 
@@ -20,6 +20,7 @@ pub fn explain(
     now: Timestamp,
     input: impl BufRead,
     id: &str,
+    verbose: bool,
 ) -> Result<String, CommandError> {
     let mut skipped = None;
     for (index, line) in input.lines().enumerate() {
@@ -37,7 +38,7 @@ pub fn explain(
         };
         if record.id() == id {
             let card = model.score(&record, now);
-            return Ok(explain_text(model, &record, &card, now));
+            return Ok(explain_with(model, &record, &card, now, verbose));
         }
     }
     let hint = skipped
@@ -57,6 +58,7 @@ pub fn explain_stored(
     state_path: &Path,
     id: &str,
     now: Timestamp,
+    verbose: bool,
 ) -> Result<String, CommandError> {
     let state = State::open_read_only(state_path, &connection.identity())?.ok_or_else(|| {
         CommandError::Data(format!(
@@ -76,7 +78,7 @@ pub fn explain_stored(
     let record =
         crate::crm::mapping::to_record(model, &connection.inputs, &pulled, company.as_ref());
     let card = model.score(&record, now);
-    let mut out = explain_text(model, &record, &card, now);
+    let mut out = explain_with(model, &record, &card, now, verbose);
     let _ = writeln!(
         out,
         "\nIn {} (as last pulled, with leadscored's writes since):",

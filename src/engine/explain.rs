@@ -295,6 +295,18 @@ fn adjustment_parts(adjustment: &Adjustment) -> (&'static str, Option<usize>, f6
 
 /// A readable explanation of one record's scorecard, for a person.
 pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Timestamp) -> String {
+    explain_with(model, record, card, now, false)
+}
+
+/// As [`explain_text`]; `verbose` also lists rules that matched but are
+/// worth 0 now (decayed, or rounded away).
+pub fn explain_with(
+    model: &Model,
+    record: &Record,
+    card: &Scorecard,
+    now: Timestamp,
+    verbose: bool,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -370,11 +382,33 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
             num(result.engagement),
             num(spec.cap)
         );
+        // Score-level adjustments under the score, where they apply, not
+        // among the last group's rules.
+        for adjustment in &result.adjustments {
+            let text = match adjustment {
+                Adjustment::ScoreCap { .. } => format!("score cap {} reached", num(spec.cap)),
+                Adjustment::ScoreFloor { .. } => format!(
+                    "score floor {} reached",
+                    num(spec.floor.unwrap_or(0.0))
+                ),
+                Adjustment::Disqualified { .. } => "set to 0: disqualified".to_owned(),
+                _ => continue,
+            };
+            let (_, _, points) = adjustment_parts(adjustment);
+            let _ = writeln!(out, "  {:>7}  {text}", signed(points));
+        }
+        let worthless = |points: f64| !verbose && num(points) == "0";
+        let mut hidden = 0;
         for (g, group) in spec.groups.iter().enumerate() {
             let hits: Vec<_> = result
                 .hits
                 .iter()
                 .filter(|h| usize::from(spec.rules[usize::from(h.rule)].group) == g)
+                .filter(|h| {
+                    let keep = !worthless(h.points);
+                    hidden += usize::from(!keep);
+                    keep
+                })
                 .collect();
             let adjustments: Vec<_> = result
                 .adjustments
@@ -402,6 +436,11 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
                     }
                     _ => String::new(),
                 };
+                let detail = if num(hit.points) == "0" && rule.points != 0.0 {
+                    format!("{detail} (worth 0 now)")
+                } else {
+                    detail
+                };
                 let _ = writeln!(out, "    {:>7}  {}{detail}", signed(hit.points), rule.name);
             }
             for adjustment in adjustments {
@@ -414,15 +453,13 @@ pub fn explain_text(model: &Model, record: &Record, card: &Scorecard, now: Times
                 let _ = writeln!(out, "    {:>7}  {text}", signed(points));
             }
         }
-        for adjustment in &result.adjustments {
-            let text = match adjustment {
-                Adjustment::ScoreCap { .. } => "score cap reached",
-                Adjustment::ScoreFloor { .. } => "score floor reached",
-                Adjustment::Disqualified { .. } => "disqualified",
-                _ => continue,
-            };
-            let (_, _, points) = adjustment_parts(adjustment);
-            let _ = writeln!(out, "  {:>9}  {text}", signed(points));
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "  ({hidden} more matched but {} worth 0 now: --verbose lists {})",
+                if hidden == 1 { "is" } else { "are" },
+                if hidden == 1 { "it" } else { "them" }
+            );
         }
         if result.hits.is_empty() {
             let _ = writeln!(out, "  no rule matched");

@@ -15,7 +15,7 @@ mod outputs;
 
 use jiff::Timestamp;
 
-pub use explain::{CardJson, explain_text, summary_line};
+pub use explain::{CardJson, explain_text, explain_with, summary_line};
 pub use outputs::{OutputKind, OutputValue};
 
 use crate::grade::{Grade, GradeStep};

@@ -200,7 +200,7 @@ async fn a_whole_sync_against_the_fake_pardot() {
         .load(std::sync::atomic::Ordering::Relaxed);
     let state_path = dir.path().join("state.sqlite3");
     let now = jiff::Timestamp::now();
-    let text = leadscored::commands::explain_stored(&connection, &state_path, "42", now)
+    let text = leadscored::commands::explain_stored(&connection, &state_path, "42", now, false)
         .expect("explained");
     assert!(text.starts_with("Record 42 scored with model"), "{text}");
     assert!(text.contains("In pardot") && text.contains("leadscored_grade__c: "));
@@ -211,7 +211,7 @@ async fn a_whole_sync_against_the_fake_pardot() {
     // A year on, decay moves engaged prospects' scores: shown as the next write.
     let later = now + jiff::SignedDuration::from_hours(24 * 365);
     let moved = (1..=200).any(|id| {
-        leadscored::commands::explain_stored(&connection, &state_path, &id.to_string(), later)
+        leadscored::commands::explain_stored(&connection, &state_path, &id.to_string(), later, false)
             .is_ok_and(|t| t.contains("at the next pass"))
     });
     assert!(moved, "decay shows as a pending write");
