@@ -164,6 +164,10 @@ enum Command {
     Backtest {
         #[arg(long, env = "LEADSCORED_CONFIG")]
         config: PathBuf,
+        /// Also write the report as one self-contained HTML page (charts
+        /// as SVG, no script, no network).
+        #[arg(long)]
+        html: Option<PathBuf>,
         #[command(flatten)]
         records: Outcomes,
     },
@@ -172,6 +176,9 @@ enum Command {
         /// The old model, then the new one: `--config OLD --config NEW`.
         #[arg(long = "config", action = clap::ArgAction::Append, required = true)]
         configs: Vec<PathBuf>,
+        /// Also write the comparison as one self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
         #[command(flatten)]
         records: Outcomes,
     },
@@ -518,7 +525,11 @@ fn run(command: Command) -> Result<u8, CommandError> {
             commands::fake_crm(kind, listen, &options)?;
             Ok(exit::OK)
         }
-        Command::Backtest { config, records } => {
+        Command::Backtest {
+            config,
+            html,
+            records,
+        } => {
             let model = commands::load_model(&config)?;
             let (report, skipped) = commands::backtest(
                 &model,
@@ -528,16 +539,23 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 threads(),
             )?;
             records.emit(&report, report.text(), &skipped)?;
+            if let Some(path) = html {
+                write_page(&path, &leadscored::evaluate::html::backtest_page(&report))?;
+            }
             Ok(exit::OK)
         }
-        Command::Diff { configs, records } => {
-            let [old, new] = configs.as_slice() else {
+        Command::Diff {
+            configs,
+            html,
+            records,
+        } => {
+            let [old_path, new_path] = configs.as_slice() else {
                 return Err(CommandError::Data(
                     "diff needs exactly two models: --config OLD --config NEW".to_owned(),
                 ));
             };
-            let old = commands::load_model(old)?;
-            let new = commands::load_model(new)?;
+            let old = commands::load_model(old_path)?;
+            let new = commands::load_model(new_path)?;
             let (diff, skipped) = commands::diff(
                 &old,
                 &new,
@@ -547,6 +565,13 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 threads(),
             )?;
             records.emit(&diff, diff.text(), &skipped)?;
+            if let Some(path) = html {
+                let (a, b) = (
+                    old_path.display().to_string(),
+                    new_path.display().to_string(),
+                );
+                write_page(&path, &diff.html([&a, &b]))?;
+            }
             Ok(exit::OK)
         }
         Command::Calibrate {
@@ -715,6 +740,15 @@ fn load_connection(
             .map_err(CommandError::Data)?;
     }
     Ok(connection)
+}
+
+/// Writes an HTML report and says where.
+fn write_page(path: &std::path::Path, html: &str) -> Result<(), CommandError> {
+    std::fs::write(path, html).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+    })?;
+    eprintln!("report written to {}", path.display());
+    Ok(())
 }
 
 fn threads() -> usize {

@@ -239,8 +239,7 @@ pub fn backtest(
     Ok((collector.report(), skipped))
 }
 
-/// Records moving from (old label) to (new label).
-pub type Moves = BTreeMap<String, BTreeMap<String, u64>>;
+pub use crate::evaluate::html::Moves;
 
 /// How records move between two models.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -374,6 +373,30 @@ pub fn diff(
 }
 
 impl Diff {
+    /// Records whose grade differs between the models.
+    pub fn grade_changes(&self) -> u64 {
+        self.grade_moves
+            .iter()
+            .flat_map(|(from, row)| {
+                row.iter()
+                    .filter(move |(to, _)| *to != from)
+                    .map(|(_, n)| *n)
+            })
+            .sum()
+    }
+
+    /// The diff as one self-contained HTML page; `labels` name the models
+    /// as the user gave them.
+    pub fn html(&self, labels: [&str; 2]) -> String {
+        crate::evaluate::html::diff_page(
+            &self.old,
+            &self.new,
+            labels,
+            &self.tier_moves,
+            self.grade_changes(),
+        )
+    }
+
     pub fn text(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -390,6 +413,50 @@ impl Diff {
                 new.top.first().map_or(0.0, |t| t.lift)
             );
         }
+        for (old, new) in self.old.scores.iter().zip(&self.new.scores) {
+            if old.tiers.is_empty() && new.tiers.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "\nconversion by tier for \"{}\" (old → new)",
+                old.score
+            );
+            let mut labels: Vec<&str> = old.tiers.iter().map(|t| t.label.as_str()).collect();
+            for t in &new.tiers {
+                if !labels.contains(&t.label.as_str()) {
+                    labels.push(&t.label);
+                }
+            }
+            let cell = |tiers: &[crate::evaluate::Bucket], label: &str| {
+                tiers
+                    .iter()
+                    .find(|t| t.label == label)
+                    .map_or("—".to_owned(), |t| {
+                        format!(
+                            "{:>6.1} % of {:>7} (95 % CI {:.1}–{:.1} %)",
+                            100.0 * t.rate,
+                            t.records,
+                            100.0 * t.low,
+                            100.0 * t.high
+                        )
+                    })
+            };
+            for label in labels {
+                let _ = writeln!(
+                    out,
+                    "  {label:<12} {}  →  {}",
+                    cell(&old.tiers, label),
+                    cell(&new.tiers, label)
+                );
+            }
+            for inversion in &old.tier_inversions {
+                let _ = writeln!(out, "  ! old: {inversion}");
+            }
+            for inversion in &new.tier_inversions {
+                let _ = writeln!(out, "  ! new: {inversion}");
+            }
+        }
         for (score, moves) in &self.tier_moves {
             let _ = writeln!(out, "\ntier moves for \"{score}\" (old → new: records)");
             for (from, row) in moves {
@@ -399,16 +466,14 @@ impl Diff {
                 }
             }
         }
-        let changed: u64 = self
-            .grade_moves
-            .iter()
-            .flat_map(|(from, row)| {
-                row.iter()
-                    .filter(move |(to, _)| *to != from)
-                    .map(|(_, n)| *n)
-            })
-            .sum();
+        let changed = self.grade_changes();
         let _ = writeln!(out, "\n{changed} records change grade");
+        for inversion in &self.old.grade_inversions {
+            let _ = writeln!(out, "  ! old: {inversion}");
+        }
+        for inversion in &self.new.grade_inversions {
+            let _ = writeln!(out, "  ! new: {inversion}");
+        }
         if !self.biggest_movers.is_empty() {
             let _ = writeln!(out, "\nbiggest movers");
             for m in &self.biggest_movers {

@@ -387,10 +387,9 @@ pub fn explain_with(
         for adjustment in &result.adjustments {
             let text = match adjustment {
                 Adjustment::ScoreCap { .. } => format!("score cap {} reached", num(spec.cap)),
-                Adjustment::ScoreFloor { .. } => format!(
-                    "score floor {} reached",
-                    num(spec.floor.unwrap_or(0.0))
-                ),
+                Adjustment::ScoreFloor { .. } => {
+                    format!("score floor {} reached", num(spec.floor.unwrap_or(0.0)))
+                }
                 Adjustment::Disqualified { .. } => "set to 0: disqualified".to_owned(),
                 _ => continue,
             };

@@ -8,6 +8,7 @@
 //! Pure: scorecards and outcomes in, numbers out. Commands do the reading.
 
 pub mod calibrate;
+pub mod html;
 
 use serde::Serialize;
 
@@ -93,6 +94,114 @@ pub fn top_share(sorted: &[(f64, bool)], fraction: f64) -> TopShare {
     }
 }
 
+/// The ROC curve of records sorted by score, highest first: (false
+/// positive rate, true positive rate) at each distinct score, thinned to at
+/// most `points` + 2 points, from (0, 0) to (1, 1).
+pub fn roc_curve(sorted: &[(f64, bool)], points: usize) -> Vec<[f64; 2]> {
+    let positives = sorted.iter().filter(|s| s.1).count() as f64;
+    let negatives = sorted.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return Vec::new();
+    }
+    let mut curve = vec![[0.0, 0.0]];
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let step = (sorted.len() / points.max(1)).max(1);
+    let mut since = 0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            if sorted[j].1 {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            j += 1;
+        }
+        since += j - i;
+        if since >= step || j == sorted.len() {
+            curve.push([fp / negatives, tp / positives]);
+            since = 0;
+        }
+        i = j;
+    }
+    curve
+}
+
+/// Records in tenths by score, highest first: each tenth's conversion and
+/// lift, and the share of all converters in it and the tenths above it.
+pub fn deciles(sorted: &[(f64, bool)]) -> Vec<Decile> {
+    let total = sorted.len();
+    let converters = sorted.iter().filter(|s| s.1).count();
+    if total == 0 {
+        return Vec::new();
+    }
+    let base = converters as f64 / total as f64;
+    let mut above = 0;
+    (0..10)
+        .map(|k| {
+            let slice = &sorted[k * total / 10..(k + 1) * total / 10];
+            let converted = slice.iter().filter(|s| s.1).count();
+            above += converted;
+            let rate = if slice.is_empty() {
+                0.0
+            } else {
+                converted as f64 / slice.len() as f64
+            };
+            Decile {
+                decile: k as u8 + 1,
+                records: slice.len() as u64,
+                converted: converted as u64,
+                rate,
+                lift: if base > 0.0 { rate / base } else { 0.0 },
+                capture: if converters > 0 {
+                    above as f64 / converters as f64
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect()
+}
+
+/// One tenth of the records by score (1 = the highest-scored).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decile {
+    pub decile: u8,
+    pub records: u64,
+    pub converted: u64,
+    pub rate: f64,
+    pub lift: f64,
+    /// Share of all converters in this tenth and those above it.
+    pub capture: f64,
+}
+
+/// "B converts no better than C" for each bucket that converts no better
+/// than the one it should beat. `buckets` are worst first; unlabelled
+/// buckets (in parentheses) and empty ones are skipped.
+fn inversions(buckets: &[&Bucket]) -> Vec<String> {
+    let ranked: Vec<&&Bucket> = buckets
+        .iter()
+        .filter(|b| b.records > 0 && !b.label.starts_with('('))
+        .collect();
+    ranked
+        .windows(2)
+        .filter(|w| w[1].rate <= w[0].rate)
+        .map(|w| {
+            // Overlapping 95 % intervals: the order may be noise.
+            let noise = if w[1].high >= w[0].low {
+                " (within noise)"
+            } else {
+                ""
+            };
+            format!(
+                "{} converts no better than {}{noise}",
+                w[1].label, w[0].label
+            )
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TopShare {
     pub fraction: f64,
@@ -143,6 +252,42 @@ pub struct Criterion {
     pub among_others: f64,
     /// among_converters / among_others (∞ written as null).
     pub ratio: Option<f64>,
+    /// A penalty that fires more often among converters, or a reward that
+    /// fires less often: the points may point the wrong way.
+    pub flag: Option<String>,
+}
+
+/// Flags a criterion whose points disagree with who it fires for, when the
+/// difference is more than a fifth and beyond noise (a two-proportion
+/// z-test at 95 %).
+fn criterion_flag(points: f64, fired: (u64, u64), converted: u64, others: u64) -> Option<String> {
+    if converted == 0 || others == 0 || points == 0.0 {
+        return None;
+    }
+    let (a, b) = (
+        fired.0 as f64 / converted as f64,
+        fired.1 as f64 / others as f64,
+    );
+    let pooled = (fired.0 + fired.1) as f64 / (converted + others) as f64;
+    let se = (pooled * (1.0 - pooled) * (1.0 / converted as f64 + 1.0 / others as f64)).sqrt();
+    if se == 0.0 || ((a - b) / se).abs() < 1.96 {
+        return None;
+    }
+    if points < 0.0 && a > 1.2 * b {
+        Some(if b > 0.0 {
+            format!("penalty fires {:.1}× as often among converters", a / b)
+        } else {
+            "penalty fires only among converters".to_owned()
+        })
+    } else if points > 0.0 && b > 1.2 * a {
+        Some(if a > 0.0 {
+            format!("reward fires {:.1}× as often among the others", b / a)
+        } else {
+            "reward never fires among converters".to_owned()
+        })
+    } else {
+        None
+    }
 }
 
 /// One score's metrics.
@@ -155,6 +300,12 @@ pub struct ScoreMetrics {
     /// Tiers whose conversion rate is not above the tier below them.
     pub tier_inversions: Vec<String>,
     pub stages: Vec<Bucket>,
+    /// Ladder stages whose conversion rate is not above the stage below.
+    pub stage_inversions: Vec<String>,
+    /// Tenths by score, highest first.
+    pub deciles: Vec<Decile>,
+    /// The ROC curve, thinned (for charts).
+    pub roc: Vec<[f64; 2]>,
 }
 
 /// A backtest's result.
@@ -166,6 +317,8 @@ pub struct Report {
     pub base_rate: f64,
     pub scores: Vec<ScoreMetrics>,
     pub grades: Vec<Bucket>,
+    /// Grades that convert no better than the grade below them.
+    pub grade_inversions: Vec<String>,
     pub criteria: Vec<Criterion>,
 }
 
@@ -278,11 +431,7 @@ impl<'m> Collector<'m> {
                 .zip(&self.tiers[i])
                 .map(|(tier, (n, c))| Bucket::new(tier.label.clone(), *n, *c))
                 .collect();
-            let inversions = tiers
-                .windows(2)
-                .filter(|w| w[0].records > 0 && w[1].records > 0 && w[1].rate <= w[0].rate)
-                .map(|w| format!("{} converts no better than {}", w[1].label, w[0].label))
-                .collect();
+            let tier_inversions = inversions(&tiers.iter().collect::<Vec<_>>());
             if let Some((n, c)) = self.tiers[i]
                 .last()
                 .filter(|(n, _)| *n > 0 && !spec.tiers.is_empty())
@@ -307,6 +456,15 @@ impl<'m> Collector<'m> {
                 }
                 list
             };
+            // The ladder only (one condition per rung): a disqualified
+            // stage of its own is not a rung.
+            let ladder = spec.stages.len();
+            let stage_inversions = inversions(
+                &stages
+                    .iter()
+                    .filter(|b| stage_names.iter().take(ladder).any(|n| *n == b.label))
+                    .collect::<Vec<_>>(),
+            );
             for (rule, (pos, neg)) in spec.rules.iter().zip(&self.fired[i]) {
                 let among_converters = if converted == 0 {
                     0.0
@@ -325,6 +483,7 @@ impl<'m> Collector<'m> {
                     among_converters,
                     among_others,
                     ratio: (among_others > 0.0).then(|| among_converters / among_others),
+                    flag: criterion_flag(rule.points, (*pos, *neg), converted, others),
                 });
             }
             scores.push(ScoreMetrics {
@@ -332,8 +491,11 @@ impl<'m> Collector<'m> {
                 auc,
                 top,
                 tiers,
-                tier_inversions: inversions,
+                tier_inversions,
                 stages,
+                stage_inversions,
+                deciles: deciles(&scored),
+                roc: roc_curve(&scored, 200),
             });
         }
         criteria.sort_by(|a, b| {
@@ -350,7 +512,10 @@ impl<'m> Collector<'m> {
                 .map(|(label, (n, c))| Bucket::new(label, n, c))
                 .collect()
         };
+        // Grades come worst first, as the ladder goes.
+        let grade_inversions = inversions(&grades.iter().collect::<Vec<_>>());
         Report {
+            grade_inversions,
             model: model.name.clone(),
             records,
             converted,
@@ -438,10 +603,16 @@ impl Report {
                 let _ = writeln!(out, "  ! {inversion}");
             }
             bucket_lines(&mut out, "by stage", &score.stages);
+            for inversion in &score.stage_inversions {
+                let _ = writeln!(out, "  ! {inversion}");
+            }
         }
         if !self.grades.is_empty() {
             out.push('\n');
             bucket_lines(&mut out, "by grade", &self.grades);
+            for inversion in &self.grade_inversions {
+                let _ = writeln!(out, "  ! {inversion}");
+            }
         }
         if !self.criteria.is_empty() {
             let _ = writeln!(
@@ -466,6 +637,18 @@ impl Report {
                 .collect();
             if !idle.is_empty() {
                 let _ = writeln!(out, "  never fired: {}", idle.join(", "));
+            }
+            for c in self.criteria.iter().filter(|c| c.flag.is_some()) {
+                let _ = writeln!(
+                    out,
+                    "  ! {} / {} ({} points): {} ({} vs {})",
+                    c.score,
+                    c.rule,
+                    c.points,
+                    c.flag.as_deref().unwrap_or_default(),
+                    percent(c.among_converters),
+                    percent(c.among_others)
+                );
             }
         }
         out

@@ -359,6 +359,18 @@ fn fake_crm_keeps_writes_in_its_state_file_across_restarts() {
     );
 }
 
+/// A page that needs nothing but itself: no script, nothing fetched, and
+/// every chart closed.
+fn assert_self_contained(html: &str) {
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(!html.contains("<script"), "no script");
+    for fetch in ["src=", "href=", "url(", "@import"] {
+        assert!(!html.contains(fetch), "nothing fetched: {fetch}");
+    }
+    assert!(html.matches("<svg").count() >= 3);
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+}
+
 #[test]
 fn generate_backtest_calibrate_and_diff_from_the_command_line() {
     let generated = leadscored(&["generate", "--records", "3000", "--seed", "4"], None);
@@ -388,6 +400,37 @@ fn generate_backtest_calibrate_and_diff_from_the_command_line() {
     assert_eq!(json["records"], 3000);
     assert!(json["scores"][0]["auc"].as_f64().expect("auc") > 0.6);
 
+    // The same report as a page: self-contained, charts as SVG.
+    let page = dir.path().join("backtest.html");
+    let paged = leadscored(
+        &[
+            "backtest",
+            "--config",
+            "config/b2b.toml",
+            "--input",
+            input,
+            "--now",
+            NOW,
+            "--html",
+            page.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(paged.status.success(), "{}", text(&paged.stderr));
+    let html = std::fs::read_to_string(&page).expect("page written");
+    assert_self_contained(&html);
+    for part in [
+        "aria-label=\"ROC curve\"",
+        "Lift and capture by tenth",
+        "Conversion by tier",
+        "Conversion by grade",
+        "Conversion by stage",
+        "Decision maker",
+    ] {
+        assert!(html.contains(part), "{part} in the page");
+    }
+
+    // Calibrate reads standard input twice (fit, then judge): it is kept.
     let proposal = dir.path().join("proposed.toml");
     let calibrated = leadscored(
         &[
@@ -395,16 +438,24 @@ fn generate_backtest_calibrate_and_diff_from_the_command_line() {
             "--config",
             "config/b2b.toml",
             "--input",
-            input,
+            "-",
             "--now",
             NOW,
             "--write",
             proposal.to_str().expect("utf-8"),
         ],
-        None,
+        Some(&records),
     );
     assert!(calibrated.status.success(), "{}", text(&calibrated.stderr));
-    assert!(text(&calibrated.stdout).contains("held-out ROC AUC"));
+    let shown = text(&calibrated.stdout);
+    assert!(
+        shown.contains("held-out ROC AUC, scored as `score` scores them"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("judged on ") && !shown.contains("judged on 0 held out"),
+        "{shown}"
+    );
 
     let compared = leadscored(
         &[
@@ -417,11 +468,28 @@ fn generate_backtest_calibrate_and_diff_from_the_command_line() {
             input,
             "--now",
             NOW,
+            "--html",
+            page.to_str().expect("utf-8"),
         ],
         None,
     );
     assert!(compared.status.success(), "{}", text(&compared.stderr));
-    assert!(text(&compared.stdout).contains("tier moves for \"contact\""));
+    let shown = text(&compared.stdout);
+    assert!(shown.contains("tier moves for \"contact\""));
+    assert!(
+        shown.contains("conversion by tier for \"contact\" (old → new)"),
+        "{shown}"
+    );
+    let html = std::fs::read_to_string(&page).expect("page written");
+    assert_self_contained(&html);
+    for part in [
+        "ROC curves",
+        "Tier transitions:",
+        "old ↓ · new →",
+        "proposed.toml",
+    ] {
+        assert!(html.contains(part), "{part} in the diff page");
+    }
 
     let one = leadscored(
         &["diff", "--config", "config/b2b.toml", "--input", input],

@@ -129,6 +129,88 @@ fn a_small_backtest_matches_hand_computed_figures() {
     assert_eq!(score.top[0].conversion_rate, 1.0);
 }
 
+/// Grades and stages are checked for order as tiers are: a better grade
+/// (or a higher stage) that converts no better than the one below it is
+/// flagged, and said to be within noise when the intervals overlap.
+#[test]
+fn grade_and_stage_inversions_are_flagged() {
+    let model = leadscored::Model::compile(
+        "graded.toml",
+        &format!(
+            "{TINY}
+[[grading]]
+name = \"all\"
+start = \"C\"
+
+[[grading.criterion]]
+name = \"Director\"
+property = \"jobtitle\"
+contains = \"director\"
+on_match = \"+1\"
+
+[lifecycle]
+[[lifecycle.stage]]
+name = \"Lead\"
+[[lifecycle.stage]]
+name = \"MQL\"
+score = \"s\"
+gte = 40
+"
+        ),
+    )
+    .expect("compiles");
+    // Directors (grade B, stage MQL) convert 1 in 4; analysts 3 in 6.
+    let mut lines = String::new();
+    for (i, (title, converted)) in [
+        ("director", true),
+        ("director", false),
+        ("director", false),
+        ("director", false),
+        ("analyst", true),
+        ("analyst", true),
+        ("analyst", true),
+        ("analyst", false),
+        ("analyst", false),
+        ("analyst", false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines.push_str(&format!(
+            "{{\"id\": {i}, \"properties\": {{\"jobtitle\": \"{title}\"}}, \"outcome\": {converted}}}\n"
+        ));
+    }
+    let (report, _) = backtest(
+        &model,
+        crate::now(NOW),
+        &OutcomeSpec::parse("outcome").expect("spec"),
+        lines.as_bytes(),
+        1,
+    )
+    .expect("backtest");
+    assert_eq!(
+        report.grade_inversions,
+        ["B converts no better than C (within noise)"]
+    );
+    assert_eq!(
+        report.scores[0].stage_inversions,
+        ["MQL converts no better than Lead (within noise)"]
+    );
+    assert_eq!(
+        report.scores[0].tier_inversions,
+        ["High converts no better than Low (within noise)"]
+    );
+    let text = report.text();
+    assert!(
+        text.contains("  ! B converts no better than C (within noise)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ! MQL converts no better than Lead"),
+        "{text}"
+    );
+}
+
 #[test]
 fn outcomes_can_come_from_a_property_or_an_event() {
     let property = OutcomeSpec::parse("property:lifecyclestage=customer").expect("spec");
@@ -188,6 +270,32 @@ fn the_example_model_separates_generated_converters_and_calibrate_judges_what_it
         "{:?}",
         contact.tier_inversions
     );
+    // The generated people convert more often after a support form: the
+    // example's penalty for it is flagged, in the text report too.
+    let support = report
+        .criteria
+        .iter()
+        .find(|c| c.rule == "Support form")
+        .expect("criterion");
+    assert!(
+        support
+            .flag
+            .as_deref()
+            .is_some_and(|f| f.starts_with("penalty fires")),
+        "{support:?}"
+    );
+    assert!(
+        report
+            .text()
+            .contains("! contact / Support form (-10 points): penalty fires")
+    );
+    // Deciles and the ROC curve for the charts.
+    assert_eq!(contact.deciles.len(), 10);
+    assert!((contact.deciles[9].capture - 1.0).abs() < 1e-12);
+    assert!(contact.deciles[0].lift > contact.deciles[9].lift);
+    assert_eq!(contact.roc.first(), Some(&[0.0, 0.0]));
+    assert_eq!(contact.roc.last(), Some(&[1.0, 1.0]));
+    assert!(contact.roc.len() <= 202);
 
     let (fitted, proposal, _) = calibrate(
         &model,

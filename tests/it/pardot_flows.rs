@@ -211,8 +211,14 @@ async fn a_whole_sync_against_the_fake_pardot() {
     // A year on, decay moves engaged prospects' scores: shown as the next write.
     let later = now + jiff::SignedDuration::from_hours(24 * 365);
     let moved = (1..=200).any(|id| {
-        leadscored::commands::explain_stored(&connection, &state_path, &id.to_string(), later, false)
-            .is_ok_and(|t| t.contains("at the next pass"))
+        leadscored::commands::explain_stored(
+            &connection,
+            &state_path,
+            &id.to_string(),
+            later,
+            false,
+        )
+        .is_ok_and(|t| t.contains("at the next pass"))
     });
     assert!(moved, "decay shows as a pending write");
     assert_eq!(
