@@ -1,0 +1,109 @@
+//! Embedded test cases: `[[test]]`, read against the compiled model.
+
+use super::*;
+
+pub(super) fn test_case(
+    d: &mut Diagnostics<'_>,
+    model: &Model,
+    value: Value<'_>,
+) -> Option<TestCase> {
+    let span = value.span();
+    let (rest, record_value) = match value.into_inner() {
+        DeValue::Table(mut table) => {
+            let record = table.remove("record");
+            (Spanned::new(span.clone(), DeValue::Table(table)), record)
+        }
+        other => (Spanned::new(span.clone(), other), None),
+    };
+    let raw = match RawTest::deserialize(ValueDeserializer::from(rest)) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            d.toml(&e, &span);
+            None
+        }
+    };
+    let record = match record_value {
+        None => {
+            d.error(
+                &span,
+                "test has no `record` table: add [test.record] with id, properties and events",
+            );
+            None
+        }
+        Some(v) => {
+            let rspan = v.span();
+            match (RecordSeed { model }).deserialize(ValueDeserializer::from(v)) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    d.toml(&e, &rspan);
+                    None
+                }
+            }
+        }
+    };
+    let raw = raw?;
+    let now_text = match raw.now.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(dt) => dt.to_string(),
+        _ => String::new(),
+    };
+    let now = match now_text.parse::<jiff::Timestamp>() {
+        Ok(now) => Some(now),
+        Err(_) => {
+            d.error(
+                &raw.now.span(),
+                "test `now` must be an RFC 3339 timestamp, e.g. \"2026-06-01T00:00:00Z\"",
+            );
+            None
+        }
+    };
+    let mut expectations = Vec::new();
+    if raw.expect.is_empty() {
+        d.error(&span, format!("test \"{}\" expects nothing: add [test.expect.<score>] with total, grade, tier or stage", raw.name.get_ref()));
+    }
+    for (score, expect) in raw.expect {
+        let espan = expect.span();
+        let expect: RawExpect = expect.into_inner();
+        let Some(known) = model
+            .scores
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(&score))
+        else {
+            d.error(
+                &espan,
+                format!(
+                    "test expects unknown score \"{score}\": known scores are {}",
+                    names(model.score_names())
+                ),
+            );
+            continue;
+        };
+        let grade = match &expect.grade {
+            None => None,
+            Some(g) => match Grade::parse(g.get_ref()) {
+                Some(g) => Some(g),
+                None => {
+                    d.error(&g.span(), format!("unknown grade \"{}\"", g.get_ref()));
+                    continue;
+                }
+            },
+        };
+        expectations.push(Expectation {
+            score: known.name.clone(),
+            fit: expect.fit,
+            engagement: expect.engagement,
+            total: expect.total,
+            grade,
+            tier: expect.tier,
+            matrix: expect.matrix,
+            stage: expect.stage,
+            disqualified: expect.disqualified,
+        });
+    }
+    Some(TestCase {
+        name: raw.name.into_inner(),
+        now: now?,
+        record: record?,
+        expectations,
+    })
+}
