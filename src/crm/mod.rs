@@ -601,6 +601,8 @@ pub struct Pager {
     seen: std::collections::HashSet<String>,
     pages: u64,
     bound: u64,
+    /// The cursor the next page is asked for with; `None` for the first.
+    cursor: Option<String>,
 }
 
 impl Pager {
@@ -610,6 +612,28 @@ impl Pager {
             seen: std::collections::HashSet::new(),
             pages: 0,
             bound: u64::MAX,
+            cursor: None,
+        }
+    }
+
+    /// The cursor (or offset) to ask for the next page with, `None` for
+    /// the first page.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// After a page: `next` is the cursor it gave, `more` whether it had
+    /// anything (an empty page ends paging whatever its cursor says).
+    /// Returns whether to ask for another page, with [`Pager::cursor`];
+    /// a repeated cursor or too many pages is a protocol error.
+    pub fn turn(&mut self, next: Option<String>, more: bool) -> Result<bool, CrmError> {
+        match next {
+            Some(next) if more => {
+                self.next(&next)?;
+                self.cursor = Some(next);
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 

@@ -375,12 +375,11 @@ impl Hubspot {
     /// Every form in the portal: (guid, name).
     async fn forms(&self) -> Result<Vec<(String, String)>, CrmError> {
         let mut forms = Vec::new();
-        let mut after: Option<String> = None;
         let mut pager = Pager::new("forms.list");
         loop {
             let mut query = vec![("limit", "100".to_owned())];
-            if let Some(a) = &after {
-                query.push(("after", a.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("after", cursor.to_owned()));
             }
             let page = self
                 .http
@@ -400,12 +399,8 @@ impl Hubspot {
                 let name = form.name.clone().unwrap_or_else(|| form.id.clone());
                 (form.id, name)
             }));
-            match page.paging.and_then(|p| p.next) {
-                Some(next) if !empty => {
-                    pager.next(&next.after)?;
-                    after = Some(next.after);
-                }
-                _ => break,
+            if !pager.turn(page.paging.and_then(|p| p.next).map(|n| n.after), !empty)? {
+                break;
             }
         }
         Ok(forms)
@@ -420,13 +415,12 @@ impl Hubspot {
         mut each: impl FnMut(Vec<(String, i64, String)>) -> Result<(), CrmError>,
     ) -> Result<u64, CrmError> {
         let path = format!("/form-integrations/v1/submissions/forms/{guid}");
-        let mut after: Option<String> = None;
         let mut pager = Pager::new("forms.submissions");
         let mut calls = 0;
         loop {
             let mut query = vec![("limit", "50".to_owned())];
-            if let Some(a) = &after {
-                query.push(("after", a.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("after", cursor.to_owned()));
             }
             calls += 1;
             let page = self
@@ -460,12 +454,9 @@ impl Hubspot {
                 })
                 .collect();
             each(found)?;
-            match page.paging.and_then(|p| p.next) {
-                Some(next) if !empty && !reached_back => {
-                    pager.next(&next.after)?;
-                    after = Some(next.after);
-                }
-                _ => break,
+            let next = page.paging.and_then(|p| p.next).map(|n| n.after);
+            if !pager.turn(next, !empty && !reached_back)? {
+                break;
             }
         }
         Ok(calls)
@@ -540,27 +531,22 @@ impl Hubspot {
         wanted: &Kinds,
     ) -> Result<(Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
-        let mut offset: Option<String> = None;
         let mut pager = Pager::new("email.events");
         loop {
             let mut query = vec![
                 ("recipient", email.to_owned()),
                 ("limit", STREAM_PAGE.to_string()),
             ];
-            if let Some(o) = &offset {
-                query.push(("offset", o.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("offset", cursor.to_owned()));
             }
             let page = self.email_page(&query).await?;
             let empty = page.events.is_empty();
             for event in page.events {
                 email_events_of(event, wanted, &mut events);
             }
-            match (page.has_more, page.offset) {
-                (true, Some(next)) if !empty => {
-                    pager.next(&next)?;
-                    offset = Some(next);
-                }
-                _ => break,
+            if !pager.turn(page.offset.filter(|_| page.has_more), !empty)? {
+                break;
             }
         }
         Ok((events, pager.pages() + 1))
@@ -569,7 +555,6 @@ impl Hubspot {
     /// Web and behavioural events of one contact.
     async fn web_events(&self, id: &str, wanted: &Kinds) -> Result<(Vec<CrmEvent>, u64), CrmError> {
         let mut events = Vec::new();
-        let mut after: Option<String> = None;
         let mut pager = Pager::new("web.events");
         loop {
             let mut query = vec![
@@ -577,20 +562,16 @@ impl Hubspot {
                 ("objectId", id.to_owned()),
                 ("limit", STREAM_PAGE.to_string()),
             ];
-            if let Some(a) = &after {
-                query.push(("after", a.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("after", cursor.to_owned()));
             }
             let page = self.web_page(&query).await?;
             let empty = page.results.is_empty();
             for event in page.results {
                 web_events_of(event, wanted, &mut events);
             }
-            match page.paging.and_then(|p| p.next) {
-                Some(next) if !empty => {
-                    pager.next(&next.after)?;
-                    after = Some(next.after);
-                }
-                _ => break,
+            if !pager.turn(page.paging.and_then(|p| p.next).map(|n| n.after), !empty)? {
+                break;
             }
         }
         Ok((events, pager.pages() + 1))
@@ -607,7 +588,6 @@ impl Hubspot {
         sink: &mpsc::Sender<Vec<StreamEvent>>,
     ) -> Result<StreamSummary, CrmError> {
         let mut summary = StreamSummary::default();
-        let mut offset: Option<String> = None;
         let mut pager = Pager::new("email.events");
         loop {
             let mut query = vec![
@@ -616,8 +596,8 @@ impl Hubspot {
                 ("endTimestamp", until_ms.to_string()),
                 ("limit", STREAM_PAGE.to_string()),
             ];
-            if let Some(o) = &offset {
-                query.push(("offset", o.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("offset", cursor.to_owned()));
             }
             summary.calls += 1;
             let page = self.email_page(&query).await?;
@@ -638,12 +618,8 @@ impl Hubspot {
             if !found.is_empty() {
                 sink.send(found).await.map_err(|_| CrmError::Stopped)?;
             }
-            match (page.has_more, page.offset) {
-                (true, Some(next)) if !empty => {
-                    pager.next(&next)?;
-                    offset = Some(next);
-                }
-                _ => break,
+            if !pager.turn(page.offset.filter(|_| page.has_more), !empty)? {
+                break;
             }
         }
         Ok(summary)
@@ -665,7 +641,6 @@ impl Hubspot {
                 .to_string()
         };
         let mut summary = StreamSummary::default();
-        let mut after: Option<String> = None;
         let mut pager = Pager::new("web.events");
         loop {
             let mut query = vec![
@@ -677,8 +652,8 @@ impl Hubspot {
             if from_ms > 0 {
                 query.push(("occurredAfter", iso(from_ms - 1)));
             }
-            if let Some(a) = &after {
-                query.push(("after", a.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("after", cursor.to_owned()));
             }
             summary.calls += 1;
             let page = self.web_page(&query).await?;
@@ -699,12 +674,8 @@ impl Hubspot {
             if !found.is_empty() {
                 sink.send(found).await.map_err(|_| CrmError::Stopped)?;
             }
-            match page.paging.and_then(|p| p.next) {
-                Some(next) if !empty => {
-                    pager.next(&next.after)?;
-                    after = Some(next.after);
-                }
-                _ => break,
+            if !pager.turn(page.paging.and_then(|p| p.next).map(|n| n.after), !empty)? {
+                break;
             }
         }
         Ok(summary)
@@ -1506,12 +1477,11 @@ impl Crm for Hubspot {
     async fn list_members(&self, list_id: &str) -> Result<Vec<String>, CrmError> {
         let path = format!("/crm/v3/lists/{list_id}/memberships");
         let mut members = Vec::new();
-        let mut after: Option<String> = None;
         let mut pager = Pager::new("lists.memberships");
         loop {
             let mut query = vec![("limit", MEMBERS_PAGE.to_string())];
-            if let Some(a) = &after {
-                query.push(("after", a.clone()));
+            if let Some(cursor) = pager.cursor() {
+                query.push(("after", cursor.to_owned()));
             }
             let page = self
                 .http
@@ -1531,12 +1501,8 @@ impl Crm for Hubspot {
             if let Some(total) = page.total {
                 pager.bound_by(total, u64::from(MEMBERS_PAGE));
             }
-            match page.paging.and_then(|p| p.next).map(|n| n.after) {
-                Some(cursor) if got > 0 => {
-                    pager.next(&cursor)?;
-                    after = Some(cursor);
-                }
-                _ => break,
+            if !pager.turn(page.paging.and_then(|p| p.next).map(|n| n.after), got > 0)? {
+                break;
             }
         }
         Ok(members)
