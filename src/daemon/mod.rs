@@ -71,6 +71,11 @@ fn load(options: &Options) -> Result<Connection, CommandError> {
     if let Some(listen) = options.listen {
         connection.daemon.listen = Some(listen);
     }
+    // What check-config warns about, once per load, in the journal too.
+    let fed = |kind: &str| connection.events.contains_key(kind);
+    for warning in connection.model.warnings(&fed) {
+        tracing::warn!(at = %format!("{}:{}:{}", warning.file, warning.line, warning.column), "model: {}", warning.message);
+    }
     Ok(connection)
 }
 
