@@ -367,6 +367,83 @@ fn buckets_svg(series: &[(&str, &[Bucket], &str)], flagged: &[String]) -> String
     out
 }
 
+/// One model's buckets on a conversion chart: its name on the bars, its
+/// short name in the legend and before its inversions.
+struct Series<'a> {
+    name: &'a str,
+    short: &'a str,
+    buckets: &'a [Bucket],
+    color: &'a str,
+    inversions: &'a [String],
+}
+
+/// The only model of a backtest.
+fn one<'a>(name: &'a str, buckets: &'a [Bucket], inversions: &'a [String]) -> Series<'a> {
+    Series {
+        name,
+        short: "",
+        buckets,
+        color: ONE,
+        inversions,
+    }
+}
+
+/// The old and the new model of a diff.
+fn old_new<'a>(
+    names: [&'a str; 2],
+    old: (&'a [Bucket], &'a [String]),
+    new: (&'a [Bucket], &'a [String]),
+) -> [Series<'a>; 2] {
+    [
+        Series {
+            name: names[0],
+            short: "old",
+            buckets: old.0,
+            color: OLD,
+            inversions: old.1,
+        },
+        Series {
+            name: names[1],
+            short: "new",
+            buckets: new.0,
+            color: NEW,
+            inversions: new.1,
+        },
+    ]
+}
+
+/// A card of conversion bars, one series per model, with the inversions
+/// of each listed under the chart (named by model when there are two).
+fn conversion_card(out: &mut String, title: &str, series: &[Series<'_>]) {
+    if series.iter().all(|s| s.buckets.is_empty()) {
+        return;
+    }
+    let bars: Vec<(&str, &[Bucket], &str)> = series
+        .iter()
+        .map(|s| (s.name, s.buckets, s.color))
+        .collect();
+    let flagged: Vec<String> = series
+        .iter()
+        .flat_map(|s| s.inversions.iter().cloned())
+        .collect();
+    let _ = write!(
+        out,
+        "<div class=\"card\"><h3>{}</h3>{}",
+        esc(title),
+        buckets_svg(&bars, &flagged)
+    );
+    let keys: Vec<(&str, &str)> = series.iter().map(|s| (s.short, s.color)).collect();
+    out.push_str(&legend(&keys));
+    for s in series {
+        if series.len() > 1 {
+            inversion_list(out, &prefixed(s.short, s.inversions));
+        } else {
+            inversion_list(out, s.inversions);
+        }
+    }
+    out.push_str("</div>");
+}
+
 fn inversion_list(out: &mut String, inversions: &[String]) {
     if inversions.is_empty() {
         return;
@@ -412,30 +489,16 @@ fn score_section(out: &mut String, report: &Report, score: &ScoreMetrics) {
         "<div class=\"card\"><h3>Lift and capture by tenth</h3>{}</div>",
         deciles_svg(&[(&report.model, &score.deciles, ONE)])
     );
-    if !score.tiers.is_empty() {
-        let _ = write!(
-            out,
-            "<div class=\"card\"><h3>Conversion by tier (lowest first)</h3>{}",
-            buckets_svg(
-                &[(&report.model, &score.tiers, ONE)],
-                &score.tier_inversions
-            )
-        );
-        inversion_list(out, &score.tier_inversions);
-        out.push_str("</div>");
-    }
-    if !score.stages.is_empty() {
-        let _ = write!(
-            out,
-            "<div class=\"card\"><h3>Conversion by stage (lowest first)</h3>{}",
-            buckets_svg(
-                &[(&report.model, &score.stages, ONE)],
-                &score.stage_inversions
-            )
-        );
-        inversion_list(out, &score.stage_inversions);
-        out.push_str("</div>");
-    }
+    conversion_card(
+        out,
+        "Conversion by tier (lowest first)",
+        &[one(&report.model, &score.tiers, &score.tier_inversions)],
+    );
+    conversion_card(
+        out,
+        "Conversion by stage (lowest first)",
+        &[one(&report.model, &score.stages, &score.stage_inversions)],
+    );
     out.push_str("</div>");
 }
 
@@ -488,13 +551,13 @@ pub fn backtest_page(report: &Report) -> String {
         score_section(&mut body, report, score);
     }
     if !report.grades.is_empty() {
-        body.push_str("<h2>Grades</h2><div class=\"grid\"><div class=\"card\"><h3>Conversion by grade (worst first)</h3>");
-        body.push_str(&buckets_svg(
-            &[(&report.model, &report.grades, ONE)],
-            &report.grade_inversions,
-        ));
-        inversion_list(&mut body, &report.grade_inversions);
-        body.push_str("</div></div>");
+        body.push_str("<h2>Grades</h2><div class=\"grid\">");
+        conversion_card(
+            &mut body,
+            "Conversion by grade (worst first)",
+            &[one(&report.model, &report.grades, &report.grade_inversions)],
+        );
+        body.push_str("</div>");
     }
     body.push_str("<h2>Criteria, most telling first</h2>");
     criteria_table(&mut body, report);
@@ -600,38 +663,24 @@ pub fn diff_page(
             deciles_svg(&[(&old_name, &a.deciles, OLD), (&new_name, &b.deciles, NEW)]),
             legend(&[("old", OLD), ("new", NEW)])
         );
-        if !a.tiers.is_empty() || !b.tiers.is_empty() {
-            let mut flagged = a.tier_inversions.clone();
-            flagged.extend(b.tier_inversions.iter().cloned());
-            let _ = write!(
-                body,
-                "<div class=\"card\"><h3>Conversion by tier (lowest first)</h3>{}{}",
-                buckets_svg(
-                    &[(&old_name, &a.tiers, OLD), (&new_name, &b.tiers, NEW)],
-                    &flagged
-                ),
-                legend(&[("old", OLD), ("new", NEW)])
-            );
-            inversion_list(&mut body, &prefixed("old", &a.tier_inversions));
-            inversion_list(&mut body, &prefixed("new", &b.tier_inversions));
-            body.push_str("</div>");
-        }
-        if !a.stages.is_empty() || !b.stages.is_empty() {
-            let mut flagged = a.stage_inversions.clone();
-            flagged.extend(b.stage_inversions.iter().cloned());
-            let _ = write!(
-                body,
-                "<div class=\"card\"><h3>Conversion by stage (lowest first)</h3>{}{}",
-                buckets_svg(
-                    &[(&old_name, &a.stages, OLD), (&new_name, &b.stages, NEW)],
-                    &flagged
-                ),
-                legend(&[("old", OLD), ("new", NEW)])
-            );
-            inversion_list(&mut body, &prefixed("old", &a.stage_inversions));
-            inversion_list(&mut body, &prefixed("new", &b.stage_inversions));
-            body.push_str("</div>");
-        }
+        conversion_card(
+            &mut body,
+            "Conversion by tier (lowest first)",
+            &old_new(
+                [&old_name, &new_name],
+                (&a.tiers, &a.tier_inversions),
+                (&b.tiers, &b.tier_inversions),
+            ),
+        );
+        conversion_card(
+            &mut body,
+            "Conversion by stage (lowest first)",
+            &old_new(
+                [&old_name, &new_name],
+                (&a.stages, &a.stage_inversions),
+                (&b.stages, &b.stage_inversions),
+            ),
+        );
         body.push_str("</div>");
         if let Some((_, moves)) = tier_moves.iter().find(|(name, _)| *name == a.score) {
             let moved: u64 = moves
@@ -648,20 +697,20 @@ pub fn diff_page(
         }
     }
     if !old.grades.is_empty() || !new.grades.is_empty() {
-        let mut flagged = old.grade_inversions.clone();
-        flagged.extend(new.grade_inversions.iter().cloned());
         let _ = write!(
             body,
-            "<h2>Grades: {grade_changes} records change grade</h2><div class=\"grid\"><div class=\"card\"><h3>Conversion by grade (worst first)</h3>{}{}",
-            buckets_svg(
-                &[(&old_name, &old.grades, OLD), (&new_name, &new.grades, NEW)],
-                &flagged
-            ),
-            legend(&[("old", OLD), ("new", NEW)])
+            "<h2>Grades: {grade_changes} records change grade</h2><div class=\"grid\">"
         );
-        inversion_list(&mut body, &prefixed("old", &old.grade_inversions));
-        inversion_list(&mut body, &prefixed("new", &new.grade_inversions));
-        body.push_str("</div></div>");
+        conversion_card(
+            &mut body,
+            "Conversion by grade (worst first)",
+            &old_new(
+                [&old_name, &new_name],
+                (&old.grades, &old.grade_inversions),
+                (&new.grades, &new.grade_inversions),
+            ),
+        );
+        body.push_str("</div>");
     }
     body.push_str("<h2>Criteria</h2><div class=\"grid\"><div class=\"card\"><h3>old</h3>");
     criteria_table(&mut body, old);
