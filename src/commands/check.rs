@@ -110,12 +110,12 @@ pub fn run_cases(model: &Model, report: &mut String) -> (usize, usize) {
 }
 
 fn check_case(model: &Model, case: &TestCase, card: &Scorecard) -> Vec<String> {
-    let json = serde_json::to_value(crate::engine::CardJson {
+    let json = crate::engine::CardJson {
         model,
         record_id: case.record.id(),
         card,
-    })
-    .unwrap_or_default();
+    }
+    .to_value();
     let mut out = Vec::new();
     for expectation in &case.expectations {
         let actual = &json["scores"][&expectation.score];

@@ -56,12 +56,12 @@ pub fn demo_offline() -> Result<String, CommandError> {
         .max_by(|a, b| total(&a.1.1).total_cmp(&total(&b.1.1)).then(b.0.cmp(&a.0)))
         .map(|(i, _)| i);
     for (record, card) in &rows {
-        let json = serde_json::to_value(crate::engine::CardJson {
+        let json = crate::engine::CardJson {
             model: &model,
             record_id: record.id(),
             card,
-        })
-        .unwrap_or_default();
+        }
+        .to_value();
         let score = &json["scores"]["contact"];
         let _ = writeln!(
             out,

@@ -3,14 +3,17 @@
 //! turned into the metrics of `crate::evaluate`. Also `generate`, which
 //! writes the fake CRM's people as such records.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::fmt;
+use std::io::{BufRead, Read, Write};
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::CommandError;
-use super::lines::{for_each_batch, line_text};
+use super::lines::for_each_block;
 use crate::Scorecard;
 use crate::evaluate::calibrate::{Calibration, Judge, Outcome, rewrite_points};
 use crate::evaluate::{Collector, Report};
@@ -50,52 +53,149 @@ impl OutcomeSpec {
     }
 
     /// The outcome of one JSON line; `None` when the line does not say.
+    /// Reads only what the outcome needs and skips the rest unparsed.
     fn read(&self, line: &str) -> Result<Option<bool>, String> {
-        #[derive(Deserialize)]
-        struct Event {
-            #[serde(rename = "type")]
-            kind: String,
-        }
-        #[derive(Deserialize)]
-        struct Probe {
-            #[serde(default)]
-            properties: BTreeMap<String, serde_json::Value>,
-            #[serde(default)]
-            events: Vec<Event>,
-        }
-        let truthy = |v: &serde_json::Value| match v {
-            serde_json::Value::Bool(b) => Some(*b),
-            serde_json::Value::Number(n) => n.as_f64().map(|n| n != 0.0),
-            serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "yes" | "1" | "won" | "converted" => Some(true),
-                "false" | "no" | "0" | "lost" | "" => Some(false),
-                _ => None,
-            },
-            _ => None,
-        };
+        let mut deserializer = serde_json::Deserializer::from_str(line);
+        let outcome = OutcomeProbe { spec: self }
+            .deserialize(&mut deserializer)
+            .map_err(|e| e.to_string())?;
+        deserializer.end().map_err(|e| e.to_string())?;
         match self {
-            OutcomeSpec::Field(name) => {
-                let map: BTreeMap<String, serde_json::Value> =
-                    serde_json::from_str(line).map_err(|e| e.to_string())?;
-                match map.get(name) {
-                    None | Some(serde_json::Value::Null) => Ok(None),
-                    Some(v) => truthy(v)
-                        .map(Some)
-                        .ok_or_else(|| format!("`{name}`: {v} is not a yes/no outcome")),
+            OutcomeSpec::Field(name) => match outcome {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => truthy(&v)
+                    .map(Some)
+                    .ok_or_else(|| format!("`{name}`: {v} is not a yes/no outcome")),
+            },
+            OutcomeSpec::Property { value, .. } => Ok(Some(outcome.is_some_and(|v| match v {
+                serde_json::Value::String(s) => s.eq_ignore_ascii_case(value),
+                other => other.to_string().eq_ignore_ascii_case(value),
+            }))),
+            OutcomeSpec::Event(_) => Ok(Some(outcome.is_some())),
+        }
+    }
+}
+
+fn truthy(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Number(n) => n.as_f64().map(|n| n != 0.0),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "won" | "converted" => Some(true),
+            "false" | "no" | "0" | "lost" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Finds the one value an outcome reads in a record line: the field, the
+/// property, or (as `true`) an event of the type. Everything else is
+/// skipped unparsed.
+struct OutcomeProbe<'s> {
+    spec: &'s OutcomeSpec,
+}
+
+impl<'de> DeserializeSeed<'de> for OutcomeProbe<'_> {
+    type Value = Option<serde_json::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OutcomeProbe<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match (self.spec, &*key) {
+                (OutcomeSpec::Field(name), key) if key == name => {
+                    found = Some(map.next_value::<serde_json::Value>()?);
+                }
+                (OutcomeSpec::Property { name, .. }, "properties") => {
+                    found = map.next_value_seed(Named { name })?;
+                }
+                (OutcomeSpec::Event(kind), "events") => {
+                    found = map
+                        .next_value_seed(EventOfType { kind })?
+                        .then_some(serde_json::Value::Bool(true));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
-            OutcomeSpec::Property { name, value } => {
-                let probe: Probe = serde_json::from_str(line).map_err(|e| e.to_string())?;
-                Ok(Some(probe.properties.get(name).is_some_and(|v| match v {
-                    serde_json::Value::String(s) => s.eq_ignore_ascii_case(value),
-                    other => other.to_string().eq_ignore_ascii_case(value),
-                })))
-            }
-            OutcomeSpec::Event(kind) => {
-                let probe: Probe = serde_json::from_str(line).map_err(|e| e.to_string())?;
-                Ok(Some(probe.events.iter().any(|e| &e.kind == kind)))
+        }
+        Ok(found)
+    }
+}
+
+/// The value of one key of an object (the last, if repeated).
+struct Named<'s> {
+    name: &'s str,
+}
+
+impl<'de> DeserializeSeed<'de> for Named<'_> {
+    type Value = Option<serde_json::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Named<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of properties")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if *key == *self.name {
+                found = Some(map.next_value::<serde_json::Value>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
+        Ok(found)
+    }
+}
+
+/// Whether an array of events has one of a type.
+struct EventOfType<'s> {
+    kind: &'s str,
+}
+
+impl<'de> DeserializeSeed<'de> for EventOfType<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventOfType<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        #[derive(Deserialize)]
+        struct Event<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Cow<'a, str>,
+        }
+        let mut any = false;
+        while let Some(event) = seq.next_element::<Event<'de>>()? {
+            any |= event.kind == self.kind;
+        }
+        Ok(any)
     }
 }
 
@@ -137,7 +237,39 @@ impl Skipped {
     }
 }
 
-type Scored = Vec<Result<(String, Vec<Scorecard>, bool), (u64, String, bool)>>;
+/// One line's use: its record's id (a range of `Scored::ids`) and
+/// outcome, its cards being the next `models` cards; or why it was skipped.
+enum Row {
+    Scored {
+        id: std::ops::Range<usize>,
+        converted: bool,
+    },
+    Skipped {
+        line: u64,
+        message: String,
+        unreadable: bool,
+    },
+}
+
+/// One block's records, scored by every model; the buffers are reused.
+#[derive(Default)]
+struct Scored {
+    rows: Vec<Row>,
+    ids: String,
+    /// `models` cards per scored row, in row order.
+    cards: Vec<Scorecard>,
+    used: usize,
+}
+
+impl Scored {
+    fn skip(&mut self, line: u64, message: String, unreadable: bool) {
+        self.rows.push(Row::Skipped {
+            line,
+            message,
+            unreadable,
+        });
+    }
+}
 
 /// Reads records, scores each with every model, and calls `visit` in input
 /// order.
@@ -145,62 +277,79 @@ fn each_scored(
     models: &[&Model],
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl BufRead,
+    input: impl Read,
     threads: usize,
     mut visit: impl FnMut(&str, &[Scorecard], bool),
 ) -> Result<Skipped, CommandError> {
     let mut skipped = Skipped::default();
-    for_each_batch(
+    for_each_block(
         input,
         threads,
-        |lines, first_line| -> Scored {
-            let mut out = Vec::with_capacity(lines.len());
-            for (i, raw) in lines.iter().enumerate() {
-                let number = first_line + i as u64;
-                let text = match line_text(raw) {
+        |block, scored: &mut Scored| {
+            scored.rows.clear();
+            scored.ids.clear();
+            scored.used = 0;
+            'lines: for (number, text) in block.lines() {
+                let text = match text {
                     Ok("") => continue,
                     Ok(text) => text,
                     Err(message) => {
-                        out.push(Err((number, message, true)));
+                        scored.skip(number, message, true);
                         continue;
                     }
                 };
                 let converted = match outcome.read(text) {
                     Ok(Some(converted)) => converted,
                     Ok(None) => {
-                        out.push(Err((number, "no outcome".to_owned(), false)));
+                        scored.skip(number, "no outcome".to_owned(), false);
                         continue;
                     }
                     Err(message) => {
-                        out.push(Err((number, message, true)));
+                        scored.skip(number, message, true);
                         continue;
                     }
                 };
-                let mut cards = Vec::with_capacity(models.len());
-                let mut id = String::new();
-                for model in models {
+                let start = scored.ids.len();
+                for (m, model) in models.iter().enumerate() {
                     match model.parse_record(text) {
                         Ok(record) => {
-                            id = record.id().to_owned();
-                            cards.push(model.score(&record, now));
+                            if m == 0 {
+                                scored.ids.push_str(record.id());
+                            }
+                            let slot = scored.used + m;
+                            if scored.cards.len() <= slot {
+                                scored.cards.resize_with(slot + 1, Scorecard::default);
+                            }
+                            model.score_into(&record, now, &mut scored.cards[slot]);
                         }
                         Err(e) => {
-                            out.push(Err((number, e.to_string(), true)));
-                            break;
+                            scored.ids.truncate(start);
+                            scored.skip(number, e.to_string(), true);
+                            continue 'lines;
                         }
                     }
                 }
-                if cards.len() == models.len() {
-                    out.push(Ok((id, cards, converted)));
-                }
+                scored.used += models.len();
+                scored.rows.push(Row::Scored {
+                    id: start..scored.ids.len(),
+                    converted,
+                });
             }
-            out
         },
-        |results| {
-            for result in results {
-                match result {
-                    Ok((id, cards, converted)) => visit(&id, &cards, converted),
-                    Err((line, message, unreadable)) => skipped.note(line, message, unreadable),
+        |scored| {
+            let mut cards = scored.cards.chunks(models.len().max(1));
+            for row in scored.rows.drain(..) {
+                match row {
+                    Row::Scored { id, converted } => {
+                        if let Some(cards) = cards.next() {
+                            visit(&scored.ids[id], cards, converted);
+                        }
+                    }
+                    Row::Skipped {
+                        line,
+                        message,
+                        unreadable,
+                    } => skipped.note(line, message, unreadable),
                 }
             }
             Ok(())
@@ -214,7 +363,7 @@ pub fn backtest(
     model: &Model,
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl BufRead,
+    input: impl Read,
     threads: usize,
 ) -> Result<(Report, Skipped), CommandError> {
     let mut collector = Collector::new(model);
@@ -268,7 +417,7 @@ pub fn diff(
     new: &Model,
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl BufRead,
+    input: impl Read,
     threads: usize,
 ) -> Result<(Diff, Skipped), CommandError> {
     let shared: Vec<(usize, usize, String)> = old

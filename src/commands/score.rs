@@ -1,17 +1,16 @@
 //! `score`: JSON lines in, one scorecard per line out, streaming.
 //!
-//! Lines are read in fixed-size batches and each batch is split across
-//! worker threads, so memory stays flat whatever the input size and both
-//! cores work. Output order equals input order. A malformed line becomes an
+//! Lines are read in blocks that worker threads score (see `lines`), so
+//! memory stays flat whatever the input size and all cores work. Output order equals input order. A malformed line becomes an
 //! error line `{"line": N, "error": "..."}` and the stream goes on.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 
 use jiff::Timestamp;
 
 use super::CommandError;
-use super::lines::{for_each_batch, line_text};
-use crate::engine::{CardJson, Scorecard};
+use super::lines::{Block, for_each_block};
+use crate::engine::{CardWriter, Scorecard};
 use crate::model::Model;
 
 /// Counts from one `score` run.
@@ -28,26 +27,31 @@ impl ScoreStats {
     }
 }
 
+/// One block's scorecard lines, with the scratch space reused for the next.
+#[derive(Default)]
+struct Done<'m> {
+    stats: ScoreStats,
+    out: Vec<u8>,
+    card: Scorecard,
+    writer: Option<CardWriter<'m>>,
+}
+
 /// Scores every line of `input` into `output` with `threads` workers.
 pub fn score_stream(
     model: &Model,
     now: Timestamp,
-    input: impl BufRead,
+    input: impl Read,
     mut output: impl Write,
     threads: usize,
 ) -> Result<ScoreStats, CommandError> {
     let mut stats = ScoreStats::default();
-    for_each_batch(
+    for_each_block(
         input,
         threads,
-        |lines, first_line| {
-            let mut out = Vec::new();
-            let stats = score_lines(model, now, lines, first_line, &mut out);
-            (stats, out)
-        },
-        |(part, out)| {
-            stats.add(part);
-            output.write_all(&out)?;
+        |block, done: &mut Done| score_block(model, now, block, done),
+        |done| {
+            stats.add(done.stats);
+            output.write_all(&done.out)?;
             Ok(())
         },
     )?;
@@ -55,48 +59,33 @@ pub fn score_stream(
     Ok(stats)
 }
 
-fn score_lines(
-    model: &Model,
-    now: Timestamp,
-    lines: &[Vec<u8>],
-    first_line: u64,
-    out: &mut Vec<u8>,
-) -> ScoreStats {
-    let mut stats = ScoreStats::default();
-    let mut card = Scorecard::default();
-    for (i, raw) in lines.iter().enumerate() {
-        let number = first_line + i as u64;
-        let text = match line_text(raw) {
+fn score_block<'m>(model: &'m Model, now: Timestamp, block: &Block, done: &mut Done<'m>) {
+    done.stats = ScoreStats::default();
+    done.out.clear();
+    let writer = done.writer.get_or_insert_with(|| CardWriter::new(model));
+    for (number, text) in block.lines() {
+        let text = match text {
+            Ok("") => continue,
             Ok(text) => text,
             Err(message) => {
-                stats.failed += 1;
-                error_line(out, number, &message);
+                done.stats.failed += 1;
+                error_line(&mut done.out, number, &message);
                 continue;
             }
         };
-        if text.is_empty() {
-            continue;
-        }
         match model.parse_record(text) {
             Ok(record) => {
-                model.score_into(&record, now, &mut card);
-                let json = CardJson {
-                    model,
-                    record_id: record.id(),
-                    card: &card,
-                };
-                if serde_json::to_writer(&mut *out, &json).is_ok() {
-                    out.push(b'\n');
-                    stats.scored += 1;
-                }
+                model.score_into(&record, now, &mut done.card);
+                writer.write(record.id(), &done.card, &mut done.out);
+                done.out.push(b'\n');
+                done.stats.scored += 1;
             }
             Err(e) => {
-                stats.failed += 1;
-                error_line(out, number, &e.to_string());
+                done.stats.failed += 1;
+                error_line(&mut done.out, number, &e.to_string());
             }
         }
     }
-    stats
 }
 
 fn error_line(out: &mut Vec<u8>, line: u64, message: &str) {

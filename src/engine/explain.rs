@@ -6,8 +6,6 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
-use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use super::{Adjustment, Problem, ScoreResult, Scorecard};
 use crate::model::{Cond, Model, NumRange, Part, PropCheck, PropTest, RuleKind, TextOp};
@@ -32,102 +30,99 @@ fn signed(value: f64) -> String {
     }
 }
 
-struct Points(f64);
-
-impl Serialize for Points {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.fract() == 0.0 && self.0.abs() < 9.0e15 {
-            s.serialize_i64(self.0 as i64)
-        } else {
-            s.serialize_f64(self.0)
-        }
-    }
-}
-
 /// The one-line summary of a score, e.g. `Pricing page ×3 +30 · Director +15 · Student −20`.
 pub fn summary_line(model: &Model, card: &Scorecard, score: usize) -> String {
+    let mut out = String::new();
+    summary_into(model, card, score, &mut out);
+    out
+}
+
+/// [`summary_line`] into a reused buffer, without allocating: the largest
+/// hits first (by size, then rule order), as many as fit.
+pub(crate) fn summary_into(model: &Model, card: &Scorecard, score: usize, out: &mut String) {
+    out.clear();
     let Some(result) = card.scores.get(score) else {
-        return String::new();
+        return;
     };
     let spec = &model.scores[score];
-    let mut out = String::new();
+    let max = model.summary_max_chars;
     if let Some(d) = card.disqualified_by {
         let disqualifier = &model.disqualifiers[usize::from(d)];
         if disqualifier.zero_score {
             out.push_str("Disqualified: ");
             out.push_str(&disqualifier.name);
-            return truncate(out, model.summary_max_chars);
+            truncate_in_place(out, max);
+            return;
         }
     }
-    let mut hits: Vec<_> = result.hits.iter().filter(|h| h.points != 0.0).collect();
-    hits.sort_by(|a, b| {
-        b.points
-            .abs()
-            .total_cmp(&a.points.abs())
-            .then(a.rule.cmp(&b.rule))
-    });
-    for hit in hits.iter().take(model.summary_items) {
+    // Order: larger |points| first, then rule, then position.
+    let before = |a: (f64, u16, usize), b: (f64, u16, usize)| {
+        b.0.total_cmp(&a.0)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+            .is_lt()
+    };
+    let mut last: Option<(f64, u16, usize)> = None;
+    let mut chars = 0usize;
+    for _ in 0..model.summary_items {
+        let next = result
+            .hits
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.points != 0.0)
+            .map(|(i, h)| (h.points.abs(), h.rule, i))
+            .filter(|key| last.is_none_or(|last| before(last, *key)))
+            .reduce(|best, key| if before(key, best) { key } else { best });
+        let Some(key) = next else { break };
+        last = Some(key);
+        let hit = &result.hits[key.2];
         let rule = &spec.rules[usize::from(hit.rule)];
-        let mut item = rule.name.clone();
-        if hit.count > 1 && matches!(rule.kind, RuleKind::Events { .. }) {
-            let _ = write!(item, " \u{d7}{}", hit.count);
+        let start = out.len();
+        if !out.is_empty() {
+            out.push_str(" \u{b7} ");
         }
-        let _ = write!(item, " {}", signed(hit.points));
-        let separator = if out.is_empty() { "" } else { " \u{b7} " };
-        if out.chars().count() + separator.chars().count() + item.chars().count()
-            > model.summary_max_chars
-        {
+        out.push_str(&rule.name);
+        if hit.count > 1 && matches!(rule.kind, RuleKind::Events { .. }) {
+            let _ = write!(out, " \u{d7}{}", hit.count);
+        }
+        out.push(' ');
+        push_signed(out, hit.points);
+        let added = out[start..].chars().count();
+        if chars + added > max {
+            out.truncate(start);
             break;
         }
-        out.push_str(separator);
-        out.push_str(&item);
+        chars += added;
     }
     if out.is_empty() {
         out.push_str("No criteria matched");
     }
-    truncate(out, model.summary_max_chars)
+    truncate_in_place(out, max);
 }
 
-fn truncate(text: String, max: usize) -> String {
+/// [`signed`] appended to `out`.
+fn push_signed(out: &mut String, value: f64) {
+    out.push(if value < 0.0 { '\u{2212}' } else { '+' });
+    let value = value.abs();
+    if value.fract() == 0.0 && value < 1e15 {
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value:.2}");
+        let trimmed = out.trim_end_matches('0').trim_end_matches('.').len();
+        out.truncate(trimmed);
+    }
+}
+
+fn truncate_in_place(text: &mut String, max: usize) {
     if text.chars().count() <= max {
-        return text;
+        return;
     }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('\u{2026}');
-    cut
-}
-
-/// A scorecard as one JSON object (one line of `leadscored score` output).
-#[derive(Debug)]
-pub struct CardJson<'a> {
-    pub model: &'a Model,
-    pub record_id: &'a str,
-    pub card: &'a Scorecard,
-}
-
-impl Serialize for CardJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let model = self.model;
-        let card = self.card;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", self.record_id)?;
-        map.serialize_entry("scores", &ScoresJson { model, card })?;
-        if let Some(p) = card.profile {
-            map.serialize_entry("grade_profile", &model.profiles[usize::from(p)].name)?;
-        }
-        if let Some(d) = card.disqualified_by {
-            map.serialize_entry("disqualified_by", &model.disqualifiers[usize::from(d)].name)?;
-        }
-        if !card.warnings.is_empty() {
-            let warnings: Vec<String> = card
-                .warnings
-                .iter()
-                .map(|w| warning_text(model, w.slot, w.problem))
-                .collect();
-            map.serialize_entry("warnings", &warnings)?;
-        }
-        map.end()
-    }
+    let cut = text
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| i);
+    text.truncate(cut);
+    text.push('\u{2026}');
 }
 
 /// A property slot's name as revops wrote it (`jobtitle`, `company.industry`).
@@ -140,7 +135,7 @@ fn property_name(model: &Model, slot: u32) -> String {
         .unwrap_or_default()
 }
 
-fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
+pub(super) fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
     let name = property_name(model, slot);
     match problem {
         Problem::NotANumber => {
@@ -152,70 +147,6 @@ fn warning_text(model: &Model, slot: u32, problem: Problem) -> String {
         Problem::NoCompany => {
             "no associated company: the company.* criteria did not match".to_owned()
         }
-    }
-}
-
-struct ScoresJson<'a> {
-    model: &'a Model,
-    card: &'a Scorecard,
-}
-
-impl Serialize for ScoresJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.model.scores.len()))?;
-        for (index, result) in self.card.scores.iter().enumerate() {
-            let spec = &self.model.scores[index];
-            map.serialize_entry(
-                &spec.name,
-                &ScoreJson {
-                    model: self.model,
-                    card: self.card,
-                    index,
-                    result,
-                },
-            )?;
-        }
-        map.end()
-    }
-}
-
-struct ScoreJson<'a> {
-    model: &'a Model,
-    card: &'a Scorecard,
-    index: usize,
-    result: &'a ScoreResult,
-}
-
-impl Serialize for ScoreJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let model = self.model;
-        let spec = &model.scores[self.index];
-        let r = self.result;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("fit", &Points(r.fit))?;
-        map.serialize_entry("engagement", &Points(r.engagement))?;
-        map.serialize_entry("total", &Points(r.total))?;
-        map.serialize_entry("grade", &self.card.grade)?;
-        map.serialize_entry(
-            "tier",
-            &r.tier.map(|t| spec.tiers[usize::from(t)].label.as_str()),
-        )?;
-        if spec.matrix.is_some() {
-            map.serialize_entry("matrix", &r.matrix.map(matrix_label))?;
-        }
-        if !spec.stages.is_empty() {
-            map.serialize_entry("stage", &stage_name(model, r))?;
-        }
-        map.serialize_entry("summary", &summary_line(model, self.card, self.index))?;
-        map.serialize_entry(
-            "reasons",
-            &ReasonsJson {
-                model,
-                index: self.index,
-                result: r,
-            },
-        )?;
-        map.end()
     }
 }
 
@@ -231,59 +162,7 @@ pub(crate) fn matrix_label(cell: [u8; 2]) -> String {
     format!("{}{}", char::from(b'A' + cell[0]), cell[1] + 1)
 }
 
-struct ReasonsJson<'a> {
-    model: &'a Model,
-    index: usize,
-    result: &'a ScoreResult,
-}
-
-#[derive(Serialize)]
-struct ReasonJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    adjustment: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<&'a str>,
-    part: &'static str,
-    points: Points,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u32>,
-}
-
-impl Serialize for ReasonsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let spec = &self.model.scores[self.index];
-        let mut seq = s.serialize_seq(None)?;
-        for hit in &self.result.hits {
-            let rule = &spec.rules[usize::from(hit.rule)];
-            let group = &spec.groups[usize::from(rule.group)];
-            seq.serialize_element(&ReasonJson {
-                rule: Some(&rule.name),
-                adjustment: None,
-                group: Some(&group.name),
-                part: group.part.as_str(),
-                points: Points(hit.points),
-                count: matches!(rule.kind, RuleKind::Events { .. }).then_some(hit.count),
-            })?;
-        }
-        for adjustment in &self.result.adjustments {
-            let (kind, group, points) = adjustment_parts(adjustment);
-            let part = group.map_or(Part::Total, |g| spec.groups[g].part);
-            seq.serialize_element(&ReasonJson {
-                rule: None,
-                adjustment: Some(kind),
-                group: group.map(|g| spec.groups[g].name.as_str()),
-                part: part.as_str(),
-                points: Points(points),
-                count: None,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-fn adjustment_parts(adjustment: &Adjustment) -> (&'static str, Option<usize>, f64) {
+pub(super) fn adjustment_parts(adjustment: &Adjustment) -> (&'static str, Option<usize>, f64) {
     match *adjustment {
         Adjustment::GroupMax { group, points } => ("group_max", Some(usize::from(group)), points),
         Adjustment::GroupMin { group, points } => ("group_min", Some(usize::from(group)), points),

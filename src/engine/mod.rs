@@ -10,12 +10,14 @@
 //! each score's rules, groups, caps, tier and matrix; lifecycle stages last,
 //! because their conditions may read any score, the grade and tiers.
 
+mod card_line;
 mod explain;
 mod outputs;
 
 use jiff::Timestamp;
 
-pub use explain::{CardJson, explain_text, explain_with, summary_line};
+pub use card_line::{CardJson, CardWriter};
+pub use explain::{explain_text, explain_with, summary_line};
 pub use outputs::{OutputKind, OutputValue};
 
 use crate::grade::{Grade, GradeStep};

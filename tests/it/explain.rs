@@ -40,12 +40,12 @@ fn scorecard_json_lines() {
         let record = model.parse_record(line).expect("sample records are valid");
         let card = model.score(&record, now(SAMPLE_NOW));
         lines.push_str(
-            &serde_json::to_string(&CardJson {
+            &CardJson {
                 model: &model,
                 record_id: record.id(),
                 card: &card,
-            })
-            .expect("serializes"),
+            }
+            .to_line(),
         );
         lines.push('\n');
     }

@@ -136,7 +136,7 @@ proptest! {
         let at = now("2026-11-01T00:00:00Z");
         let card = model.score(&record, at);
         let again = model.score(&model.parse_record(&line).expect("valid"), at);
-        let json = |c| serde_json::to_string(&leadscored::engine::CardJson { model, record_id: "r", card: c }).expect("serializes");
+        let json = |c| leadscored::engine::CardJson { model, record_id: "r", card: c }.to_line();
         prop_assert_eq!(json(&card), json(&again));
         for result in card.results() {
             prop_assert!((0.0..=100.0).contains(&result.total()), "total {} outside floor..cap", result.total());
