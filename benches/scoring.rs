@@ -7,9 +7,17 @@
 //! 2. reading a JSON line into a record,
 //! 3. `leadscored score` end to end (JSON lines in, scorecard lines out)
 //!    with 1 and 2 worker threads, streaming from a generator so no input
-//!    file is needed, and the peak memory after 100,000 and 1,000,000 lines.
+//!    file is needed, in this process;
+//! 4. side by side on files, as a user runs them: the `leadscored` binary's
+//!    `score` (1 and 2 threads), `backtest` and `diff` as child processes,
+//!    each with its own peak RSS, next to a validate-only serde_json pass
+//!    (`IgnoredAny`) over the same file, on the generated people (`generate`,
+//!    ~1.6 KB a line) and on this bench's contacts (~6.4 KB a line), at a
+//!    tenth of the records and at all of them.
 //!
-//! Set `LEADSCORED_BENCH_RECORDS` to change the record count (default 1,000,000).
+//! Set `LEADSCORED_BENCH_RECORDS` to change the record count (default
+//! 1,000,000; the contacts files hold a quarter as many, being four times
+//! larger) and `LEADSCORED_BENCH_ONLY=score|files` to run one part.
 
 #![allow(
     clippy::unwrap_used,
@@ -280,7 +288,12 @@ fn main() {
         elapsed * 1e9 / records as f64
     );
 
-    if std::env::var("LEADSCORED_BENCH_ONLY").is_ok_and(|v| v == "score") {
+    let only = std::env::var("LEADSCORED_BENCH_ONLY").unwrap_or_default();
+    if only == "score" {
+        return;
+    }
+    if only == "files" {
+        side_by_side(records, &lines);
         return;
     }
 
@@ -329,4 +342,153 @@ fn main() {
             );
         }
     }
+
+    side_by_side(records, &lines);
+}
+
+/// Part 4: the binary on files, next to plain serde_json on the same files.
+fn side_by_side(records: u64, contacts: &[String]) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let people_count = records;
+    let contact_count = (records / 4).max(1);
+    let people = dir.path().join("people.jsonl");
+    let contacts_file = dir.path().join("contacts.jsonl");
+    {
+        let out = std::io::BufWriter::new(std::fs::File::create(&people).expect("create"));
+        leadscored::commands::generate(people_count, 1, NOW.parse().expect("valid"), out)
+            .expect("generate");
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&contacts_file).expect("create"));
+        for i in 0..contact_count as usize {
+            out.write_all(contacts[i % contacts.len()].as_bytes())
+                .expect("write");
+        }
+        out.flush().expect("flush");
+    }
+    for (label, file, count) in [
+        ("generated people", &people, people_count),
+        ("bench contacts", &contacts_file, contact_count),
+    ] {
+        for part in [count / 10, count] {
+            let path = if part == count {
+                file.clone()
+            } else {
+                let head = dir.path().join("head.jsonl");
+                let text = std::fs::File::open(file).expect("open");
+                let mut out =
+                    std::io::BufWriter::new(std::fs::File::create(&head).expect("create"));
+                for line in std::io::BufReader::new(text).lines().take(part as usize) {
+                    writeln!(out, "{}", line.expect("line")).expect("write");
+                }
+                out.flush().expect("flush");
+                head
+            };
+            let bytes = std::fs::metadata(&path).expect("size").len();
+            println!(
+                "\n{label}: {part} records, {:.0} MB, {:.0} bytes a line",
+                bytes as f64 / 1e6,
+                bytes as f64 / part as f64
+            );
+            let validate = validate_only(&path);
+            println!(
+                "  serde_json IgnoredAny (1 thread): {validate:.3} s = {:>8.0} records/s",
+                part as f64 / validate
+            );
+            let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/b2b.toml");
+            let minimal = concat!(env!("CARGO_MANIFEST_DIR"), "/config/minimal.toml");
+            let input = path.to_str().expect("utf-8 path");
+            let mut one = f64::NAN;
+            for threads in ["1", "2"] {
+                let (seconds, rss) = run_binary(&[
+                    "score",
+                    "--config",
+                    config,
+                    "--now",
+                    NOW,
+                    "--threads",
+                    threads,
+                    "--input",
+                    input,
+                ]);
+                if threads == "1" {
+                    one = seconds;
+                }
+                println!(
+                    "  score --threads {threads}: {seconds:.3} s = {:>8.0} records/s, {:.2}x IgnoredAny's time, {:.2}x one thread's speed, peak RSS {rss:.0} MB",
+                    part as f64 / seconds,
+                    seconds / validate,
+                    one / seconds
+                );
+            }
+            if label == "generated people" {
+                for (name, args) in [
+                    ("backtest", vec!["backtest", "--config", config]),
+                    (
+                        "diff",
+                        vec!["diff", "--config", config, "--config", minimal],
+                    ),
+                ] {
+                    let mut args = args;
+                    args.extend(["--now", NOW, "--input", input]);
+                    let (seconds, rss) = run_binary(&args);
+                    println!(
+                        "  {name} (all cores): {seconds:.3} s = {:>8.0} records/s, peak RSS {rss:.0} MB",
+                        part as f64 / seconds
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Seconds for a validate-only serde_json pass over a file, line by line.
+fn validate_only(path: &std::path::Path) -> f64 {
+    let file = std::fs::File::open(path).expect("open");
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let start = Instant::now();
+    let mut ok = 0u64;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).expect("read") == 0 {
+            break;
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok() {
+            ok += 1;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(ok > 0, "no line parsed");
+    seconds
+}
+
+/// Runs the `leadscored` binary, output discarded; wall seconds and peak RSS in MB
+/// (read from /proc while it runs).
+fn run_binary(args: &[&str]) -> (f64, f64) {
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leadscored"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run leadscored");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0f64;
+    loop {
+        if let Some(kb) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        }) {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "leadscored {args:?} failed: {status}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    (start.elapsed().as_secs_f64(), peak_kb / 1024.0)
 }

@@ -326,13 +326,16 @@ fn format_number(n: f64) -> String {
 
 /// Parses the date forms CRMs send: RFC 3339, a plain date (midnight UTC),
 /// a date-time without offset (UTC) or epoch milliseconds.
-pub(crate) fn parse_time(text: &str) -> Option<i64> {
+pub fn parse_time(text: &str) -> Option<i64> {
     let text = text.trim();
     if text.is_empty() {
         return None;
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse::<i64>().ok();
+    }
+    if let Some(ms) = utc_fast_path(text.as_bytes()) {
+        return Some(ms);
     }
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Some(ts.as_millisecond());
@@ -344,6 +347,74 @@ pub(crate) fn parse_time(text: &str) -> Option<i64> {
             .map(|t| t.as_millisecond());
     }
     None
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff…]Z` from 1970 on, the form nearly every event
+/// time has, read without the general parser; anything else (offsets,
+/// leap seconds, impossible days) is left to it. Same result as jiff's
+/// `Timestamp::as_millisecond` (fractions truncated).
+fn utc_fast_path(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        b.get(range)?.iter().try_fold(0i64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let millis = match b.len() {
+        20 => 0,
+        n if b[19] == b'.' && (21..=30).contains(&n) => {
+            let fraction = &b[20..n - 1];
+            if !fraction.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            fraction
+                .iter()
+                .chain(std::iter::repeat(&b'0'))
+                .take(3)
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if year < 1970
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > month_days[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
 // ---------------------------------------------------------------------------

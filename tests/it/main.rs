@@ -29,6 +29,7 @@ mod readme;
 mod records;
 mod reliability;
 mod same_scorecards;
+mod score_output;
 mod streams;
 mod sync_pass;
 
