@@ -424,8 +424,15 @@ fn utc_fast_path(b: &[u8]) -> Option<i64> {
 impl Model {
     /// Reads one record in the documented JSON format.
     pub fn parse_record(&self, json: &str) -> Result<Record, RecordError> {
+        self.parse_record_with(json, &mut AttrMemo::default())
+    }
+
+    /// [`Model::parse_record`] for many records: `memo` remembers what
+    /// event attribute values matched, for the next records. Use one per
+    /// thread and model.
+    pub fn parse_record_with(&self, json: &str, memo: &mut AttrMemo) -> Result<Record, RecordError> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
-        let record = RecordSeed { model: self }
+        let record = RecordSeed { model: self, memo }
             .deserialize(&mut deserializer)
             .map_err(|e| RecordError::new(describe_json_error(&e)))?;
         deserializer
@@ -456,11 +463,12 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 }
 
 /// Deserializes a `Record` for a model from any serde format.
-pub(crate) struct RecordSeed<'m> {
+pub(crate) struct RecordSeed<'m, 's> {
     pub model: &'m Model,
+    pub memo: &'s mut AttrMemo,
 }
 
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
     type Value = Record;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Record, D::Error> {
@@ -468,7 +476,7 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for RecordSeed<'_> {
+impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
     type Value = Record;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -493,6 +501,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 })?,
                 "events" => map.next_value_seed(EventsSeed {
                     builder: &mut builder,
+                    memo: &mut *self.memo,
                 })?,
                 "lists" => map.next_value_seed(ListsSeed {
                     builder: &mut builder,
@@ -667,6 +676,7 @@ impl<'de> de::Deserialize<'de> for RawProp<'de> {
 
 struct EventsSeed<'b, 'm> {
     builder: &'b mut RecordBuilder<'m>,
+    memo: &'b mut AttrMemo,
 }
 
 impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_> {
@@ -689,6 +699,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
             let seed = EventSeed {
                 model: self.builder.model,
                 index,
+                memo: &mut *self.memo,
             };
             match seq.next_element_seed(seed)? {
                 None => return Ok(()),
@@ -700,19 +711,20 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
     }
 }
 
-struct EventSeed<'m> {
+struct EventSeed<'m, 's> {
     model: &'m Model,
     index: usize,
+    memo: &'s mut AttrMemo,
 }
 
-impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_> {
     type Value = Option<Event>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Event>, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for EventSeed<'_> {
+impl<'de> Visitor<'de> for EventSeed<'_, '_> {
     type Value = Option<Event>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -754,6 +766,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                         index,
                         wanted,
                         matched: &mut matched,
+                        memo: &mut *self.memo,
                     })?;
                 }
                 _ => {
@@ -788,6 +801,7 @@ struct AttrsSeed<'a, 'm> {
     /// all of them while the type is not known yet.
     wanted: u64,
     matched: &'a mut u128,
+    memo: &'a mut AttrMemo,
 }
 
 impl<'de> DeserializeSeed<'de> for AttrsSeed<'_, '_> {
@@ -805,7 +819,6 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut scratch = String::new();
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let slot = self.model.schema.attr_index.get(&*key).copied();
             let Some(slot) = slot
@@ -819,27 +832,49 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
             })?;
             match value {
                 RawProp::Null => {}
-                RawProp::One(scalar) => match_attr(
-                    self.model,
-                    slot,
-                    &scalar_text(&scalar),
-                    &mut scratch,
-                    self.matched,
-                ),
+                RawProp::One(scalar) => {
+                    *self.matched |= self.memo.matches(self.model, slot, &scalar_text(&scalar));
+                }
                 RawProp::Many(items) => {
                     for item in &items {
-                        match_attr(
-                            self.model,
-                            slot,
-                            &scalar_text(item),
-                            &mut scratch,
-                            self.matched,
-                        );
+                        *self.matched |= self.memo.matches(self.model, slot, &scalar_text(item));
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Which attribute patterns a value matches, remembered per attribute slot:
+/// event attributes repeat (the same pages, campaigns and forms), and a
+/// lookup costs less than case-folding and running every pattern. Bounded:
+/// a slot's memory is dropped when it holds [`AttrMemo::LIMIT`] values.
+#[derive(Debug, Default)]
+pub struct AttrMemo {
+    slots: Vec<rustc_hash::FxHashMap<Box<str>, u128>>,
+    scratch: String,
+}
+
+impl AttrMemo {
+    const LIMIT: usize = 4096;
+
+    fn matches(&mut self, model: &Model, slot: u16, value: &str) -> u128 {
+        let index = usize::from(slot);
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, Default::default);
+        }
+        if let Some(bits) = self.slots[index].get(value) {
+            return *bits;
+        }
+        let mut bits = 0;
+        match_attr(model, slot, value, &mut self.scratch, &mut bits);
+        let seen = &mut self.slots[index];
+        if seen.len() >= Self::LIMIT {
+            seen.clear();
+        }
+        seen.insert(value.into(), bits);
+        bits
     }
 }
 

@@ -259,6 +259,8 @@ struct Scored {
     /// `models` cards per scored row, in row order.
     cards: Vec<Scorecard>,
     used: usize,
+    /// One per model.
+    memos: Vec<crate::record::AttrMemo>,
 }
 
 impl Scored {
@@ -289,6 +291,7 @@ fn each_scored(
             scored.rows.clear();
             scored.ids.clear();
             scored.used = 0;
+            scored.memos.resize_with(models.len(), Default::default);
             'lines: for (number, text) in block.lines() {
                 let text = match text {
                     Ok("") => continue,
@@ -311,7 +314,7 @@ fn each_scored(
                 };
                 let start = scored.ids.len();
                 for (m, model) in models.iter().enumerate() {
-                    match model.parse_record(text) {
+                    match model.parse_record_with(text, &mut scored.memos[m]) {
                         Ok(record) => {
                             if m == 0 {
                                 scored.ids.push_str(record.id());

@@ -12,6 +12,7 @@ use super::CommandError;
 use super::lines::{Block, for_each_block};
 use crate::engine::{CardWriter, Scorecard};
 use crate::model::Model;
+use crate::record::AttrMemo;
 
 /// Counts from one `score` run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +35,7 @@ struct Done<'m> {
     out: Vec<u8>,
     card: Scorecard,
     writer: Option<CardWriter<'m>>,
+    memo: AttrMemo,
 }
 
 /// Scores every line of `input` into `output` with `threads` workers.
@@ -73,7 +75,7 @@ fn score_block<'m>(model: &'m Model, now: Timestamp, block: &Block, done: &mut D
                 continue;
             }
         };
-        match model.parse_record(text) {
+        match model.parse_record_with(text, &mut done.memo) {
             Ok(record) => {
                 model.score_into(&record, now, &mut done.card);
                 writer.write(record.id(), &done.card, &mut done.out);
