@@ -169,14 +169,20 @@ pub struct RecordBuilder<'m> {
 
 impl<'m> RecordBuilder<'m> {
     pub(crate) fn new(model: &'m Model, id: String) -> Self {
-        let record = Record {
-            id,
-            props: vec![Prop::Missing; model.schema.props.len()],
-            events: Vec::new(),
-            lists: Vec::new(),
-            static_bits: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut builder = Self::reuse(model, Record::default());
+        builder.record.id = id;
+        builder
+    }
+
+    /// A builder that fills `record`'s buffers again instead of new ones.
+    fn reuse(model: &'m Model, mut record: Record) -> Self {
+        record.id.clear();
+        record.props.clear();
+        record.props.resize(model.schema.props.len(), Prop::Missing);
+        record.events.clear();
+        record.lists.clear();
+        record.static_bits.clear();
+        record.warnings.clear();
         Self { model, record }
     }
 
@@ -430,15 +436,36 @@ impl Model {
     /// [`Model::parse_record`] for many records: `memo` remembers what
     /// event attribute values matched, for the next records. Use one per
     /// thread and model.
-    pub fn parse_record_with(&self, json: &str, memo: &mut AttrMemo) -> Result<Record, RecordError> {
+    pub fn parse_record_with(
+        &self,
+        json: &str,
+        memo: &mut AttrMemo,
+    ) -> Result<Record, RecordError> {
+        let mut record = Record::default();
+        self.parse_record_into(json, memo, &mut record)?;
+        Ok(record)
+    }
+
+    /// [`Model::parse_record_with`] into a record read before, whose buffers
+    /// are reused. On an error the record is left empty.
+    pub fn parse_record_into(
+        &self,
+        json: &str,
+        memo: &mut AttrMemo,
+        record: &mut Record,
+    ) -> Result<(), RecordError> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
-        let record = RecordSeed { model: self, memo }
-            .deserialize(&mut deserializer)
-            .map_err(|e| RecordError::new(describe_json_error(&e)))?;
+        let reuse = std::mem::take(record);
+        *record = RecordSeed {
+            model: self,
+            memo,
+            reuse,
+        }
+        .deserialize(&mut deserializer)
+        .map_err(|e| RecordError::new(describe_json_error(&e)))?;
         deserializer
             .end()
-            .map_err(|e| RecordError::new(describe_json_error(&e)))?;
-        Ok(record)
+            .map_err(|e| RecordError::new(describe_json_error(&e)))
     }
 
     /// Starts a record for connectors that do not speak the JSON format.
@@ -466,6 +493,8 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 pub(crate) struct RecordSeed<'m, 's> {
     pub model: &'m Model,
     pub memo: &'s mut AttrMemo,
+    /// A spent record whose buffers are filled again.
+    pub reuse: Record,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
@@ -486,7 +515,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
-        let mut builder = RecordBuilder::new(self.model, String::new());
+        let mut builder = RecordBuilder::reuse(self.model, self.reuse);
         let mut id = None;
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             match &*key {
@@ -517,30 +546,33 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
         if id.is_empty() {
             return Err(de::Error::custom("record \"id\" is empty"));
         }
-        builder.record.id = id;
+        builder.record.id.push_str(&id);
         Ok(builder.build())
     }
 }
 
 /// A record id: a string, or an integer as some exports write it.
-struct IdValue(String);
+struct IdValue<'de>(std::borrow::Cow<'de, str>);
 
-impl<'de> de::Deserialize<'de> for IdValue {
+impl<'de> de::Deserialize<'de> for IdValue<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct IdVisitor;
-        impl Visitor<'_> for IdVisitor {
-            type Value = IdValue;
+        impl<'de> Visitor<'de> for IdVisitor {
+            type Value = IdValue<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("\"id\" as a string or an integer")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<IdValue, E> {
-                Ok(IdValue(v.to_owned()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<IdValue<'de>, E> {
+                Ok(IdValue(v.into()))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IdValue, E> {
-                Ok(IdValue(v.to_string()))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IdValue<'de>, E> {
+                Ok(IdValue(v.to_owned().into()))
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IdValue, E> {
-                Ok(IdValue(v.to_string()))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IdValue<'de>, E> {
+                Ok(IdValue(v.to_string().into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IdValue<'de>, E> {
+                Ok(IdValue(v.to_string().into()))
             }
         }
         deserializer.deserialize_any(IdVisitor)

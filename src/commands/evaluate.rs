@@ -261,6 +261,7 @@ struct Scored {
     used: usize,
     /// One per model.
     memos: Vec<crate::record::AttrMemo>,
+    record: crate::Record,
 }
 
 impl Scored {
@@ -314,8 +315,9 @@ fn each_scored(
                 };
                 let start = scored.ids.len();
                 for (m, model) in models.iter().enumerate() {
-                    match model.parse_record_with(text, &mut scored.memos[m]) {
-                        Ok(record) => {
+                    let record = &mut scored.record;
+                    match model.parse_record_into(text, &mut scored.memos[m], record) {
+                        Ok(()) => {
                             if m == 0 {
                                 scored.ids.push_str(record.id());
                             }
@@ -323,7 +325,7 @@ fn each_scored(
                             if scored.cards.len() <= slot {
                                 scored.cards.resize_with(slot + 1, Scorecard::default);
                             }
-                            model.score_into(&record, now, &mut scored.cards[slot]);
+                            model.score_into(record, now, &mut scored.cards[slot]);
                         }
                         Err(e) => {
                             scored.ids.truncate(start);

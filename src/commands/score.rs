@@ -12,7 +12,7 @@ use super::CommandError;
 use super::lines::{Block, for_each_block};
 use crate::engine::{CardWriter, Scorecard};
 use crate::model::Model;
-use crate::record::AttrMemo;
+use crate::record::{AttrMemo, Record};
 
 /// Counts from one `score` run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,7 @@ struct Done<'m> {
     card: Scorecard,
     writer: Option<CardWriter<'m>>,
     memo: AttrMemo,
+    record: Record,
 }
 
 /// Scores every line of `input` into `output` with `threads` workers.
@@ -75,10 +76,10 @@ fn score_block<'m>(model: &'m Model, now: Timestamp, block: &Block, done: &mut D
                 continue;
             }
         };
-        match model.parse_record_with(text, &mut done.memo) {
-            Ok(record) => {
-                model.score_into(&record, now, &mut done.card);
-                writer.write(record.id(), &done.card, &mut done.out);
+        match model.parse_record_into(text, &mut done.memo, &mut done.record) {
+            Ok(()) => {
+                model.score_into(&done.record, now, &mut done.card);
+                writer.write(done.record.id(), &done.card, &mut done.out);
                 done.out.push(b'\n');
                 done.stats.scored += 1;
             }

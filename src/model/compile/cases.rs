@@ -32,7 +32,13 @@ pub(super) fn test_case(
         }
         Some(v) => {
             let rspan = v.span();
-            match (RecordSeed { model, memo: &mut crate::record::AttrMemo::default() }).deserialize(ValueDeserializer::from(v)) {
+            match (RecordSeed {
+                model,
+                memo: &mut crate::record::AttrMemo::default(),
+                reuse: Default::default(),
+            })
+            .deserialize(ValueDeserializer::from(v))
+            {
                 Ok(r) => Some(r),
                 Err(e) => {
                     d.toml(&e, &rspan);
