@@ -204,6 +204,8 @@ impl Model {
             return;
         }
         let other = self.hot_by_type.len().saturating_sub(1);
+        // Per decay: the last whole number of periods met and its factor.
+        let (mut last_step, mut last_factor) = ([i64::MIN; 8], [0.0f64; 8]);
         for event in &record.events {
             if event.at > now_ms {
                 continue;
@@ -242,11 +244,22 @@ impl Model {
                     let factor = match hot.decay {
                         u32::MAX => 1.0,
                         d if d < 8 => {
+                            let d = d as usize;
                             if known & (1 << d) == 0 {
-                                factors[d as usize] = self.decays[d as usize].factor(age);
+                                let decay = self.decays[d];
+                                factors[d] = match decay.steps(age) {
+                                    // Events come newest first: runs share their step.
+                                    Some(step) if last_step[d] == step => last_factor[d],
+                                    Some(step) => {
+                                        last_step[d] = step;
+                                        last_factor[d] = decay.stepped_factor(step);
+                                        last_factor[d]
+                                    }
+                                    None => decay.factor(age),
+                                };
                                 known |= 1 << d;
                             }
-                            factors[d as usize]
+                            factors[d]
                         }
                         d => self
                             .decays

@@ -509,22 +509,40 @@ impl Decay {
 
     /// The share of its points an event of age `age_ms` still gives.
     pub(crate) fn factor(self, age_ms: i64) -> f64 {
+        match self {
+            Decay::Stepped { .. } => self.stepped_factor(self.steps(age_ms).unwrap_or(0)),
+            Decay::HalfLife { half_life_ms } => (-(age_ms.max(0) as f64) / half_life_ms).exp2(),
+        }
+    }
+
+    /// For stepped decay, the whole periods an event of age `age_ms` has
+    /// aged: events with the same steps get the same factor, so the event
+    /// pass computes it once for a run of them. None for halving.
+    pub(crate) fn steps(self, age_ms: i64) -> Option<i64> {
+        let Decay::Stepped {
+            period_ms, per_ms, ..
+        } = self
+        else {
+            return None;
+        };
         let age_ms = age_ms.max(0);
+        // A float estimate of age / period, corrected to the exact whole
+        // number of periods so boundaries fall where they should.
+        let mut whole = (age_ms as f64 * per_ms) as i64;
+        if whole.saturating_mul(period_ms) > age_ms {
+            whole -= 1;
+        } else if (whole + 1).saturating_mul(period_ms) <= age_ms {
+            whole += 1;
+        }
+        Some(whole)
+    }
+
+    /// The factor after `whole` periods of stepped decay (1 for halving).
+    pub(crate) fn stepped_factor(self, whole: i64) -> f64 {
         match self {
             Decay::Stepped {
-                fraction,
-                period_ms,
-                per_ms,
-                compound,
+                fraction, compound, ..
             } => {
-                // A float estimate of age / period, corrected to the exact
-                // whole number of periods so boundaries fall where they should.
-                let mut whole = (age_ms as f64 * per_ms) as i64;
-                if whole.saturating_mul(period_ms) > age_ms {
-                    whole -= 1;
-                } else if (whole + 1).saturating_mul(period_ms) <= age_ms {
-                    whole += 1;
-                }
                 let periods = whole as f64;
                 if compound {
                     (1.0 - fraction).powf(periods)
@@ -532,7 +550,7 @@ impl Decay {
                     (1.0 - fraction * periods).max(0.0)
                 }
             }
-            Decay::HalfLife { half_life_ms } => (-(age_ms as f64) / half_life_ms).exp2(),
+            Decay::HalfLife { .. } => 1.0,
         }
     }
 }
