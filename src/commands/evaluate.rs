@@ -4,7 +4,6 @@
 //! writes the fake CRM's people as such records.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, Read, Write};
 
@@ -438,15 +437,40 @@ pub fn diff(
         .collect();
     let mut old_collector = Collector::new(old);
     let mut new_collector = Collector::new(new);
-    let mut tier_moves: Vec<Moves> = vec![BTreeMap::new(); shared.len()];
-    let mut grade_moves: Moves = BTreeMap::new();
-    let mut movers: Vec<Mover> = Vec::new();
-    let tier_label = |model: &Model, card: &Scorecard, score: usize| {
+    // Moves are counted by index while reading, named at the end.
+    let tier_count = |model: &Model, score: usize| model.scores[score].tiers.len() + 1;
+    let mut tier_counts: Vec<Vec<u64>> = shared
+        .iter()
+        .map(|(i, j, _)| vec![0; tier_count(old, *i) * tier_count(new, *j)])
+        .collect();
+    let tier_index = |model: &Model, card: &Scorecard, score: usize| {
+        let tiers = model.scores[score].tiers.len();
         card.scores
             .get(score)
             .and_then(|r| r.tier)
-            .and_then(|t| model.scores[score].tiers.get(usize::from(t)))
-            .map_or("(none)".to_owned(), |t| t.label.clone())
+            .map(usize::from)
+            .filter(|t| *t < tiers)
+            .unwrap_or(tiers)
+    };
+    const NO_GRADE: usize = 13;
+    let mut grade_counts = [[0u64; NO_GRADE + 1]; NO_GRADE + 1];
+    let mut grade_names: [&str; NO_GRADE + 1] = ["(none)"; NO_GRADE + 1];
+    let mut grade_index = |card: &Scorecard| match card.grade {
+        Some(g) => {
+            let rank = usize::from(g.rank()).min(NO_GRADE - 1);
+            grade_names[rank] = g.as_str();
+            rank
+        }
+        None => NO_GRADE,
+    };
+    let mut movers: Vec<Mover> = Vec::new();
+    // Once 20 movers are kept, one that moved no more than the 20th can
+    // never be among the 20 reported (ties keep file order).
+    let mut least_kept: Option<f64> = None;
+    let by_move = |x: &Mover, y: &Mover| {
+        (y.new_total - y.old_total)
+            .abs()
+            .total_cmp(&(x.new_total - x.old_total).abs())
     };
     let skipped = each_scored(
         &[old, new],
@@ -459,16 +483,15 @@ pub fn diff(
             old_collector.add(a, converted);
             new_collector.add(b, converted);
             for (k, (i, j, name)) in shared.iter().enumerate() {
-                *tier_moves[k]
-                    .entry(tier_label(old, a, *i))
-                    .or_default()
-                    .entry(tier_label(new, b, *j))
-                    .or_default() += 1;
+                let cell = tier_index(old, a, *i) * tier_count(new, *j) + tier_index(new, b, *j);
+                tier_counts[k][cell] += 1;
                 let (before, after) = (
                     a.scores.get(*i).map_or(0.0, |r| r.total),
                     b.scores.get(*j).map_or(0.0, |r| r.total),
                 );
-                if before != after {
+                let moved = (after - before).abs();
+                if before != after && least_kept.is_none_or(|least| moved.total_cmp(&least).is_gt())
+                {
                     movers.push(Mover {
                         id: id.to_owned(),
                         score: name.clone(),
@@ -478,26 +501,47 @@ pub fn diff(
                         new_reasons: crate::engine::summary_line(new, b, *j),
                     });
                     if movers.len() > 200 {
-                        movers.sort_by(|x, y| {
-                            (y.new_total - y.old_total)
-                                .abs()
-                                .total_cmp(&(x.new_total - x.old_total).abs())
-                        });
+                        movers.sort_by(by_move);
                         movers.truncate(20);
+                        least_kept = movers.last().map(|m| (m.new_total - m.old_total).abs());
                     }
                 }
             }
-            let grade = |card: &Scorecard| {
-                card.grade
-                    .map_or("(none)".to_owned(), |g| g.as_str().to_owned())
-            };
-            *grade_moves
-                .entry(grade(a))
-                .or_default()
-                .entry(grade(b))
-                .or_default() += 1;
+            grade_counts[grade_index(a)][grade_index(b)] += 1;
         },
     )?;
+    let tier_label = |model: &Model, score: usize, index: usize| {
+        model.scores[score]
+            .tiers
+            .get(index)
+            .map_or("(none)".to_owned(), |t| t.label.clone())
+    };
+    let tier_moves: Vec<Moves> = shared
+        .iter()
+        .zip(&tier_counts)
+        .map(|((i, j, _), counts)| {
+            let mut moves = Moves::new();
+            let columns = tier_count(new, *j);
+            for (cell, count) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+                *moves
+                    .entry(tier_label(old, *i, cell / columns))
+                    .or_default()
+                    .entry(tier_label(new, *j, cell % columns))
+                    .or_default() += count;
+            }
+            moves
+        })
+        .collect();
+    let mut grade_moves = Moves::new();
+    for (from, row) in grade_counts.iter().enumerate() {
+        for (to, count) in row.iter().enumerate().filter(|(_, c)| **c > 0) {
+            *grade_moves
+                .entry(grade_names[from].to_owned())
+                .or_default()
+                .entry(grade_names[to].to_owned())
+                .or_default() += count;
+        }
+    }
     movers.sort_by(|x, y| {
         (y.new_total - y.old_total)
             .abs()
