@@ -74,22 +74,7 @@ impl<'m> CardWriter<'m> {
             .map(|spec| {
                 let mut head = escaped(&spec.name);
                 head.extend_from_slice(br#":{"fit":"#);
-                let rules = spec
-                    .rules
-                    .iter()
-                    .map(|rule| {
-                        let group = &spec.groups[usize::from(rule.group)];
-                        let mut piece = br#"{"rule":"#.to_vec();
-                        push_str(&mut piece, &rule.name);
-                        piece.extend_from_slice(br#","group":"#);
-                        push_str(&mut piece, &group.name);
-                        piece.extend_from_slice(br#","part":"#);
-                        push_str(&mut piece, group.part.as_str());
-                        piece.extend_from_slice(br#","points":"#);
-                        piece
-                    })
-                    .collect();
-                let groups = spec
+                let groups: Vec<Vec<u8>> = spec
                     .groups
                     .iter()
                     .map(|group| {
@@ -98,6 +83,17 @@ impl<'m> CardWriter<'m> {
                         piece.extend_from_slice(br#","part":"#);
                         push_str(&mut piece, group.part.as_str());
                         piece.extend_from_slice(br#","points":"#);
+                        piece
+                    })
+                    .collect();
+                // A rule's piece is its name, then its group's piece.
+                let rules = spec
+                    .rules
+                    .iter()
+                    .map(|rule| {
+                        let mut piece = br#"{"rule":"#.to_vec();
+                        push_str(&mut piece, &rule.name);
+                        piece.extend_from_slice(&groups[usize::from(rule.group)]);
                         piece
                     })
                     .collect();
