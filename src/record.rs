@@ -946,7 +946,7 @@ impl<'de> Visitor<'de> for ListsSeed<'_, '_> {
 
 /// A string that borrows from the input when it can (serde's own `Cow`
 /// impl always copies), so reading a record allocates only for what it keeps.
-struct CowStr<'de>(std::borrow::Cow<'de, str>);
+pub(crate) struct CowStr<'de>(std::borrow::Cow<'de, str>);
 
 impl std::ops::Deref for CowStr<'_> {
     type Target = str;

@@ -17,6 +17,7 @@ use crate::Scorecard;
 use crate::evaluate::calibrate::{Calibration, Judge, Outcome, rewrite_points};
 use crate::evaluate::{Collector, Report};
 use crate::model::Model;
+use crate::record::CowStr;
 
 /// Where a record's outcome is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +112,7 @@ impl<'de> Visitor<'de> for OutcomeProbe<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
             match (self.spec, &*key) {
                 (OutcomeSpec::Field(name), key) if key == name => {
                     found = Some(map.next_value::<serde_json::Value>()?);
@@ -154,7 +155,7 @@ impl<'de> Visitor<'de> for Named<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
             if *key == *self.name {
                 found = Some(map.next_value::<serde_json::Value>()?);
             } else {
