@@ -961,6 +961,28 @@ impl State {
         Ok(())
     }
 
+    /// Drops records the CRM deleted or merged away: their stored inputs,
+    /// failures and per-record occurrences, so no later pass rescores or
+    /// writes them.
+    pub fn forget(&mut self, ids: &[String]) -> Result<(), StateError> {
+        let fail = self.db_error(format!("forgetting {} deleted records", ids.len()));
+        let tx = self.db.transaction().map_err(fail)?;
+        {
+            let mut records = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
+            let mut failed = tx.prepare_cached("DELETE FROM failed WHERE id = ?1")?;
+            let mut events = tx.prepare_cached("DELETE FROM events WHERE key = ?1")?;
+            let mut members = tx.prepare_cached("DELETE FROM list_members WHERE record = ?1")?;
+            for id in ids {
+                records.execute([id])?;
+                failed.execute([id])?;
+                events.execute([id])?;
+                members.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Records a write's outcome: written records get their values and new
     /// modified time and leave the failed list; failed ones enter it (or
     /// count one more attempt); `settled` ones (nothing to write any more)

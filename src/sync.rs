@@ -57,6 +57,26 @@ pub enum PassKind {
     Rescore,
     /// Every record pulled afresh (with its event detail).
     Full,
+    /// Exactly the records a CRM's webhooks named ([`Targets`]): read by
+    /// id, scored, written. The watermark stays where it is.
+    Webhook,
+}
+
+/// What a webhook pass reads again, and forgets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Records to read by id.
+    pub records: Vec<String>,
+    /// Companies to read again; their stored people are rescored.
+    pub companies: Vec<String>,
+    /// Records deleted or merged away in the CRM: dropped from the state.
+    pub gone: Vec<String>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.companies.is_empty() && self.gone.is_empty()
+    }
 }
 
 impl PassKind {
@@ -65,6 +85,7 @@ impl PassKind {
             PassKind::Incremental => "incremental",
             PassKind::Rescore => "rescore",
             PassKind::Full => "full",
+            PassKind::Webhook => "webhook",
         }
     }
 }
@@ -868,6 +889,7 @@ struct EventPlan {
 /// Decides how this pass reads engagement: the streams (back to the
 /// model's horizon on a first read, else from where the last read ended
 /// minus the overlap) or per-record detail, by estimated calls.
+#[allow(clippy::too_many_arguments)]
 fn plan_events<C: Crm>(
     crm: &C,
     connection: &Connection,
@@ -876,6 +898,7 @@ fn plan_events<C: Crm>(
     pull_kind: PullKind,
     usable: bool,
     until_ms: i64,
+    expected_ids: u64,
 ) -> Result<Option<EventPlan>, PassError> {
     let types: Vec<String> = connection.events.keys().cloned().collect();
     if types.is_empty() || !crm.streams() {
@@ -910,6 +933,7 @@ fn plan_events<C: Crm>(
     // all of them on a full pull, about as many as recent incremental
     // passes brought on an incremental one.
     let expected_records = match (pull_kind, state) {
+        (PullKind::Ids, _) => Some(expected_ids),
         (PullKind::Full, Some(state)) => Some(state.count()?).filter(|n| *n > 0),
         (PullKind::Since(_), Some(state)) => {
             let recent: Vec<u64> = state
@@ -995,6 +1019,7 @@ struct Related {
 /// Reads what changed around the records: companies modified since the
 /// watermark (an incremental pass), and the model's lists — each resolved
 /// by name, its members read again only when the CRM says it changed.
+#[allow(clippy::too_many_arguments)]
 async fn prepare_related<C: Crm>(
     crm: &C,
     connection: &Connection,
@@ -1003,12 +1028,16 @@ async fn prepare_related<C: Crm>(
     pull_kind: PullKind,
     usable: bool,
     until_ms: i64,
+    targets: Option<&Targets>,
 ) -> Result<Related, PassError> {
     let mut related = Related {
         company_fields: connection.company_fields(),
         ..Related::default()
     };
     let writable = !pass.dry_run;
+    if let Some(targets) = targets {
+        return targeted_related(crm, connection, state, writable, usable, targets, related).await;
+    }
     if !related.company_fields.is_empty()
         && usable
         && let (PullKind::Since(since), Some(stored)) = (pull_kind, state.as_deref())
@@ -1086,12 +1115,54 @@ async fn prepare_related<C: Crm>(
     Ok(related)
 }
 
+/// What a webhook pass knows around its records: the companies the
+/// webhooks named, read again (their stored people are rescored), and the
+/// lists as the state holds them (the next scheduled pass reads lists).
+async fn targeted_related<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    mut state: Option<&mut State>,
+    writable: bool,
+    usable: bool,
+    targets: &Targets,
+    mut related: Related,
+) -> Result<Related, PassError> {
+    if !related.company_fields.is_empty() && usable {
+        let changed = if targets.companies.is_empty() {
+            Vec::new()
+        } else {
+            crm.companies(&targets.companies, &related.company_fields)
+                .await?
+        };
+        if let Some(stored) = state.as_deref() {
+            let mut known = stored.company_ids()?;
+            known.extend(changed.iter().map(|c| c.id.clone()));
+            related.known_companies = Arc::new(known);
+        }
+        if writable && let Some(state) = state.as_deref_mut() {
+            state.save_companies(&changed)?;
+        }
+        related.changed_companies = changed;
+    }
+    let names = connection.lists();
+    if let Some(state) = state.as_deref().filter(|_| usable && !names.is_empty()) {
+        let mut memberships = Memberships::new();
+        for name in names {
+            let members = state.list_members(&name)?;
+            memberships.push((name, members));
+        }
+        related.memberships = Some(Arc::new(memberships));
+    }
+    Ok(related)
+}
+
 /// Checks the account, counts earlier calls, and decides what to pull.
 async fn prepare<C: Crm>(
     crm: &C,
     connection: &Connection,
     mut state: Option<&mut State>,
     pass: Pass,
+    targets: Option<&Targets>,
 ) -> Result<Prepared, PassError> {
     // The account first: a state made for another portal is refused
     // before a single record is pulled, let alone written.
@@ -1134,10 +1205,25 @@ async fn prepare<C: Crm>(
         None => (None, false, false, FxHashSet::default()),
     };
     let pull_kind = match (pass.kind, pass.since.or(watermark)) {
+        (PassKind::Webhook, _) => PullKind::Ids,
         (PassKind::Full, _) | (_, None) => PullKind::Full,
         (_, Some(since)) => PullKind::Since(since),
     };
+    if let (Some(targets), Some(state)) = (targets, state.as_deref_mut())
+        && !pass.dry_run
+        && !targets.gone.is_empty()
+    {
+        state.forget(&targets.gone)?;
+        tracing::info!(
+            forgotten = targets.gone.len(),
+            "records deleted or merged away in the CRM are forgotten"
+        );
+    }
     let known = match (pull_kind, state.as_deref()) {
+        (PullKind::Ids, Some(state)) if usable => {
+            let slack = connection.limits.search_overlap.as_millis() as i64 + 60_000;
+            state.seen_since(watermark.unwrap_or(0) - slack)?
+        }
         (PullKind::Since(since), Some(state)) if usable => {
             let slack = connection.limits.search_overlap.as_millis() as i64 + 60_000;
             state.seen_since(since - slack)?
@@ -1163,9 +1249,12 @@ async fn prepare<C: Crm>(
         pull_kind,
         usable,
         until_ms,
+        targets.map_or(0, |t| t.records.len() as u64),
     )?;
-    let related =
-        prepare_related(crm, connection, state, pass, pull_kind, usable, until_ms).await?;
+    let related = prepare_related(
+        crm, connection, state, pass, pull_kind, usable, until_ms, targets,
+    )
+    .await?;
     let event_types = match &events {
         Some(plan) if plan.streams => Vec::new(),
         _ => connection.events.keys().cloned().collect(),
@@ -1190,6 +1279,7 @@ async fn prepare<C: Crm>(
             event_types,
             until_ms,
             known: Arc::new(known),
+            ids: Arc::new(targets.map(|t| t.records.clone()).unwrap_or_default()),
         },
     })
 }
@@ -1243,11 +1333,32 @@ pub async fn run_pass<C: Crm>(
 pub async fn run_pass_reporting<C: Crm>(
     crm: &C,
     connection: &Connection,
+    state: Option<&mut State>,
+    pass: Pass,
+    stop: &Stop,
+    on_change: impl FnMut(&RecordChange),
+) -> (PassReport, Result<(), PassError>) {
+    run_targeted_reporting(crm, connection, state, pass, None, stop, on_change).await
+}
+
+/// Runs one pass like [`run_pass_reporting`]; a webhook pass reads
+/// exactly `targets`.
+pub async fn run_targeted_reporting<C: Crm>(
+    crm: &C,
+    connection: &Connection,
     mut state: Option<&mut State>,
     pass: Pass,
+    targets: Option<&Targets>,
     stop: &Stop,
     mut on_change: impl FnMut(&RecordChange),
 ) -> (PassReport, Result<(), PassError>) {
+    let targets = targets.filter(|_| pass.kind == PassKind::Webhook);
+    if pass.kind == PassKind::Webhook && targets.is_none() {
+        let error = PassError::Crm(CrmError::Unsupported(
+            "a webhook pass needs the records to read".to_owned(),
+        ));
+        return (PassReport::default(), Err(error));
+    }
     let empty = PassReport {
         kind: Some(pass.kind),
         dry_run: pass.dry_run,
@@ -1261,7 +1372,7 @@ pub async fn run_pass_reporting<C: Crm>(
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let sent_before = sent();
-    let prepared = match prepare(crm, connection, state.as_deref_mut(), pass).await {
+    let prepared = match prepare(crm, connection, state.as_deref_mut(), pass, targets).await {
         Ok(prepared) => prepared,
         Err(error) => {
             let report = PassReport {
@@ -1315,6 +1426,7 @@ pub async fn run_pass_reporting<C: Crm>(
                     "since {}",
                     jiff::Timestamp::from_millisecond(ms).unwrap_or_default()
                 ),
+                PullKind::Ids => format!("{} by id", prepared.spec.ids.len()),
             },
             ..empty
         },
@@ -1363,7 +1475,10 @@ async fn run_stages<C: Crm>(
     // Stored records not pulled again: failed ones retried, and all of
     // them rescored on a rescore pass or when the model changed.
     let from_state = prepared.usable && prepared.pull_kind != PullKind::Full;
-    let model_rescore = from_state && prepared.model_changed && worker.state.is_some();
+    // A webhook pass leaves a changed model to the next scheduled pass.
+    let webhook = worker.pass.kind == PassKind::Webhook;
+    let model_rescore =
+        from_state && prepared.model_changed && worker.state.is_some() && !webhook;
     let rescore_all = worker.pass.kind == PassKind::Rescore || model_rescore;
     worker.report.model_changed = model_rescore;
     if model_rescore {
@@ -1392,8 +1507,12 @@ async fn run_stages<C: Crm>(
         if let Some(plan) = prepared.events.as_ref().filter(|p| p.streams) {
             state.set_streams_mark(&plan.mark)?;
         }
-        state.finish_pull(prepared.spec.until_ms, &prepared.fingerprint, &model)?;
-        worker.report.watermark = Some(prepared.spec.until_ms);
+        // A webhook pass read a few records, not everything changed since
+        // the watermark: the watermark stays.
+        if !webhook {
+            state.finish_pull(prepared.spec.until_ms, &prepared.fingerprint, &model)?;
+            worker.report.watermark = Some(prepared.spec.until_ms);
+        }
     }
     worker.report.write_cost = worker.crm.write_cost(worker.report.changed);
     Ok(())
@@ -1528,7 +1647,7 @@ async fn pull_and_write<C: Crm>(
 ) -> Result<FxHashSet<String>, PassError> {
     let crm = worker.crm;
     let mut seen: FxHashSet<String> = FxHashSet::default();
-    let keep_seen = matches!(prepared.pull_kind, PullKind::Since(_));
+    let keep_seen = matches!(prepared.pull_kind, PullKind::Since(_) | PullKind::Ids);
     let (raw_sink, raw_pages) = mpsc::channel::<Vec<CrmRecord>>(PAGES_IN_FLIGHT);
     let (sink, pages) = mpsc::channel::<Page>(PAGES_IN_FLIGHT);
     let consume = async {
@@ -1744,6 +1863,20 @@ pub async fn run_logged<C: Crm>(
     stop: &Stop,
     on_change: impl FnMut(&RecordChange),
 ) -> Result<PassReport, PassError> {
+    run_logged_targeted(crm, connection, state, pass, None, stop, on_change).await
+}
+
+/// [`run_logged`] for a pass that may read given records
+/// ([`PassKind::Webhook`]).
+pub async fn run_logged_targeted<C: Crm>(
+    crm: &C,
+    connection: &Connection,
+    state: &mut State,
+    pass: Pass,
+    targets: Option<&Targets>,
+    stop: &Stop,
+    on_change: impl FnMut(&RecordChange),
+) -> Result<PassReport, PassError> {
     use tracing::Instrument as _;
     let id = run_id(pass.now);
     let span = tracing::info_span!("run", run_id = %id, kind = pass.kind.as_str());
@@ -1756,7 +1889,8 @@ pub async fn run_logged<C: Crm>(
         };
         tracing::info!(dry_run = pass.dry_run, "run started");
         let (report, result) =
-            run_pass_reporting(crm, connection, Some(&mut *state), pass, stop, on_change).await;
+            run_targeted_reporting(crm, connection, Some(&mut *state), pass, targets, stop, on_change)
+                .await;
         let result = result.map(|()| report.clone());
         let ended = jiff::Timestamp::now();
         let word = outcome(&result);

@@ -24,6 +24,7 @@
 //! ```
 
 mod raw;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -38,7 +39,7 @@ use crate::model::diagnostics::Diagnostics;
 use crate::model::{ConfigErrors, Model, Scope};
 use raw::{RawCrm, RawDaemon, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
 
-const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon";
+const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon, webhooks";
 
 /// Which CRM a connection talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,6 +356,8 @@ pub struct Connection {
     pub events: BTreeMap<String, EventSource>,
     pub outputs: Vec<Output>,
     pub daemon: DaemonSettings,
+    /// HubSpot webhook deliveries to the daemon (`[webhooks]`).
+    pub webhooks: Option<webhooks::Webhooks>,
 }
 
 /// When the daemon runs a pass.
@@ -450,6 +453,7 @@ impl Connection {
         let events_value = root.remove("events");
         let outputs_value = root.remove("output");
         let daemon_value = root.remove("daemon");
+        let webhooks_value = root.remove("webhooks");
         for (key, _) in root.iter() {
             d.error(
                 &key.span(),
@@ -537,7 +541,13 @@ impl Connection {
             Some(value) => d.decode(value).unwrap_or_default(),
             None => RawDaemon::default(),
         };
+        let incremental_span = raw_daemon
+            .incremental
+            .as_ref()
+            .map_or(root_span.clone(), Spanned::span);
         let daemon = daemon(&mut d, raw_daemon);
+        let raw_webhooks: Option<webhooks::RawWebhooks> =
+            webhooks_value.and_then(|value| d.decode(value));
 
         let (Some((model_path, model)), Some((Some(kind), tier, settings))) = (model, crm) else {
             return Err(finish(d).into());
@@ -547,6 +557,12 @@ impl Connection {
         let mut events = events(&mut d, &model, kind, raw_events);
         events.extend(derived_sources);
         let outputs = outputs(&mut d, &model, kind, raw_outputs);
+        let webhooks = raw_webhooks.and_then(|raw| webhooks::webhooks(&mut d, raw, kind, &daemon));
+        if kind == CrmKind::Pardot {
+            // Pardot has no webhooks: a short interval must fit the budget.
+            let idle = webhooks::idle_pass_calls(kind, events.len() as u64, false, false);
+            webhooks::check_budget(&mut d, &incremental_span, &daemon, &limits, idle);
+        }
         let (Some(crm), false) = (settings, d.has_errors()) else {
             return Err(finish(d).into());
         };
@@ -559,6 +575,7 @@ impl Connection {
             events,
             outputs,
             daemon,
+            webhooks,
         })
     }
 

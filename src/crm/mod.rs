@@ -49,6 +49,20 @@ impl CrmRecord {
     }
 }
 
+/// What a CRM said changed, as a webhook delivery tells it: the records
+/// to read again, and the ones that are gone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Touch {
+    /// A contact created, changed in a field the model reads, restored,
+    /// the survivor of a merge, or moved to another company.
+    Contact(String),
+    /// A contact deleted (or merged into another): forget it.
+    Gone(String),
+    /// A company changed in a field the model reads: its people are
+    /// rescored from the state once it is read again.
+    Company(String),
+}
+
 /// One company as pulled: the properties the model reads from it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CrmCompany {
@@ -129,6 +143,9 @@ pub enum PullKind {
     Full,
     /// Records modified at or after this moment (epoch ms).
     Since(i64),
+    /// Exactly the records [`PullSpec::ids`] names (those that still
+    /// exist), as webhooks asked.
+    Ids,
 }
 
 /// What a pull fetches.
@@ -146,6 +163,8 @@ pub struct PullSpec {
     /// pulled at that same time is unchanged (often an echo of our own
     /// write), so its event detail is not fetched again.
     pub known: std::sync::Arc<rustc_hash::FxHashMap<String, i64>>,
+    /// The records a [`PullKind::Ids`] pull reads.
+    pub ids: std::sync::Arc<Vec<String>>,
 }
 
 /// How a pull went.

@@ -12,9 +12,15 @@
 //! connection — an invalid new one is logged and the old keeps running. A
 //! spent daily budget pauses the daemon until the reset (no calls, no
 //! spinning), then it resumes with an incremental pass.
+//!
+//! With `[webhooks]`, HubSpot's deliveries queue the records they name
+//! ([`webhooks::Inbox`]); the same loop runs a webhook pass for them
+//! between scheduled passes (never beside one), after gathering for
+//! `gather_ms`. A schedule that fires during a webhook pass waits for it.
 
 pub mod notify;
 pub mod service;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +34,7 @@ use crate::commands::CommandError;
 use crate::config::{Connection, DaemonSettings, Schedule};
 use crate::crm::{Connector, CrmError};
 use crate::state::State;
-use crate::sync::{Pass, PassError, PassKind, Stop, run_logged};
+use crate::sync::{Pass, PassError, PassKind, Stop, Targets, run_logged_targeted};
 use notify::Notifier;
 use service::{Health, Shared};
 
@@ -168,11 +174,16 @@ struct Daemon {
     notifier: Arc<Notifier>,
     health: Arc<Mutex<Health>>,
     running: Arc<AtomicBool>,
+    /// A scheduled pass runs: schedules that fire now are skipped (a
+    /// webhook pass only delays them).
+    scheduled: Arc<AtomicBool>,
     stop: Stop,
     triggers: mpsc::Sender<Trigger>,
     schedules: Option<Schedules>,
     /// No pass starts before this (the daily budget is spent).
     paused_until: Option<jiff::Timestamp>,
+    /// Webhook deliveries waiting for a pass.
+    inbox: Option<Arc<webhooks::Inbox>>,
 }
 
 impl Daemon {
@@ -199,6 +210,16 @@ impl Daemon {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .progress = Some(crm.http().progress.clone());
+        let inbox = match &connection.webhooks {
+            Some(settings) => {
+                let secret = crate::crm::auth::read_secret(&settings.secret)?;
+                let inbox = webhooks::Inbox::new(settings, secret, webhooks::watch(&connection));
+                inbox.set_portal(state.portal()?);
+                tracing::info!(url = %settings.url, queue = settings.queue, "taking HubSpot webhooks at {}", crate::config::webhooks::PATH);
+                Some(Arc::new(inbox))
+            }
+            None => None,
+        };
         if let Some(addr) = connection.daemon.listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 CommandError::Data(format!(
@@ -211,16 +232,18 @@ impl Daemon {
                 metrics: handle,
             };
             let stop = stop.clone();
+            let inbox = inbox.clone();
             tokio::spawn(async move {
-                if let Err(e) = service::serve(listener, shared, stop).await {
+                if let Err(e) = service::serve(listener, shared, inbox, stop).await {
                     tracing::error!(error = %e, "the HTTP endpoint stopped");
                 }
             });
         }
         let running = Arc::new(AtomicBool::new(false));
+        let scheduled = Arc::new(AtomicBool::new(false));
         let (triggers, mut incoming) = mpsc::channel(4);
         let schedules =
-            Schedules::start(&connection.daemon, triggers.clone(), running.clone()).await?;
+            Schedules::start(&connection.daemon, triggers.clone(), scheduled.clone()).await?;
         let current = Arc::new(Mutex::new(crm.clone()));
         if let Some(every) = notifier.watchdog() {
             spawn_watchdog(every, notifier.clone(), running.clone(), current.clone());
@@ -235,10 +258,12 @@ impl Daemon {
             notifier,
             health,
             running,
+            scheduled,
             stop,
             triggers,
             schedules: Some(schedules),
             paused_until: None,
+            inbox,
         };
         tracing::info!(
             incremental = %daemon.connection.daemon.incremental,
@@ -248,8 +273,15 @@ impl Daemon {
         );
         record_distribution(&daemon.connection, &daemon.state);
         daemon.notifier.ready("started; first run now");
-        daemon.run(PassKind::Incremental).await;
+        daemon.run(PassKind::Incremental, None).await;
         loop {
+            let inbox = daemon.inbox.clone();
+            let delivered = async move {
+                match inbox {
+                    Some(inbox) => inbox.ready().await,
+                    None => std::future::pending().await,
+                }
+            };
             let paused_until = daemon.paused_until;
             let resume = async move {
                 match paused_until {
@@ -266,15 +298,16 @@ impl Daemon {
                 () = resume => {
                     tracing::info!("the daily budget has reset; resuming");
                     daemon.paused_until = None;
-                    daemon.run(PassKind::Incremental).await;
+                    daemon.run(PassKind::Incremental, None).await;
                 }
+                () = delivered, if daemon.paused_until.is_none() => daemon.webhook_pass().await,
                 Some(Trigger::Scheduled(kind)) = incoming.recv() => {
                     match daemon.paused_until {
                         Some(until) => {
                             tracing::info!(kind = kind.as_str(), %until, "scheduled run skipped: the daily budget is spent");
                             metrics::counter!("leadscored_runs_skipped_total", "kind" => kind.as_str()).increment(1);
                         }
-                        None => daemon.run(kind).await,
+                        None => daemon.run(kind, None).await,
                     }
                 }
             }
@@ -287,11 +320,52 @@ impl Daemon {
         Ok(())
     }
 
+    /// Runs a pass for what webhooks queued, after waiting `gather_ms`
+    /// for more to join it. A queue that overflowed runs an incremental
+    /// pass instead (it finds every change since the watermark), and so
+    /// does a state that has no first sync yet.
+    async fn webhook_pass(&mut self) {
+        let Some(inbox) = self.inbox.clone() else {
+            return;
+        };
+        let gather = self
+            .connection
+            .webhooks
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.gather);
+        tokio::select! {
+            () = tokio::time::sleep(gather) => {}
+            () = self.stop.stopped() => return,
+        }
+        let drained = inbox.drain();
+        let first_sync = matches!(self.state.watermark(), Ok(None));
+        if drained.overflowed || first_sync {
+            if !drained.targets.gone.is_empty()
+                && let Err(error) = self.state.forget(&drained.targets.gone)
+            {
+                tracing::warn!(%error, "could not forget records deleted in the CRM");
+            }
+            tracing::info!(
+                overflowed = drained.overflowed,
+                "webhooks: an incremental pass picks up every change"
+            );
+            self.run(PassKind::Incremental, None).await;
+        } else if !drained.targets.is_empty() {
+            self.run(PassKind::Webhook, Some(&drained.targets)).await;
+        }
+        if let Some(since) = drained.since {
+            metrics::histogram!("leadscored_webhook_latency_seconds")
+                .record(since.elapsed().as_secs_f64());
+        }
+    }
+
     /// Runs one pass and records how it went.
-    async fn run(&mut self, kind: PassKind) {
+    async fn run(&mut self, kind: PassKind, targets: Option<&Targets>) {
         if self.stop.is_stopped() {
             return;
         }
+        let webhook = kind == PassKind::Webhook;
+        self.scheduled.store(!webhook, Ordering::SeqCst);
         self.running.store(true, Ordering::SeqCst);
         self.lock_health().running = true;
         let pass = Pass {
@@ -301,11 +375,12 @@ impl Daemon {
             since: None,
         };
         let started = std::time::Instant::now();
-        let result = run_logged(
+        let result = run_logged_targeted(
             &*self.crm,
             &self.connection,
             &mut self.state,
             pass,
+            targets,
             &self.stop,
             |_| {},
         )
@@ -373,7 +448,15 @@ impl Daemon {
             }
         };
         self.running.store(false, Ordering::SeqCst);
-        record_distribution(&self.connection, &self.state);
+        self.scheduled.store(false, Ordering::SeqCst);
+        if let Some(inbox) = &self.inbox {
+            // The first pass claims the portal: events from others are ignored.
+            inbox.set_portal(self.state.portal().ok().flatten());
+        }
+        // Counting every record is for scheduled passes, not every few seconds.
+        if !webhook {
+            record_distribution(&self.connection, &self.state);
+        }
         self.notifier.status(&status);
     }
 
@@ -422,6 +505,14 @@ impl Daemon {
             )));
         }
         let crm = Arc::new(Connector::new(&new)?);
+        let webhook_secret = match (&self.inbox, &new.webhooks) {
+            (Some(_), Some(settings)) => Some(crate::crm::auth::read_secret(&settings.secret)?),
+            (None, None) => None,
+            _ => {
+                tracing::warn!("[webhooks] is switched on or off only at restart");
+                None
+            }
+        };
         if new.daemon.listen != self.connection.daemon.listen {
             tracing::warn!("[daemon] listen changes only at restart");
         }
@@ -429,7 +520,8 @@ impl Daemon {
             || new.daemon.rescore != self.connection.daemon.rescore
         {
             let schedules =
-                Schedules::start(&new.daemon, self.triggers.clone(), self.running.clone()).await?;
+                Schedules::start(&new.daemon, self.triggers.clone(), self.scheduled.clone())
+                    .await?;
             if let Some(old) = self.schedules.replace(schedules) {
                 old.stop().await;
             }
@@ -443,6 +535,11 @@ impl Daemon {
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = crm.clone();
+        if let (Some(inbox), Some(settings), Some(secret)) =
+            (&self.inbox, &new.webhooks, webhook_secret)
+        {
+            inbox.reload(settings, secret, webhooks::watch(&new));
+        }
         self.crm = crm;
         self.connection = new;
         Ok(())
@@ -548,6 +645,23 @@ fn describe_metrics() {
     );
     describe_counter!("leadscored_config_reloads_total", "SIGHUP reloads");
     describe_histogram!("leadscored_run_duration_seconds", "Pass duration");
+    describe_counter!(
+        "leadscored_webhook_deliveries_total",
+        "Webhook deliveries by outcome (accepted, replayed, unsigned, expired, ahead, bad_signature, bad_timestamp, malformed, too_large)"
+    );
+    describe_counter!(
+        "leadscored_webhook_events_total",
+        "Webhook events by outcome (taken, ignored, repeated, other_portal)"
+    );
+    describe_counter!(
+        "leadscored_webhook_dropped_total",
+        "Webhook changes dropped by a full queue (an incremental pass picks them up)"
+    );
+    describe_gauge!("leadscored_webhook_queue", "Ids waiting for a webhook pass");
+    describe_histogram!(
+        "leadscored_webhook_latency_seconds",
+        "From the first queued change to the end of its webhook pass"
+    );
     describe_gauge!(
         "leadscored_last_success_timestamp_seconds",
         "When the last pass succeeded (Unix time)"

@@ -1,6 +1,6 @@
 //! The daemon's local HTTP endpoint: `/healthz` (ok, or degraded with
-//! reasons) and `/metrics` (Prometheus text, from the `metrics` recorder
-//! the daemon installs).
+//! reasons), `/metrics` (Prometheus text, from the `metrics` recorder
+//! the daemon installs) and, with `[webhooks]`, `/webhooks/hubspot`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,12 +142,23 @@ async fn metrics(AxumState(shared): AxumState<Shared>) -> Response {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Shared,
+    inbox: Option<Arc<super::webhooks::Inbox>>,
     stop: crate::sync::Stop,
 ) -> std::io::Result<()> {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(shared);
+    if let Some(inbox) = inbox {
+        app = app.merge(
+            Router::new()
+                .route(
+                    crate::config::webhooks::PATH,
+                    axum::routing::post(super::webhooks::receive),
+                )
+                .with_state(inbox),
+        );
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.stopped().await })
         .await

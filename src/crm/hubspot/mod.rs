@@ -6,6 +6,7 @@
 //! model reads, property setup, and batched write-back that handles 207
 //! partial failures.
 
+pub mod webhook;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
+use rustc_hash::FxHashSet;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -331,6 +333,86 @@ impl Hubspot {
             })
             .await?;
         Ok(reply.body)
+    }
+
+    /// Fetches a page's event detail (or marks records as last seen) and
+    /// hands the page on.
+    async fn deliver(
+        &self,
+        spec: &PullSpec,
+        mut records: Vec<CrmRecord>,
+        summary: &mut PullSummary,
+        sink: &mpsc::Sender<Vec<CrmRecord>>,
+    ) -> Result<(), CrmError> {
+        if !spec.event_types.is_empty() && !records.is_empty() {
+            summary.detail_calls += self.enrich(spec, &mut records).await?;
+        } else {
+            // Records as leadscored last saw them (echoes of its own
+            // writes, mostly).
+            for record in &mut records {
+                record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
+            }
+        }
+        summary.records += records.len() as u64;
+        if !records.is_empty() && sink.send(records).await.is_err() {
+            return Err(CrmError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Reads the contacts `spec.ids` names, 100 to a batch read. Ids that
+    /// no longer exist (deleted or merged since the webhook) come back as
+    /// HubSpot's `OBJECT_NOT_FOUND` and are skipped.
+    async fn pull_ids(
+        &self,
+        spec: &PullSpec,
+        properties: &[String],
+        sink: mpsc::Sender<Vec<CrmRecord>>,
+    ) -> Result<PullSummary, CrmError> {
+        let mut summary = PullSummary::default();
+        let ids: Vec<&String> = spec.ids.iter().filter(|id| is_object_id(id)).collect();
+        for chunk in ids.chunks(BATCH) {
+            let request = wire::BatchRead {
+                inputs: chunk.iter().map(|id| wire::ObjectId { id }).collect(),
+                properties,
+                properties_with_history: [],
+            };
+            let body = serde_json::to_value(&request).map_err(|e| CrmError::Protocol {
+                endpoint: "contacts.batch.read".to_owned(),
+                message: e.to_string(),
+            })?;
+            let answer = self
+                .http
+                .json::<BatchResponse>(&Call {
+                    method: Method::POST,
+                    path: "/crm/v3/objects/contacts/batch/read",
+                    query: &[("archived", "false".to_owned())],
+                    body: Body::Json(&body),
+                    lane: Lane::General,
+                    size: Size::Page,
+                    endpoint: "contacts.batch.read",
+                })
+                .await;
+            summary.pages += 1;
+            let results = match answer {
+                Ok(reply) => reply.body.results,
+                // Every id unknown: none to read.
+                Err(CrmError::Rejected { status: 404, .. }) => Vec::new(),
+                Err(other) => return Err(other),
+            };
+            // Only what was asked for: an answer naming another contact
+            // is not pulled, so nothing is written to it.
+            let asked: FxHashSet<&str> = chunk.iter().map(|id| id.as_str()).collect();
+            let (results, foreign): (Vec<wire::Contact>, Vec<wire::Contact>) = results
+                .into_iter()
+                .partition(|c| asked.contains(c.id.as_str()));
+            if let Some(odd) = foreign.first() {
+                tracing::warn!(id = %odd.id, count = foreign.len(), "a batch read answered with contacts not asked for; left out");
+            }
+            let records: Vec<CrmRecord> = results.into_iter().map(to_crm_record).collect();
+            self.deliver(spec, records, &mut summary, &sink).await?;
+        }
+        Ok(summary)
     }
 
     /// Reads one batch of at most 100 companies.
@@ -1081,17 +1163,20 @@ impl Crm for Hubspot {
         }
         properties.sort();
         properties.dedup();
+        if spec.kind == PullKind::Ids {
+            return self.pull_ids(spec, &properties, sink).await;
+        }
         let joined = properties.join(",");
         let mut summary = PullSummary::default();
         let mut after: Option<String> = None;
         let mut last_id: u64 = 0;
         let mut pager = Pager::new(match spec.kind {
             PullKind::Full => "contacts.list",
-            PullKind::Since(_) => "contacts.search",
+            PullKind::Since(_) | PullKind::Ids => "contacts.search",
         });
         loop {
             let page = match spec.kind {
-                PullKind::Full => self.list_page(&joined, after.as_deref()).await?,
+                PullKind::Full | PullKind::Ids => self.list_page(&joined, after.as_deref()).await?,
                 PullKind::Since(watermark) => {
                     self.search_page(
                         CONTACTS,
@@ -1119,7 +1204,7 @@ impl Crm for Hubspot {
             if let Some(odd) = foreign.first() {
                 tracing::warn!(id = %odd.id, count = foreign.len(), "contacts with ids HubSpot does not give; left out");
             }
-            let mut records: Vec<CrmRecord> = results.into_iter().map(to_crm_record).collect();
+            let records: Vec<CrmRecord> = results.into_iter().map(to_crm_record).collect();
             if let (PullKind::Since(_), Some(last)) = (spec.kind, records.last()) {
                 match last.id.parse::<u64>() {
                     Ok(id) if id > last_id => last_id = id,
@@ -1134,24 +1219,12 @@ impl Crm for Hubspot {
                     }
                 }
             }
-            if !spec.event_types.is_empty() && !records.is_empty() {
-                summary.detail_calls += self.enrich(spec, &mut records).await?;
-            } else {
-                // Records as leadscored last saw them (echoes of its own
-                // writes, mostly).
-                for record in &mut records {
-                    record.detail_skipped = spec.known.get(&record.id) == Some(&record.modified_ms);
-                }
-            }
-            summary.records += records.len() as u64;
             let empty = records.is_empty();
-            if !empty && sink.send(records).await.is_err() {
-                return Err(CrmError::Stopped);
-            }
+            self.deliver(spec, records, &mut summary, &sink).await?;
             match (spec.kind, next) {
                 (_, None) => break,
                 (_, Some(_)) if empty => break,
-                (PullKind::Full, Some(cursor)) => after = Some(cursor),
+                (PullKind::Full | PullKind::Ids, Some(cursor)) => after = Some(cursor),
                 // Keyset: the next query starts past the last id, so the
                 // search's 10,000-result cap is never reached.
                 (PullKind::Since(_), Some(_)) => {}

@@ -331,3 +331,54 @@ pub(super) struct MemberPage {
     pub paging: Option<Paging>,
     pub total: Option<u64>,
 }
+
+/// One event of a webhook delivery (a delivery is a JSON array of these,
+/// up to 100). Legacy subscriptions say `contact.propertyChange`; apps on
+/// the new developer platform say `object.propertyChange` with
+/// `objectTypeId` (`0-1` contacts, `0-2` companies). Ids arrive as
+/// numbers; anything unexpected in a field leaves it out.
+#[derive(Debug, Deserialize)]
+pub(super) struct Notification {
+    #[serde(rename = "eventId", default, deserialize_with = "lenient_id")]
+    pub event_id: Option<String>,
+    #[serde(rename = "portalId", default, deserialize_with = "lenient_id")]
+    pub portal_id: Option<String>,
+    #[serde(rename = "subscriptionType", default)]
+    pub subscription_type: Option<String>,
+    #[serde(rename = "objectTypeId", default)]
+    pub object_type_id: Option<String>,
+    #[serde(rename = "objectId", default, deserialize_with = "lenient_id")]
+    pub object_id: Option<String>,
+    #[serde(rename = "propertyName", default)]
+    pub property_name: Option<String>,
+    #[serde(rename = "primaryObjectId", default, deserialize_with = "lenient_id")]
+    pub primary_object_id: Option<String>,
+    /// Set when a merge made a new record rather than keeping the primary.
+    #[serde(rename = "newObjectId", default, deserialize_with = "lenient_id")]
+    pub new_object_id: Option<String>,
+    #[serde(rename = "mergedObjectIds", default)]
+    pub merged_object_ids: Vec<serde_json::Value>,
+    #[serde(rename = "associationType", default)]
+    pub association_type: Option<String>,
+    #[serde(rename = "fromObjectId", default, deserialize_with = "lenient_id")]
+    pub from_object_id: Option<String>,
+    #[serde(rename = "toObjectId", default, deserialize_with = "lenient_id")]
+    pub to_object_id: Option<String>,
+}
+
+/// An id given as a number or a string of digits; anything else is none.
+fn lenient_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(id_text(&value))
+}
+
+/// The text of an id given as a number or a string of digits.
+pub(super) fn id_text(value: &serde_json::Value) -> Option<String> {
+    let text = match value {
+        serde_json::Value::Number(n) => n.as_u64()?.to_string(),
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    (!text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(text)
+}

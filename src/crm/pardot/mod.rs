@@ -337,6 +337,8 @@ impl Pardot {
                     query.push(("idGreaterThan", resume.last_id.to_string()));
                 }
             }
+            // Refused in `pull` before any query is made.
+            PullKind::Ids => {}
             PullKind::Since(watermark) => {
                 query.push(("orderBy", "updatedAt ASC".to_owned()));
                 let from = match resume {
@@ -850,6 +852,11 @@ impl Crm for Pardot {
         spec: &PullSpec,
         sink: mpsc::Sender<Vec<CrmRecord>>,
     ) -> Result<PullSummary, CrmError> {
+        if spec.kind == PullKind::Ids {
+            return Err(CrmError::Unsupported(
+                "Account Engagement has no webhooks, so no pull by id: changes come with incremental passes".to_owned(),
+            ));
+        }
         let mut fields = spec.fields.clone();
         fields.extend(["id".to_owned(), "updatedAt".to_owned()]);
         fields.sort();
