@@ -1477,8 +1477,7 @@ async fn run_stages<C: Crm>(
     let from_state = prepared.usable && prepared.pull_kind != PullKind::Full;
     // A webhook pass leaves a changed model to the next scheduled pass.
     let webhook = worker.pass.kind == PassKind::Webhook;
-    let model_rescore =
-        from_state && prepared.model_changed && worker.state.is_some() && !webhook;
+    let model_rescore = from_state && prepared.model_changed && worker.state.is_some() && !webhook;
     let rescore_all = worker.pass.kind == PassKind::Rescore || model_rescore;
     worker.report.model_changed = model_rescore;
     if model_rescore {
@@ -1888,9 +1887,16 @@ pub async fn run_logged_targeted<C: Crm>(
             Some(state.begin_run(&id, pass.kind.as_str(), started.as_millisecond())?)
         };
         tracing::info!(dry_run = pass.dry_run, "run started");
-        let (report, result) =
-            run_targeted_reporting(crm, connection, Some(&mut *state), pass, targets, stop, on_change)
-                .await;
+        let (report, result) = run_targeted_reporting(
+            crm,
+            connection,
+            Some(&mut *state),
+            pass,
+            targets,
+            stop,
+            on_change,
+        )
+        .await;
         let result = result.map(|()| report.clone());
         let ended = jiff::Timestamp::now();
         let word = outcome(&result);

@@ -73,8 +73,8 @@ pub(crate) fn webhooks(
         }
     };
     let secret = super::secret(d, &raw.secret, "[webhooks] secret");
-    let mut range = |value: &Option<Spanned<i64>>, low: i64, high: i64, name: &str, default: i64| {
-        match value {
+    let mut range =
+        |value: &Option<Spanned<i64>>, low: i64, high: i64, name: &str, default: i64| match value {
             Some(v) if (low..=high).contains(v.get_ref()) => *v.get_ref(),
             Some(v) => {
                 d.error(
@@ -87,8 +87,7 @@ pub(crate) fn webhooks(
                 default
             }
             None => default,
-        }
-    };
+        };
     let queue = range(&raw.queue, 1, 10_000_000, "queue", 100_000) as usize;
     let gather = Duration::from_millis(range(&raw.gather_ms, 0, 60_000, "gather_ms", 1_000) as u64);
     let max_body = range(&raw.max_body_kb, 1, 65_536, "max_body_kb", 1_024) as usize * 1024;
@@ -163,15 +162,14 @@ pub(crate) fn check_budget(
     let ours = (limits.daily as f64 * (1.0 - limits.daily_headroom)) as u64;
     if cost * 2 > ours {
         let fits = (ours / 2 / idle_calls.max(1)).max(1);
-        let every = 86_400 / fits;
+        let every = 86_400_u64.div_ceil(fits);
         d.error(
             span,
             format!(
-                "incremental: {} starts {passes} passes a day, and each costs at least {idle_calls} calls even when nothing changed: {cost} calls, more than half of the {ours} a day left to leadscored ({} daily, {:.0}% headroom); run it at most {fits} times a day (every {} min or more)",
+                "incremental: {} starts {passes} passes a day, and each costs at least {idle_calls} calls even when nothing changed: {cost} calls, more than half of the {ours} a day left to leadscored ({} daily, {:.0}% headroom); run it at most {fits} times a day (\"every {every}s\" or longer)",
                 daemon.incremental,
                 limits.daily,
                 limits.daily_headroom * 100.0,
-                every.div_ceil(60)
             ),
         );
     }

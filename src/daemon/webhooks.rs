@@ -150,7 +150,9 @@ impl std::fmt::Debug for Inbox {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Inbox {
@@ -174,8 +176,10 @@ impl Inbox {
         *lock(&self.watch) = watch;
     }
 
+    /// The portal the state belongs to, as the state names it
+    /// ("HubSpot portal 123"): events name it by its number.
     pub fn set_portal(&self, portal: Option<String>) {
-        *lock(&self.portal) = portal;
+        *lock(&self.portal) = portal.and_then(|p| p.rsplit(' ').next().map(str::to_owned));
     }
 
     /// Resolves once something waits.
@@ -295,8 +299,7 @@ impl Inbox {
                 taken.ignored += 1;
                 tracing::debug!(kind = %event.kind, outcome, "webhook event not queued");
             }
-            metrics::counter!("leadscored_webhook_events_total", "outcome" => outcome)
-                .increment(1);
+            metrics::counter!("leadscored_webhook_events_total", "outcome" => outcome).increment(1);
         }
         let (queued, dropped) = self.queue(touches.into_iter());
         taken.queued = queued;

@@ -28,6 +28,7 @@ use super::store::{Overlay, StateHeader};
 
 mod engagement;
 mod objects;
+pub mod webhooks;
 
 /// The account's time zone (`/account-info/v3/details`), where its
 /// daily limit resets.
@@ -71,6 +72,8 @@ pub struct HubspotConfig {
     pub portal_id: Option<u64>,
     /// Events per person relative to the generator's default (1.0).
     pub activity: f64,
+    /// Webhook deliveries to a local receiver, as HubSpot sends them.
+    pub webhooks: Option<webhooks::FakeWebhooks>,
 }
 
 impl HubspotConfig {
@@ -96,6 +99,7 @@ impl Default for HubspotConfig {
             faults: Faults::default(),
             portal_id: None,
             activity: 1.0,
+            webhooks: None,
         }
     }
 }
@@ -104,6 +108,9 @@ impl Default for HubspotConfig {
 #[derive(Clone)]
 pub struct FakeHubspot {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes the webhook sender when events wait.
+    wake: Arc<tokio::sync::Notify>,
+    sent: Arc<webhooks::Sent>,
 }
 
 impl std::fmt::Debug for FakeHubspot {
@@ -145,6 +152,8 @@ struct Inner {
     tokens: HashMap<String, Instant>,
     fault_rng: super::people::Rng,
     faults_served: BTreeMap<&'static str, u64>,
+    /// Webhook events not sent yet.
+    outbox: webhooks::Outbox,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -523,6 +532,17 @@ impl Inner {
     /// Applies a write and moves the contact in the search index (at once,
     /// or after the search lag).
     fn write(&mut self, id: u64, values: BTreeMap<String, String>) {
+        self.write_from(id, values, "INTEGRATION");
+    }
+
+    /// A write by `source` (HubSpot's `changeSource`: `INTEGRATION` for an
+    /// API client, `CRM_UI` for a person in HubSpot).
+    fn write_from(&mut self, id: u64, values: BTreeMap<String, String>, source: &str) {
+        if let Some(config) = &self.config.webhooks {
+            let portal = self.config.portal();
+            self.outbox
+                .contact_changed(config, portal, id, values.iter(), source);
+        }
         let person = self.people.person(id);
         let old = self.modified_at(id, &person);
         let new = self.overlay.next_write_time(self.config.epoch_ms, old);
@@ -596,6 +616,7 @@ impl FakeHubspot {
             tokens: HashMap::new(),
             fault_rng: super::people::Rng::new(config.seed, 0xFA17),
             faults_served: BTreeMap::new(),
+            outbox: webhooks::Outbox::default(),
             config,
         };
         let mut inner = inner;
@@ -605,7 +626,23 @@ impl FakeHubspot {
         }
         Self {
             inner: Arc::new(Mutex::new(inner)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            sent: Arc::new(webhooks::Sent::default()),
         }
+    }
+
+    /// Starts sending webhooks, when configured (on the current tokio
+    /// runtime; the sender ends when the fake is dropped).
+    pub fn start_webhooks(&self) {
+        let config = self.lock().config.webhooks.clone();
+        if let Some(config) = config {
+            webhooks::start(self.clone(), config);
+        }
+    }
+
+    /// Tells the webhook sender that events wait.
+    fn wake_sender(&self) {
+        self.wake.notify_one();
     }
 
     fn state_header(inner: &Inner) -> StateHeader {
@@ -702,7 +739,10 @@ impl FakeHubspot {
         let inspect = Router::new()
             .route("/__fake/stats", get(stats))
             .route("/__fake/events", post(engagement::add_events))
-            .route("/__fake/contacts/{id}", get(inspect_contact))
+            .route(
+                "/__fake/contacts/{id}",
+                get(inspect_contact).post(edit_contact),
+            )
             .route("/__fake/reset-daily", post(reset_daily))
             .route("/__fake/catch-up-search", post(catch_up_search))
             .route("/__fake/companies/{id}", post(objects::edit_company))
@@ -1792,6 +1832,8 @@ async fn batch_update(State(fake): State<FakeHubspot>, body: axum::body::Bytes) 
         });
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     }
+    drop(inner);
+    fake.wake_sender();
     batch_body(results, errors, &started)
 }
 
@@ -1992,8 +2034,45 @@ async fn stats(State(fake): State<FakeHubspot>) -> Response {
         "daily_day": inner.daily.day.map(|d| d.to_string()),
         "account_time_zone": ACCOUNT_ZONE,
         "contacts": inner.config.contacts,
+        "webhooks": fake.sent.json(),
     }))
     .into_response()
+}
+
+/// `POST /__fake/contacts/{id}` with `{"properties": {...}}`: a person
+/// edits a contact in HubSpot (its modified time moves, and webhooks
+/// report each property as `changeSource: CRM_UI`).
+async fn edit_contact(
+    State(fake): State<FakeHubspot>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct Edit {
+        properties: BTreeMap<String, Value>,
+    }
+    let edit = match decode::<Edit>(&body) {
+        Ok(edit) => edit,
+        Err(message) => return bad_request(&message),
+    };
+    {
+        let mut inner = fake.lock();
+        let Some(id) = parse_id(&id).filter(|id| inner.exists(*id)) else {
+            return bad_request("no such contact");
+        };
+        let mut accepted = BTreeMap::new();
+        for (name, value) in &edit.properties {
+            match validate(inner.properties.get(name), name, value) {
+                Ok(text) => {
+                    accepted.insert(name.clone(), text);
+                }
+                Err(problem) => return bad_request(&problem),
+            }
+        }
+        inner.write_from(id, accepted, "CRM_UI");
+    }
+    fake.wake_sender();
+    Json(json!({ "id": id })).into_response()
 }
 
 async fn inspect_contact(State(fake): State<FakeHubspot>, Path(id): Path<String>) -> Response {

@@ -43,6 +43,7 @@ impl Drop for RunningFake {
 /// Starts a fake HubSpot on 127.0.0.1 with an ephemeral port, on the
 /// current tokio runtime.
 pub async fn spawn_hubspot(fake: FakeHubspot) -> std::io::Result<RunningFake> {
+    fake.start_webhooks();
     spawn(fake.router()).await
 }
 

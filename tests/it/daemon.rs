@@ -129,7 +129,7 @@ pub(super) fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::proc
 
 /// Records a fresh full pull would still change (0: every contact holds
 /// exactly what the model computes now).
-async fn left_to_write(connection: &Connection) -> u64 {
+pub(super) async fn left_to_write(connection: &Connection) -> u64 {
     left_to_write_at(connection, jiff::Timestamp::now()).await
 }
 

@@ -112,6 +112,7 @@ pub async fn pull_all(
         },
         until_ms,
         known: Default::default(),
+        ids: Default::default(),
     };
     let (sink, mut pages) = tokio::sync::mpsc::channel(4);
     let collect = tokio::spawn(async move {

@@ -32,6 +32,7 @@ mod same_scorecards;
 mod score_output;
 mod streams;
 mod sync_pass;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 

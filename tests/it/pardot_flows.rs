@@ -277,6 +277,7 @@ async fn pulls_150000_prospects_across_the_token_limit_once_each() {
             event_types: Vec::new(),
             until_ms: jiff::Timestamp::now().as_millisecond(),
             known: Default::default(),
+            ids: Default::default(),
         };
         let (sink, mut pages) = tokio::sync::mpsc::channel::<Vec<leadscored::crm::CrmRecord>>(4);
         let collect = async {

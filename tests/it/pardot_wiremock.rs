@@ -61,6 +61,7 @@ fn spec(connection: &leadscored::config::Connection, kind: PullKind, events: boo
         },
         until_ms: jiff::Timestamp::now().as_millisecond(),
         known: Default::default(),
+        ids: Default::default(),
     }
 }
 

@@ -107,7 +107,8 @@ impl Verifier {
         mac.update(self.uri.as_bytes());
         mac.update(body);
         mac.update(timestamp.as_bytes());
-        mac.verify_slice(&given).map_err(|_| Refusal::BadSignature)?;
+        mac.verify_slice(&given)
+            .map_err(|_| Refusal::BadSignature)?;
         Ok(at)
     }
 }
@@ -133,10 +134,7 @@ pub fn decode_uri(uri: &str) -> String {
     while let Some(at) = rest.find('%') {
         out.push_str(&rest[..at]);
         let code = rest.get(at..at + 3).unwrap_or("");
-        match DECODED
-            .iter()
-            .find(|(c, _)| c.eq_ignore_ascii_case(code))
-        {
+        match DECODED.iter().find(|(c, _)| c.eq_ignore_ascii_case(code)) {
             Some((_, ch)) => {
                 out.push(*ch);
                 rest = &rest[at + 3..];
@@ -180,15 +178,17 @@ pub fn read(body: &[u8], watch: &Watch) -> Result<Vec<Delivered>, String> {
         .map_err(|e| format!("the body is not a JSON array of events: {e}"))?;
     Ok(events
         .into_iter()
-        .map(|value| match serde_json::from_value::<Notification>(value) {
-            Ok(n) => delivered(n, watch),
-            Err(_) => Delivered {
-                event_id: None,
-                portal_id: None,
-                kind: "malformed".to_owned(),
-                touches: Vec::new(),
+        .map(
+            |value| match serde_json::from_value::<Notification>(value) {
+                Ok(n) => delivered(n, watch),
+                Err(_) => Delivered {
+                    event_id: None,
+                    portal_id: None,
+                    kind: "malformed".to_owned(),
+                    touches: Vec::new(),
+                },
             },
-        })
+        )
         .collect())
 }
 

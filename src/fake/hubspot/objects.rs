@@ -574,10 +574,13 @@ pub(super) async fn move_contact(
         return error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "no such contact");
     };
     let value = to.company.unwrap_or_default();
-    inner.write(
+    inner.write_from(
         id,
         BTreeMap::from([(super::COMPANY_ID.to_owned(), value.clone())]),
+        "CRM_UI",
     );
+    drop(inner);
+    fake.wake_sender();
     Json(json!({ "id": id.to_string(), "associatedcompanyid": value })).into_response()
 }
 
