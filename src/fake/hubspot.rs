@@ -645,6 +645,29 @@ impl FakeHubspot {
         self.wake.notify_one();
     }
 
+    /// A person edits a contact in HubSpot (benchmarks call this in
+    /// process; tests use `POST /__fake/contacts/{id}`): false when there
+    /// is no such contact.
+    pub fn edit_contact(&self, id: u64, values: BTreeMap<String, String>) -> bool {
+        {
+            let mut inner = self.lock();
+            if !inner.exists(id) {
+                return false;
+            }
+            inner.write_from(id, values, "CRM_UI");
+        }
+        self.wake_sender();
+        true
+    }
+
+    /// A contact's property as HubSpot holds it now.
+    pub fn property(&self, id: u64, name: &str) -> Option<String> {
+        let inner = self.lock();
+        let id = inner.resolve(id)?;
+        let (properties, _, _) = inner.properties_of(id);
+        properties.get(name).cloned()
+    }
+
     fn state_header(inner: &Inner) -> StateHeader {
         StateHeader {
             kind: "hubspot".to_owned(),
@@ -2055,12 +2078,12 @@ async fn edit_contact(
         Ok(edit) => edit,
         Err(message) => return bad_request(&message),
     };
+    let Some(id) = parse_id(&id) else {
+        return bad_request("no such contact");
+    };
+    let mut accepted = BTreeMap::new();
     {
-        let mut inner = fake.lock();
-        let Some(id) = parse_id(&id).filter(|id| inner.exists(*id)) else {
-            return bad_request("no such contact");
-        };
-        let mut accepted = BTreeMap::new();
+        let inner = fake.lock();
         for (name, value) in &edit.properties {
             match validate(inner.properties.get(name), name, value) {
                 Ok(text) => {
@@ -2069,10 +2092,11 @@ async fn edit_contact(
                 Err(problem) => return bad_request(&problem),
             }
         }
-        inner.write_from(id, accepted, "CRM_UI");
     }
-    fake.wake_sender();
-    Json(json!({ "id": id })).into_response()
+    if !fake.edit_contact(id, accepted) {
+        return bad_request("no such contact");
+    }
+    Json(json!({ "id": id.to_string() })).into_response()
 }
 
 async fn inspect_contact(State(fake): State<FakeHubspot>, Path(id): Path<String>) -> Response {

@@ -598,6 +598,8 @@ async fn the_daemon_runs_a_pardot_connection_with_oauth_unchanged() {
                 "# base_url = \"https://pi.pardot.com\"",
                 &format!("base_url = {:?}", fake.url()),
             )
+            // A pass a second fits a budget of a million calls a day.
+            .replace("[limits]\n", "[limits]\ndaily = 1000000\n")
             + "\n[daemon]\nincremental = \"every 1s\"\nrescore = \"off\"\n";
     let path = dir.path().join("pardot.toml");
     std::fs::write(&path, text).expect("connection file");
