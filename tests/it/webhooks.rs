@@ -626,3 +626,106 @@ fn webhooks_are_for_hubspot_and_pardot_schedules_fit_the_budget() {
     assert_eq!(webhooks.gather, Duration::from_secs(1));
     assert_eq!(webhooks.max_body, 1024 * 1024);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_signs_batches_and_retries_failed_deliveries() {
+    use std::sync::{Arc, Mutex};
+    // A receiver that fails its first two answers, then takes everything.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<(String, String, Vec<u8>)>>>);
+    async fn receive(
+        axum::extract::State(seen): axum::extract::State<Seen>,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mut seen = seen.0.lock().expect("lock");
+        seen.push((
+            header("x-hubspot-signature-v3"),
+            header("x-hubspot-request-timestamp"),
+            body.to_vec(),
+        ));
+        if seen.len() <= 2 {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            axum::http::StatusCode::NO_CONTENT
+        }
+    }
+    let seen = Seen::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let port = listener.local_addr().expect("address").port();
+    let app = axum::Router::new()
+        .route("/hooks", axum::routing::post(receive))
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let target = format!("http://127.0.0.1:{port}/hooks");
+
+    assert!(FakeWebhooks::new("https://example.com/hooks", SECRET).is_err());
+    let mut hooks = FakeWebhooks::new(&target, SECRET).expect("loopback");
+    hooks.retry_base = Duration::from_millis(50);
+    let mut config = fake_config(500);
+    config.webhooks = Some(hooks);
+    let fake = FakeHubspot::new(config);
+    let _running = spawn_hubspot(fake.clone()).await.expect("fake");
+    // 150 changes: two deliveries (100 and 50 events).
+    for id in 1..=150 {
+        let values = [("jobtitle".to_owned(), format!("Title {id}"))].into();
+        assert!(fake.edit_contact(id, values));
+    }
+    let started = Instant::now();
+    while seen.0.lock().expect("lock").len() < 4 {
+        assert!(started.elapsed() < Duration::from_secs(10), "deliveries");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = seen.0.lock().expect("lock").clone();
+    let verifier = verifier(&target);
+    let mut events = std::collections::BTreeMap::new();
+    for (signature, at, body) in &seen {
+        let now = at.parse::<i64>().expect("epoch ms");
+        assert_eq!(
+            verifier.verify("POST", Some(signature), Some(at), body, now),
+            Ok(now),
+            "signed as HubSpot signs"
+        );
+        let batch: Vec<serde_json::Value> = serde_json::from_slice(body).expect("array");
+        assert!(batch.len() <= 100);
+        for event in batch {
+            assert_eq!(event["subscriptionType"], "contact.propertyChange");
+            assert_eq!(event["changeSource"], "CRM_UI");
+            let id = event["eventId"].as_u64().expect("event id");
+            events
+                .entry(id)
+                .or_insert_with(Vec::new)
+                .push(event["attemptNumber"].as_u64().expect("attempt"));
+        }
+    }
+    assert_eq!(events.len(), 150, "every change sent");
+    // Two failed answers: those events came again with their attempt counted.
+    let retried = events
+        .values()
+        .filter(|attempts| attempts.len() > 1)
+        .count();
+    assert!(retried >= 50, "{retried} events retried");
+    assert!(
+        events
+            .values()
+            .all(|a| a.windows(2).all(|w| w[1] == w[0] + 1))
+    );
+    let stats = reqwest::get(format!("{}/__fake/stats", _running.url()))
+        .await
+        .expect("stats")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert_eq!(stats["webhooks"]["failed_attempts"], 2, "{stats}");
+    assert_eq!(stats["webhooks"]["given_up"], 0, "{stats}");
+}
