@@ -631,8 +631,10 @@ fn webhooks_are_for_hubspot_and_pardot_schedules_fit_the_budget() {
 async fn the_fake_signs_batches_and_retries_failed_deliveries() {
     use std::sync::{Arc, Mutex};
     // A receiver that fails its first two answers, then takes everything.
+    /// A delivery's signature, timestamp and body.
+    type Delivery = (String, String, Vec<u8>);
     #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<(String, String, Vec<u8>)>>>);
+    struct Seen(Arc<Mutex<Vec<Delivery>>>);
     async fn receive(
         axum::extract::State(seen): axum::extract::State<Seen>,
         headers: axum::http::HeaderMap,
