@@ -161,6 +161,11 @@ enum Command {
         /// example model and the secrets the fake accepts go beside it).
         #[arg(long, value_name = "FILE")]
         write_connection: Option<PathBuf>,
+        /// Send HubSpot webhooks for every contact change to URL (loopback
+        /// only, e.g. http://127.0.0.1:9187/webhooks/hubspot), signed with
+        /// the fake's app secret; --write-connection adds [webhooks].
+        #[arg(long, value_name = "URL")]
+        webhooks: Option<String>,
     },
     /// How well a model separates converters, on records with known outcomes.
     Backtest {
@@ -513,9 +518,11 @@ fn run(command: Command) -> Result<u8, CommandError> {
             echo_auth,
             portal_id,
             write_connection,
+            webhooks,
         } => {
             let options = commands::FakeOptions {
                 write_connection,
+                webhooks,
                 records: contacts,
                 seed,
                 state,

@@ -71,6 +71,10 @@ pub struct Targets {
     pub companies: Vec<String>,
     /// Records deleted or merged away in the CRM: dropped from the state.
     pub gone: Vec<String>,
+    /// Some record's engagement moved (or it is new): engagement is read
+    /// (as streams or per record, whichever costs less). Otherwise the
+    /// records keep the engagement the state holds, at no call.
+    pub engagement: bool,
 }
 
 impl Targets {
@@ -1255,8 +1259,15 @@ async fn prepare<C: Crm>(
         crm, connection, state, pass, pull_kind, usable, until_ms, targets,
     )
     .await?;
+    let mut events = events;
+    let stored_only = targets.is_some_and(|t| !t.engagement);
+    if stored_only && let Some(plan) = events.as_mut() {
+        // Only fields changed: the stored engagement stands.
+        plan.streams = false;
+    }
     let event_types = match &events {
         Some(plan) if plan.streams => Vec::new(),
+        Some(_) if stored_only => Vec::new(),
         _ => connection.events.keys().cloned().collect(),
     };
     let mut fields = connection.fields();
@@ -1410,6 +1421,8 @@ pub async fn run_targeted_reporting<C: Crm>(
         report: PassReport {
             events: match &prepared.events {
                 Some(plan) if plan.streams => "streams".to_owned(),
+                // A webhook pass for changed fields: engagement as stored.
+                Some(_) if prepared.spec.event_types.is_empty() => "stored".to_owned(),
                 Some(_) => "per record".to_owned(),
                 None if connection.events.is_empty() => String::new(),
                 None => "per record".to_owned(),

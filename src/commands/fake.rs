@@ -49,7 +49,12 @@ pub struct FakeOptions {
     /// Write a connection file for this fake here (with the example model
     /// and credential files beside it).
     pub write_connection: Option<std::path::PathBuf>,
+    /// Send HubSpot webhooks for every contact change to this loopback URL.
+    pub webhooks: Option<String>,
 }
+
+/// The app secret the fake HubSpot signs its webhooks with.
+pub const FAKE_APP_SECRET: &str = "fake-app-secret";
 
 /// The example model and connections, built into the binary so that
 /// `fake-crm --write-connection` works from any directory.
@@ -91,6 +96,7 @@ fn write_connection(
     url: &str,
     credentials: &Credentials<'_>,
     unlimited: bool,
+    webhooks: Option<&str>,
 ) -> Result<String, CommandError> {
     let dir = path
         .parent()
@@ -164,6 +170,12 @@ fn write_connection(
             1,
         );
     }
+    if let Some(target) = webhooks {
+        text.push_str(&format!(
+            "\n[webhooks]\nurl = {target:?}\nsecret = {}\n",
+            secret("app-secret", FAKE_APP_SECRET)?
+        ));
+    }
     let header = format!(
         "# Written by `leadscored fake-crm --write-connection` for the fake CRM at {url}.\n# Its secrets are in the files named below; nothing here is a real account.\n\n"
     );
@@ -216,17 +228,33 @@ pub fn fake_crm(
                 config.search_per_second = 10_000_000;
                 config.daily = u64::MAX / 2;
             }
-            let banner = format!(
+            if let Some(target) = &options.webhooks {
+                let hooks =
+                    crate::fake::hubspot::webhooks::FakeWebhooks::new(target, FAKE_APP_SECRET)
+                        .map_err(CommandError::Data)?;
+                config.webhooks = Some(hooks);
+            }
+            let mut banner = format!(
                 "fake HubSpot portal {} with {records} contacts (seed {seed}); bearer token: {}",
                 config.portal(),
                 config.token
             );
+            if let Some(target) = &options.webhooks {
+                banner.push_str(&format!(
+                    "; webhooks to {target}, signed with app secret {FAKE_APP_SECRET}"
+                ));
+            }
             let secrets = (config.token.clone(), None);
             let fake = FakeHubspot::new(config);
             if let Some(path) = state {
                 fake.load_state(path).map_err(CommandError::Data)?;
             }
             (Fake::Hubspot(fake.clone()), fake.router(), banner, secrets)
+        }
+        FakeKind::Pardot if options.webhooks.is_some() => {
+            return Err(CommandError::Data(
+                "--webhooks: Account Engagement (Pardot) sends no webhooks".to_owned(),
+            ));
         }
         FakeKind::Pardot => {
             let mut config = PardotConfig {
@@ -265,6 +293,9 @@ pub fn fake_crm(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        if let Fake::Hubspot(hubspot) = &fake {
+            hubspot.start_webhooks();
+        }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         eprintln!("{banner}; on http://{addr}");
@@ -281,7 +312,11 @@ pub fn fake_crm(
                     }
                 }
             };
-            eprintln!("{}", write_connection(path, &url, &credentials, unlimited)?);
+            let webhooks = options.webhooks.as_deref();
+            eprintln!(
+                "{}",
+                write_connection(path, &url, &credentials, unlimited, webhooks)?
+            );
         }
         let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());
         match state {

@@ -53,9 +53,13 @@ impl CrmRecord {
 /// to read again, and the ones that are gone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Touch {
-    /// A contact created, changed in a field the model reads, restored,
-    /// the survivor of a merge, or moved to another company.
+    /// A contact changed in a field the model reads, or moved to another
+    /// company: read it again (its engagement is as the state holds it).
     Contact(String),
+    /// A contact created, restored, the survivor of a merge, or one whose
+    /// engagement moved (a form filled, an email opened, a visit): read it
+    /// again with its engagement.
+    Engaged(String),
     /// A contact deleted (or merged into another): forget it.
     Gone(String),
     /// A company changed in a field the model reads: its people are

@@ -24,22 +24,11 @@ use secrecy::SecretString;
 use crate::config::Connection;
 use crate::config::webhooks::Webhooks;
 use crate::crm::Touch;
-use crate::crm::hubspot::webhook::{self, MAX_AGE_MS, Verifier, Watch};
+use crate::crm::hubspot::webhook::{self, ENGAGEMENT_PROPERTIES, MAX_AGE_MS, Verifier, Watch};
 use crate::sync::Targets;
 
 /// Event ids remembered against HubSpot's retries of the same event.
 const EVENTS_REMEMBERED: usize = 100_000;
-
-/// HubSpot properties that move when a contact engages (a form filled, an
-/// email opened or clicked, a visit): watched when the model reads events,
-/// so engagement rescores within seconds too.
-pub const ENGAGEMENT_PROPERTIES: [&str; 5] = [
-    "recent_conversion_date",
-    "num_conversion_events",
-    "hs_email_last_open_date",
-    "hs_email_last_click_date",
-    "hs_analytics_last_visit_timestamp",
-];
 
 /// The properties a connection's webhooks should watch, contacts then
 /// companies: what the model reads (never leadscored's own outputs).
@@ -49,17 +38,23 @@ pub fn watch(connection: &Connection) -> Watch {
         .iter()
         .map(|o| o.property.as_str())
         .collect();
-    let mut contact_fields: FxHashSet<String> = connection
+    let contact_fields: FxHashSet<String> = connection
         .fields()
         .into_iter()
         .filter(|f| !outputs.contains(f.as_str()))
         .collect();
-    if !connection.events.is_empty() {
-        contact_fields.extend(ENGAGEMENT_PROPERTIES.iter().map(|p| (*p).to_owned()));
-    }
+    let engagement_fields = if connection.events.is_empty() {
+        FxHashSet::default()
+    } else {
+        ENGAGEMENT_PROPERTIES
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect()
+    };
     Watch {
         contact_fields,
         company_fields: connection.company_fields().into_iter().collect(),
+        engagement_fields,
     }
 }
 
@@ -70,6 +65,8 @@ struct Waiting {
     companies: Vec<String>,
     gone: Vec<String>,
     queued: FxHashSet<Touch>,
+    /// Some record waits for its engagement too.
+    engagement: bool,
     overflowed: bool,
     /// When the oldest waiting change arrived.
     since: Option<Instant>,
@@ -201,6 +198,7 @@ impl Inbox {
                 records: waiting.records,
                 companies: waiting.companies,
                 gone: waiting.gone,
+                engagement: waiting.engagement,
             },
             overflowed: waiting.overflowed,
             since: waiting.since,
@@ -212,6 +210,14 @@ impl Inbox {
         let mut waiting = lock(&self.waiting);
         let (mut queued, mut dropped) = (0, 0);
         for touch in touches {
+            // One entry per record; engagement is asked for the batch.
+            let touch = match touch {
+                Touch::Engaged(id) => {
+                    waiting.engagement = true;
+                    Touch::Contact(id)
+                }
+                other => other,
+            };
             if waiting.queued.contains(&touch) {
                 continue;
             }
@@ -221,7 +227,7 @@ impl Inbox {
                 continue;
             }
             match &touch {
-                Touch::Contact(id) => waiting.records.push(id.clone()),
+                Touch::Contact(id) | Touch::Engaged(id) => waiting.records.push(id.clone()),
                 Touch::Gone(id) => waiting.gone.push(id.clone()),
                 Touch::Company(id) => waiting.companies.push(id.clone()),
             }

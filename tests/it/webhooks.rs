@@ -159,14 +159,19 @@ fn each_kind_of_event_asks_for_what_it_means() {
             .into_iter()
             .collect(),
         company_fields: ["industry"].map(str::to_owned).into_iter().collect(),
+        engagement_fields: ["recent_conversion_date"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect(),
     };
     let contact = |id: &str| Touch::Contact(id.to_owned());
+    let engaged = |id: &str| Touch::Engaged(id.to_owned());
     let gone = |id: &str| Touch::Gone(id.to_owned());
     let cases: Vec<(&str, &str, Vec<Touch>)> = vec![
         (
             "creation",
             r#"{"eventId":1,"subscriptionType":"contact.creation","objectId":11}"#,
-            vec![contact("11")],
+            vec![engaged("11")],
         ),
         (
             "a field the model reads",
@@ -191,17 +196,17 @@ fn each_kind_of_event_asks_for_what_it_means() {
         (
             "merge",
             r#"{"eventId":6,"subscriptionType":"contact.merge","objectId":16,"primaryObjectId":16,"mergedObjectIds":[17,"18"]}"#,
-            vec![contact("16"), gone("17"), gone("18")],
+            vec![engaged("16"), gone("17"), gone("18")],
         ),
         (
             "merge into a new record",
             r#"{"eventId":7,"subscriptionType":"contact.merge","primaryObjectId":20,"newObjectId":21,"mergedObjectIds":[20,22]}"#,
-            vec![contact("20"), contact("21"), gone("22")],
+            vec![engaged("20"), engaged("21"), gone("22")],
         ),
         (
             "restore",
             r#"{"eventId":8,"subscriptionType":"contact.restore","objectId":23}"#,
-            vec![contact("23")],
+            vec![engaged("23")],
         ),
         (
             "moved to a company",
@@ -344,6 +349,15 @@ where
     }
 }
 
+/// The sum of a metric's samples (lines starting with `prefix`).
+async fn metric_sum(url: &str, prefix: &str) -> f64 {
+    let text = get(url).await.expect("metrics").1;
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn first_run(port: u16) {
     let health = format!("http://127.0.0.1:{port}/healthz");
     eventually("a healthy first run", Duration::from_secs(60), || async {
@@ -463,6 +477,8 @@ async fn an_edit_in_hubspot_reaches_the_score_within_seconds() {
     first_run(port).await;
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let calls_before = metric_sum(&metrics_url, "leadscored_crm_requests_total").await;
     // Someone in sales gives ten contacts a new job title.
     let client = reqwest::Client::new();
     let mut before = Vec::new();
@@ -489,6 +505,16 @@ async fn an_edit_in_hubspot_reaches_the_score_within_seconds() {
     .await;
     let took = edited.elapsed();
     assert!(took < Duration::from_secs(10), "{took:?}");
+    // A changed field needs no engagement reads: a batch read and a batch
+    // write per webhook pass, and the echoes of our writes cost nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = metric_sum(&metrics_url, "leadscored_crm_requests_total").await - calls_before;
+    let passes = metric_sum(&metrics_url, "leadscored_runs_total{kind=\"webhook\"").await;
+    assert!(passes >= 1.0);
+    assert!(
+        calls <= 2.0 * passes,
+        "{calls} calls for {passes} webhook passes"
+    );
     let mut moved = 0;
     for (id, old) in &before {
         let contact = json(&format!("{}/__fake/contacts/{id}", fake.url())).await;

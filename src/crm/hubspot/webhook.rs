@@ -149,12 +149,25 @@ pub fn decode_uri(uri: &str) -> String {
     out
 }
 
+/// HubSpot properties that move when a contact engages (a form filled, an
+/// email opened or clicked, a visit): watched when the model reads events,
+/// so engagement rescores within seconds too.
+pub const ENGAGEMENT_PROPERTIES: [&str; 5] = [
+    "recent_conversion_date",
+    "num_conversion_events",
+    "hs_email_last_open_date",
+    "hs_email_last_click_date",
+    "hs_analytics_last_visit_timestamp",
+];
+
 /// What leadscored listens for: the contact and company properties the
-/// model (and the connection's inputs) read.
+/// model (and the connection's inputs) read, and the properties whose
+/// change means new engagement.
 #[derive(Clone, Debug, Default)]
 pub struct Watch {
     pub contact_fields: rustc_hash::FxHashSet<String>,
     pub company_fields: rustc_hash::FxHashSet<String>,
+    pub engagement_fields: rustc_hash::FxHashSet<String>,
 }
 
 /// One event of a delivery, as leadscored reads it.
@@ -215,7 +228,10 @@ fn delivered(n: Notification, watch: &Watch) -> Delivered {
     };
     let mut touches = Vec::new();
     match (object, action) {
-        ("contact", "creation" | "restore") => touches.extend(id.map(Touch::Contact)),
+        ("contact", "creation" | "restore") => touches.extend(id.map(Touch::Engaged)),
+        ("contact", "propertyChange") if watched(&watch.engagement_fields) => {
+            touches.extend(id.map(Touch::Engaged));
+        }
         ("contact", "propertyChange") if watched(&watch.contact_fields) => {
             touches.extend(id.map(Touch::Contact));
         }
@@ -224,7 +240,7 @@ fn delivered(n: Notification, watch: &Watch) -> Delivered {
             // The survivor (a merge may make a new record); the others
             // are gone. An id read again that no longer exists is skipped.
             let kept = [n.primary_object_id.clone(), n.new_object_id.clone()];
-            touches.extend(kept.iter().flatten().cloned().map(Touch::Contact));
+            touches.extend(kept.iter().flatten().cloned().map(Touch::Engaged));
             touches.extend(
                 n.merged_object_ids
                     .iter()
