@@ -245,6 +245,15 @@ async fn main() {
             pending.len(),
             calls as f64 / total.max(1) as f64,
         );
+        if std::env::var_os("WEBHOOK_BENCH_CALLS").is_some() {
+            for (endpoint, after) in after_stats["requests"].as_object().into_iter().flatten() {
+                let before = before_stats["requests"][endpoint].as_u64().unwrap_or(0);
+                let spent = after.as_u64().unwrap_or(0) - before;
+                if spent > 0 {
+                    println!("          {endpoint}: {spent}");
+                }
+            }
+        }
         // Let the last passes and their webhooks settle.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
