@@ -101,10 +101,20 @@ async fn stats(url: &str) -> serde_json::Value {
         .expect("json")
 }
 
+/// API requests the fake served (its stats also count records written).
 fn requests(stats: &serde_json::Value) -> u64 {
     stats["requests"].as_object().map_or(0, |r| {
-        r.values().filter_map(serde_json::Value::as_u64).sum()
+        r.iter()
+            .filter(|(key, _)| is_request(key))
+            .filter_map(|(_, n)| n.as_u64())
+            .sum()
     })
+}
+
+fn is_request(key: &str) -> bool {
+    ["GET ", "POST ", "PATCH "]
+        .iter()
+        .any(|m| key.starts_with(m))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +259,7 @@ async fn main() {
             for (endpoint, after) in after_stats["requests"].as_object().into_iter().flatten() {
                 let before = before_stats["requests"][endpoint].as_u64().unwrap_or(0);
                 let spent = after.as_u64().unwrap_or(0) - before;
-                if spent > 0 {
+                if spent > 0 && is_request(endpoint) {
                     println!("          {endpoint}: {spent}");
                 }
             }
