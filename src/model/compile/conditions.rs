@@ -323,29 +323,22 @@ impl Compiler<'_> {
             _ => {
                 self.check_ops(c, span, "all/any/not", &[]);
                 let mut parts = Vec::new();
-                if let Some(items) = &c.all {
+                let join_all: fn(Vec<Cond>) -> Cond = Cond::All;
+                let join_any: fn(Vec<Cond>) -> Cond = Cond::Any;
+                for (word, items, join) in [("all", &c.all, join_all), ("any", &c.any, join_any)] {
+                    let Some(items) = items else { continue };
                     let inner: Vec<Cond> =
                         items.iter().filter_map(|i| self.nested(i, scope)).collect();
                     if inner.len() != items.len() {
                         return None;
                     }
                     if items.is_empty() {
-                        self.d
-                            .error(span, "`all` is empty: list at least one condition");
+                        self.d.error(
+                            span,
+                            format!("`{word}` is empty: list at least one condition"),
+                        );
                     }
-                    parts.push(Cond::All(inner));
-                }
-                if let Some(items) = &c.any {
-                    let inner: Vec<Cond> =
-                        items.iter().filter_map(|i| self.nested(i, scope)).collect();
-                    if inner.len() != items.len() {
-                        return None;
-                    }
-                    if items.is_empty() {
-                        self.d
-                            .error(span, "`any` is empty: list at least one condition");
-                    }
-                    parts.push(Cond::Any(inner));
+                    parts.push(join(inner));
                 }
                 if let Some(item) = &c.not {
                     parts.push(Cond::Not(Box::new(self.nested(item, scope)?)));

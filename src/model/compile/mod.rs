@@ -476,35 +476,40 @@ impl Compiler<'_> {
     }
 
     pub(super) fn attr_slot(&mut self, name: &str) -> u16 {
-        if let Some(slot) = self.schema.attr_index.get(name) {
-            return *slot;
-        }
-        let slot = self.schema.attrs.len() as u16;
-        self.schema.attrs.push(name.to_owned());
-        self.schema.attr_index.insert(name.into(), slot);
-        slot
+        intern(&mut self.schema.attrs, &mut self.schema.attr_index, name)
     }
 
     pub(super) fn event_type(&mut self, name: &str) -> u32 {
-        if let Some(slot) = self.schema.type_index.get(name) {
-            return *slot;
-        }
-        let slot = self.schema.event_types.len() as u32;
-        self.schema.event_types.push(name.to_owned());
-        self.schema.type_index.insert(name.into(), slot);
-        slot
+        intern(
+            &mut self.schema.event_types,
+            &mut self.schema.type_index,
+            name,
+        )
     }
 
+    /// Lists are named case-insensitively, as CRMs name them.
     pub(super) fn list_slot(&mut self, name: &str) -> u32 {
         let folded = name.trim().to_lowercase();
-        if let Some(slot) = self.schema.list_index.get(folded.as_str()) {
-            return *slot;
-        }
-        let slot = self.schema.lists.len() as u32;
-        self.schema.lists.push(folded.clone());
-        self.schema.list_index.insert(folded.into(), slot);
-        slot
+        intern(&mut self.schema.lists, &mut self.schema.list_index, &folded)
     }
+}
+
+/// The slot of `name` in `names`, added at the end the first time. Slots
+/// are small integers by construction: a model names far fewer than
+/// `u16::MAX` attributes, event types or lists (saturating, never
+/// wrapping, if one ever did).
+fn intern<T: Copy + TryFrom<usize> + From<u16>>(
+    names: &mut Vec<String>,
+    index: &mut rustc_hash::FxHashMap<Box<str>, T>,
+    name: &str,
+) -> T {
+    if let Some(slot) = index.get(name) {
+        return *slot;
+    }
+    let slot = T::try_from(names.len()).unwrap_or(T::from(u16::MAX));
+    names.push(name.to_owned());
+    index.insert(name.into(), slot);
+    slot
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
