@@ -460,12 +460,64 @@ impl Model {
             model: self,
             memo,
             reuse,
+            people: None,
         }
         .deserialize(&mut deserializer)
         .map_err(|e| RecordError::new(describe_json_error(&e)))?;
         deserializer
             .end()
             .map_err(|e| RecordError::new(describe_json_error(&e)))
+    }
+
+    /// Reads one company line: `{"id", "company": {...}, "people": [...]}`,
+    /// each person a record in the usual format. People take the company's
+    /// values for every `company.*` property they do not carry themselves.
+    pub fn parse_account(&self, json: &str) -> Result<Account, RecordError> {
+        let mut account = Account::default();
+        self.parse_account_into(json, &mut AttrMemo::default(), &mut account)?;
+        Ok(account)
+    }
+
+    /// [`Model::parse_account`] into an account read before, whose buffers
+    /// are reused.
+    pub fn parse_account_into(
+        &self,
+        json: &str,
+        memo: &mut AttrMemo,
+        account: &mut Account,
+    ) -> Result<(), RecordError> {
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let reuse = std::mem::take(&mut account.company);
+        account.company = RecordSeed {
+            model: self,
+            memo,
+            reuse,
+            people: Some(&mut account.people),
+        }
+        .deserialize(&mut deserializer)
+        .map_err(|e| RecordError::new(describe_json_error(&e)))?;
+        deserializer
+            .end()
+            .map_err(|e| RecordError::new(describe_json_error(&e)))?;
+        self.inherit_company(account);
+        Ok(())
+    }
+
+    /// Gives every person the company's values for the `company.*`
+    /// properties they lack, and evaluates their checks again.
+    pub(crate) fn inherit_company(&self, account: &mut Account) {
+        for person in &mut account.people {
+            for (slot, spec) in self.schema.props.iter().enumerate() {
+                if spec.scope == Scope::Company
+                    && matches!(person.props.get(slot), Some(Prop::Missing))
+                    && let Some(value) = account.company.props.get(slot)
+                {
+                    person.props[slot] = value.clone();
+                }
+            }
+            person.warnings.clear();
+            finish(self, person);
+        }
     }
 
     /// Starts a record for connectors that do not speak the JSON format.
@@ -489,12 +541,23 @@ fn describe_json_error(error: &serde_json::Error) -> String {
     }
 }
 
+/// A company and its people: a company line of `score --companies` and a
+/// company test case. The company record holds the company's properties
+/// (its `company.*` slots); each person is a contact record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Account {
+    pub company: Record,
+    pub people: Vec<Record>,
+}
+
 /// Deserializes a `Record` for a model from any serde format.
 pub(crate) struct RecordSeed<'m, 's> {
     pub model: &'m Model,
     pub memo: &'s mut AttrMemo,
     /// A spent record whose buffers are filled again.
     pub reuse: Record,
+    /// Where a company record's `people` go (None: `people` is ignored).
+    pub people: Option<&'s mut Vec<Record>>,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
@@ -514,8 +577,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
         )
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
-        let mut builder = RecordBuilder::reuse(self.model, self.reuse);
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Record, A::Error> {
+        let mut builder = RecordBuilder::reuse(self.model, std::mem::take(&mut self.reuse));
         let mut id = None;
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             match &*key {
@@ -535,6 +598,15 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
                 "lists" => map.next_value_seed(ListsSeed {
                     builder: &mut builder,
                 })?,
+                "people" if self.people.is_some() => {
+                    if let Some(people) = self.people.as_deref_mut() {
+                        map.next_value_seed(PeopleSeed {
+                            model: self.model,
+                            memo: &mut *self.memo,
+                            people,
+                        })?;
+                    }
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -548,6 +620,59 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
         }
         builder.record.id.push_str(&id);
         Ok(builder.build())
+    }
+}
+
+/// A company's `people`: contact records, their buffers reused.
+struct PeopleSeed<'m, 's> {
+    model: &'m Model,
+    memo: &'s mut AttrMemo,
+    people: &'s mut Vec<Record>,
+}
+
+impl<'de> DeserializeSeed<'de> for PeopleSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PeopleSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of person records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut count = 0;
+        loop {
+            let reuse = self
+                .people
+                .get_mut(count)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let seed = RecordSeed {
+                model: self.model,
+                memo: &mut *self.memo,
+                reuse,
+                people: None,
+            };
+            let Some(person) = seq
+                .next_element_seed(seed)
+                .map_err(|e| de::Error::custom(format!("people[{count}]: {e}")))?
+            else {
+                break;
+            };
+            match self.people.get_mut(count) {
+                Some(slot) => *slot = person,
+                None => self.people.push(person),
+            }
+            count += 1;
+        }
+        self.people.truncate(count);
+        Ok(())
     }
 }
 

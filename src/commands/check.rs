@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{CommandError, load_model};
 use crate::engine::Scorecard;
-use crate::model::{ConfigError, Expectation, Model, TestCase};
+use crate::model::{ConfigError, Expectation, Model};
 
 /// What `check-config` found in a model that compiled.
 #[derive(Debug)]
@@ -87,9 +87,32 @@ pub fn run_cases(model: &Model, report: &mut String) -> (usize, usize) {
         return (0, 0);
     }
     let mut failed = 0;
+    let mut account = crate::engine::AccountCard::default();
     for case in cases {
-        let card = model.score(&case.record, case.now);
-        let mismatches = check_case(model, case, &card);
+        let mismatches = if case.people.is_empty() {
+            let card = model.score(&case.record, case.now);
+            check_case(model, case.record.id(), &case.expectations, &card)
+        } else {
+            model.score_account_into(&case.record, &case.people, case.now, &mut account);
+            let mut out = Vec::new();
+            for expectation in &case.expectations {
+                let (id, card) = match &expectation.person {
+                    None => (case.record.id(), &account.company),
+                    Some(person) => match case.people.iter().position(|p| p.id() == person) {
+                        Some(i) => (person.as_str(), &account.people[i]),
+                        None => continue,
+                    },
+                };
+                let mut found = check_case(model, id, std::slice::from_ref(expectation), card);
+                if let Some(person) = &expectation.person {
+                    for line in &mut found {
+                        *line = format!("{person}: {line}");
+                    }
+                }
+                out.extend(found);
+            }
+            out
+        };
         if mismatches.is_empty() {
             let _ = write!(report, "\n  test \"{}\" ok", case.name);
         } else {
@@ -109,15 +132,20 @@ pub fn run_cases(model: &Model, report: &mut String) -> (usize, usize) {
     (failed, cases.len())
 }
 
-fn check_case(model: &Model, case: &TestCase, card: &Scorecard) -> Vec<String> {
+fn check_case(
+    model: &Model,
+    record_id: &str,
+    expectations: &[Expectation],
+    card: &Scorecard,
+) -> Vec<String> {
     let json = crate::engine::CardJson {
         model,
-        record_id: case.record.id(),
+        record_id,
         card,
     }
     .to_value();
     let mut out = Vec::new();
-    for expectation in &case.expectations {
+    for expectation in expectations {
         let actual = &json["scores"][&expectation.score];
         compare(&mut out, expectation, actual, card);
     }

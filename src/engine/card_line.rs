@@ -145,9 +145,15 @@ impl<'m> CardWriter<'m> {
         out.extend_from_slice(br#"{"id":"#);
         push_str(out, record_id);
         out.extend_from_slice(br#","scores":{"#);
+        let mut first_score = true;
         for (index, result) in card.scores.iter().enumerate() {
+            // A contact's line holds its contact scores, a company's its
+            // company scores.
+            if model.scores[index].object != card.object {
+                continue;
+            }
             let pieces = &self.scores[index];
-            if index > 0 {
+            if !std::mem::take(&mut first_score) {
                 out.push(b',');
             }
             out.extend_from_slice(&pieces.head);

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
-use super::{Adjustment, Problem, ScoreResult, Scorecard};
-use crate::model::{Cond, Model, NumRange, Part, PropCheck, PropTest, RuleKind, TextOp};
-use crate::record::Record;
+use super::{AccountCard, Adjustment, People, Problem, ScoreResult, Scorecard};
+use crate::model::{Cond, Model, NumRange, Object, Part, PropCheck, PropTest, RuleKind, TextOp};
+use crate::record::{Account, Record};
 
 /// A number as people write it: `30`, `-2.5`.
 pub(crate) fn num(value: f64) -> String {
@@ -204,6 +204,8 @@ pub fn explain_with(
     }
     out.push('\n');
     match (card.profile, card.grade) {
+        // A company has no grade: grading reads a person.
+        _ if card.object == Object::Company => {}
         (Some(p), Some(grade)) => {
             let profile = &model.profiles[usize::from(p)];
             let how = if profile.when.is_some() {
@@ -252,6 +254,9 @@ pub fn explain_with(
     }
     for (index, result) in card.scores.iter().enumerate() {
         let spec = &model.scores[index];
+        if spec.object != card.object {
+            continue;
+        }
         let _ = writeln!(
             out,
             "\nScore \"{}\": {}  (fit {}, engagement {}; cap {})",
@@ -500,9 +505,66 @@ fn describe(model: &Model, cond: &Cond) -> String {
                 name.map_or("", String::as_str)
             )
         }
+        Cond::PersonStage(stage) => {
+            let name = model
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.stages.get(usize::from(*stage)));
+            format!("at stage \"{}\"", name.map_or("", String::as_str))
+        }
+        Cond::CompanyScore { score, part, range } => format!(
+            "company score \"{}\" {} {}",
+            score_name(model, *score),
+            part.as_str(),
+            describe_range(range)
+        ),
+        Cond::Rollup {
+            agg,
+            score,
+            part,
+            range,
+        } => format!(
+            "{} of the people's \"{}\" {} {}",
+            agg.as_str(),
+            score_name(model, *score),
+            part.as_str(),
+            describe_range(range)
+        ),
+        Cond::PeopleCount { cond, range } => format!(
+            "people with ({}): {}",
+            describe(model, cond),
+            describe_range(range)
+        ),
+        Cond::Roles(roles) => format!(
+            "distinct people cover the roles {}",
+            roles
+                .iter()
+                .map(|r| format!("\"{}\"", role_name(model, r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Cond::All(items) => format!("all of ({})", describe_each(model, items)),
         Cond::Any(items) => format!("any of ({})", describe_each(model, items)),
         Cond::Not(inner) => format!("not ({})", describe(model, inner)),
+    }
+}
+
+fn score_name(model: &Model, score: u16) -> &str {
+    model
+        .scores
+        .get(usize::from(score))
+        .map_or("", |s| s.name.as_str())
+}
+
+/// A role of a buying group: the contact rule that marks it.
+pub(crate) fn role_name<'m>(model: &'m Model, role: &Cond) -> &'m str {
+    match role {
+        Cond::Fired { score, rule } => model
+            .scores
+            .get(usize::from(*score))
+            .and_then(|s| s.rules.get(usize::from(*rule)))
+            .map_or("", |r| r.name.as_str()),
+        _ => "",
     }
 }
 
@@ -626,4 +688,132 @@ fn describe_range(range: &NumRange) -> String {
 
 fn days(ms: i64) -> String {
     num(ms as f64 / 86_400_000.0)
+}
+
+/// A company's explanation: its scores as [`explain_with`] gives them,
+/// then its people (each one's contact scores, tier and stage), then every
+/// roll-up its rules read, with its value and the people behind it.
+pub fn explain_account(
+    model: &Model,
+    account: &Account,
+    cards: &AccountCard,
+    now: Timestamp,
+    verbose: bool,
+) -> String {
+    let mut out = explain_with(model, &account.company, &cards.company, now, verbose);
+    let people = People {
+        records: &account.people,
+        cards: &cards.people,
+    };
+    let now_ms = now.as_millisecond();
+    let _ = writeln!(out, "\nPeople ({}):", account.people.len());
+    if account.people.is_empty() {
+        let _ = writeln!(out, "  none: the company's roll-ups see nobody");
+    }
+    for (record, card) in account.people.iter().zip(&cards.people) {
+        let mut line = format!("  {}", record.id());
+        for (index, result) in card.scores.iter().enumerate() {
+            let spec = &model.scores[index];
+            if spec.object != Object::Contact {
+                continue;
+            }
+            let _ = write!(line, "  {} {}", spec.name, num(result.total));
+            if let Some(tier) = result.tier.and_then(|t| spec.tiers.get(usize::from(t))) {
+                let _ = write!(line, " {}", tier.label);
+            }
+            if let Some(stage) = stage_name(model, result) {
+                let _ = write!(line, " {stage}");
+            }
+        }
+        if let Some(grade) = card.grade {
+            let _ = write!(line, "  grade {grade}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let mut rollups = Vec::new();
+    for spec in model.scores.iter().filter(|s| s.object == Object::Company) {
+        for rule in &spec.rules {
+            if let RuleKind::Condition(cond) = &rule.kind {
+                collect_rollups(cond, &mut rollups);
+            }
+        }
+    }
+    if !rollups.is_empty() {
+        let _ = writeln!(out, "\nRoll-ups:");
+    }
+    for cond in rollups {
+        let ids = |list: &[usize]| {
+            list.iter()
+                .filter_map(|&p| account.people.get(p).map(Record::id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (held, detail) = match cond {
+            Cond::Rollup {
+                agg,
+                score,
+                part,
+                range,
+            } => match super::rollup_value(people, *agg, *score, *part) {
+                Some(value) => (range.contains(value), format!("{}", num(value))),
+                None => (false, "no people".to_owned()),
+            },
+            Cond::PeopleCount { cond, range } => {
+                let who: Vec<usize> = (0..account.people.len())
+                    .filter(|&p| super::person_holds(people, p, now_ms, cond))
+                    .collect();
+                let detail = if who.is_empty() {
+                    "0".to_owned()
+                } else {
+                    format!("{}: {}", who.len(), ids(&who))
+                };
+                (range.contains(who.len() as f64), detail)
+            }
+            Cond::Roles(roles) => match super::cover_roles(people, now_ms, roles) {
+                Some(by_role) => (
+                    true,
+                    roles
+                        .iter()
+                        .zip(by_role)
+                        .map(|(r, p)| format!("{} {}", role_name(model, r), ids(&[p])))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                None => {
+                    let missing: Vec<&str> = roles
+                        .iter()
+                        .filter(|r| {
+                            !(0..account.people.len())
+                                .any(|p| super::person_holds(people, p, now_ms, r))
+                        })
+                        .map(|r| role_name(model, r))
+                        .collect();
+                    let detail = if missing.is_empty() {
+                        "each role has someone, but not a different person for each".to_owned()
+                    } else {
+                        format!("nobody is {}", missing.join(" or "))
+                    };
+                    (false, detail)
+                }
+            },
+            _ => continue,
+        };
+        let _ = writeln!(
+            out,
+            "  {} {}  ({detail})",
+            if held { "\u{2713}" } else { "\u{2717}" },
+            describe(model, cond)
+        );
+    }
+    out
+}
+
+/// Every roll-up inside a condition, in order.
+fn collect_rollups<'c>(cond: &'c Cond, out: &mut Vec<&'c Cond>) {
+    match cond {
+        Cond::Rollup { .. } | Cond::PeopleCount { .. } | Cond::Roles(_) => out.push(cond),
+        Cond::All(items) | Cond::Any(items) => items.iter().for_each(|c| collect_rollups(c, out)),
+        Cond::Not(inner) => collect_rollups(inner, out),
+        _ => {}
+    }
 }

@@ -17,17 +17,22 @@ mod outputs;
 use jiff::Timestamp;
 
 pub use card_line::{CardJson, CardWriter};
-pub use explain::{explain_text, explain_with, summary_line};
+pub use explain::{explain_account, explain_text, explain_with, summary_line};
 pub use outputs::{OutputKind, OutputValue};
 
 use crate::grade::{Grade, GradeStep};
-use crate::model::{Cond, EventMode, Model, Part, PropCheck, PropTest, RuleKind, TextOp};
+use crate::model::{
+    Agg, Cond, EventMode, Model, Object, Part, PropCheck, PropTest, RuleKind, TextOp,
+};
 use crate::record::{OTHER_TYPE, Prop, Record, Value};
 
 /// Everything the model concluded about one record. Reuse one across
 /// records with [`Model::score_into`] to avoid allocating.
 #[derive(Clone, Debug, Default)]
 pub struct Scorecard {
+    /// Whose card this is: a contact's (its contact scores, and its
+    /// company's scores when known) or a company's (its company scores).
+    pub(crate) object: Object,
     pub(crate) grade: Option<Grade>,
     pub(crate) profile: Option<u16>,
     /// Each grading criterion that moved the grade, with the step and
@@ -124,6 +129,31 @@ impl Scorecard {
     pub fn results(&self) -> &[ScoreResult] {
         &self.scores
     }
+
+    pub fn object(&self) -> Object {
+        self.object
+    }
+}
+
+/// A company's people as its roll-ups read them: each person's record and
+/// scorecard, in the same order.
+#[derive(Clone, Copy, Debug)]
+pub struct People<'a> {
+    pub records: &'a [Record],
+    pub cards: &'a [Scorecard],
+}
+
+impl People<'_> {
+    fn len(&self) -> usize {
+        self.records.len().min(self.cards.len())
+    }
+}
+
+/// The scorecards of a company and its people (see [`Model::score_account_into`]).
+#[derive(Clone, Debug, Default)]
+pub struct AccountCard {
+    pub company: Scorecard,
+    pub people: Vec<Scorecard>,
 }
 
 impl ScoreResult {
@@ -148,9 +178,106 @@ impl Model {
         card
     }
 
-    /// Scores one record into `card`, reusing its buffers.
+    /// Scores one record into `card`, reusing its buffers. Company scores
+    /// are left empty: see [`Model::score_with_company`].
     pub fn score_into(&self, record: &Record, now: Timestamp, card: &mut Scorecard) {
+        self.score_with_company(record, None, now, card);
+    }
+
+    /// Scores a company and its people, in the model's fixed order: every
+    /// person by the contact scores (their company's score unknown), then
+    /// the company from its record and those scorecards, then — when a
+    /// contact rule or stage reads `company_score` — every person again
+    /// with the company's score known. Each person's card ends up holding
+    /// the company's results in the company scores' places.
+    pub fn score_account_into(
+        &self,
+        company: &Record,
+        people: &[Record],
+        now: Timestamp,
+        out: &mut AccountCard,
+    ) {
+        out.people.resize_with(people.len(), Scorecard::default);
+        for (record, card) in people.iter().zip(out.people.iter_mut()) {
+            self.score_with_company(record, None, now, card);
+        }
+        let view = People {
+            records: people,
+            cards: &out.people,
+        };
+        self.score_company_into(company, view, now, &mut out.company);
+        for (record, card) in people.iter().zip(out.people.iter_mut()) {
+            if self.reads_company_score {
+                self.score_with_company(record, Some(&out.company), now, card);
+            } else {
+                self.copy_company_results(&out.company, card);
+            }
+        }
+    }
+
+    /// Scores a company into `card` from its record (the company's
+    /// properties) and its people, already scored by the contact scores.
+    /// Only company scores are computed; there is no grade and no stage.
+    pub fn score_company_into(
+        &self,
+        company: &Record,
+        people: People<'_>,
+        now: Timestamp,
+        card: &mut Scorecard,
+    ) {
         let now_ms = now.as_millisecond();
+        card.object = Object::Company;
+        card.grade = None;
+        card.profile = None;
+        card.grade_steps.clear();
+        card.disqualified_by = None;
+        card.warnings.clear();
+        card.warnings.extend_from_slice(&company.warnings);
+        card.scores
+            .resize_with(self.scores.len(), ScoreResult::default);
+        self.tally_events(company, now_ms, &mut card.accs);
+        let mut cx = Cx {
+            record: company,
+            now_ms,
+            accs: &card.accs,
+            warnings: &mut card.warnings,
+            people: Some(people),
+            company: None,
+        };
+        for (index, result) in card.scores.iter_mut().enumerate() {
+            if self.scores[index].object == Object::Company {
+                self.score_one(index, &mut cx, result, false);
+            } else {
+                *result = ScoreResult::default();
+            }
+        }
+    }
+
+    /// Puts a company's results into a person's card, in the company
+    /// scores' places.
+    fn copy_company_results(&self, company: &Scorecard, card: &mut Scorecard) {
+        for (index, result) in card.scores.iter_mut().enumerate() {
+            if self.scores[index].object == Object::Company
+                && let Some(from) = company.scores.get(index)
+            {
+                result.clone_from(from);
+            }
+        }
+    }
+
+    /// Scores one contact into `card`, with its company's scorecard when
+    /// it is known (`company_score` conditions read it, and the card keeps
+    /// its results in the company scores' places); without it, company
+    /// scores are left empty and `company_score` conditions do not hold.
+    pub fn score_with_company(
+        &self,
+        record: &Record,
+        company: Option<&Scorecard>,
+        now: Timestamp,
+        card: &mut Scorecard,
+    ) {
+        let now_ms = now.as_millisecond();
+        card.object = Object::Contact;
         card.grade = None;
         card.profile = None;
         card.grade_steps.clear();
@@ -161,11 +288,14 @@ impl Model {
             .resize_with(self.scores.len(), ScoreResult::default);
         self.tally_events(record, now_ms, &mut card.accs);
 
+        let company = company.filter(|c| c.object == Object::Company);
         let mut cx = Cx {
             record,
             now_ms,
             accs: &card.accs,
             warnings: &mut card.warnings,
+            people: None,
+            company: company.map(|c| c.scores.as_slice()),
         };
         let disqualifier = self
             .disqualifiers
@@ -187,7 +317,14 @@ impl Model {
         }
         let zero = disqualifier.is_some_and(|d| self.disqualifiers[d].zero_score);
         for (index, result) in card.scores.iter_mut().enumerate() {
-            self.score_one(index, &mut cx, result, zero);
+            if self.scores[index].object == Object::Contact {
+                self.score_one(index, &mut cx, result, zero);
+            } else {
+                match company.and_then(|c| c.scores.get(index)) {
+                    Some(from) => result.clone_from(from),
+                    None => *result = ScoreResult::default(),
+                }
+            }
         }
         self.stages(
             &mut cx,
@@ -542,6 +679,8 @@ impl Model {
             now_ms: now.as_millisecond(),
             accs: &card.accs,
             warnings: &mut warnings,
+            people: None,
+            company: None,
         };
         let view = StageView {
             results: &card.scores,
@@ -585,6 +724,119 @@ struct Cx<'a> {
     now_ms: i64,
     accs: &'a [Acc],
     warnings: &'a mut Vec<Warning>,
+    /// A company's people, when a company score is scored.
+    people: Option<People<'a>>,
+    /// A contact's company's results, once the company is scored.
+    company: Option<&'a [ScoreResult]>,
+}
+
+/// One part of a score's result.
+fn part_of(result: &ScoreResult, part: Part) -> f64 {
+    match part {
+        Part::Fit => result.fit,
+        Part::Engagement => result.engagement,
+        Part::Total => result.total,
+    }
+}
+
+/// Whether a person condition holds for person `index` of `people`: read
+/// from the person's record and scorecard as a stage condition would be.
+pub(crate) fn person_holds(people: People<'_>, index: usize, now_ms: i64, cond: &Cond) -> bool {
+    let (Some(record), Some(card)) = (people.records.get(index), people.cards.get(index)) else {
+        return false;
+    };
+    let mut warnings = Vec::new();
+    let mut cx = Cx {
+        record,
+        now_ms,
+        accs: &card.accs,
+        warnings: &mut warnings,
+        people: None,
+        company: None,
+    };
+    let view = StageView {
+        results: &card.scores,
+        grade: card.grade,
+        disqualified: card.disqualified_by.is_some(),
+        memo: &[],
+    };
+    cx.eval(cond, Some(&view))
+}
+
+/// A roll-up's value over the people: None when there is nobody to take
+/// the highest or the average of.
+pub(crate) fn rollup_value(people: People<'_>, agg: Agg, score: u16, part: Part) -> Option<f64> {
+    let values = people.cards[..people.len()]
+        .iter()
+        .filter_map(|c| c.scores.get(usize::from(score)))
+        .map(|r| part_of(r, part));
+    match agg {
+        Agg::Sum => Some(values.sum()),
+        Agg::Max => values.reduce(f64::max),
+        Agg::Avg => {
+            let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+            (n > 0).then(|| sum / n as f64)
+        }
+    }
+}
+
+/// For each role in turn, a distinct person who covers it (the roles'
+/// order), or None when distinct people cannot cover every role. A person
+/// covers one role at most; a role's candidates are cut to as many as there
+/// are roles, which never changes whether all roles can be covered.
+pub(crate) fn cover_roles(people: People<'_>, now_ms: i64, roles: &[Cond]) -> Option<Vec<usize>> {
+    let candidates: Vec<Vec<usize>> = roles
+        .iter()
+        .map(|role| {
+            (0..people.len())
+                .filter(|&p| person_holds(people, p, now_ms, role))
+                .take(roles.len())
+                .collect()
+        })
+        .collect();
+    // Kuhn's augmenting paths over at most roles² candidates; `owner`
+    // holds (person, role) seats.
+    fn assign(
+        role: usize,
+        candidates: &[Vec<usize>],
+        owner: &mut Vec<(usize, usize)>,
+        seen: &mut Vec<usize>,
+    ) -> bool {
+        for &person in &candidates[role] {
+            if seen.contains(&person) {
+                continue;
+            }
+            seen.push(person);
+            match owner.iter().position(|(p, _)| *p == person) {
+                None => {
+                    owner.push((person, role));
+                    return true;
+                }
+                Some(seat) => {
+                    let other = owner[seat].1;
+                    // Deeper calls only touch the seats of people they
+                    // mark seen, so this seat is still `person`'s.
+                    if assign(other, candidates, owner, seen) {
+                        owner[seat].1 = role;
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+    let mut owner: Vec<(usize, usize)> = Vec::new();
+    for role in 0..roles.len() {
+        let mut seen = Vec::new();
+        if !assign(role, &candidates, &mut owner, &mut seen) {
+            return None;
+        }
+    }
+    let mut by_role = vec![0; roles.len()];
+    for (person, role) in owner {
+        by_role[role] = person;
+    }
+    Some(by_role)
 }
 
 impl Cx<'_> {
@@ -602,14 +854,7 @@ impl Cx<'_> {
             Cond::Not(inner) => !self.eval(inner, stage),
             Cond::Score { score, part, range } => stage
                 .and_then(|s| s.results.get(usize::from(*score)))
-                .is_some_and(|r| {
-                    let value = match part {
-                        Part::Fit => r.fit,
-                        Part::Engagement => r.engagement,
-                        Part::Total => r.total,
-                    };
-                    range.contains(value)
-                }),
+                .is_some_and(|r| range.contains(part_of(r, *part))),
             Cond::Grade { min, max } => stage
                 .and_then(|s| s.grade)
                 .is_some_and(|g| min.is_none_or(|m| g >= m) && max.is_none_or(|m| g <= m)),
@@ -624,6 +869,31 @@ impl Cx<'_> {
                 stage.is_some_and(|s| s.memo.get(usize::from(*index)).copied().unwrap_or(false))
             }
             Cond::Disqualified(wanted) => stage.is_some_and(|s| s.disqualified == *wanted),
+            Cond::PersonStage(index) => {
+                stage.is_some_and(|s| s.results.iter().any(|r| r.stage == Some(*index)))
+            }
+            Cond::CompanyScore { score, part, range } => self
+                .company
+                .and_then(|c| c.get(usize::from(*score)))
+                .is_some_and(|r| range.contains(part_of(r, *part))),
+            Cond::Rollup {
+                agg,
+                score,
+                part,
+                range,
+            } => self
+                .people
+                .and_then(|p| rollup_value(p, *agg, *score, *part))
+                .is_some_and(|v| range.contains(v)),
+            Cond::PeopleCount { cond, range } => self.people.is_some_and(|people| {
+                let count = (0..people.len())
+                    .filter(|&p| person_holds(people, p, self.now_ms, cond))
+                    .count();
+                range.contains(count as f64)
+            }),
+            Cond::Roles(roles) => self
+                .people
+                .is_some_and(|people| cover_roles(people, self.now_ms, roles).is_some()),
         }
     }
 

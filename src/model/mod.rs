@@ -61,6 +61,9 @@ pub struct Model {
     pub(crate) disqualifiers: Vec<Disqualifier>,
     pub(crate) lifecycle: Option<Lifecycle>,
     pub(crate) cases: Vec<TestCase>,
+    /// Some contact rule, grading criterion or stage reads `company_score`:
+    /// people are scored again once their company is.
+    pub(crate) reads_company_score: bool,
     /// A hash of the model file's text: a changed model is rescored.
     pub(crate) source_hash: u64,
     /// What the model allows but probably does not mean, located.
@@ -289,8 +292,9 @@ impl Model {
             let fit = score.groups.iter().filter(|g| g.part == Part::Fit).count();
             let engagement = score.groups.len() - fit;
             out.push_str(&format!(
-                "\n  score \"{}\": {} rules in {} fit and {} engagement groups, cap {}{}, tiers [{}]{}",
+                "\n  score \"{}\"{}: {} rules in {} fit and {} engagement groups, cap {}{}, tiers [{}]{}",
                 score.name,
+                if score.object == Object::Company { " (companies)" } else { "" },
                 score.rules.len(),
                 fit,
                 engagement,
@@ -419,9 +423,47 @@ impl PropSlot {
     }
 }
 
+/// What a score is about: a person, or a company and its people.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Object {
+    #[default]
+    Contact,
+    Company,
+}
+
+impl Object {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Object::Contact => "contact",
+            Object::Company => "company",
+        }
+    }
+}
+
+/// How a roll-up folds its people's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Agg {
+    Sum,
+    Max,
+    Avg,
+}
+
+impl Agg {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Agg::Sum => "sum",
+            Agg::Max => "highest",
+            Agg::Avg => "average",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Score {
     pub name: String,
+    /// Contact scores are scored per person; company scores per company,
+    /// from its properties and roll-ups over its people.
+    pub object: Object,
     pub label: String,
     pub cap: f64,
     pub floor: Option<f64>,
@@ -638,6 +680,31 @@ pub(crate) enum Cond {
         rule: u16,
     },
     Stage(u16),
+    /// A company score only: the sum, highest or average of one part of a
+    /// contact score over the company's people.
+    Rollup {
+        agg: Agg,
+        score: u16,
+        part: Part,
+        range: NumRange,
+    },
+    /// A company score only: how many of its people meet a condition on
+    /// the person (evaluated on the person's record and scorecard).
+    PeopleCount {
+        cond: Box<Cond>,
+        range: NumRange,
+    },
+    /// A company score only: distinct people cover every role (each a
+    /// person condition; one person covers one role).
+    Roles(Vec<Cond>),
+    /// A contact's company's score (known once the company is scored).
+    CompanyScore {
+        score: u16,
+        part: Part,
+        range: NumRange,
+    },
+    /// Inside a person condition: the person's stage is this one.
+    PersonStage(u16),
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -746,6 +813,8 @@ pub struct TestCase {
     pub name: String,
     pub now: jiff::Timestamp,
     pub record: Record,
+    /// A company case: the company's people (the record is the company).
+    pub people: Vec<Record>,
     pub expectations: Vec<Expectation>,
 }
 
@@ -753,6 +822,8 @@ pub struct TestCase {
 #[derive(Debug)]
 pub struct Expectation {
     pub score: String,
+    /// In a company case, the person a contact score is checked on.
+    pub person: Option<String>,
     pub fit: Option<f64>,
     pub engagement: Option<f64>,
     pub total: Option<f64>,

@@ -29,6 +29,8 @@ pub(crate) struct RawHeader {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScore {
     pub name: Spanned<String>,
+    /// `"contact"` (the default) or `"company"`.
+    pub object: Option<Spanned<String>>,
     pub label: Option<String>,
     pub cap: Option<Spanned<f64>>,
     pub floor: Option<Spanned<f64>>,
@@ -134,6 +136,15 @@ pub(crate) struct RawClause {
     pub stage: Option<Spanned<String>>,
     /// Whether a disqualifier matched (stage conditions only).
     pub disqualified: Option<Spanned<bool>>,
+    /// A contact's company's score (contact scores and stages).
+    pub company_score: Option<Spanned<String>>,
+    // --- roll-ups over a company's people (company scores only) ---
+    pub people_sum: Option<Spanned<String>>,
+    pub people_max: Option<Spanned<String>>,
+    pub people_avg: Option<Spanned<String>>,
+    pub people_count: Option<Box<Spanned<RawClause>>>,
+    /// Contact rule names: distinct people must cover each.
+    pub roles: Option<Spanned<Vec<String>>>,
     pub all: Option<Vec<Spanned<RawClause>>>,
     pub any: Option<Vec<Spanned<RawClause>>>,
     pub not: Option<Box<Spanned<RawClause>>>,
@@ -207,6 +218,8 @@ pub(crate) struct RawTest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawExpect {
+    /// In a company case, the person a contact score's expectation is about.
+    pub person: Option<Spanned<String>>,
     pub fit: Option<f64>,
     pub engagement: Option<f64>,
     pub total: Option<f64>,

@@ -22,6 +22,7 @@ pub(super) fn test_case(
             None
         }
     };
+    let mut people = Vec::new();
     let record = match record_value {
         None => {
             d.error(
@@ -36,6 +37,7 @@ pub(super) fn test_case(
                 model,
                 memo: &mut crate::record::AttrMemo::default(),
                 reuse: Default::default(),
+                people: Some(&mut people),
             })
             .deserialize(ValueDeserializer::from(v))
             {
@@ -48,6 +50,12 @@ pub(super) fn test_case(
         }
     };
     let raw = raw?;
+    let record = record.map(|company| {
+        let mut account = crate::record::Account { company, people };
+        model.inherit_company(&mut account);
+        account
+    });
+    let company_case = record.as_ref().is_some_and(|a| !a.people.is_empty());
     let now_text = match raw.now.get_ref() {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(dt) => dt.to_string(),
@@ -84,6 +92,47 @@ pub(super) fn test_case(
             );
             continue;
         };
+        let person = expect
+            .person
+            .as_ref()
+            .map(|p| p.get_ref().trim().to_owned());
+        match (known.object, company_case, &person) {
+            (Object::Company, false, _) => {
+                d.error(&espan, format!(
+                    "score \"{}\" is a company score: its test's record is a company with `people = [...]`",
+                    known.name
+                ));
+                continue;
+            }
+            (Object::Company, true, Some(_)) => {
+                d.error(&espan, "`person` picks whose contact score is checked: a company score is the company's");
+                continue;
+            }
+            (Object::Contact, true, None) => {
+                d.error(&espan, format!(
+                    "in a company case, say whose \"{}\" score is checked with `person = \"<id>\"`",
+                    known.name
+                ));
+                continue;
+            }
+            (Object::Contact, false, Some(_)) => {
+                d.error(
+                    &espan,
+                    "`person` applies to company cases, whose record lists `people`",
+                );
+                continue;
+            }
+            (Object::Contact, true, Some(id)) => {
+                let found = record
+                    .as_ref()
+                    .is_some_and(|a| a.people.iter().any(|p| p.id() == id));
+                if !found {
+                    d.error(&espan, format!("the case has no person \"{id}\""));
+                    continue;
+                }
+            }
+            _ => {}
+        }
         let grade = match &expect.grade {
             None => None,
             Some(g) => match Grade::parse(g.get_ref()) {
@@ -96,6 +145,7 @@ pub(super) fn test_case(
         };
         expectations.push(Expectation {
             score: known.name.clone(),
+            person,
             fit: expect.fit,
             engagement: expect.engagement,
             total: expect.total,
@@ -106,10 +156,12 @@ pub(super) fn test_case(
             disqualified: expect.disqualified,
         });
     }
+    let account = record?;
     Some(TestCase {
         name: raw.name.into_inner(),
         now: now?,
-        record: record?,
+        record: account.company,
+        people: account.people,
         expectations,
     })
 }

@@ -57,8 +57,12 @@ impl Compiler<'_> {
     ) -> Option<Cond> {
         let composite = c.all.is_some() || c.any.is_some() || c.not.is_some();
         let grade = c.grade_at_least.is_some() || c.grade_at_most.is_some();
-        let score_subject =
-            (c.score.is_some() || c.part.is_some()) && c.tier.is_none() && c.rule.is_none();
+        let rollup = c.people_sum.is_some() || c.people_max.is_some() || c.people_avg.is_some();
+        let score_subject = (c.score.is_some() || c.part.is_some())
+            && c.tier.is_none()
+            && c.rule.is_none()
+            && !rollup
+            && c.company_score.is_none();
         let subjects: Vec<&str> = [
             ("property", c.property.is_some()),
             ("event", c.event.is_some()),
@@ -69,6 +73,10 @@ impl Compiler<'_> {
             ("rule", c.rule.is_some()),
             ("stage", c.stage.is_some()),
             ("disqualified", c.disqualified.is_some()),
+            ("company_score", c.company_score.is_some()),
+            ("people_sum/people_max/people_avg", rollup),
+            ("people_count", c.people_count.is_some()),
+            ("roles", c.roles.is_some()),
             ("all/any/not", composite),
         ]
         .into_iter()
@@ -77,7 +85,7 @@ impl Compiler<'_> {
         .collect();
         match subjects.as_slice() {
             [] => {
-                self.d.error(span, "a condition needs one subject: property, event, list, score, grade_at_least, tier, rule, stage, disqualified, or all/any/not");
+                self.d.error(span, "a condition needs one subject: property, event, list, score, grade_at_least, tier, rule, stage, disqualified, company_score, a roll-up (people_sum, people_max, people_avg, people_count, roles), or all/any/not");
                 return None;
             }
             [_] => {}
@@ -92,21 +100,59 @@ impl Compiler<'_> {
             subjects[0],
             "score" | "grade_at_least/grade_at_most" | "tier" | "rule" | "stage" | "disqualified"
         );
-        let CondScope::Stage {
-            score,
-            stage,
-            scores,
-            stages,
-        } = scope
-        else {
-            if derived {
+        match (subjects[0], scope) {
+            (
+                "people_sum/people_max/people_avg" | "people_count" | "roles",
+                CondScope::Company { people, stages },
+            ) => return self.rollup_cond(c, span, subjects[0], people, stages),
+            ("people_sum/people_max/people_avg" | "people_count" | "roles", _) => {
                 self.d.error(span, format!(
-                    "`{}` can only be used in [[lifecycle.stage]] conditions: here only properties, events and lists are known",
+                    "`{}` is a roll-up over a company's people: it belongs in a company score (`object = \"company\"`)",
+                    subjects[0].split('/').next().unwrap_or("people_sum")
+                ));
+                return None;
+            }
+            ("company_score", CondScope::Record | CondScope::Stage { .. }) => {
+                return self.company_score_cond(c, span);
+            }
+            ("company_score", _) => {
+                self.d.error(span, "`company_score` is read by a contact's rules and stages (the company it belongs to); a company score reads its people with roll-ups");
+                return None;
+            }
+            ("event" | "list", CondScope::Company { .. }) => {
+                self.d.error(span, format!(
+                    "a company score reads the company's properties and its people through roll-ups, not `{}`: count people with `people_count = {{ {} = ... }}`",
+                    subjects[0], subjects[0]
+                ));
+                return None;
+            }
+            (_, CondScope::Company { .. }) if derived => {
+                self.d.error(span, format!(
+                    "`{}` reads a person's scorecard: in a company score, count such people with `people_count = {{ ... }}`",
                     subjects[0].split('/').next().unwrap_or("score")
                 ));
                 return None;
             }
-            return self.record_cond(c, span, subjects[0], scope);
+            _ => {}
+        }
+        let (score, stage, scores, stages, person) = match scope {
+            CondScope::Stage {
+                score,
+                stage,
+                scores,
+                stages,
+            } => (score, stage, scores, stages, false),
+            CondScope::Person { scores, stages } => (0, usize::MAX, scores, stages, true),
+            _ => {
+                if derived {
+                    self.d.error(span, format!(
+                    "`{}` can only be used in [[lifecycle.stage]] conditions: here only properties, events and lists are known",
+                    subjects[0].split('/').next().unwrap_or("score")
+                ));
+                    return None;
+                }
+                return self.record_cond(c, span, subjects[0], scope);
+            }
         };
         let allowed_ops: &[&str] = match subjects[0] {
             "score" => &[
@@ -146,35 +192,7 @@ impl Compiler<'_> {
                     Some(p) => self.part(p, true)?,
                     None => Part::Total,
                 };
-                let mut range = self.num_range(c, span)?;
-                if let Some(eq) = &c.equals {
-                    match eq.get_ref() {
-                        RawScalar::Int(i) => {
-                            range = NumRange {
-                                lo: Some((*i as f64, true)),
-                                hi: Some((*i as f64, true)),
-                            }
-                        }
-                        RawScalar::Float(f) => {
-                            range = NumRange {
-                                lo: Some((*f, true)),
-                                hi: Some((*f, true)),
-                            }
-                        }
-                        _ => {
-                            self.d
-                                .error(&eq.span(), "a score is compared with a number");
-                            return None;
-                        }
-                    }
-                }
-                if range == NumRange::default() {
-                    self.d.error(
-                        span,
-                        "a score condition needs a comparison: gt, gte, lt, lte, between or equals",
-                    );
-                    return None;
-                }
+                let range = self.score_range(c, span, "a score")?;
                 Some(Cond::Score {
                     score: index as u16,
                     part,
@@ -250,6 +268,7 @@ impl Compiler<'_> {
                     .iter()
                     .position(|s| s.eq_ignore_ascii_case(wanted.get_ref().trim()))
                 {
+                    Some(s) if person => Some(Cond::PersonStage(s as u16)),
                     Some(s) if s < stage => Some(Cond::Stage(s as u16)),
                     Some(_) => {
                         self.d.error(&wanted.span(), format!(
@@ -382,6 +401,13 @@ impl Compiler<'_> {
                     | ("rule", "rule")
                     | ("stage", "stage")
                     | ("disqualified", "disqualified")
+                    | ("company_score", "company_score")
+                    | ("people_count", "people_count")
+                    | ("roles", "roles")
+                    | (
+                        "people_sum/people_max/people_avg",
+                        "people_sum" | "people_max" | "people_avg"
+                    )
                     | (
                         "grade_at_least/grade_at_most",
                         "grade_at_least" | "grade_at_most"
@@ -708,3 +734,209 @@ const EVENT_OPS: &[&str] = &[
     "max_count",
     "absent",
 ];
+
+impl Compiler<'_> {
+    /// The comparison of a score-like number (`gt`, `gte`, `lt`, `lte`,
+    /// `between`, `equals`); `what` names the subject in the message.
+    fn score_range(&mut self, c: &RawClause, span: &Range<usize>, what: &str) -> Option<NumRange> {
+        let mut range = self.num_range(c, span)?;
+        if let Some(eq) = &c.equals {
+            let value = match eq.get_ref() {
+                RawScalar::Int(i) => *i as f64,
+                RawScalar::Float(f) => *f,
+                _ => {
+                    self.d
+                        .error(&eq.span(), format!("{what} is compared with a number"));
+                    return None;
+                }
+            };
+            range = NumRange {
+                lo: Some((value, true)),
+                hi: Some((value, true)),
+            };
+        }
+        if range == NumRange::default() {
+            self.d.error(
+                span,
+                format!("{what} condition needs a comparison: gt, gte, lt, lte, between or equals"),
+            );
+            return None;
+        }
+        Some(range)
+    }
+
+    /// `{ company_score = "account", part = "fit", gte = 60 }`: the
+    /// contact's company's score, known once the company is scored.
+    fn company_score_cond(&mut self, c: &RawClause, span: &Range<usize>) -> Option<Cond> {
+        self.check_ops(
+            c,
+            span,
+            "company_score",
+            &["part", "gt", "gte", "lt", "lte", "between", "equals"],
+        );
+        let name = c.company_score.as_ref()?;
+        let wanted = name.get_ref().trim();
+        let Some(index) = self
+            .company_scores
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(wanted))
+            .map(|(i, _)| *i)
+        else {
+            let known = names(self.company_scores.iter().map(|(_, n)| n.as_str()));
+            self.d.error(
+                &name.span(),
+                format!("unknown company score \"{wanted}\": company scores (`object = \"company\"`) are {known}"),
+            );
+            return None;
+        };
+        let part = match &c.part {
+            Some(p) => self.part(p, true)?,
+            None => Part::Total,
+        };
+        let range = self.score_range(c, span, "a company score")?;
+        self.reads_company_score = true;
+        Some(Cond::CompanyScore {
+            score: index as u16,
+            part,
+            range,
+        })
+    }
+
+    /// Roll-ups over a company's people: `people_sum`/`people_max`/
+    /// `people_avg` of a contact score, `people_count` of people meeting a
+    /// condition, `roles` that distinct people cover.
+    fn rollup_cond(
+        &mut self,
+        c: &RawClause,
+        span: &Range<usize>,
+        subject: &str,
+        people: &[Score],
+        stages: &[String],
+    ) -> Option<Cond> {
+        let find_score = |this: &mut Self, name: &Spanned<String>| -> Option<usize> {
+            let wanted = name.get_ref().trim();
+            let found = people
+                .iter()
+                .position(|s| s.name.eq_ignore_ascii_case(wanted));
+            if found.is_none() {
+                this.d.error(
+                    &name.span(),
+                    format!(
+                        "unknown contact score \"{wanted}\": roll-ups read contact scores, which are {}",
+                        names(people.iter().map(|s| s.name.as_str()))
+                    ),
+                );
+            }
+            found
+        };
+        match subject {
+            "people_count" => {
+                self.check_ops(
+                    c,
+                    span,
+                    subject,
+                    &["gt", "gte", "lt", "lte", "between", "equals"],
+                );
+                let inner = c.people_count.as_ref()?;
+                let ispan = inner.span();
+                self.check_role_keys(inner.get_ref(), &ispan, Role::Condition);
+                // Inside, properties are the person's again.
+                let company_props = std::mem::replace(&mut self.company_props, false);
+                let cond = self.cond(
+                    inner.get_ref(),
+                    &ispan,
+                    CondScope::Person {
+                        scores: people,
+                        stages,
+                    },
+                );
+                self.company_props = company_props;
+                let cond = cond?;
+                let range = if condition_keys(c).len() > 1 {
+                    self.score_range(c, span, "a people count")?
+                } else {
+                    // "Some person who ..." by default.
+                    NumRange {
+                        lo: Some((1.0, true)),
+                        hi: None,
+                    }
+                };
+                Some(Cond::PeopleCount {
+                    cond: Box::new(cond),
+                    range,
+                })
+            }
+            "roles" => {
+                self.check_ops(c, span, subject, &[]);
+                let roles = c.roles.as_ref()?;
+                if roles.get_ref().is_empty() || roles.get_ref().len() > 16 {
+                    self.d.error(
+                        &roles.span(),
+                        "`roles` lists 1 to 16 contact rule names, one per role of the buying group",
+                    );
+                    return None;
+                }
+                let mut conds = Vec::new();
+                for role in roles.get_ref() {
+                    let wanted = role.trim();
+                    let found = people.iter().enumerate().find_map(|(s, score)| {
+                        score
+                            .rules
+                            .iter()
+                            .position(|r| r.name.eq_ignore_ascii_case(wanted))
+                            .map(|r| (s, r))
+                    });
+                    match found {
+                        Some((score, rule)) => conds.push(Cond::Fired {
+                            score: score as u16,
+                            rule: rule as u16,
+                        }),
+                        None => {
+                            let all = people
+                                .iter()
+                                .flat_map(|s| s.rules.iter().map(|r| r.name.as_str()));
+                            let hint = all
+                                .map(|n| (strsim::damerau_levenshtein(&n.to_lowercase(), &wanted.to_lowercase()), n))
+                                .filter(|(d, n)| *d <= 2.max(n.len() / 4))
+                                .min()
+                                .map(|(_, n)| format!(": did you mean \"{n}\"?"))
+                                .unwrap_or_else(|| ": a role is the name of a contact rule that marks it (e.g. a job-title rule)".to_owned());
+                            self.d
+                                .error(&roles.span(), format!("unknown role \"{wanted}\"{hint}"));
+                        }
+                    }
+                }
+                (conds.len() == roles.get_ref().len()).then_some(Cond::Roles(conds))
+            }
+            _ => {
+                self.check_ops(
+                    c,
+                    span,
+                    "people_sum/people_max/people_avg",
+                    &["part", "gt", "gte", "lt", "lte", "between", "equals"],
+                );
+                let (agg, name) = match (&c.people_sum, &c.people_max, &c.people_avg) {
+                    (Some(n), None, None) => (Agg::Sum, n),
+                    (None, Some(n), None) => (Agg::Max, n),
+                    (None, None, Some(n)) => (Agg::Avg, n),
+                    _ => {
+                        self.d.error(span, "a roll-up takes one of people_sum, people_max and people_avg: split it into conditions under `all = [...]`");
+                        return None;
+                    }
+                };
+                let score = find_score(self, name)?;
+                let part = match &c.part {
+                    Some(p) => self.part(p, true)?,
+                    None => Part::Total,
+                };
+                let range = self.score_range(c, span, "a roll-up")?;
+                Some(Cond::Rollup {
+                    agg,
+                    score: score as u16,
+                    part,
+                    range,
+                })
+            }
+        }
+    }
+}

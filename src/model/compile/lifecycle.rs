@@ -43,16 +43,27 @@ impl Compiler<'_> {
             return None;
         }
         let staged: Vec<usize> = match &raw.scores {
-            None => (0..scores.len()).collect(),
+            None => (0..scores.len())
+                .filter(|&s| scores[s].object == Object::Contact)
+                .collect(),
             Some(list) => list
                 .iter()
                 .filter_map(|n| {
                     let found = scores
                         .iter()
                         .position(|s| s.name.eq_ignore_ascii_case(n.get_ref().trim()));
-                    if found.is_none() {
-                        self.d
-                            .error(&n.span(), format!("unknown score \"{}\"", n.get_ref()));
+                    match found {
+                        None => self
+                            .d
+                            .error(&n.span(), format!("unknown score \"{}\"", n.get_ref())),
+                        Some(s) if scores[s].object == Object::Company => {
+                            self.d.error(&n.span(), format!(
+                                "score \"{}\" is a company score: lifecycle stages are a person's (a contact's stage may read `company_score`)",
+                                n.get_ref()
+                            ));
+                            return None;
+                        }
+                        Some(_) => {}
                     }
                     found
                 })

@@ -34,9 +34,10 @@ use super::raw::{
     RawScore, RawTest,
 };
 use super::{
-    AttrPattern, Cond, Decay, Disqualifier, EventMatcher, EventMode, Expectation, GradeCriterion,
-    Group, HotMatcher, Lifecycle, Matrix, Model, NumRange, Part, Pattern, Profile, PropCheck,
-    PropSlot, PropTest, Rule, RuleKind, Schema, Scope, Score, TestCase, TextOp, Tier,
+    Agg, AttrPattern, Cond, Decay, Disqualifier, EventMatcher, EventMode, Expectation,
+    GradeCriterion, Group, HotMatcher, Lifecycle, Matrix, Model, NumRange, Object, Part, Pattern,
+    Profile, PropCheck, PropSlot, PropTest, Rule, RuleKind, Schema, Scope, Score, TestCase, TextOp,
+    Tier,
 };
 use crate::grade::{Grade, GradeStep};
 use crate::record::{RecordSeed, parse_time};
@@ -58,6 +59,9 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         patterns: Vec::new(),
         static_checks: Vec::new(),
         unknown_types: Vec::new(),
+        company_props: false,
+        company_scores: Vec::new(),
+        reads_company_score: false,
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     for error in &syntax_errors {
@@ -106,13 +110,51 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
             "the model has no [[score]]: define at least one score",
         );
     }
+    // Contact scores first, then company scores, whose roll-ups read the
+    // contact scores' results, rules and stages: indexes follow that order.
+    let (company_values, contact_values): (Vec<Value<'_>>, Vec<Value<'_>>) = score_values
+        .into_iter()
+        .partition(|v| peek_str(v, "object").and_then(object_named) == Some(Object::Company));
+    c.company_scores = company_values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            Some((
+                contact_values.len() + i,
+                peek_str(v, "name")?.trim().to_owned(),
+            ))
+        })
+        .collect();
+    let stage_names: Vec<String> = lifecycle_value
+        .as_ref()
+        .and_then(|l| match l.get_ref().get("stage")?.get_ref() {
+            DeValue::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(|s| peek_str(s, "name").map(|n| n.trim().to_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default();
     let mut scores: Vec<Score> = Vec::new();
     let mut score_names: HashMap<String, Range<usize>> = HashMap::new();
-    for value in score_values {
-        if let Some(score) = c.score(value, &mut score_names) {
+    for value in contact_values {
+        if let Some(score) = c.score(value, &mut score_names, CondScope::Record) {
             scores.push(score);
         }
     }
+    let mut company = Vec::new();
+    for value in company_values {
+        let scope = CondScope::Company {
+            people: &scores,
+            stages: &stage_names,
+        };
+        if let Some(score) = c.score(value, &mut score_names, scope) {
+            company.push(score);
+        }
+    }
+    scores.extend(company);
 
     let disqualifiers = disqualifier_values
         .into_iter()
@@ -149,6 +191,8 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         patterns,
         static_checks,
         mut unknown_types,
+        reads_company_score,
+        ..
     } = c;
     let mut seen = std::collections::HashSet::new();
     unknown_types.retain(|(name, _)| seen.insert(name.clone()));
@@ -190,6 +234,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         disqualifiers,
         lifecycle,
         cases: Vec::new(),
+        reads_company_score,
         source_hash: 0,
         warnings: Vec::new(),
         unknown_types,
@@ -316,6 +361,18 @@ enum CondScope<'s> {
         scores: &'s [Score],
         stages: &'s [String],
     },
+    /// A company score's rule: the company's properties and roll-ups over
+    /// its people, who are scored by the contact scores `people`.
+    Company {
+        people: &'s [Score],
+        stages: &'s [String],
+    },
+    /// One person inside a roll-up (`people_count`, `roles`): the person's
+    /// record, and their contact scores, grade, tiers, rules and stage.
+    Person {
+        scores: &'s [Score],
+        stages: &'s [String],
+    },
 }
 
 struct Compiler<'a> {
@@ -326,6 +383,13 @@ struct Compiler<'a> {
     static_checks: Vec<(u32, PropCheck)>,
     /// Event types that are not standard, with where each is first named.
     unknown_types: Vec<(String, ConfigError)>,
+    /// While a company score compiles: a bare property name is the company's.
+    company_props: bool,
+    /// Company score names, by their index in the model (after every
+    /// contact score): `company_score` conditions read them.
+    company_scores: Vec<(usize, String)>,
+    /// Some condition reads `company_score`.
+    reads_company_score: bool,
 }
 
 impl Compiler<'_> {
@@ -450,6 +514,7 @@ impl Compiler<'_> {
         let text = path.get_ref().trim();
         let (scope, name) = match text.strip_prefix("company.") {
             Some(rest) => (Scope::Company, rest),
+            None if self.company_props => (Scope::Company, text),
             None => (Scope::Contact, text),
         };
         if name.is_empty() {
@@ -556,11 +621,27 @@ impl Bound {
     }
 }
 
-struct GroupCtx {
+struct GroupCtx<'s> {
     index: usize,
     part: Option<Part>,
     decay: Option<Decay>,
     window_ms: Option<i64>,
+    /// What the group's rules may read (the record, or a company and its people).
+    scope: CondScope<'s>,
+}
+
+/// `"contact"` or `"company"`, as `[[score]] object` names them.
+fn object_named(text: &str) -> Option<Object> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "contact" => Some(Object::Contact),
+        "company" => Some(Object::Company),
+        _ => None,
+    }
+}
+
+/// A string key of a table value, read before the table is decoded.
+fn peek_str<'v>(value: &'v Value<'_>, key: &str) -> Option<&'v str> {
+    value.get_ref().get(key).and_then(|v| v.get_ref().as_str())
 }
 
 /// The naming and points keys a clause carries.
@@ -595,6 +676,15 @@ fn condition_keys(c: &RawClause) -> Vec<(&'static str, Option<Range<usize>>)> {
         ("rule", span_of(&c.rule)),
         ("stage", span_of(&c.stage)),
         ("disqualified", span_of(&c.disqualified)),
+        ("company_score", span_of(&c.company_score)),
+        ("people_sum", span_of(&c.people_sum)),
+        ("people_max", span_of(&c.people_max)),
+        ("people_avg", span_of(&c.people_avg)),
+        (
+            "people_count",
+            c.people_count.as_ref().map(|n| Some(n.span())),
+        ),
+        ("roles", span_of(&c.roles)),
         ("all", present(c.all.is_some())),
         ("any", present(c.any.is_some())),
         ("not", c.not.as_ref().map(|n| Some(n.span()))),

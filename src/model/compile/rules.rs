@@ -8,7 +8,7 @@ impl Compiler<'_> {
         &mut self,
         clause: RawClause,
         span: &Range<usize>,
-        ctx: &GroupCtx,
+        ctx: &GroupCtx<'_>,
         rule_names: &mut HashMap<String, Range<usize>>,
     ) -> Option<(Rule, Bound)> {
         let role = match ctx.part {
@@ -112,6 +112,10 @@ impl Compiler<'_> {
             return None;
         }
         if let Some(event) = &clause.event {
+            if self.company_props {
+                self.d.error(&event.span(), "a company score has no events of its own: read its people's engagement with people_sum, people_max, people_avg or people_count");
+                return None;
+            }
             if role == Role::FitRule {
                 self.d.error(&event.span(), "event rules belong in an engagement group: fit is about who a person is, not what they did");
                 return None;
@@ -138,7 +142,7 @@ impl Compiler<'_> {
                 self.d.error(&at, format!("`{key}` applies to event rules"));
             }
         }
-        let cond = self.cond(&clause, span, CondScope::Record)?;
+        let cond = self.cond(&clause, span, ctx.scope)?;
         Some((
             Rule {
                 name,
@@ -154,7 +158,7 @@ impl Compiler<'_> {
         &mut self,
         clause: &RawClause,
         span: &Range<usize>,
-        ctx: &GroupCtx,
+        ctx: &GroupCtx<'_>,
         points: f64,
     ) -> Option<(RuleKind, Bound)> {
         let own_window = match &clause.within_days {

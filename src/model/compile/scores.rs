@@ -8,10 +8,26 @@ impl Compiler<'_> {
         &mut self,
         value: Value<'_>,
         names: &mut HashMap<String, Range<usize>>,
+        scope: CondScope<'_>,
     ) -> Option<Score> {
         let span = value.span();
         let (rest, group_values) = self.split(value, "group", "[[score.group]]");
         let raw: Option<RawScore> = self.decode(rest);
+        let object = match raw.as_ref().and_then(|r| r.object.as_ref()) {
+            None => Object::Contact,
+            Some(o) => match object_named(o.get_ref()) {
+                Some(object) => object,
+                None => {
+                    self.d.error(&o.span(), format!(
+                        "unknown object \"{}\": a score is about a \"contact\" (the default) or a \"company\"",
+                        o.get_ref()
+                    ));
+                    Object::Contact
+                }
+            },
+        };
+        // In a company score, a bare property name is the company's.
+        self.company_props = object == Object::Company;
         let mut groups = Vec::new();
         let mut rules = Vec::new();
         let mut group_names = HashMap::new();
@@ -24,14 +40,19 @@ impl Compiler<'_> {
             );
         }
         for group_value in group_values {
-            if let Some((group, rule_list, bound)) =
-                self.group(group_value, groups.len(), &mut group_names, &mut rule_names)
-            {
+            if let Some((group, rule_list, bound)) = self.group(
+                group_value,
+                groups.len(),
+                &mut group_names,
+                &mut rule_names,
+                scope,
+            ) {
                 groups.push(group);
                 rules.extend(rule_list);
                 bounds.push(bound);
             }
         }
+        self.company_props = false;
         let raw = raw?;
         if !self.unique(names, &raw.name, "score") {
             return None;
@@ -96,6 +117,7 @@ impl Compiler<'_> {
         Some(Score {
             label: raw.label.unwrap_or_else(|| name.clone()),
             name,
+            object,
             cap,
             floor,
             groups,
@@ -148,6 +170,7 @@ impl Compiler<'_> {
         index: usize,
         group_names: &mut HashMap<String, Range<usize>>,
         rule_names: &mut HashMap<String, Range<usize>>,
+        scope: CondScope<'_>,
     ) -> Option<(Group, Vec<Rule>, Bound)> {
         let span = value.span();
         let (rest, rule_values) = self.split(value, "rule", "[[score.group.rule]]");
@@ -189,6 +212,7 @@ impl Compiler<'_> {
                 part,
                 decay,
                 window_ms,
+                scope,
             };
             if let Some((rule, rule_bound)) = self.rule(clause, &clause_span, &ctx, rule_names) {
                 bound.add(rule_bound);
