@@ -330,6 +330,7 @@ fn main() {
                 Generated::new(&lines, count),
                 std::io::sink(),
                 threads,
+                leadscored::commands::Lines::Contacts,
             )
             .expect("stream");
             let elapsed = start.elapsed().as_secs_f64();

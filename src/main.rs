@@ -123,6 +123,11 @@ enum Command {
         /// Worker threads; default: the number of cores.
         #[arg(long)]
         threads: Option<usize>,
+        /// Each line is a company with its people (`"company"`,
+        /// `"people"`): one line per company, its company scores and then
+        /// its people's scorecards.
+        #[arg(long)]
+        companies: bool,
     },
     /// Serve a built-in fake CRM on a local address (for trying a model without an account).
     FakeCrm {
@@ -305,6 +310,11 @@ enum Command {
         /// Also list rules that matched but are worth 0 now.
         #[arg(long)]
         verbose: bool,
+        /// The input's lines are companies with their people (as for
+        /// `score --companies`): explain the company, its people and its
+        /// roll-ups.
+        #[arg(long, conflicts_with = "connection")]
+        companies: bool,
     },
 }
 
@@ -480,6 +490,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
             input,
             now,
             threads,
+            companies,
         } => {
             let model = commands::load_model(&config)?;
             let now = commands::resolve_now(now.as_deref())?;
@@ -487,10 +498,15 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let stdout = std::io::stdout();
             let output = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let stats = if input == "-" {
-                commands::score_stream(&model, now, std::io::stdin().lock(), output, threads)?
+            let what = if companies {
+                commands::Lines::Companies
             } else {
-                commands::score_stream(&model, now, open(&input)?, output, threads)?
+                commands::Lines::Contacts
+            };
+            let stats = if input == "-" {
+                commands::score_stream(&model, now, std::io::stdin().lock(), output, threads, what)?
+            } else {
+                commands::score_stream(&model, now, open(&input)?, output, threads, what)?
             };
             tracing::info!(
                 scored = stats.scored,
@@ -704,6 +720,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
             id,
             now,
             verbose,
+            companies,
         } => {
             let now = commands::resolve_now(now.as_deref())?;
             let text = match (connection, config, input) {
@@ -714,7 +731,12 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 }
                 (None, Some(config), Some(input)) => {
                     let model = commands::load_model(&config)?;
-                    commands::explain(&model, now, open(&input)?, &id, verbose)?
+                    let what = if companies {
+                        commands::Lines::Companies
+                    } else {
+                        commands::Lines::Contacts
+                    };
+                    commands::explain(&model, now, open(&input)?, &id, verbose, what)?
                 }
                 _ => {
                     return Err(CommandError::Data(

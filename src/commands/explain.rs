@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::CommandError;
 use crate::config::Connection;
-use crate::engine::explain_with;
+use crate::engine::{AccountCard, explain_account, explain_with};
 use crate::model::Model;
 use crate::state::State;
 
@@ -21,12 +21,28 @@ pub fn explain(
     input: impl BufRead,
     id: &str,
     verbose: bool,
+    lines: super::Lines,
 ) -> Result<String, CommandError> {
     let mut skipped = None;
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         let text = line.trim();
         if text.is_empty() || !text.contains(id) {
+            continue;
+        }
+        if lines == super::Lines::Companies {
+            let account = match model.parse_account(text) {
+                Ok(account) => account,
+                Err(e) => {
+                    skipped = Some(format!("line {}: {e}", index + 1));
+                    continue;
+                }
+            };
+            if account.company.id() == id {
+                let mut cards = AccountCard::default();
+                model.score_account_into(&account.company, &account.people, now, &mut cards);
+                return Ok(explain_account(model, &account, &cards, now, verbose));
+            }
             continue;
         }
         let record = match model.parse_record(text) {

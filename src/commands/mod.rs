@@ -22,7 +22,7 @@ pub use demo::{demo_live, demo_offline};
 pub use evaluate::{Diff, OutcomeSpec, Skipped, backtest, calibrate, diff, generate};
 pub use explain::{explain, explain_stored};
 pub use fake::{FakeKind, FakeOptions, fake_crm};
-pub use score::{ScoreStats, score_stream};
+pub use score::{Lines, ScoreStats, score_stream};
 pub use setup::{input_warnings, setup};
 pub use sync::sync_once;
 

@@ -10,9 +10,19 @@ use jiff::Timestamp;
 
 use super::CommandError;
 use super::lines::{Block, for_each_block};
-use crate::engine::{CardWriter, Scorecard};
+use crate::engine::{AccountCard, CardWriter, Scorecard};
 use crate::model::Model;
-use crate::record::{AttrMemo, Record};
+use crate::record::{Account, AttrMemo, Record};
+
+/// What each input line is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lines {
+    /// A contact (or prospect) record.
+    #[default]
+    Contacts,
+    /// A company with its people (`"company"`, `"people"`).
+    Companies,
+}
 
 /// Counts from one `score` run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +47,8 @@ struct Done<'m> {
     writer: Option<CardWriter<'m>>,
     memo: AttrMemo,
     record: Record,
+    account: Account,
+    account_card: AccountCard,
 }
 
 /// Scores every line of `input` into `output` with `threads` workers.
@@ -46,12 +58,13 @@ pub fn score_stream(
     input: impl Read,
     mut output: impl Write,
     threads: usize,
+    lines: Lines,
 ) -> Result<ScoreStats, CommandError> {
     let mut stats = ScoreStats::default();
     for_each_block(
         input,
         threads,
-        |block, done: &mut Done| score_block(model, now, block, done),
+        |block, done: &mut Done| score_block(model, now, block, done, lines),
         |done| {
             stats.add(done.stats);
             output.write_all(&done.out)?;
@@ -62,7 +75,13 @@ pub fn score_stream(
     Ok(stats)
 }
 
-fn score_block<'m>(model: &'m Model, now: Timestamp, block: &Block, done: &mut Done<'m>) {
+fn score_block<'m>(
+    model: &'m Model,
+    now: Timestamp,
+    block: &Block,
+    done: &mut Done<'m>,
+    lines: Lines,
+) {
     done.stats = ScoreStats::default();
     done.out.clear();
     let writer = done.writer.get_or_insert_with(|| CardWriter::new(model));
@@ -76,6 +95,23 @@ fn score_block<'m>(model: &'m Model, now: Timestamp, block: &Block, done: &mut D
                 continue;
             }
         };
+        if lines == Lines::Companies {
+            match model.parse_account_into(text, &mut done.memo, &mut done.account) {
+                Ok(()) => {
+                    let account = &done.account;
+                    let cards = &mut done.account_card;
+                    model.score_account_into(&account.company, &account.people, now, cards);
+                    writer.write_account(account, cards, &mut done.out);
+                    done.out.push(b'\n');
+                    done.stats.scored += 1;
+                }
+                Err(e) => {
+                    done.stats.failed += 1;
+                    error_line(&mut done.out, number, &e.to_string());
+                }
+            }
+            continue;
+        }
         match model.parse_record_into(text, &mut done.memo, &mut done.record) {
             Ok(()) => {
                 model.score_into(&done.record, now, &mut done.card);

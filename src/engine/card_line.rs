@@ -10,8 +10,9 @@
 
 use std::fmt::Write as _;
 
-use super::Scorecard;
+use super::{AccountCard, Scorecard};
 use crate::model::{Model, Part, RuleKind};
+use crate::record::Account;
 
 /// Appends `text` as a JSON string.
 fn push_str(out: &mut Vec<u8>, text: &str) {
@@ -244,6 +245,23 @@ impl<'m> CardWriter<'m> {
             out.push(b']');
         }
         out.push(b'}');
+    }
+}
+
+impl CardWriter<'_> {
+    /// Appends one company line: the company's scorecard (its company
+    /// scores), with `"people"`, each person's scorecard line, last.
+    pub fn write_account(&mut self, account: &Account, cards: &AccountCard, out: &mut Vec<u8>) {
+        self.write(account.company.id(), &cards.company, out);
+        out.pop();
+        out.extend_from_slice(br#","people":["#);
+        for (i, (person, card)) in account.people.iter().zip(&cards.people).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.write(person.id(), card, out);
+        }
+        out.extend_from_slice(b"]}");
     }
 }
 

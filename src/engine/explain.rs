@@ -189,7 +189,12 @@ pub fn explain_with(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Record {} scored with model \"{}\" as of {now}",
+        "{} {} scored with model \"{}\" as of {now}",
+        if card.object == Object::Company {
+            "Company"
+        } else {
+            "Record"
+        },
         record.id(),
         model.name
     );
@@ -202,7 +207,9 @@ pub fn explain_with(
         };
         let _ = writeln!(out, "Disqualified by \"{}\": {effect}", disqualifier.name);
     }
-    out.push('\n');
+    if card.object == Object::Contact {
+        out.push('\n');
+    }
     match (card.profile, card.grade) {
         // A company has no grade: grading reads a person.
         _ if card.object == Object::Company => {}

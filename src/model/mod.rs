@@ -813,7 +813,8 @@ pub struct TestCase {
     pub name: String,
     pub now: jiff::Timestamp,
     pub record: Record,
-    /// A company case: the company's people (the record is the company).
+    /// A company case: the record is the company, with these people.
+    pub company: bool,
     pub people: Vec<Record>,
     pub expectations: Vec<Expectation>,
 }

@@ -614,3 +614,85 @@ fn setup_by_hand_reads_the_services_credential_with_credential_flag() {
         text(&with.stdout)
     );
 }
+
+#[test]
+fn score_and_explain_companies_with_their_people() {
+    let mut input = read("fixtures/records/accounts.jsonl");
+    input.push_str("{\"id\":\"broken\",\"people\":[{\"id\":\"x\",\"events\":[{\"type\":\"page_view\",\"at\":\"never\"}]}]}\n");
+    let out = leadscored(
+        &[
+            "score",
+            "--config",
+            "config/accounts.toml",
+            "--now",
+            NOW,
+            "--companies",
+        ],
+        Some(&input),
+    );
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every output line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    // The company line holds only company scores, then each person's card.
+    let nordlys = &lines[0];
+    assert_eq!(nordlys["id"], "nordlys");
+    assert_eq!(nordlys["scores"]["account"]["total"], 80);
+    assert_eq!(nordlys["scores"]["account"]["tier"], "High");
+    assert!(nordlys["scores"].get("contact").is_none());
+    let people = nordlys["people"].as_array().expect("people");
+    let stages: Vec<(&str, &str)> = people
+        .iter()
+        .map(|p| {
+            assert!(p["scores"].get("account").is_none());
+            (
+                p["id"].as_str().unwrap_or(""),
+                p["scores"]["contact"]["stage"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(stages, [("p1", "SQL"), ("p2", "MQL"), ("p3", "MQL")]);
+    assert_eq!(lines[2]["id"], "tiny");
+    assert_eq!(lines[2]["people"], serde_json::json!([]));
+    assert_eq!(lines[3]["line"], 4);
+    assert!(
+        lines[3]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("people[0]: events[0].at: \"never\" is not an RFC 3339 timestamp")),
+        "{}",
+        lines[3]
+    );
+
+    let out = leadscored(
+        &[
+            "explain",
+            "--config",
+            "config/accounts.toml",
+            "--input",
+            "fixtures/records/accounts.jsonl",
+            "--now",
+            NOW,
+            "--companies",
+            "--id",
+            "nordlys",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for part in [
+        "Company nordlys scored with model \"Acme accounts\"",
+        "Score \"Account score\": 80  (fit 40, engagement 40; cap 100)",
+        "+20  Two engaged decision makers",
+        "People (3):",
+        "  p2  contact 45 Medium MQL",
+        "\u{2713} people with (all of (rule \"Decision maker\" matched; score \"contact\" engagement \u{2265} 20)): \u{2265} 2  (2: p1, p3)",
+        "\u{2713} distinct people cover the roles \"Decision maker\", \"Technical evaluator\"  (Decision maker p1, Technical evaluator p2)",
+        "\u{2717} sum of the people's \"contact\" engagement \u{2265} 150  (115)",
+    ] {
+        assert!(shown.contains(part), "missing {part:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("Grade"), "a company has no grade:\n{shown}");
+}

@@ -666,3 +666,124 @@ fn every_unknown_key_in_one_table_and_its_type_errors() {
         ],
     );
 }
+
+#[test]
+fn company_score_errors_come_all_at_once() {
+    let source = format!(
+        r#"{SCORE}
+[[score.group.rule]]
+name = "hot account"
+company_score = "acount"
+gte = 60
+points = 5
+
+[[score.group.rule]]
+name = "roll-up on a person"
+people_sum = "s"
+gte = 10
+points = 5
+
+[[score]]
+name = "account"
+object = "company"
+
+[[score.group]]
+name = "people"
+part = "engagement"
+
+[[score.group.rule]]
+name = "visits"
+event = "page_view"
+points = 1
+
+[[score.group.rule]]
+name = "sum"
+people_sum = "nobody"
+gte = 10
+points = 1
+
+[[score.group.rule]]
+name = "group"
+roles = ["r", "Decision maker"]
+points = 1
+
+[[score.group.rule]]
+name = "avg without a comparison"
+people_avg = "s"
+points = 1
+
+[[score.group.rule]]
+name = "count with a bad key"
+people_count = {{ rule = "r", url = "*/x" }}
+points = 1
+
+[[score.group.rule]]
+name = "list"
+list = "Webinar"
+points = 1
+
+[[score.group.rule]]
+name = "own score"
+company_score = "account"
+gte = 1
+points = 1
+
+[[score]]
+name = "account2"
+object = "company"
+
+[[score.group]]
+name = "g"
+part = "fit"
+
+[[score.group.rule]]
+name = "a stage"
+people_count = {{ stage = "MQL" }}
+points = 1
+
+[[score.group.rule]]
+name = "not a person"
+score = "s"
+gte = 1
+points = 1
+
+[[score]]
+name = "typo"
+object = "companies"
+
+[[score.group]]
+name = "g"
+part = "fit"
+
+[[score.group.rule]]
+name = "r"
+property = "x"
+is_set = true
+points = 1
+
+[lifecycle]
+scores = ["account2"]
+
+[[lifecycle.stage]]
+name = "Lead"
+"#
+    );
+    check(
+        &source,
+        &[
+            r#"17:17: unknown company score "acount": did you mean "account"?"#,
+            r#"21:1: `people_sum` is a roll-up over a company's people: it belongs in a company score (`object = "company"`)"#,
+            r#"37:9: a company score has no events of its own: read its people's engagement with people_sum, people_max, people_avg or people_count"#,
+            r#"42:14: unknown contact score "nobody": roll-ups read contact scores, which are "s", "typo""#,
+            r#"48:9: unknown role "Decision maker": a role is the name of a contact rule that marks it (e.g. a job-title rule)"#,
+            r#"51:1: a roll-up condition needs a comparison: gt, gte, lt, lte, between or equals"#,
+            r#"58:36: `url` does not apply to a `rule` condition"#,
+            r#"61:1: a company score reads the company's properties and its people through roll-ups, not `list`: count people with `people_count = { list = ... }`"#,
+            r#"66:1: `company_score` is read by a contact's rules and stages (the company it belongs to); a company score reads its people with roll-ups"#,
+            r#"82:26: unknown stage "MQL": stages are "Lead""#,
+            r#"85:1: `score` reads a person's scorecard: in a company score, count such people with `people_count = { ... }`"#,
+            r#"93:10: unknown object "companies": a score is about a "contact" (the default) or a "company""#,
+            r#"106:11: score "account2" is a company score: lifecycle stages are a person's (a contact's stage may read `company_score`)"#,
+        ],
+    );
+}

@@ -3,7 +3,7 @@
 //! number whatever the input looks like.
 
 use leadscored::Model;
-use leadscored::commands::{generate, score_stream};
+use leadscored::commands::{Lines, generate, score_stream};
 
 use crate::read;
 
@@ -18,7 +18,15 @@ fn fingerprint(bytes: &[u8]) -> u64 {
 
 fn score(model: &Model, input: &[u8], threads: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    score_stream(model, NOW.parse().expect("valid"), input, &mut out, threads).expect("scores");
+    score_stream(
+        model,
+        NOW.parse().expect("valid"),
+        input,
+        &mut out,
+        threads,
+        Lines::Contacts,
+    )
+    .expect("scores");
     out
 }
 

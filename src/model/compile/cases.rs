@@ -23,6 +23,7 @@ pub(super) fn test_case(
         }
     };
     let mut people = Vec::new();
+    let mut has_people = false;
     let record = match record_value {
         None => {
             d.error(
@@ -33,6 +34,7 @@ pub(super) fn test_case(
         }
         Some(v) => {
             let rspan = v.span();
+            has_people = v.get_ref().get("people").is_some();
             match (RecordSeed {
                 model,
                 memo: &mut crate::record::AttrMemo::default(),
@@ -55,7 +57,8 @@ pub(super) fn test_case(
         model.inherit_company(&mut account);
         account
     });
-    let company_case = record.as_ref().is_some_and(|a| !a.people.is_empty());
+    // A company case lists `people`, even none.
+    let company_case = has_people;
     let now_text = match raw.now.get_ref() {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(dt) => dt.to_string(),
@@ -161,6 +164,7 @@ pub(super) fn test_case(
         name: raw.name.into_inner(),
         now: now?,
         record: account.company,
+        company: company_case,
         people: account.people,
         expectations,
     })

@@ -782,11 +782,20 @@ impl Compiler<'_> {
             .find(|(_, n)| n.eq_ignore_ascii_case(wanted))
             .map(|(i, _)| *i)
         else {
-            let known = names(self.company_scores.iter().map(|(_, n)| n.as_str()));
-            self.d.error(
-                &name.span(),
-                format!("unknown company score \"{wanted}\": company scores (`object = \"company\"`) are {known}"),
-            );
+            let close = self
+                .company_scores
+                .iter()
+                .map(|(_, n)| (strsim::damerau_levenshtein(&n.to_lowercase(), &wanted.to_lowercase()), n))
+                .filter(|(d, n)| *d <= 2.max(n.len() / 4))
+                .min();
+            let message = match close {
+                Some((_, n)) => format!("unknown company score \"{wanted}\": did you mean \"{n}\"?"),
+                None => format!(
+                    "unknown company score \"{wanted}\": company scores (`object = \"company\"`) are {}",
+                    names(self.company_scores.iter().map(|(_, n)| n.as_str()))
+                ),
+            };
+            self.d.error(&name.span(), message);
             return None;
         };
         let part = match &c.part {
