@@ -746,7 +746,11 @@ impl FakeHubspot {
             )
             .route(
                 "/crm/v3/properties/companies",
-                get(objects::company_property_list),
+                get(objects::company_property_list).post(objects::create_company_property),
+            )
+            .route(
+                "/crm/v3/objects/companies/batch/update",
+                post(objects::batch_update_companies),
             )
             .route(
                 "/crm/v4/associations/contacts/companies/batch/read",
@@ -1915,7 +1919,13 @@ fn field_types(kind: &str) -> &'static [&'static str] {
 }
 
 async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Bytes) -> Response {
-    let request: NewProperty = match decode(&body) {
+    create_property_on(&fake, &body, false)
+}
+
+/// `POST /crm/v3/properties/{contacts|companies}`: a custom property on
+/// contacts, or (`company`) on companies, in one of that object's groups.
+fn create_property_on(fake: &FakeHubspot, body: &[u8], company: bool) -> Response {
+    let request: NewProperty = match decode(body) {
         Ok(r) => r,
         Err(message) => return bad_request(&message),
     };
@@ -1949,13 +1959,26 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
         return bad_request("Enumeration properties need options");
     }
     let mut inner = fake.lock();
-    if !inner.groups.contains_key(&request.group_name) {
+    let group_known = if company {
+        inner
+            .company_properties
+            .values()
+            .any(|p| p.group == request.group_name)
+    } else {
+        inner.groups.contains_key(&request.group_name)
+    };
+    if !group_known {
         return bad_request(&format!(
             "Property group {} does not exist.",
             request.group_name
         ));
     }
-    if inner.properties.contains_key(&request.name) {
+    let exists = if company {
+        inner.company_properties.contains_key(&request.name)
+    } else {
+        inner.properties.contains_key(&request.name)
+    };
+    if exists {
         return error(
             StatusCode::CONFLICT,
             "OBJECT_ALREADY_EXISTS",
@@ -1978,6 +2001,11 @@ async fn create_property(State(fake): State<FakeHubspot>, body: axum::body::Byte
     };
     let created = iso(jiff::Timestamp::now().as_millisecond());
     let body = def.to_json(&created);
+    if company {
+        // Company properties live as long as the fake (not in `--state`).
+        inner.company_properties.insert(request.name, def);
+        return (StatusCode::CREATED, Json(body)).into_response();
+    }
     if let Ok(saved) = serde_json::to_value(&def) {
         inner.overlay.custom.insert(request.name.clone(), saved);
         inner.overlay.dirty = true;

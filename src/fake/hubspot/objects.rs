@@ -530,6 +530,94 @@ pub(super) async fn contact_companies(
     batch_body(results, errors, &started)
 }
 
+/// `POST /crm/v3/properties/companies`: a custom company property, in the
+/// default `companyinformation` group.
+pub(super) async fn create_company_property(
+    State(fake): State<FakeHubspot>,
+    body: axum::body::Bytes,
+) -> Response {
+    super::create_property_on(&fake, &body, true)
+}
+
+/// `POST /crm/v3/objects/companies/batch/update` (≤ 100 inputs): as the
+/// contacts' batch update — 200 when all were written, 207 with per-id
+/// errors (unknown company, unknown or read-only property, a value not
+/// among an enumeration's options), 400 when none was. Each written
+/// company's modified time moves, as in HubSpot.
+pub(super) async fn batch_update_companies(
+    State(fake): State<FakeHubspot>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request = match decode::<BatchRequest>(&body).and_then(within_batch_limit) {
+        Ok(r) => r,
+        Err(message) => return bad_request(&message),
+    };
+    let started = iso(jiff::Timestamp::now().as_millisecond());
+    let mut inner = fake.lock();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &request.inputs {
+        let text = value_text(&input.id);
+        let Some(id) = parse_id(&text).filter(|id| inner.company_props(*id).is_some()) else {
+            errors.push(standard_error(
+                "OBJECT_NOT_FOUND",
+                "Object not found.  objectId are usually numeric.",
+                json!({ "ids": [text] }),
+                Vec::new(),
+            ));
+            continue;
+        };
+        let mut accepted = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, value) in &input.properties {
+            match super::validate(inner.company_properties.get(name), name, value) {
+                Ok(text) => {
+                    accepted.insert(name.clone(), text);
+                }
+                Err(problem) => problems.push((name.clone(), problem)),
+            }
+        }
+        if !problems.is_empty() {
+            let messages: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+            let names: Vec<&str> = problems.iter().map(|(n, _)| n.as_str()).collect();
+            errors.push(standard_error(
+                "VALIDATION_ERROR",
+                &format!("Property values were not valid: {}", messages.join("; ")),
+                json!({ "ids": [text], "propertyName": names }),
+                Vec::new(),
+            ));
+            continue;
+        }
+        let created = inner.people.company(id).created_at;
+        let old = inner.company_modified(id, created);
+        let epoch = inner.config.epoch_ms;
+        let at = inner.overlay.next_write_time(epoch, old);
+        inner
+            .overlay
+            .company_written
+            .entry(id)
+            .or_default()
+            .extend(accepted);
+        inner.overlay.company_modified.insert(id, at);
+        inner.overlay.dirty = true;
+        *inner
+            .stats
+            .entry("companies written".to_owned())
+            .or_default() += 1;
+        let wanted: Vec<String> = input.properties.keys().cloned().collect();
+        results.extend(inner.company_json(id, &wanted));
+    }
+    if results.is_empty() && !errors.is_empty() {
+        let first = errors
+            .first()
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("invalid input")
+            .to_owned();
+        return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &first);
+    }
+    batch_body(results, errors, &started)
+}
+
 /// `POST /__fake/companies/{id}`: edits a company's properties (its
 /// modified time moves, as in HubSpot).
 pub(super) async fn edit_company(
