@@ -36,7 +36,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::engine::{OutputKind, OutputValue};
 use crate::model::diagnostics::Diagnostics;
-use crate::model::{ConfigErrors, Model, Scope};
+use crate::model::{ConfigErrors, Model, Object, Scope};
 use raw::{RawCrm, RawDaemon, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
 
 const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon, webhooks";
@@ -313,6 +313,10 @@ pub enum Overwrite {
 /// One scorecard value written to one CRM property.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
+    /// The object the property is on: a company score's values go to the
+    /// company in HubSpot unless said otherwise; everything else to the
+    /// contact (or prospect).
+    pub object: Object,
     pub property: String,
     pub value: OutputValue,
     pub label: String,
@@ -354,7 +358,10 @@ pub struct Connection {
     pub inputs: Vec<Input>,
     /// Event type → source, for every event type the model reads.
     pub events: BTreeMap<String, EventSource>,
+    /// Outputs on the contact (or prospect).
     pub outputs: Vec<Output>,
+    /// Outputs on the company (HubSpot): company scores' values.
+    pub company_outputs: Vec<Output>,
     pub daemon: DaemonSettings,
     /// HubSpot webhook deliveries to the daemon (`[webhooks]`).
     pub webhooks: Option<webhooks::Webhooks>,
@@ -556,7 +563,10 @@ impl Connection {
         let (inputs, derived_sources) = inputs(&mut d, &model, kind, raw_inputs);
         let mut events = events(&mut d, &model, kind, raw_events);
         events.extend(derived_sources);
-        let outputs = outputs(&mut d, &model, kind, raw_outputs);
+        let (company_outputs, outputs): (Vec<Output>, Vec<Output>) =
+            outputs(&mut d, &model, kind, raw_outputs)
+                .into_iter()
+                .partition(|o| o.object == Object::Company);
         let webhooks = raw_webhooks.and_then(|raw| webhooks::webhooks(&mut d, raw, kind, &daemon));
         if kind == CrmKind::Pardot {
             // Pardot has no webhooks: a short interval must fit the budget.
@@ -574,6 +584,7 @@ impl Connection {
             inputs,
             events,
             outputs,
+            company_outputs,
             daemon,
             webhooks,
         })
@@ -626,7 +637,9 @@ impl Connection {
     pub fn property_specs(&self) -> Vec<crate::crm::PropertySpec> {
         self.outputs
             .iter()
+            .chain(&self.company_outputs)
             .map(|o| crate::crm::PropertySpec {
+                object: o.object,
                 name: o.property.clone(),
                 label: o.label.clone(),
                 kind: o.kind(),
@@ -645,7 +658,7 @@ impl Connection {
             .map(|i| i.field.clone())
             .chain(self.outputs.iter().map(|o| o.property.clone()))
             .collect();
-        if !self.company_fields().is_empty() {
+        if !self.company_fields().is_empty() || self.model.has_company_scores() {
             fields.push(COMPANY_ID.to_owned());
         }
         fields.sort();
@@ -1443,6 +1456,32 @@ fn outputs(
                 continue;
             }
         };
+        let of_company = value.score().is_some_and(|i| model.score_object(i) == Object::Company);
+        if of_company && kind == CrmKind::Pardot {
+            d.error(
+                &o.value.span(),
+                format!("`{}`: company scores are not written to Pardot yet (prospects are not grouped into accounts); write them from a HubSpot connection, or score companies with `score --companies`", o.value.get_ref()),
+            );
+            continue;
+        }
+        let object = match o.object.as_ref().map(|w| w.get_ref().trim()) {
+            None if of_company => Object::Company,
+            None | Some("contact") => Object::Contact,
+            Some("company") if of_company => Object::Company,
+            Some("company") => {
+                let span = o.object.as_ref().map_or(at.clone(), Spanned::span);
+                d.error(
+                    &span,
+                    format!("`{property}`: only a company score's values go to the company, and `{}` is a contact's", o.value.get_ref()),
+                );
+                continue;
+            }
+            Some(other) => {
+                let span = o.object.as_ref().map_or(at.clone(), Spanned::span);
+                d.error(&span, format!("unknown object `{other}`, expected contact or company"));
+                continue;
+            }
+        };
         let builtin_status = matches!(property.as_str(), "hs_lead_status" | "lifecyclestage");
         let overwrite = match o.overwrite.as_ref().map(|w| w.get_ref().as_str()) {
             None if builtin_status => Overwrite::IfOurs,
@@ -1476,6 +1515,7 @@ fn outputs(
             }
         }
         out.push(Output {
+            object,
             label: o.label.unwrap_or_else(|| default_label(model, value)),
             property,
             value,

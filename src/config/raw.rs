@@ -116,4 +116,7 @@ pub(crate) struct RawOutput {
     /// Write Pardot's own `score` (only with this said explicitly).
     #[serde(default)]
     pub native: Option<Spanned<bool>>,
+    /// Which object the property is on: `contact` or `company` (the
+    /// default for a company score's values in HubSpot).
+    pub object: Option<Spanned<String>>,
 }

@@ -215,6 +215,8 @@ impl WriteReport {
 /// A property leadscored writes, as `setup` creates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PropertySpec {
+    /// The object the property is on (HubSpot contacts or companies).
+    pub object: crate::model::Object,
     pub name: String,
     pub label: String,
     pub kind: crate::engine::OutputKind,
@@ -303,6 +305,20 @@ pub trait Crm: Send + Sync {
         &self,
         updates: Vec<Update>,
     ) -> impl Future<Output = Result<WriteReport, CrmError>> + Send;
+
+    /// Writes updates to companies (their ids and properties), as
+    /// [`Crm::write`] writes contacts.
+    fn write_companies(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Result<WriteReport, CrmError>> + Send {
+        let _ = updates;
+        async {
+            Err(CrmError::Unsupported(
+                "this CRM has no company object to write to".to_owned(),
+            ))
+        }
+    }
 
     /// How many updates one [`Crm::write`] should get, when the CRM does
     /// better with more than the engine's default (Pardot's imports).
@@ -485,6 +501,13 @@ impl Crm for Connector {
         match self {
             Connector::Hubspot(c) => c.write(updates).await,
             Connector::Pardot(c) => c.write(updates).await,
+        }
+    }
+
+    async fn write_companies(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        match self {
+            Connector::Hubspot(c) => c.write_companies(updates).await,
+            Connector::Pardot(c) => c.write_companies(updates).await,
         }
     }
 

@@ -79,6 +79,20 @@ impl OutputValue {
         Ok(value)
     }
 
+    /// The score this value is of (none for the grade).
+    pub fn score(self) -> Option<usize> {
+        match self {
+            OutputValue::Total(i)
+            | OutputValue::Fit(i)
+            | OutputValue::Engagement(i)
+            | OutputValue::Tier(i)
+            | OutputValue::Matrix(i)
+            | OutputValue::Stage(i)
+            | OutputValue::Summary(i) => Some(i),
+            OutputValue::Grade => None,
+        }
+    }
+
     pub fn kind(self) -> OutputKind {
         match self {
             OutputValue::Total(_) | OutputValue::Fit(_) | OutputValue::Engagement(_) => {

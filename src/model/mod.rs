@@ -140,6 +140,22 @@ impl Model {
         self.description.as_deref()
     }
 
+    /// Whether the model scores companies (`object = "company"`).
+    pub fn has_company_scores(&self) -> bool {
+        self.scores.iter().any(|s| s.object == Object::Company)
+    }
+
+    /// What score `index` is about.
+    pub fn score_object(&self, index: usize) -> Object {
+        self.scores.get(index).map_or(Object::Contact, |s| s.object)
+    }
+
+    /// Whether a contact rule, grading criterion or stage reads its
+    /// company's score (people are scored again once their company is).
+    pub fn reads_company_score(&self) -> bool {
+        self.reads_company_score
+    }
+
     /// Score names in file order.
     pub fn score_names(&self) -> impl Iterator<Item = &str> {
         self.scores.iter().map(|s| s.name.as_str())

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::config::{Connection, EventSource};
 use crate::engine::OutputKind;
+use crate::model::Object;
 use wire::{
     BatchResponse, ContactPage, EmailEventPage, ErrorBody, Filter, FilterGroup, FormList,
     GroupList, NewProperty, PropertyList, PropertyOption, SearchRequest, Sort, SubmissionPage,
@@ -37,20 +38,20 @@ use wire::{
 
 /// A CRM object leadscored searches by modified time.
 #[derive(Clone, Copy, Debug)]
-struct Object {
+struct Searched {
     search_path: &'static str,
     search_endpoint: &'static str,
     /// The property holding the record's last-modified time.
     modified: &'static str,
 }
 
-const CONTACTS: Object = Object {
+const CONTACTS: Searched = Searched {
     search_path: "/crm/v3/objects/contacts/search",
     search_endpoint: "contacts.search",
     modified: "lastmodifieddate",
 };
 
-const COMPANIES: Object = Object {
+const COMPANIES: Searched = Searched {
     search_path: "/crm/v3/objects/companies/search",
     search_endpoint: "companies.search",
     modified: COMPANY_MODIFIED,
@@ -283,7 +284,7 @@ impl Hubspot {
 
     async fn search_page(
         &self,
-        object: Object,
+        object: Searched,
         properties: &[String],
         from_ms: i64,
         until_ms: i64,
@@ -842,8 +843,18 @@ impl Hubspot {
         (email_types, web_types, forms)
     }
 
-    /// Writes one batch of at most 100 updates.
-    async fn write_batch(&self, chunk: &[Update]) -> Result<WriteReport, CrmError> {
+    /// Writes one batch of at most 100 updates to contacts or companies.
+    async fn write_batch(&self, object: Object, chunk: &[Update]) -> Result<WriteReport, CrmError> {
+        let (path, endpoint) = match object {
+            Object::Contact => (
+                "/crm/v3/objects/contacts/batch/update",
+                "contacts.batch.update",
+            ),
+            Object::Company => (
+                "/crm/v3/objects/companies/batch/update",
+                "companies.batch.update",
+            ),
+        };
         let mut report = WriteReport {
             calls: 1,
             ..WriteReport::default()
@@ -858,19 +869,19 @@ impl Hubspot {
                 .collect(),
         };
         let body = serde_json::to_value(&batch).map_err(|e| CrmError::Protocol {
-            endpoint: "contacts.batch.update".to_owned(),
+            endpoint: endpoint.to_owned(),
             message: e.to_string(),
         })?;
         let answer = self
             .http
             .json::<BatchResponse>(&Call {
                 method: Method::POST,
-                path: "/crm/v3/objects/contacts/batch/update",
+                path,
                 query: &[],
                 body: Body::Json(&body),
                 lane: Lane::General,
                 size: Size::Page,
-                endpoint: "contacts.batch.update",
+                endpoint,
             })
             .await;
         let (results, errors) = match answer {
@@ -1234,30 +1245,13 @@ impl Crm for Hubspot {
     }
 
     async fn write(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
-        // Batches go out concurrently (bounded); reports keep batch order.
-        let concurrency = self.http.limits().concurrency.max(1);
-        let mut batches: Vec<Vec<Update>> = Vec::new();
-        let mut rest = updates.into_iter().peekable();
-        while rest.peek().is_some() {
-            batches.push(rest.by_ref().take(BATCH).collect());
-        }
-        let reports: Vec<WriteReport> = futures_util::stream::iter(
-            batches
-                .into_iter()
-                .map(|batch| async move { self.write_batch(&batch).await }),
-        )
-        .buffered(concurrency)
-        .try_collect()
-        .await?;
-        let mut report = WriteReport::default();
-        for part in reports {
-            report.calls += part.calls;
-            report.written.extend(part.written);
-            report.stamps.extend(part.stamps);
-            report.failed.extend(part.failed);
-        }
-        Ok(report)
+        self.write_object(Object::Contact, updates).await
     }
+
+    async fn write_companies(&self, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        self.write_object(Object::Company, updates).await
+    }
+
 
     fn streams(&self) -> bool {
         true
@@ -1582,6 +1576,71 @@ impl Crm for Hubspot {
     }
 
     async fn setup(&self, wanted: &[PropertySpec], apply: bool) -> Result<SetupReport, CrmError> {
+        let mut report = SetupReport::default();
+        for object in [Object::Contact, Object::Company] {
+            let specs: Vec<PropertySpec> = wanted
+                .iter()
+                .filter(|s| s.object == object)
+                .cloned()
+                .collect();
+            if specs.is_empty() {
+                continue;
+            }
+            let part = self.setup_object(object, &specs, apply).await?;
+            report.created.extend(part.created);
+            report.existing.extend(part.existing);
+            report.conflicts.extend(part.conflicts);
+            report.missing.extend(part.missing);
+        }
+        Ok(report)
+    }
+}
+
+impl Hubspot {
+    /// Writes updates to contacts or companies in batches of 100, sent
+    /// concurrently (bounded); reports keep batch order.
+    async fn write_object(&self, object: Object, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+        let concurrency = self.http.limits().concurrency.max(1);
+        let mut batches: Vec<Vec<Update>> = Vec::new();
+        let mut rest = updates.into_iter().peekable();
+        while rest.peek().is_some() {
+            batches.push(rest.by_ref().take(BATCH).collect());
+        }
+        let reports: Vec<WriteReport> = futures_util::stream::iter(
+            batches
+                .into_iter()
+                .map(|batch| async move { self.write_batch(object, &batch).await }),
+        )
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+        let mut report = WriteReport::default();
+        for part in reports {
+            report.calls += part.calls;
+            report.written.extend(part.written);
+            report.stamps.extend(part.stamps);
+            report.failed.extend(part.failed);
+        }
+        Ok(report)
+    }
+
+    /// Setup on one object's properties: contacts' go into leadscored's
+    /// own group (made when missing), companies' into HubSpot's default
+    /// `companyinformation` group.
+    async fn setup_object(
+        &self,
+        object: Object,
+        wanted: &[PropertySpec],
+        apply: bool,
+    ) -> Result<SetupReport, CrmError> {
+        let (properties, group, endpoint) = match object {
+            Object::Contact => ("/crm/v3/properties/contacts", GROUP, "properties.list"),
+            Object::Company => (
+                "/crm/v3/properties/companies",
+                "companyinformation",
+                "company_properties.list",
+            ),
+        };
         let call = |method: Method, path: &'static str, endpoint: &'static str| Call {
             method,
             path,
@@ -1593,11 +1652,7 @@ impl Crm for Hubspot {
         };
         let existing = self
             .http
-            .json::<PropertyList>(&call(
-                Method::GET,
-                "/crm/v3/properties/contacts",
-                "properties.list",
-            ))
+            .json::<PropertyList>(&call(Method::GET, properties, endpoint))
             .await?
             .body
             .results;
@@ -1656,7 +1711,7 @@ impl Crm for Hubspot {
             report.missing = missing.iter().map(|s| s.name.clone()).collect();
             return Ok(report);
         }
-        if !missing.is_empty() {
+        if !missing.is_empty() && object == Object::Contact {
             let groups = self
                 .http
                 .json::<GroupList>(&call(
@@ -1688,7 +1743,7 @@ impl Crm for Hubspot {
                 label: &spec.label,
                 kind,
                 field_type,
-                group_name: GROUP,
+                group_name: group,
                 description: "Written by leadscored; edit the scoring model, not this value.",
                 options: spec
                     .options
@@ -1706,8 +1761,7 @@ impl Crm for Hubspot {
                 endpoint: "properties.create".to_owned(),
                 message: e.to_string(),
             })?;
-            self.create("/crm/v3/properties/contacts", "properties.create", &body)
-                .await?;
+            self.create(properties, "properties.create", &body).await?;
             report.created.push(spec.name.clone());
         }
         Ok(report)
