@@ -95,6 +95,11 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      ALTER TABLE records ADD COLUMN email TEXT;
      CREATE INDEX records_email ON records (email) WHERE email IS NOT NULL;",
+    // 5: what leadscored last wrote to each company's output properties.
+    "CREATE TABLE company_outputs (
+         id TEXT PRIMARY KEY,
+         written TEXT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Why the state could not be used.
@@ -591,6 +596,44 @@ impl State {
         self.company_of(record)
     }
 
+    /// What leadscored last wrote to a company's output properties.
+    pub fn company_written(&self, id: &str) -> Result<BTreeMap<String, String>, StateError> {
+        let mut statement = self
+            .db
+            .prepare_cached("SELECT written FROM company_outputs WHERE id = ?1")?;
+        let row: Option<String> = statement
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(self.db_error(format!("reading what was written to company {id}")))?;
+        Ok(row
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
+    /// Records what was written to companies (after the CRM took it).
+    pub fn save_company_written(
+        &mut self,
+        written: &[(String, BTreeMap<String, String>)],
+    ) -> Result<(), StateError> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let failed = self.db_error("saving what was written to companies".to_owned());
+        let tx = self.db.transaction().map_err(failed)?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO company_outputs (id, written) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET written = excluded.written",
+            )?;
+            for (id, values) in written {
+                let text = serde_json::to_string(values).unwrap_or_default();
+                statement.execute(params![id, text])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every stored company id.
     pub fn company_ids(&self) -> Result<FxHashSet<String>, StateError> {
         let mut statement = self.db.prepare_cached("SELECT id FROM companies")?;
@@ -600,6 +643,15 @@ impl State {
             out.insert(row?);
         }
         Ok(out)
+    }
+
+    /// Every company some stored record belongs to.
+    pub fn record_companies(&self) -> Result<Vec<String>, StateError> {
+        let mut statement = self.db.prepare_cached(
+            "SELECT DISTINCT company FROM records WHERE company IS NOT NULL ORDER BY company",
+        )?;
+        let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Stored records whose company is one of `companies`.

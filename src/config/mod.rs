@@ -1456,7 +1456,9 @@ fn outputs(
                 continue;
             }
         };
-        let of_company = value.score().is_some_and(|i| model.score_object(i) == Object::Company);
+        let of_company = value
+            .score()
+            .is_some_and(|i| model.score_object(i) == Object::Company);
         if of_company && kind == CrmKind::Pardot {
             d.error(
                 &o.value.span(),
@@ -1478,7 +1480,10 @@ fn outputs(
             }
             Some(other) => {
                 let span = o.object.as_ref().map_or(at.clone(), Spanned::span);
-                d.error(&span, format!("unknown object `{other}`, expected contact or company"));
+                d.error(
+                    &span,
+                    format!("unknown object `{other}`, expected contact or company"),
+                );
                 continue;
             }
         };

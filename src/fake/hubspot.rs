@@ -772,7 +772,10 @@ impl FakeHubspot {
             )
             .route("/__fake/reset-daily", post(reset_daily))
             .route("/__fake/catch-up-search", post(catch_up_search))
-            .route("/__fake/companies/{id}", post(objects::edit_company))
+            .route(
+                "/__fake/companies/{id}",
+                post(objects::edit_company).get(objects::inspect_company),
+            )
             .route("/__fake/contacts/{id}/company", post(objects::move_contact))
             .route("/__fake/lists/{list}/members", post(objects::edit_members))
             .route("/oauth/v1/token", post(oauth_token));

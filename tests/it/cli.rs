@@ -660,7 +660,8 @@ fn score_and_explain_companies_with_their_people() {
     assert!(
         lines[3]["error"]
             .as_str()
-            .is_some_and(|e| e.starts_with("people[0]: events[0].at: \"never\" is not an RFC 3339 timestamp")),
+            .is_some_and(|e| e
+                .starts_with("people[0]: events[0].at: \"never\" is not an RFC 3339 timestamp")),
         "{}",
         lines[3]
     );

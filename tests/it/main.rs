@@ -8,6 +8,7 @@
     clippy::print_stdout
 )]
 
+mod accounts;
 mod cli;
 mod companies_lists;
 mod config_errors;

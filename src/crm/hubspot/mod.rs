@@ -1252,7 +1252,6 @@ impl Crm for Hubspot {
         self.write_object(Object::Company, updates).await
     }
 
-
     fn streams(&self) -> bool {
         true
     }
@@ -1599,7 +1598,11 @@ impl Crm for Hubspot {
 impl Hubspot {
     /// Writes updates to contacts or companies in batches of 100, sent
     /// concurrently (bounded); reports keep batch order.
-    async fn write_object(&self, object: Object, updates: Vec<Update>) -> Result<WriteReport, CrmError> {
+    async fn write_object(
+        &self,
+        object: Object,
+        updates: Vec<Update>,
+    ) -> Result<WriteReport, CrmError> {
         let concurrency = self.http.limits().concurrency.max(1);
         let mut batches: Vec<Vec<Update>> = Vec::new();
         let mut rest = updates.into_iter().peekable();

@@ -618,6 +618,19 @@ pub(super) async fn batch_update_companies(
     batch_body(results, errors, &started)
 }
 
+/// `GET /__fake/companies/{id}`: a company's properties as the fake holds
+/// them (what clients wrote included).
+pub(super) async fn inspect_company(
+    State(fake): State<FakeHubspot>,
+    Path(id): Path<String>,
+) -> Response {
+    let inner = fake.lock();
+    match parse_id(&id).and_then(|id| inner.company_props(id)) {
+        Some(props) => Json(json!({ "id": id, "properties": props })).into_response(),
+        None => error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "no such company"),
+    }
+}
+
 /// `POST /__fake/companies/{id}`: edits a company's properties (its
 /// modified time moves, as in HubSpot).
 pub(super) async fn edit_company(

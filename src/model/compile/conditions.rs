@@ -785,11 +785,18 @@ impl Compiler<'_> {
             let close = self
                 .company_scores
                 .iter()
-                .map(|(_, n)| (strsim::damerau_levenshtein(&n.to_lowercase(), &wanted.to_lowercase()), n))
+                .map(|(_, n)| {
+                    (
+                        strsim::damerau_levenshtein(&n.to_lowercase(), &wanted.to_lowercase()),
+                        n,
+                    )
+                })
                 .filter(|(d, n)| *d <= 2.max(n.len() / 4))
                 .min();
             let message = match close {
-                Some((_, n)) => format!("unknown company score \"{wanted}\": did you mean \"{n}\"?"),
+                Some((_, n)) => {
+                    format!("unknown company score \"{wanted}\": did you mean \"{n}\"?")
+                }
                 None => format!(
                     "unknown company score \"{wanted}\": company scores (`object = \"company\"`) are {}",
                     names(self.company_scores.iter().map(|(_, n)| n.as_str()))

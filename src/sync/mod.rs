@@ -13,7 +13,10 @@
 //!
 //! Records the CRM returns exactly as leadscored last saw them (typically
 //! the echo of our own write) keep their stored events: no detail calls,
-//! and no write unless time alone moved the score.
+//! and no write unless time alone moved the score. Companies a pass
+//! touched are scored last (`companies`), when the model scores them.
+
+mod companies;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -217,6 +220,11 @@ pub struct PassReport {
     pub companies: u64,
     /// Companies changed since the last pass.
     pub companies_changed: u64,
+    /// Companies scored from their people (company scores).
+    pub accounts_scored: u64,
+    /// Companies whose outputs changed, and those written.
+    pub accounts_changed: u64,
+    pub accounts_written: u64,
     /// Lists whose members were read (the others had not changed).
     pub lists_read: u64,
     /// Stored records rescored because their company or a list
@@ -302,6 +310,19 @@ impl PassReport {
                 out,
                 "companies: {} read, {} changed since the last pass",
                 self.companies, self.companies_changed
+            );
+        }
+        if self.accounts_scored > 0 {
+            let _ = writeln!(
+                out,
+                "company scores: {} companies scored from their people; {} need writes{}",
+                self.accounts_scored,
+                self.accounts_changed,
+                if self.dry_run {
+                    String::new()
+                } else {
+                    format!(", {} written", self.accounts_written)
+                }
             );
         }
         if self.lists_read > 0 || self.moved > 0 {
@@ -427,6 +448,17 @@ struct Worker<'a, C: Crm> {
     streamed: FxHashMap<String, Vec<CrmEvent>>,
     /// Keys (record ids, `email:` addresses) that got a new occurrence.
     touched: FxHashSet<String>,
+    /// The model scores companies: the companies of scored records are
+    /// scored at the end of the pass.
+    accounts: bool,
+    /// Companies whose people this pass scored.
+    touched_companies: FxHashSet<String>,
+    /// Company scorecards the people of this pass were scored with.
+    company_cards: FxHashMap<String, Arc<crate::Scorecard>>,
+    /// People whose rules read their company's score wait for the
+    /// company stage (saved in the state, scored once with their
+    /// company's final score) instead of being planned as pulled.
+    defer_people: bool,
 }
 
 /// Each list the model names, with its members (record ids).
@@ -453,22 +485,39 @@ impl<'a, C: Crm> Worker<'a, C> {
         &mut self,
         records: Vec<(CrmRecord, Written)>,
         on_change: &mut impl FnMut(&RecordChange),
-    ) -> Vec<String> {
-        let model = &self.connection.model;
+    ) -> Result<Vec<String>, PassError> {
+        let connection = self.connection;
+        let model = &connection.model;
         metrics::counter!("leadscored_records_scored_total").increment(records.len() as u64);
         let mut settled = Vec::new();
         for (mut pulled, ours) in records {
-            if let Some(memberships) = &self.memberships {
-                pulled.lists = memberships
-                    .iter()
-                    .filter(|(_, members)| members.contains(&pulled.id))
-                    .map(|(name, _)| name.clone())
-                    .collect();
+            let company_id = pulled
+                .company_id()
+                .filter(|_| self.accounts)
+                .map(str::to_owned);
+            if let Some(id) = &company_id {
+                self.touched_companies.insert(id.clone());
+                if self.defer_people && self.state.is_some() {
+                    continue;
+                }
             }
+            self.apply_lists(&mut pulled);
             let company = self.company_of(&pulled);
-            let record =
-                mapping::to_record(model, &self.connection.inputs, &pulled, company.as_deref());
-            let card = model.score(&record, self.pass.now);
+            let record = mapping::to_record(model, &connection.inputs, &pulled, company.as_deref());
+            let card = match company_id.filter(|_| model.reads_company_score()) {
+                Some(id) => {
+                    let company_card = self.company_card(&id)?;
+                    let mut card = crate::Scorecard::default();
+                    model.score_with_company(
+                        &record,
+                        Some(&company_card),
+                        self.pass.now,
+                        &mut card,
+                    );
+                    card
+                }
+                None => model.score(&record, self.pass.now),
+            };
             let changes =
                 crate::plan::changes(model, &self.connection.outputs, &pulled.values, &card);
             for output in &self.choices {
@@ -527,15 +576,31 @@ impl<'a, C: Crm> Worker<'a, C> {
                 ));
             }
         }
-        settled
+        Ok(settled)
+    }
+
+    /// Puts the model's lists a record is in on it, when lists are read.
+    fn apply_lists(&self, record: &mut CrmRecord) {
+        if let Some(memberships) = &self.memberships {
+            record.lists = memberships
+                .iter()
+                .filter(|(_, members)| members.contains(&record.id))
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
     }
 
     /// The values of a record's company: read this pass, or stored.
     fn company_of(&mut self, record: &CrmRecord) -> Option<Arc<CompanyValues>> {
+        let id = record.company_id()?.to_owned();
+        self.company_by_id(&id)
+    }
+
+    /// A company's values by id: read this pass, or stored.
+    fn company_by_id(&mut self, id: &str) -> Option<Arc<CompanyValues>> {
         if self.company_fields_empty() {
             return None;
         }
-        let id = record.company_id()?;
         if let Some(found) = self.companies.get(id) {
             return Some(found.clone());
         }
@@ -822,7 +887,7 @@ impl<'a, C: Crm> Worker<'a, C> {
             self.attach_events(record)?;
         }
         let records = page.into_iter().map(|r| (r, Written::new())).collect();
-        Ok(self.plan(records, on_change))
+        self.plan(records, on_change)
     }
 
     /// Scores stored records (no pull) and writes what moved.
@@ -836,7 +901,7 @@ impl<'a, C: Crm> Worker<'a, C> {
             self.attach_events(record)?;
         }
         self.report.rescored += records.len() as u64;
-        let settled = self.plan(records, on_change);
+        let settled = self.plan(records, on_change)?;
         self.settle(&settled)?;
         if let Some(batch) = self.take_batch(false) {
             let done = self.start_write(batch).await;
@@ -1418,6 +1483,10 @@ pub async fn run_targeted_reporting<C: Crm>(
         streams_on: prepared.events.is_some(),
         streamed: FxHashMap::default(),
         touched: FxHashSet::default(),
+        accounts: connection.model.has_company_scores(),
+        touched_companies: FxHashSet::default(),
+        company_cards: FxHashMap::default(),
+        defer_people: connection.model.reads_company_score() && !pass.dry_run,
         report: PassReport {
             events: match &prepared.events {
                 Some(plan) if plan.streams => "streams".to_owned(),
@@ -1505,6 +1574,8 @@ async fn run_stages<C: Crm>(
         }
         worker.flush().await?;
     }
+    companies::score_companies(worker, stop, on_change).await?;
+    worker.flush().await?;
     let pass = worker.pass;
     if !pass.dry_run
         && pass.since.is_none()
