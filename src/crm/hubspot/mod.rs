@@ -1582,7 +1582,9 @@ impl Crm for Hubspot {
                 .filter(|s| s.object == object)
                 .cloned()
                 .collect();
-            if specs.is_empty() {
+            // Contacts are always checked (the call proves the token);
+            // companies only when something is written to them.
+            if specs.is_empty() && object == Object::Company {
                 continue;
             }
             let part = self.setup_object(object, &specs, apply).await?;
