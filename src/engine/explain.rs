@@ -762,7 +762,7 @@ pub fn explain_account(
                 part,
                 range,
             } => match super::rollup_value(people, *agg, *score, *part) {
-                Some(value) => (range.contains(value), format!("{}", num(value))),
+                Some(value) => (range.contains(value), num(value)),
                 None => (false, "no people".to_owned()),
             },
             Cond::PeopleCount { cond, range } => {

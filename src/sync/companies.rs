@@ -16,6 +16,9 @@ use crate::engine::{AccountCard, Scorecard};
 use crate::model::{Model, Object};
 use crate::state::Written;
 
+/// A company's scorecard, and its stored people with what was written to each.
+type Scored = (Arc<Scorecard>, Vec<(CrmRecord, Written)>);
+
 /// Companies scored and written per step (HubSpot's batch update maximum).
 const COMPANY_STEP: usize = 100;
 /// Company scorecards kept at hand for scoring their people.
@@ -39,10 +42,7 @@ impl<C: Crm> Worker<'_, C> {
     }
 
     /// Scores a company from the state: its scorecard, and its people.
-    pub(super) fn score_account(
-        &mut self,
-        company: &str,
-    ) -> Result<(Arc<Scorecard>, Vec<(CrmRecord, Written)>), PassError> {
+    pub(super) fn score_account(&mut self, company: &str) -> Result<Scored, PassError> {
         let connection = self.connection;
         let model = &connection.model;
         let people = self.people_of(company)?;
