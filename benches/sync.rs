@@ -13,6 +13,10 @@
 //! may go at once, every further 100 need another 10 seconds.
 //!
 //! `LEADSCORED_BENCH_CONTACTS` changes N (default 20,000).
+//! `LEADSCORED_BENCH_ACCOUNTS=1` adds an account score to the model (fit
+//! from the company, roll-ups and a buying group over its people) with
+//! its score and tier written to each company, to compare the calls with
+//! company scores on and off.
 
 #![allow(
     clippy::unwrap_used,
@@ -75,6 +79,22 @@ async fn run(contacts: u64) {
             // index-lag overlap keeps each pass to what changed since.
             "[limits]\nper_ten_seconds = 100\nsearch_overlap_secs = 5\n",
         );
+    let accounts = std::env::var("LEADSCORED_BENCH_ACCOUNTS").is_ok_and(|v| v == "1");
+    let source = if accounts {
+        let model = dir.path().join("accounts.toml");
+        let text = std::fs::read_to_string(root.join("config/b2b.toml")).unwrap();
+        std::fs::write(&model, format!("{text}\n{ACCOUNT_SCORE}")).unwrap();
+        format!("{source}\n{ACCOUNT_OUTPUTS}").replace(
+            "model = \"b2b.toml\"",
+            &format!("model = {:?}", model.display().to_string()),
+        )
+    } else {
+        source
+    };
+    println!(
+        "company scores           {}",
+        if accounts { "on" } else { "off" }
+    );
     let mut connection =
         Connection::parse("hubspot.toml", &source, &root.join("config"), None).unwrap();
     connection.override_base_url(&fake.url()).unwrap();
@@ -146,9 +166,19 @@ async fn run(contacts: u64) {
     }
     event_floor += u64::from(forms);
     println!("events by type           {counts:?}");
+    if accounts {
+        println!(
+            "  companies              {} scored from their people, {} written in {} batches",
+            first.accounts_scored,
+            first.accounts_written,
+            prefixed(&after, "/crm/v3/objects/companies/batch/update")
+                - prefixed(&before, "/crm/v3/objects/companies/batch/update")
+        );
+    }
     let first_minimum = contacts.div_ceil(100)
         + companies.div_ceil(100)
         + first.changed.div_ceil(100)
+        + first.accounts_changed.div_ceil(100)
         + 1
         + list_calls
         + event_floor;
@@ -156,10 +186,11 @@ async fn run(contacts: u64) {
         |calls: u64| Duration::from_secs(10 * calls.saturating_sub(100).div_ceil(100));
     println!("contacts                 {contacts} across {companies} companies");
     println!(
-        "first sync               {first_calls} calls (minimum {first_minimum}: {} contact pages, {} company batches, {} write batches, the account check, {list_calls} list calls, {event_floor} event pages); {:.3}x the minimum",
+        "first sync               {first_calls} calls (minimum {first_minimum}: {} contact pages, {} company batches, {} write batches, {} company write batches, the account check, {list_calls} list calls, {event_floor} event pages); {:.3}x the minimum",
         contacts.div_ceil(100),
         companies.div_ceil(100),
         first.changed.div_ceil(100),
+        first.accounts_changed.div_ceil(100),
         first_calls as f64 / first_minimum as f64
     );
     println!(
@@ -205,12 +236,14 @@ async fn run(contacts: u64) {
     let after = stats().await;
     let calls = requests(&after) - requests(&before);
     println!(
-        "incremental, 1 % of companies changed ({edited}): {calls} calls in {:.1} s; {} contacts rescored from state, {} written in {} write calls, {} contacts read",
+        "incremental, 1 % of companies changed ({edited}): {calls} calls in {:.1} s; {} contacts rescored from state, {} written in {} write calls, {} contacts read; {} companies scored, {} written",
         started.elapsed().as_secs_f64(),
         incremental.moved,
         incremental.written,
         incremental.write_calls,
-        incremental.pulled
+        incremental.pulled,
+        incremental.accounts_scored,
+        incremental.accounts_written
     );
     println!(
         "  429s                   {}",
@@ -260,6 +293,63 @@ async fn run(contacts: u64) {
         first_calls as f64 / calls.max(1) as f64
     );
 }
+
+/// The account score `LEADSCORED_BENCH_ACCOUNTS=1` adds to the example model.
+const ACCOUNT_SCORE: &str = r#"
+[[score]]
+name = "account"
+object = "company"
+tiers = [{ label = "Low", min = 0 }, { label = "Medium", min = 40 }, { label = "High", min = 70 }]
+
+[[score.group]]
+name = "Firmographics"
+part = "fit"
+
+[[score.group.rule]]
+name = "200+ employees"
+property = "numemployees"
+gte = 200
+points = 20
+
+[[score.group.rule]]
+name = "Target industry"
+property = "industry"
+one_of = ["Software", "Financial Services", "Manufacturing", "Retail"]
+points = 20
+
+[[score.group]]
+name = "People"
+part = "engagement"
+
+[[score.group.rule]]
+name = "Two engaged decision makers"
+people_count = { all = [{ rule = "Decision maker" }, { score = "contact", part = "engagement", gte = 20 }] }
+gte = 2
+points = 30
+
+[[score.group.rule]]
+name = "Buying group"
+roles = ["Decision maker", "Target department"]
+points = 20
+
+[[score.group.rule]]
+name = "Team engagement"
+people_sum = "contact"
+part = "engagement"
+gte = 100
+points = 10
+"#;
+
+/// Its outputs, on the company.
+const ACCOUNT_OUTPUTS: &str = r#"
+[[output]]
+property = "leadscored_account_score"
+value = "account.total"
+
+[[output]]
+property = "leadscored_account_tier"
+value = "account.tier"
+"#;
 
 /// One incremental pass with the state, as the daemon runs it.
 async fn incremental_pass(

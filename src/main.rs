@@ -331,12 +331,24 @@ struct Outcomes {
     /// Score as of this moment (the snapshot time).
     #[arg(long)]
     now: Option<String>,
+    /// Each line is a company with its people (as for `score
+    /// --companies`), judged on its company scores.
+    #[arg(long)]
+    companies: bool,
     /// Print JSON instead of the readable report.
     #[arg(long)]
     json: bool,
 }
 
 impl Outcomes {
+    fn lines(&self) -> commands::Lines {
+        if self.companies {
+            commands::Lines::Companies
+        } else {
+            commands::Lines::Contacts
+        }
+    }
+
     fn spec(&self) -> Result<commands::OutcomeSpec, CommandError> {
         commands::OutcomeSpec::parse(&self.outcome).map_err(CommandError::Data)
     }
@@ -560,7 +572,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 &model,
                 records.now()?,
                 &records.spec()?,
-                records.input()?,
+                (records.input()?, records.lines()),
                 threads(),
             )?;
             records.emit(&report, report.text(), &skipped)?;
@@ -586,7 +598,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 &new,
                 records.now()?,
                 &records.spec()?,
-                records.input()?,
+                (records.input()?, records.lines()),
                 threads(),
             )?;
             records.emit(&diff, diff.text(), &skipped)?;
@@ -624,7 +636,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 records.now()?,
                 &records.spec()?,
                 &mut open,
-                threads(),
+                (threads(), records.lines()),
                 allow_sign_change,
             )?;
             records.emit(&result, result.text(), &skipped)?;

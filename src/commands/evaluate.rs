@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::CommandError;
+use super::Lines;
 use super::lines::for_each_block;
 use crate::Scorecard;
 use crate::evaluate::calibrate::{Calibration, Judge, Outcome, rewrite_points};
@@ -262,6 +263,8 @@ struct Scored {
     /// One per model.
     memos: Vec<crate::record::AttrMemo>,
     record: crate::Record,
+    account: crate::record::Account,
+    account_card: crate::engine::AccountCard,
 }
 
 impl Scored {
@@ -280,7 +283,7 @@ fn each_scored(
     models: &[&Model],
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl Read,
+    (input, lines): (impl Read, Lines),
     threads: usize,
     mut visit: impl FnMut(&str, &[Scorecard], bool),
 ) -> Result<Skipped, CommandError> {
@@ -315,17 +318,39 @@ fn each_scored(
                 };
                 let start = scored.ids.len();
                 for (m, model) in models.iter().enumerate() {
-                    let record = &mut scored.record;
-                    match model.parse_record_into(text, &mut scored.memos[m], record) {
-                        Ok(()) => {
+                    let slot = scored.used + m;
+                    if scored.cards.len() <= slot {
+                        scored.cards.resize_with(slot + 1, Scorecard::default);
+                    }
+                    let read = if lines == Lines::Companies {
+                        let account = &mut scored.account;
+                        model
+                            .parse_account_into(text, &mut scored.memos[m], account)
+                            .map(|()| {
+                                let cards = &mut scored.account_card;
+                                model.score_account_into(
+                                    &account.company,
+                                    &account.people,
+                                    now,
+                                    cards,
+                                );
+                                scored.cards[slot].clone_from(&cards.company);
+                                account.company.id()
+                            })
+                    } else {
+                        let record = &mut scored.record;
+                        model
+                            .parse_record_into(text, &mut scored.memos[m], record)
+                            .map(|()| {
+                                model.score_into(record, now, &mut scored.cards[slot]);
+                                record.id()
+                            })
+                    };
+                    match read {
+                        Ok(id) => {
                             if m == 0 {
-                                scored.ids.push_str(record.id());
+                                scored.ids.push_str(id);
                             }
-                            let slot = scored.used + m;
-                            if scored.cards.len() <= slot {
-                                scored.cards.resize_with(slot + 1, Scorecard::default);
-                            }
-                            model.score_into(record, now, &mut scored.cards[slot]);
                         }
                         Err(e) => {
                             scored.ids.truncate(start);
@@ -368,7 +393,7 @@ pub fn backtest(
     model: &Model,
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl Read,
+    input: (impl Read, Lines),
     threads: usize,
 ) -> Result<(Report, Skipped), CommandError> {
     let mut collector = Collector::new(model);
@@ -422,13 +447,19 @@ pub fn diff(
     new: &Model,
     now: Timestamp,
     outcome: &OutcomeSpec,
-    input: impl Read,
+    input: (impl Read, Lines),
     threads: usize,
 ) -> Result<(Diff, Skipped), CommandError> {
+    // Companies are compared on their company scores, people on theirs.
+    let object = match input.1 {
+        Lines::Companies => crate::model::Object::Company,
+        Lines::Contacts => crate::model::Object::Contact,
+    };
     let shared: Vec<(usize, usize, String)> = old
         .scores
         .iter()
         .enumerate()
+        .filter(|(_, s)| s.object == object)
         .filter_map(|(i, s)| {
             new.scores
                 .iter()
@@ -699,11 +730,19 @@ pub fn calibrate<'a>(
     now: Timestamp,
     outcome: &OutcomeSpec,
     open: &mut dyn FnMut() -> Result<Box<dyn BufRead + 'a>, CommandError>,
-    threads: usize,
+    (threads, lines): (usize, Lines),
     allow_sign_change: bool,
 ) -> Result<(Outcome, Option<String>, Skipped), CommandError> {
+    let object = match lines {
+        Lines::Companies => crate::model::Object::Company,
+        Lines::Contacts => crate::model::Object::Contact,
+    };
     let index = match score {
-        None => 0,
+        None => (0..model.scores.len())
+            .find(|&i| model.score_object(i) == object)
+            .ok_or_else(|| {
+                CommandError::Data(format!("the model has no {} score", object.as_str()))
+            })?,
         Some(name) => model
             .scores
             .iter()
@@ -717,7 +756,7 @@ pub fn calibrate<'a>(
         &[model],
         now,
         outcome,
-        open()?,
+        (open()?, lines),
         threads,
         |id, cards, converted| {
             if let Some(card) = cards.first() {
@@ -753,7 +792,7 @@ pub fn calibrate<'a>(
         &[model, &written],
         now,
         outcome,
-        open()?,
+        (open()?, lines),
         threads,
         |id, cards, converted| {
             if let [hand, proposed] = cards {

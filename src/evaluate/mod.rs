@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::Scorecard;
 use crate::grade::Grade;
-use crate::model::Model;
+use crate::model::{Model, Object};
 
 /// ROC AUC of `scores` against outcomes: the chance that a random converter
 /// scores above a random non-converter, ties counting one half. `None`
@@ -336,6 +336,9 @@ pub struct Collector<'m> {
     grades: [(u64, u64); 14],
     /// Per score, per rule: fired among converters, among others.
     fired: Vec<Vec<(u64, u64)>>,
+    /// Whose cards these are: contacts (their contact scores) or
+    /// companies (their company scores), from the first card.
+    object: Object,
 }
 
 impl<'m> Collector<'m> {
@@ -361,16 +364,21 @@ impl<'m> Collector<'m> {
                 .iter()
                 .map(|s| vec![(0, 0); s.rules.len()])
                 .collect(),
+            object: Object::Contact,
         }
     }
 
     pub fn add(&mut self, card: &Scorecard, converted: bool) {
+        self.object = card.object;
         self.outcomes.push(converted);
         let count = |cell: &mut (u64, u64)| {
             cell.0 += 1;
             cell.1 += u64::from(converted);
         };
         for (i, result) in card.scores.iter().enumerate().take(self.totals.len()) {
+            if self.model.scores[i].object != card.object {
+                continue;
+            }
             self.totals[i].push(result.total);
             let tiers = &mut self.tiers[i];
             let last = tiers.len() - 1;
@@ -420,6 +428,9 @@ impl<'m> Collector<'m> {
         let mut scores = Vec::new();
         let mut criteria = Vec::new();
         for (i, spec) in model.scores.iter().enumerate() {
+            if spec.object != self.object {
+                continue;
+            }
             let auc = auc(&mut self.scored(i));
             // Highest first; among equal totals, file order.
             let mut scored = self.scored(i);
@@ -502,7 +513,7 @@ impl<'m> Collector<'m> {
             let key = |c: &Criterion| c.among_converters - c.among_others;
             key(b).total_cmp(&key(a))
         });
-        let grades = if model.profiles.is_empty() {
+        let grades = if model.profiles.is_empty() || self.object == Object::Company {
             Vec::new()
         } else {
             Grade::ladder()

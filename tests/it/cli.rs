@@ -697,3 +697,64 @@ fn score_and_explain_companies_with_their_people() {
     }
     assert!(!shown.contains("Grade"), "a company has no grade:\n{shown}");
 }
+
+#[test]
+fn backtest_and_diff_judge_companies_on_their_company_scores() {
+    let out = leadscored(
+        &[
+            "backtest",
+            "--config",
+            "config/accounts.toml",
+            "--input",
+            "fixtures/records/accounts.jsonl",
+            "--companies",
+            "--now",
+            NOW,
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let scores: Vec<&str> = report["report"]["scores"]
+        .as_array()
+        .or_else(|| report["scores"].as_array())
+        .expect("scores")
+        .iter()
+        .filter_map(|s| s["score"].as_str())
+        .collect();
+    assert_eq!(scores, ["account"], "{report}");
+    let shown = report.to_string();
+    assert!(shown.contains("\"records\":3"), "{shown}");
+
+    // A stricter "High" tier moves the High company down, and nothing else.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stricter = dir.path().join("stricter.toml");
+    std::fs::write(
+        &stricter,
+        read("config/accounts.toml").replace(
+            "{ label = \"High\", min = 70 },\n]\n\n[[score.group]]\nname = \"Firmographics\"",
+            "{ label = \"High\", min = 90 },\n]\n\n[[score.group]]\nname = \"Firmographics\"",
+        ),
+    )
+    .expect("write");
+    let out = leadscored(
+        &[
+            "diff",
+            "--config",
+            "config/accounts.toml",
+            "--config",
+            stricter.to_str().expect("utf-8"),
+            "--input",
+            "fixtures/records/accounts.jsonl",
+            "--companies",
+            "--now",
+            NOW,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("High → Medium"), "{shown}");
+    assert!(!shown.contains("\"contact\""), "{shown}");
+}

@@ -2,7 +2,7 @@
 //! commands on generated people whose outcome is correlated with fit and
 //! engagement by construction (and on people whose outcome is random).
 
-use leadscored::commands::{OutcomeSpec, backtest, calibrate, diff, generate};
+use leadscored::commands::{Lines, OutcomeSpec, backtest, calibrate, diff, generate};
 use leadscored::evaluate::{auc, top_share, wilson};
 
 const NOW: &str = "2026-11-01T00:00:00Z";
@@ -97,7 +97,7 @@ fn a_small_backtest_matches_hand_computed_figures() {
         &model,
         crate::now(NOW),
         &OutcomeSpec::parse("outcome").expect("spec"),
-        records.as_bytes(),
+        (records.as_bytes(), Lines::Contacts),
         2,
     )
     .expect("backtest");
@@ -184,7 +184,7 @@ gte = 40
         &model,
         crate::now(NOW),
         &OutcomeSpec::parse("outcome").expect("spec"),
-        lines.as_bytes(),
+        (lines.as_bytes(), Lines::Contacts),
         1,
     )
     .expect("backtest");
@@ -218,8 +218,14 @@ fn outcomes_can_come_from_a_property_or_an_event() {
     let model = leadscored::Model::compile("tiny.toml", TINY).expect("compiles");
     let lines = "{\"id\": 1, \"properties\": {\"lifecyclestage\": \"Customer\", \"jobtitle\": \"director\"}, \"events\": [{\"type\": \"closed_won\", \"at\": \"2026-10-01T00:00:00Z\"}]}\n{\"id\": 2, \"properties\": {\"lifecyclestage\": \"lead\"}}\n";
     for spec in [property, event] {
-        let (report, _) =
-            backtest(&model, crate::now(NOW), &spec, lines.as_bytes(), 1).expect("backtest");
+        let (report, _) = backtest(
+            &model,
+            crate::now(NOW),
+            &spec,
+            (lines.as_bytes(), Lines::Contacts),
+            1,
+        )
+        .expect("backtest");
         assert_eq!((report.records, report.converted), (2, 1));
     }
 }
@@ -260,8 +266,14 @@ fn the_example_model_separates_generated_converters_and_calibrate_judges_what_it
     let source = crate::read("config/b2b.toml");
     let lines = generated(80_000, 5);
     let spec = OutcomeSpec::parse("outcome").expect("spec");
-    let (report, _) =
-        backtest(&model, crate::now(NOW), &spec, lines.as_bytes(), 2).expect("backtest");
+    let (report, _) = backtest(
+        &model,
+        crate::now(NOW),
+        &spec,
+        (lines.as_bytes(), Lines::Contacts),
+        2,
+    )
+    .expect("backtest");
     let contact = &report.scores[0];
     assert!(contact.auc.expect("auc") > 0.65, "{:?}", contact.auc);
     assert!(contact.top[0].lift > 1.5, "{:?}", contact.top[0]);
@@ -304,7 +316,7 @@ fn the_example_model_separates_generated_converters_and_calibrate_judges_what_it
         crate::now(NOW),
         &spec,
         &mut reopen(&lines),
-        2,
+        (2, Lines::Contacts),
         false,
     )
     .expect("calibrate");
@@ -358,7 +370,7 @@ fn the_example_model_separates_generated_converters_and_calibrate_judges_what_it
         &proposed,
         crate::now(NOW),
         &spec,
-        lines.as_bytes(),
+        (lines.as_bytes(), Lines::Contacts),
         2,
     )
     .expect("diff");
@@ -382,8 +394,14 @@ fn on_random_outcomes_auc_is_chance_and_calibrate_claims_nothing() {
     let source = crate::read("config/b2b.toml");
     let lines = randomised(&generated(30_000, 6));
     let spec = OutcomeSpec::parse("outcome").expect("spec");
-    let (report, _) =
-        backtest(&model, crate::now(NOW), &spec, lines.as_bytes(), 2).expect("backtest");
+    let (report, _) = backtest(
+        &model,
+        crate::now(NOW),
+        &spec,
+        (lines.as_bytes(), Lines::Contacts),
+        2,
+    )
+    .expect("backtest");
     let auc = report.scores[0].auc.expect("auc");
     assert!((auc - 0.5).abs() < 0.03, "{auc}");
     let (fitted, _, _) = calibrate(
@@ -393,7 +411,7 @@ fn on_random_outcomes_auc_is_chance_and_calibrate_claims_nothing() {
         crate::now(NOW),
         &spec,
         &mut reopen(&lines),
-        2,
+        (2, Lines::Contacts),
         false,
     )
     .expect("calibrate");
@@ -493,7 +511,7 @@ fn calibrate_recovers_known_coefficients_in_their_units_and_keeps_signs() {
             crate::now(NOW),
             &spec,
             &mut reopen(&lines),
-            2,
+            (2, Lines::Contacts),
             allow,
         )
         .expect("calibrate")
