@@ -161,7 +161,7 @@ pub(super) async fn score_companies<C: Crm>(
         let mut updates = Vec::new();
         for id in chunk {
             let (card, people) = worker.score_account(id)?;
-            if model.reads_company_score() {
+            if worker.people_need_company {
                 // People waited for their company (or, in a dry run, were
                 // scored with it as the pass found it, and again when it
                 // has moved since).

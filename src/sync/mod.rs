@@ -455,10 +455,26 @@ struct Worker<'a, C: Crm> {
     touched_companies: FxHashSet<String>,
     /// Company scorecards the people of this pass were scored with.
     company_cards: FxHashMap<String, Arc<crate::Scorecard>>,
+    /// People's scorecards need their company's: their rules or stages
+    /// read `company_score`, or a contact output is a company score's.
+    people_need_company: bool,
     /// People whose rules read their company's score wait for the
     /// company stage (saved in the state, scored once with their
     /// company's final score) instead of being planned as pulled.
     defer_people: bool,
+}
+
+/// Whether a contact's scorecard needs its company's: a contact rule or
+/// stage reads `company_score`, or a contact output writes a company
+/// score's value onto the contact.
+fn people_need_company(connection: &Connection) -> bool {
+    let model = &connection.model;
+    model.reads_company_score()
+        || connection.outputs.iter().any(|o| {
+            o.value
+                .score()
+                .is_some_and(|i| model.score_object(i) == crate::model::Object::Company)
+        })
 }
 
 /// Each list the model names, with its members (record ids).
@@ -504,7 +520,7 @@ impl<'a, C: Crm> Worker<'a, C> {
             self.apply_lists(&mut pulled);
             let company = self.company_of(&pulled);
             let record = mapping::to_record(model, &connection.inputs, &pulled, company.as_deref());
-            let card = match company_id.filter(|_| model.reads_company_score()) {
+            let card = match company_id.filter(|_| self.people_need_company) {
                 Some(id) => {
                     let company_card = self.company_card(&id)?;
                     let mut card = crate::Scorecard::default();
@@ -1486,7 +1502,8 @@ pub async fn run_targeted_reporting<C: Crm>(
         accounts: connection.model.has_company_scores(),
         touched_companies: FxHashSet::default(),
         company_cards: FxHashMap::default(),
-        defer_people: connection.model.reads_company_score() && !pass.dry_run,
+        people_need_company: people_need_company(connection),
+        defer_people: people_need_company(connection) && !pass.dry_run,
         report: PassReport {
             events: match &prepared.events {
                 Some(plan) if plan.streams => "streams".to_owned(),

@@ -107,6 +107,11 @@ value = "account.total"
 [[output]]
 property = "leadscored_account_tier"
 value = "account.tier"
+
+[[output]]
+property = "leadscored_contact_account_tier"
+value = "account.tier"
+object = "contact"
 "#,
         model = model.display().to_string()
     )
@@ -225,6 +230,7 @@ async fn a_second_director_makes_the_account_high_and_its_people_mqls() {
         let contact = props(&url, &format!("/__fake/contacts/{id}")).await;
         assert_eq!(contact["leadscored_score"], "10", "{id}");
         assert_eq!(contact["leadscored_stage"], "Lead", "{id}");
+        assert_eq!(contact["leadscored_contact_account_tier"], "Medium", "{id}");
     }
 
     // A second director: the account is High, and the analysts become MQLs.
@@ -252,7 +258,8 @@ async fn a_second_director_makes_the_account_high_and_its_people_mqls() {
     }
     let director = props(&url, &format!("/__fake/contacts/{}", people[1])).await;
     assert_eq!(director["leadscored_stage"], "MQL");
-    // One company written; the new director and the analysts, nobody else.
+    // One company written, and its people (the account tier they carry
+    // moved), nobody else.
     assert_eq!(report.accounts_written, 1, "{}", report.text());
     assert_eq!(
         written(&after, "companies written") - written(&before, "companies written"),
@@ -260,7 +267,7 @@ async fn a_second_director_makes_the_account_high_and_its_people_mqls() {
     );
     assert_eq!(
         written(&after, "contacts written") - written(&before, "contacts written"),
-        people.len() as u64 - 1,
+        people.len() as u64,
         "{}",
         report.text()
     );
