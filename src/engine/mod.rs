@@ -226,16 +226,7 @@ impl Model {
         card: &mut Scorecard,
     ) {
         let now_ms = now.as_millisecond();
-        card.object = Object::Company;
-        card.grade = None;
-        card.profile = None;
-        card.grade_steps.clear();
-        card.disqualified_by = None;
-        card.warnings.clear();
-        card.warnings.extend_from_slice(&company.warnings);
-        card.scores
-            .resize_with(self.scores.len(), ScoreResult::default);
-        self.tally_events(company, now_ms, &mut card.accs);
+        self.start_card(company, Object::Company, now_ms, card);
         let mut cx = Cx {
             record: company,
             now_ms,
@@ -277,16 +268,7 @@ impl Model {
         card: &mut Scorecard,
     ) {
         let now_ms = now.as_millisecond();
-        card.object = Object::Contact;
-        card.grade = None;
-        card.profile = None;
-        card.grade_steps.clear();
-        card.disqualified_by = None;
-        card.warnings.clear();
-        card.warnings.extend_from_slice(&record.warnings);
-        card.scores
-            .resize_with(self.scores.len(), ScoreResult::default);
-        self.tally_events(record, now_ms, &mut card.accs);
+        self.start_card(record, Object::Contact, now_ms, card);
 
         let company = company.filter(|c| c.object == Object::Company);
         let mut cx = Cx {
@@ -332,6 +314,21 @@ impl Model {
             card.grade,
             disqualifier.is_some(),
         );
+    }
+
+    /// Empties `card` for `record` (keeping its buffers) and tallies the
+    /// record's events.
+    fn start_card(&self, record: &Record, object: Object, now_ms: i64, card: &mut Scorecard) {
+        card.object = object;
+        card.grade = None;
+        card.profile = None;
+        card.grade_steps.clear();
+        card.disqualified_by = None;
+        card.warnings.clear();
+        card.warnings.extend_from_slice(&record.warnings);
+        card.scores
+            .resize_with(self.scores.len(), ScoreResult::default);
+        self.tally_events(record, now_ms, &mut card.accs);
     }
 
     fn tally_events(&self, record: &Record, now_ms: i64, accs: &mut Vec<Acc>) {

@@ -154,11 +154,12 @@ pub(super) async fn score_companies<C: Crm>(
         .into_iter()
         .collect();
     ids.sort();
+    // Company writes wait for a whole batch across steps.
+    let mut updates = Vec::new();
     for chunk in ids.chunks(COMPANY_STEP) {
         if stop.is_stopped() {
             return Err(PassError::Stopped);
         }
-        let mut updates = Vec::new();
         for id in chunk {
             let (card, people) = worker.score_account(id)?;
             if worker.people_need_company {
@@ -207,10 +208,16 @@ pub(super) async fn score_companies<C: Crm>(
                 ));
             }
         }
-        worker.flush().await?;
-        if !updates.is_empty() {
-            worker.write_companies(updates).await?;
+        if updates.len() >= COMPANY_STEP {
+            let rest = updates.split_off(COMPANY_STEP);
+            worker
+                .write_companies(std::mem::replace(&mut updates, rest))
+                .await?;
         }
+    }
+    worker.flush().await?;
+    if !updates.is_empty() {
+        worker.write_companies(updates).await?;
     }
     Ok(())
 }

@@ -1125,23 +1125,18 @@ async fn prepare_related<C: Crm>(
     }
     if !related.company_fields.is_empty()
         && usable
-        && let (PullKind::Since(since), Some(stored)) = (pull_kind, state.as_deref())
+        && state.is_some()
+        && let PullKind::Since(since) = pull_kind
     {
         let overlap = connection.limits.search_overlap.as_millis() as i64;
         let changed = crm
             .changed_companies(since - overlap, until_ms, &related.company_fields)
             .await?;
-        let mut known = stored.company_ids()?;
-        known.extend(changed.iter().map(|c| c.id.clone()));
-        if writable && let Some(state) = state.as_deref_mut() {
-            state.save_companies(&changed)?;
-        }
         tracing::info!(
             changed = changed.len(),
             "companies changed since the last pass"
         );
-        related.known_companies = Arc::new(known);
-        related.changed_companies = changed;
+        keep_changed_companies(state.as_deref_mut(), writable, changed, &mut related)?;
     }
     let names = connection.lists();
     if names.is_empty() {
@@ -1200,6 +1195,27 @@ async fn prepare_related<C: Crm>(
     Ok(related)
 }
 
+/// Companies read before the pull: known from then on (with every stored
+/// one), saved unless the pass is a dry run, and their stored people
+/// rescored after the pull.
+fn keep_changed_companies(
+    state: Option<&mut State>,
+    writable: bool,
+    changed: Vec<CrmCompany>,
+    related: &mut Related,
+) -> Result<(), PassError> {
+    if let Some(state) = state {
+        let mut known = state.company_ids()?;
+        known.extend(changed.iter().map(|c| c.id.clone()));
+        related.known_companies = Arc::new(known);
+        if writable {
+            state.save_companies(&changed)?;
+        }
+    }
+    related.changed_companies = changed;
+    Ok(())
+}
+
 /// What a webhook pass knows around its records: the companies the
 /// webhooks named, read again (their stored people are rescored), and the
 /// lists as the state holds them (the next scheduled pass reads lists).
@@ -1219,15 +1235,7 @@ async fn targeted_related<C: Crm>(
             crm.companies(&targets.companies, &related.company_fields)
                 .await?
         };
-        if let Some(stored) = state.as_deref() {
-            let mut known = stored.company_ids()?;
-            known.extend(changed.iter().map(|c| c.id.clone()));
-            related.known_companies = Arc::new(known);
-        }
-        if writable && let Some(state) = state.as_deref_mut() {
-            state.save_companies(&changed)?;
-        }
-        related.changed_companies = changed;
+        keep_changed_companies(state.as_deref_mut(), writable, changed, &mut related)?;
     }
     let names = connection.lists();
     if let Some(state) = state.as_deref().filter(|_| usable && !names.is_empty()) {

@@ -85,6 +85,23 @@ impl Inner {
         (self.config.epoch_ms - back).max(created)
     }
 
+    /// Sets company properties (by a client or a person): its modified
+    /// time moves, as in HubSpot. Returns the new modified time.
+    fn write_company(&mut self, id: u64, values: BTreeMap<String, String>) -> i64 {
+        let created = self.people.company(id).created_at;
+        let old = self.company_modified(id, created);
+        let epoch = self.config.epoch_ms;
+        let at = self.overlay.next_write_time(epoch, old);
+        self.overlay
+            .company_written
+            .entry(id)
+            .or_default()
+            .extend(values);
+        self.overlay.company_modified.insert(id, at);
+        self.overlay.dirty = true;
+        at
+    }
+
     /// A company's properties as HubSpot strings; `None` when no company
     /// has this id.
     pub(super) fn company_props(&self, id: u64) -> Option<BTreeMap<String, String>> {
@@ -588,18 +605,7 @@ pub(super) async fn batch_update_companies(
             ));
             continue;
         }
-        let created = inner.people.company(id).created_at;
-        let old = inner.company_modified(id, created);
-        let epoch = inner.config.epoch_ms;
-        let at = inner.overlay.next_write_time(epoch, old);
-        inner
-            .overlay
-            .company_written
-            .entry(id)
-            .or_default()
-            .extend(accepted);
-        inner.overlay.company_modified.insert(id, at);
-        inner.overlay.dirty = true;
+        inner.write_company(id, accepted);
         *inner
             .stats
             .entry("companies written".to_owned())
@@ -642,18 +648,7 @@ pub(super) async fn edit_company(
     let Some(id) = parse_id(&id).filter(|id| inner.company_props(*id).is_some()) else {
         return error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "no such company");
     };
-    let created = inner.people.company(id).created_at;
-    let old = inner.company_modified(id, created);
-    let epoch = inner.config.epoch_ms;
-    let at = inner.overlay.next_write_time(epoch, old);
-    inner
-        .overlay
-        .company_written
-        .entry(id)
-        .or_default()
-        .extend(values);
-    inner.overlay.company_modified.insert(id, at);
-    inner.overlay.dirty = true;
+    let at = inner.write_company(id, values);
     Json(json!({ "id": id.to_string(), "hs_lastmodifieddate": iso(at) })).into_response()
 }
 
