@@ -670,28 +670,14 @@ impl Model {
         for (stage, held) in memo.iter_mut().enumerate().take(conditions.len()) {
             *held = result.stages_held & (1 << stage) != 0;
         }
-        let mut warnings = Vec::new();
-        let mut cx = Cx {
-            record,
-            now_ms: now.as_millisecond(),
-            accs: &card.accs,
-            warnings: &mut warnings,
-            people: None,
-            company: None,
-        };
-        let view = StageView {
-            results: &card.scores,
-            grade: card.grade,
-            disqualified: card.disqualified_by.is_some(),
-            memo: &memo[..next],
-        };
         let mut items = Vec::new();
         flatten_all(cond, &mut items);
+        let now_ms = now.as_millisecond();
         Some((
             next,
             items
                 .into_iter()
-                .map(|c| (c, cx.eval(c, Some(&view))))
+                .map(|c| (c, holds_on_card(record, card, now_ms, &memo[..next], c)))
                 .collect(),
         ))
     }
@@ -742,6 +728,18 @@ pub(crate) fn person_holds(people: People<'_>, index: usize, now_ms: i64, cond: 
     let (Some(record), Some(card)) = (people.records.get(index), people.cards.get(index)) else {
         return false;
     };
+    holds_on_card(record, card, now_ms, &[], cond)
+}
+
+/// Whether `cond` holds for a scored record, read as a stage condition
+/// reads it (its scores, grade and tiers; `memo`: which earlier stages held).
+fn holds_on_card(
+    record: &Record,
+    card: &Scorecard,
+    now_ms: i64,
+    memo: &[bool],
+    cond: &Cond,
+) -> bool {
     let mut warnings = Vec::new();
     let mut cx = Cx {
         record,
@@ -755,7 +753,7 @@ pub(crate) fn person_holds(people: People<'_>, index: usize, now_ms: i64, cond: 
         results: &card.scores,
         grade: card.grade,
         disqualified: card.disqualified_by.is_some(),
-        memo: &[],
+        memo,
     };
     cx.eval(cond, Some(&view))
 }

@@ -1850,19 +1850,33 @@ async fn retry_failed<C: Crm>(
             .collect(),
         _ => Vec::new(),
     };
-    for ids in retry.chunks(RESCORE_PAGE) {
+    rescore_ids(worker, &retry, stop, on_change).await?;
+    Ok(())
+}
+
+/// Rescores these stored records, a page at a time; returns how many
+/// were found in the state.
+async fn rescore_ids<C: Crm>(
+    worker: &mut Worker<'_, C>,
+    ids: &[String],
+    stop: &Stop,
+    on_change: &mut impl FnMut(&RecordChange),
+) -> Result<u64, PassError> {
+    let mut found = 0;
+    for chunk in ids.chunks(RESCORE_PAGE) {
         if stop.is_stopped() {
             return Err(PassError::Stopped);
         }
         let mut records = Vec::new();
         if let Some(state) = worker.state.as_deref() {
-            for id in ids {
+            for id in chunk {
                 records.extend(state.record(id)?);
             }
         }
+        found += records.len() as u64;
         worker.rescore(records, on_change).await?;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Stored records the pull did not bring back whose company changed, or
@@ -1893,19 +1907,7 @@ async fn rescore_moved<C: Crm>(
     ids.sort();
     ids.dedup();
     ids.retain(|id| !seen.contains(id));
-    for chunk in ids.chunks(RESCORE_PAGE) {
-        if stop.is_stopped() {
-            return Err(PassError::Stopped);
-        }
-        let mut records = Vec::new();
-        if let Some(state) = worker.state.as_deref() {
-            for id in chunk {
-                records.extend(state.record(id)?);
-            }
-        }
-        worker.report.moved += records.len() as u64;
-        worker.rescore(records, on_change).await?;
-    }
+    worker.report.moved += rescore_ids(worker, &ids, stop, on_change).await?;
     Ok(())
 }
 
