@@ -162,6 +162,10 @@ enum Command {
         /// default: derived from --seed.
         #[arg(long)]
         portal_id: Option<u64>,
+        /// Spread the people over this many companies (default: about
+        /// eight people each).
+        #[arg(long)]
+        companies: Option<u64>,
         /// Write a ready connection file for this fake to FILE (the
         /// example model and the secrets the fake accepts go beside it).
         #[arg(long, value_name = "FILE")]
@@ -545,6 +549,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
             faults,
             echo_auth,
             portal_id,
+            companies,
             write_connection,
             webhooks,
         } => {
@@ -558,6 +563,7 @@ fn run(command: Command) -> Result<u8, CommandError> {
                 faults,
                 echo_auth,
                 portal_id,
+                companies: companies.unwrap_or(0),
             };
             commands::fake_crm(kind, listen, &options)?;
             Ok(exit::OK)

@@ -972,8 +972,9 @@ impl State {
     }
 
     /// Saves a page of pulled records (their inputs, as the CRM has them
-    /// now; earlier writes are in those values).
-    pub fn save_pulled(&mut self, records: &[CrmRecord]) -> Result<(), StateError> {
+    /// now; earlier writes are in those values), and returns the companies
+    /// some of them left (their scores lost a person).
+    pub fn save_pulled(&mut self, records: &[CrmRecord]) -> Result<Vec<String>, StateError> {
         let path = self.path.clone();
         let failed = |what: String| {
             let path = path.clone();
@@ -987,7 +988,21 @@ impl State {
             .db
             .transaction()
             .map_err(failed("saving pulled records".to_owned()))?;
+        let mut left = Vec::new();
         {
+            let mut before = tx
+                .prepare_cached("SELECT company FROM records WHERE id = ?1")
+                .map_err(failed("saving pulled records".to_owned()))?;
+            for record in records {
+                let old: Option<String> = before
+                    .query_row([&record.id], |r| r.get(0))
+                    .optional()
+                    .map_err(failed(format!("reading stored record {}", record.id)))?
+                    .flatten();
+                if let Some(old) = old.filter(|old| Some(old.as_str()) != record.company_id()) {
+                    left.push(old);
+                }
+            }
             let mut statement = tx
                 .prepare_cached(
                     "INSERT INTO records (id, seen_ms, inputs, written, company, email) VALUES (?1, ?2, ?3, NULL, ?4, ?5)
@@ -1010,16 +1025,23 @@ impl State {
         }
         tx.commit()
             .map_err(failed(format!("saving {} pulled records", records.len())))?;
-        Ok(())
+        Ok(left)
     }
 
     /// Drops records the CRM deleted or merged away: their stored inputs,
     /// failures and per-record occurrences, so no later pass rescores or
-    /// writes them.
-    pub fn forget(&mut self, ids: &[String]) -> Result<(), StateError> {
+    /// writes them. Returns the companies they belonged to.
+    pub fn forget(&mut self, ids: &[String]) -> Result<Vec<String>, StateError> {
         let fail = self.db_error(format!("forgetting {} deleted records", ids.len()));
         let tx = self.db.transaction().map_err(fail)?;
+        let mut left = Vec::new();
         {
+            let mut company = tx.prepare_cached("SELECT company FROM records WHERE id = ?1")?;
+            for id in ids {
+                let old: Option<Option<String>> =
+                    company.query_row([id], |r| r.get(0)).optional()?;
+                left.extend(old.flatten());
+            }
             let mut records = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
             let mut failed = tx.prepare_cached("DELETE FROM failed WHERE id = ?1")?;
             let mut events = tx.prepare_cached("DELETE FROM events WHERE key = ?1")?;
@@ -1032,7 +1054,7 @@ impl State {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(left)
     }
 
     /// Records a write's outcome: written records get their values and new

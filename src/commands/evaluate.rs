@@ -814,6 +814,7 @@ pub fn generate(
         seed,
         epoch_ms: epoch.as_millisecond(),
         activity: 1.0,
+        companies: 0,
     };
     for id in 1..=count {
         let person = people.person(id);

@@ -46,6 +46,8 @@ pub struct FakeOptions {
     pub echo_auth: bool,
     /// The HubSpot portal id or Pardot account id to answer as.
     pub portal_id: Option<u64>,
+    /// Companies the people work at (0: about eight people each).
+    pub companies: u64,
     /// Write a connection file for this fake here (with the example model
     /// and credential files beside it).
     pub write_connection: Option<std::path::PathBuf>,
@@ -199,6 +201,7 @@ pub fn fake_crm(
         unlimited,
         echo_auth,
         portal_id,
+        companies,
         ..
     } = *options;
     let state = options.state.as_deref();
@@ -221,6 +224,7 @@ pub fn fake_crm(
                 seed,
                 faults: faults.clone(),
                 portal_id,
+                companies,
                 ..HubspotConfig::default()
             };
             if unlimited {
@@ -262,6 +266,7 @@ pub fn fake_crm(
                 seed,
                 faults,
                 account_id: portal_id,
+                companies,
                 ..PardotConfig::default()
             };
             if unlimited {

@@ -23,7 +23,9 @@
 //! value = "contact.total"
 //! ```
 
+pub mod accounts;
 mod raw;
+pub use accounts::{AccountKey, Accounts};
 pub mod webhooks;
 
 use std::collections::BTreeMap;
@@ -39,7 +41,7 @@ use crate::model::diagnostics::Diagnostics;
 use crate::model::{ConfigErrors, Model, Object, Scope};
 use raw::{RawCrm, RawDaemon, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
 
-const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon, webhooks";
+const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon, webhooks, accounts";
 
 /// Which CRM a connection talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,6 +367,10 @@ pub struct Connection {
     pub daemon: DaemonSettings,
     /// HubSpot webhook deliveries to the daemon (`[webhooks]`).
     pub webhooks: Option<webhooks::Webhooks>,
+    /// How prospects are grouped into accounts (`[accounts]`): set when
+    /// the CRM has no account object (Pardot) and the model scores
+    /// companies.
+    pub accounts: Option<accounts::Accounts>,
 }
 
 /// When the daemon runs a pass.
@@ -461,6 +467,7 @@ impl Connection {
         let outputs_value = root.remove("output");
         let daemon_value = root.remove("daemon");
         let webhooks_value = root.remove("webhooks");
+        let accounts_value = root.remove("accounts");
         for (key, _) in root.iter() {
             d.error(
                 &key.span(),
@@ -555,6 +562,11 @@ impl Connection {
         let daemon = daemon(&mut d, raw_daemon);
         let raw_webhooks: Option<webhooks::RawWebhooks> =
             webhooks_value.and_then(|value| d.decode(value));
+        let raw_accounts = accounts_value.and_then(|value| {
+            let span = value.span();
+            d.decode::<accounts::RawAccounts>(value)
+                .map(|raw| (span, raw))
+        });
 
         let (Some((model_path, model)), Some((Some(kind), tier, settings))) = (model, crm) else {
             return Err(finish(d).into());
@@ -568,6 +580,7 @@ impl Connection {
                 .into_iter()
                 .partition(|o| o.object == Object::Company);
         let webhooks = raw_webhooks.and_then(|raw| webhooks::webhooks(&mut d, raw, kind, &daemon));
+        let accounts = accounts::accounts(&mut d, raw_accounts, kind, &model);
         if kind == CrmKind::Pardot {
             // Pardot has no webhooks: a short interval must fit the budget.
             let idle = webhooks::idle_pass_calls(kind, events.len() as u64, false, false);
@@ -587,6 +600,7 @@ impl Connection {
             company_outputs,
             daemon,
             webhooks,
+            accounts,
         })
     }
 
@@ -658,8 +672,13 @@ impl Connection {
             .map(|i| i.field.clone())
             .chain(self.outputs.iter().map(|o| o.property.clone()))
             .collect();
-        if !self.company_fields().is_empty() || self.model.has_company_scores() {
-            fields.push(COMPANY_ID.to_owned());
+        match &self.accounts {
+            // Pardot: the fields prospects are grouped into accounts by.
+            Some(accounts) => fields.extend(accounts.fields().map(str::to_owned)),
+            None if !self.company_fields().is_empty() || self.model.has_company_scores() => {
+                fields.push(COMPANY_ID.to_owned());
+            }
+            None => {}
         }
         fields.sort();
         fields.dedup();
@@ -1459,15 +1478,19 @@ fn outputs(
         let of_company = value
             .score()
             .is_some_and(|i| model.score_object(i) == Object::Company);
-        if of_company && kind == CrmKind::Pardot {
-            d.error(
-                &o.value.span(),
-                format!("`{}`: company scores are not written to Pardot yet (prospects are not grouped into accounts); write them from a HubSpot connection, or score companies with `score --companies`", o.value.get_ref()),
-            );
-            continue;
-        }
+        // Pardot has no account object: a company score's values go onto
+        // every prospect of the account.
+        let company_object = of_company && kind == CrmKind::Hubspot;
         let object = match o.object.as_ref().map(|w| w.get_ref().trim()) {
-            None if of_company => Object::Company,
+            None if company_object => Object::Company,
+            Some("company") if of_company && kind == CrmKind::Pardot => {
+                let span = o.object.as_ref().map_or(at.clone(), Spanned::span);
+                d.error(
+                    &span,
+                    format!("`{property}`: Account Engagement (Pardot) has no account object to write to; a company score's values go onto every prospect of the account, so drop object (or say object = \"contact\")"),
+                );
+                continue;
+            }
             None | Some("contact") => Object::Contact,
             Some("company") if of_company => Object::Company,
             Some("company") => {

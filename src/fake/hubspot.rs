@@ -26,6 +26,7 @@ use super::limits::{DailyBudget, RollingWindow};
 use super::people::{GenEvent, PeopleSpec, Person};
 use super::store::{Overlay, StateHeader};
 
+mod drift;
 mod engagement;
 mod objects;
 pub mod webhooks;
@@ -74,6 +75,8 @@ pub struct HubspotConfig {
     pub activity: f64,
     /// Webhook deliveries to a local receiver, as HubSpot sends them.
     pub webhooks: Option<webhooks::FakeWebhooks>,
+    /// Companies the contacts work at (0: about eight contacts each).
+    pub companies: u64,
 }
 
 impl HubspotConfig {
@@ -100,6 +103,7 @@ impl Default for HubspotConfig {
             portal_id: None,
             activity: 1.0,
             webhooks: None,
+            companies: 0,
         }
     }
 }
@@ -154,6 +158,8 @@ struct Inner {
     faults_served: BTreeMap<&'static str, u64>,
     /// Webhook events not sent yet.
     outbox: webhooks::Outbox,
+    /// Days `/__fake/advance` let pass.
+    drift_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -582,6 +588,7 @@ impl FakeHubspot {
             seed: config.seed,
             epoch_ms: config.epoch_ms,
             activity: config.activity,
+            companies: config.companies,
         };
         let other = (f64::from(config.per_ten_seconds)
             * (1.0 - config.other_integration_share.clamp(0.0, 1.0)))
@@ -617,6 +624,7 @@ impl FakeHubspot {
             fault_rng: super::people::Rng::new(config.seed, 0xFA17),
             faults_served: BTreeMap::new(),
             outbox: webhooks::Outbox::default(),
+            drift_days: 0,
             config,
         };
         let mut inner = inner;
@@ -771,6 +779,7 @@ impl FakeHubspot {
                 get(inspect_contact).post(edit_contact),
             )
             .route("/__fake/reset-daily", post(reset_daily))
+            .route("/__fake/advance", post(drift::advance))
             .route("/__fake/catch-up-search", post(catch_up_search))
             .route(
                 "/__fake/companies/{id}",

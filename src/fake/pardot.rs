@@ -68,6 +68,8 @@ pub struct PardotConfig {
     /// How long an import takes once it is Ready.
     pub import_delay: Duration,
     pub faults: Faults,
+    /// Companies the people work at (0: about eight people each).
+    pub companies: u64,
     /// The account id `/api/v5/objects/account` answers with; default:
     /// derived from the seed, so two seeds are two accounts.
     pub account_id: Option<u64>,
@@ -96,6 +98,7 @@ impl Default for PardotConfig {
             token_record_limit: TOKEN_RECORD_LIMIT,
             import_delay: Duration::ZERO,
             faults: Faults::default(),
+            companies: 0,
             account_id: None,
         }
     }
@@ -171,6 +174,8 @@ const STANDARD_FIELDS: &[&str] = &[
     "isDoNotEmail",
     "isDeleted",
     "campaignId",
+    "website",
+    "salesforceAccountId",
 ];
 /// Fields a PATCH may set (`grade` is computed by Pardot and read-only).
 const WRITABLE_FIELDS: &[&str] = &[
@@ -183,6 +188,7 @@ const WRITABLE_FIELDS: &[&str] = &[
     "industry",
     "employees",
     "phone",
+    "website",
     "score",
     "optedOut",
     "isDoNotEmail",
@@ -352,6 +358,27 @@ impl Inner {
             json!(linked.then(|| person.numemployees.to_string())),
         );
         out.insert("phone".into(), json!(person.phone));
+        // Three companies in four are Salesforce accounts their prospects'
+        // contacts belong to (an 18-character id); some give a website.
+        let company = person.company_id.map(|c| self.people.company(c));
+        out.insert(
+            "salesforceAccountId".into(),
+            json!(
+                company
+                    .as_ref()
+                    .filter(|c| c.id % 4 != 0)
+                    .map(|c| format!("0015g0000{:06}AAQ", c.id))
+            ),
+        );
+        out.insert(
+            "website".into(),
+            json!(
+                company
+                    .as_ref()
+                    .filter(|c| c.id % 8 == 0 || c.id % 4 == 2)
+                    .map(|c| format!("https://www.{}.example/", c.slug))
+            ),
+        );
         out.insert("score".into(), json!(native_score(&person)));
         out.insert("grade".into(), json!(native_grade(&person)));
         out.insert("createdAt".into(), json!(pardot_time(person.created_at)));
@@ -510,6 +537,7 @@ impl FakePardot {
                 seed: config.seed,
                 epoch_ms: config.epoch_ms,
                 activity: 1.0,
+                companies: config.companies,
             },
             overlay: Overlay::default(),
             by_updated: None,
@@ -598,7 +626,10 @@ impl FakePardot {
         let other = Router::new()
             .route("/services/oauth2/token", post(oauth_token))
             .route("/__fake/stats", get(stats))
-            .route("/__fake/prospects/{id}", get(inspect_prospect))
+            .route(
+                "/__fake/prospects/{id}",
+                get(inspect_prospect).post(edit_prospect),
+            )
             .route("/__fake/reset-daily", post(reset_daily));
         api.merge(other).with_state(self.clone())
     }
@@ -1533,6 +1564,44 @@ async fn inspect_prospect(State(fake): State<FakePardot>, Path(id): Path<String>
         }
         None => not_found(),
     }
+}
+
+/// `POST /__fake/prospects/{id}` `{"values": {"jobTitle": "…"}}`: a
+/// change made in Account Engagement or synced from Salesforce (read-only
+/// fields such as `salesforceAccountId` included); `updatedAt` moves.
+async fn edit_prospect(
+    State(fake): State<FakePardot>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct Edit {
+        values: BTreeMap<String, Value>,
+    }
+    let edit: Edit = match serde_json::from_slice(&body) {
+        Ok(edit) => edit,
+        Err(e) => return invalid(&format!("bad edit: {e}")),
+    };
+    let mut inner = fake.lock();
+    let Some(id) = parse_prospect_id(&id, &inner) else {
+        return not_found();
+    };
+    let mut values = BTreeMap::new();
+    for (name, value) in edit.values {
+        if !inner.known_field(&name) || matches!(name.as_str(), "id" | "updatedAt" | "createdAt") {
+            return invalid(&format!(
+                "{name} is not a prospect field an edit can change"
+            ));
+        }
+        let text = match value {
+            Value::String(text) => text,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        values.insert(name, text);
+    }
+    inner.write(id, values);
+    Json(json!({ "id": id, "values": inner.prospect_values(id) })).into_response()
 }
 
 /// A new day: the count starts over (and with `?max=N`, the limit changes,

@@ -274,6 +274,9 @@ pub struct PeopleSpec {
     /// How active people are: events per person relative to the default
     /// (about 13 on average over 18 months, heavy-tailed).
     pub activity: f64,
+    /// People are spread over this many companies; 0: about eight people
+    /// a company (`people / 8 + 50`, growing with the ids).
+    pub companies: u64,
 }
 
 /// One generated company (the CRM's Company record).
@@ -292,8 +295,11 @@ pub struct CompanyFacts {
 
 impl PeopleSpec {
     /// How many companies people of ids up to `people` belong to.
-    pub fn companies_for(people: u64) -> u64 {
-        people / 8 + 50
+    pub fn companies_for(&self, people: u64) -> u64 {
+        match self.companies {
+            0 => people / 8 + 50,
+            n => n,
+        }
     }
 
     /// The company with this CRM id (from 1).
@@ -337,7 +343,7 @@ impl PeopleSpec {
         let firstname = *rng.pick(FIRST);
         let lastname = *rng.pick(LAST);
         // Companies are shared: about eight people per company.
-        let company_index = rng.below(id / 8 + 50);
+        let company_index = rng.below(self.companies_for(id));
         let facts = self.company(company_index + 1);
         let (company, numemployees, industry, country, slug) = (
             facts.name,

@@ -57,6 +57,7 @@ impl<C: Crm> Worker<'_, C> {
             .collect();
         let shell = CrmRecord {
             id: company.to_owned(),
+            values: facts_from_people(connection, &people),
             ..CrmRecord::default()
         };
         let company_record =
@@ -115,6 +116,32 @@ impl<C: Crm> Worker<'_, C> {
         self.save_calls()?;
         Ok(())
     }
+}
+
+/// Where the CRM keeps company facts on each person (Account Engagement's
+/// prospects), an account's facts are its people's: each field as the
+/// most recently modified person who has it holds it.
+fn facts_from_people(
+    connection: &crate::config::Connection,
+    people: &[(CrmRecord, Written)],
+) -> BTreeMap<String, String> {
+    let mut facts = BTreeMap::new();
+    for (field, input) in connection.input_fields(crate::config::Origin::Contact) {
+        if !input.starts_with("company.") {
+            continue;
+        }
+        let newest = people
+            .iter()
+            .filter_map(|(person, _)| {
+                let value = person.values.get(&field).filter(|v| !v.trim().is_empty())?;
+                Some(((person.modified_ms, &person.id), value))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0));
+        if let Some((_, value)) = newest {
+            facts.insert(field, value.clone());
+        }
+    }
+    facts
 }
 
 /// Whether two company scorecards agree on every company score's result

@@ -891,7 +891,11 @@ impl<'a, C: Crm> Worker<'a, C> {
                 state.save_events(&detail)?;
             }
             if !self.pass.dry_run {
-                state.save_pulled(&page)?;
+                let left = state.save_pulled(&page)?;
+                if self.accounts {
+                    // Companies that lost a person are scored again too.
+                    self.touched_companies.extend(left);
+                }
                 if !refused.is_empty() {
                     state.save_writes(&[], &refused, &[], self.pass.now.as_millisecond())?;
                 }
@@ -958,6 +962,8 @@ struct Prepared {
     spec: PullSpec,
     related: Related,
     events: Option<EventPlan>,
+    /// Companies whose deleted people were forgotten: scored again.
+    left_companies: Vec<String>,
 }
 
 /// How a pass reads engagement, and why.
@@ -1302,11 +1308,12 @@ async fn prepare<C: Crm>(
         (PassKind::Full, _) | (_, None) => PullKind::Full,
         (_, Some(since)) => PullKind::Since(since),
     };
+    let mut left_companies = Vec::new();
     if let (Some(targets), Some(state)) = (targets, state.as_deref_mut())
         && !pass.dry_run
         && !targets.gone.is_empty()
     {
-        state.forget(&targets.gone)?;
+        left_companies = state.forget(&targets.gone)?;
         tracing::info!(
             forgotten = targets.gone.len(),
             "records deleted or merged away in the CRM are forgotten"
@@ -1367,6 +1374,7 @@ async fn prepare<C: Crm>(
     Ok(Prepared {
         events,
         related,
+        left_companies,
         fingerprint,
         model,
         pull_kind,
@@ -1508,7 +1516,11 @@ pub async fn run_targeted_reporting<C: Crm>(
         streamed: FxHashMap::default(),
         touched: FxHashSet::default(),
         accounts: connection.model.has_company_scores(),
-        touched_companies: FxHashSet::default(),
+        touched_companies: if connection.model.has_company_scores() {
+            prepared.left_companies.iter().cloned().collect()
+        } else {
+            FxHashSet::default()
+        },
         company_cards: FxHashMap::default(),
         people_need_company: people_need_company(connection),
         defer_people: people_need_company(connection) && !pass.dry_run,

@@ -17,7 +17,7 @@ use leadscored::config::Connection;
 
 use super::hubspot_flows::{fake_config, parse_connection, stats};
 
-const MODEL: &str = r#"
+pub(super) const MODEL: &str = r#"
 [model]
 name = "accounts flow"
 

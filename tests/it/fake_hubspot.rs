@@ -442,6 +442,7 @@ fn people_are_deterministic_varied_and_their_outcome_has_signal() {
         seed: 42,
         epoch_ms: 1_793_491_200_000,
         activity: 1.0,
+        companies: 0,
     };
     assert_eq!(spec.person(17), spec.person(17));
     assert_ne!(spec.person(17), PeopleSpec { seed: 43, ..spec }.person(17));
@@ -732,6 +733,7 @@ async fn engagement_detail_agrees_with_the_generated_people_and_summary_properti
         seed: 7,
         epoch_ms: 1_793_491_200_000,
         activity: 1.0,
+        companies: 0,
     };
 
     // A contact with page views: the web events match, newest first.

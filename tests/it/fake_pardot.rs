@@ -473,6 +473,7 @@ async fn visitor_activities_carry_type_codes_and_page_once() {
         seed: 7,
         epoch_ms: PardotConfig::default().epoch_ms,
         activity: 1.0,
+        companies: 0,
     };
     // Every event but meetings, and a visit opening every second page view.
     let expected: usize = (1..=60)

@@ -22,6 +22,7 @@ mod fake_pardot;
 mod hubspot_flows;
 mod hubspot_wiremock;
 mod models;
+mod pardot_accounts;
 mod pardot_flows;
 mod pardot_wiremock;
 mod plan;

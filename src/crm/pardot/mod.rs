@@ -7,7 +7,10 @@
 //! skip-record. Every call carries `Pardot-Business-Unit-Id` and asks for
 //! `x-api-usage`, which feeds the daily budget guard.
 
+mod accounts;
 mod wire;
+
+pub use accounts::account_of;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -214,6 +217,8 @@ pub struct Pardot {
     ranges_refused: std::sync::atomic::AtomicBool,
     /// The account the business unit belongs to, asked once.
     identity: tokio::sync::OnceCell<Option<String>>,
+    /// How prospects are grouped into accounts (company scores on).
+    group_by: Vec<crate::config::AccountKey>,
 }
 
 impl std::fmt::Debug for Pardot {
@@ -261,6 +266,11 @@ impl Pardot {
             overlap_ms: connection.limits.search_overlap.as_millis() as i64,
             ranges_refused: std::sync::atomic::AtomicBool::new(false),
             identity: tokio::sync::OnceCell::new(),
+            group_by: connection
+                .accounts
+                .as_ref()
+                .map(|a| a.group_by.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -821,8 +831,9 @@ fn import_errors(bytes: &[u8], expected: usize) -> Result<HashMap<String, String
     Ok(out)
 }
 
-/// A prospect page's records, in the neutral shape.
-fn to_records(page: &Page) -> Vec<(u64, CrmRecord)> {
+/// A prospect page's records, in the neutral shape, each named with its
+/// account when prospects are grouped.
+fn to_records(page: &Page, group_by: &[crate::config::AccountKey]) -> Vec<(u64, CrmRecord)> {
     page.values
         .iter()
         .filter_map(|values| {
@@ -832,13 +843,18 @@ fn to_records(page: &Page) -> Vec<(u64, CrmRecord)> {
                 .and_then(serde_json::Value::as_str)
                 .and_then(crate::record::parse_time)
                 .unwrap_or(0);
+            let mut values: BTreeMap<String, String> = values
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), text_of(v)?)))
+                .collect();
+            values.remove(crate::config::COMPANY_ID);
+            if let Some(account) = account_of(&values, group_by) {
+                values.insert(crate::config::COMPANY_ID.to_owned(), account);
+            }
             let record = CrmRecord {
                 id: id.to_string(),
                 modified_ms,
-                values: values
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), text_of(v)?)))
-                    .collect(),
+                values,
                 ..CrmRecord::default()
             };
             Some((id, record))
@@ -907,7 +923,7 @@ impl Crm for Pardot {
             let cut_off = warned_203(&reply.headers);
             let page = reply.body;
             let mut records = Vec::new();
-            for (id, record) in to_records(&page) {
+            for (id, record) in to_records(&page, &self.group_by) {
                 let state = resume.get_or_insert_with(Resume::default);
                 if let PullKind::Since(_) = spec.kind {
                     if record.modified_ms == state.last_updated_ms && state.at_last.contains(&id) {

@@ -137,24 +137,39 @@ pub(super) async fn add_events(
             (name, value)
         });
         let at = event.at.unwrap_or(now);
-        let at = at - at.rem_euclid(1000);
-        let generated = GenEvent {
-            kind,
-            at,
-            attribute,
-        };
-        let list = inner.added_events.entry(event.contact).or_default();
-        let n = ADDED + list.len();
-        list.push(generated.clone());
-        if let Some(index) = inner.engagement.as_mut() {
-            index.add(event.contact, n, &generated);
-        }
+        inner.add_event(
+            event.contact,
+            GenEvent {
+                kind,
+                at,
+                attribute,
+            },
+        );
         added += 1;
     }
-    if let Some(index) = inner.engagement.as_mut() {
-        index.sort();
-    }
+    inner.sort_engagement();
     Json(json!({ "added": added })).into_response()
+}
+
+impl Inner {
+    /// Adds an event to a contact (in whole seconds, as HubSpot states
+    /// them) without touching its modified time; `sort_engagement` after
+    /// a run of these.
+    pub(super) fn add_event(&mut self, contact: u64, mut event: GenEvent) {
+        event.at -= event.at.rem_euclid(1000);
+        let list = self.added_events.entry(contact).or_default();
+        let n = ADDED + list.len();
+        list.push(event.clone());
+        if let Some(index) = self.engagement.as_mut() {
+            index.add(contact, n, &event);
+        }
+    }
+
+    pub(super) fn sort_engagement(&mut self) {
+        if let Some(index) = self.engagement.as_mut() {
+            index.sort();
+        }
+    }
 }
 
 impl Inner {

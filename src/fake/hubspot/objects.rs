@@ -31,7 +31,7 @@ use super::{
     batch_body, decode, error, filter_matches, iso, numeric, parse_id, parse_search, query_matches,
     standard_error, value_text, within_batch_limit,
 };
-use crate::fake::people::{PeopleSpec, Rng};
+use crate::fake::people::Rng;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -73,7 +73,7 @@ const LISTS: &[(u64, &str, &str, u64)] = &[
 impl Inner {
     /// How many companies the fake holds.
     pub(super) fn company_count(&self) -> u64 {
-        PeopleSpec::companies_for(self.config.contacts)
+        self.people.companies_for(self.config.contacts)
     }
 
     fn company_modified(&self, id: u64, created: i64) -> i64 {
