@@ -313,3 +313,93 @@ async fn quiet_passes(crm: &Hubspot, connection: &Connection, state: &mut State)
     }
     panic!("the portal did not settle");
 }
+
+/// The flow model with decision makers as generated titles name them, so
+/// promotions and moves change the accounts.
+fn drift_model() -> String {
+    MODEL.replace(
+        "equals = \"Director\"",
+        "regex = '(?i)\\b(director|head of|vp|ceo|cfo|cto|coo|cmo|founder)\\b'",
+    )
+}
+
+async fn advance(url: &str, days: u32, share: f64) -> Value {
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/__fake/advance"))
+        .json(&json!({ "days": days, "share": share }))
+        .send()
+        .await
+        .expect("fake answers");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    answer.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_portal_drifts_the_same_way_for_the_same_seed() {
+    let a = spawn_hubspot(FakeHubspot::new(fake_config(500)))
+        .await
+        .expect("fake starts");
+    let b = spawn_hubspot(FakeHubspot::new(fake_config(500)))
+        .await
+        .expect("fake starts");
+    let drift = advance(&a.url(), 5, 0.05).await;
+    assert_eq!(drift, advance(&b.url(), 5, 0.05).await);
+    let promoted = drift["promoted"].as_array().expect("promoted");
+    let moved = drift["moved"].as_array().expect("moved");
+    assert!(!promoted.is_empty() && !moved.is_empty(), "{drift}");
+    assert!(drift["engaged"].as_array().is_some_and(|e| e.len() > 50), "{drift}");
+    // The portal holds what the drift says, and the next days differ.
+    let (id, _, title) = (&promoted[0][0], &promoted[0][1], &promoted[0][2]);
+    let held = props(&a.url(), &format!("/__fake/contacts/{id}")).await;
+    assert_eq!(held.get("jobtitle"), title.as_str().map(str::to_owned).as_ref());
+    let (id, _, company) = (&moved[0][0], &moved[0][1], &moved[0][2]);
+    let held = props(&a.url(), &format!("/__fake/contacts/{id}")).await;
+    assert_eq!(
+        held.get("associatedcompanyid"),
+        company.as_str().map(str::to_owned).as_ref()
+    );
+    assert_ne!(advance(&a.url(), 5, 0.05).await, drift);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_days_of_drift_incremental_passes_leave_nothing_for_a_full_pass() {
+    let fake = spawn_hubspot(FakeHubspot::new(fake_config(400)))
+        .await
+        .expect("fake starts");
+    let url = fake.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("accounts.toml");
+    std::fs::write(&model, drift_model()).expect("model file");
+    let connection = parse_connection(&connection_text(&model), &url, &dir);
+    let crm = Hubspot::new(&connection).expect("connector");
+    crm.setup(&connection.property_specs(), true)
+        .await
+        .expect("setup");
+    let mut state =
+        State::open(&dir.path().join("state.sqlite3"), &connection.identity()).expect("state");
+    run(&crm, &connection, &mut state, PassKind::Full).await;
+    quiet_passes(&crm, &connection, &mut state).await;
+
+    // Ten days: people are promoted, move company and engage.
+    let drift = advance(&url, 10, 0.05).await;
+    let moved = drift["moved"].as_array().expect("moved").len();
+    let promoted = drift["promoted"].as_array().expect("promoted").len();
+    assert!(moved > 0 && promoted > 0, "{drift}");
+    super::sync_pass::settle().await;
+    let report = run(&crm, &connection, &mut state, PassKind::Incremental).await;
+    assert!(
+        report.accounts_scored as usize >= moved,
+        "the companies people left and joined are scored: {}",
+        report.text()
+    );
+    quiet_passes(&crm, &connection, &mut state).await;
+
+    // A full pass re-reads everything and finds nothing left to write.
+    let full = run(&crm, &connection, &mut state, PassKind::Full).await;
+    assert_eq!(
+        (full.changed, full.accounts_changed),
+        (0, 0),
+        "{}",
+        full.text()
+    );
+}
