@@ -12,7 +12,9 @@
 //! (ceil(events / 1000) at least). Minimum wall time: the first 100 calls
 //! may go at once, every further 100 need another 10 seconds.
 //!
-//! `LEADSCORED_BENCH_CONTACTS` changes N (default 20,000).
+//! `LEADSCORED_BENCH_CONTACTS` changes N (default 20,000);
+//! `LEADSCORED_BENCH_COMPANIES` spreads them over that many companies
+//! (default: about eight contacts a company).
 //! `LEADSCORED_BENCH_ACCOUNTS=1` adds an account score to the model (fit
 //! from the company, roll-ups and a buying group over its people) with
 //! its score and tier written to each company, to compare the calls with
@@ -50,8 +52,13 @@ fn main() {
 }
 
 async fn run(contacts: u64) {
+    let companies: u64 = std::env::var("LEADSCORED_BENCH_COMPANIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let fake = spawn_hubspot(FakeHubspot::new(HubspotConfig {
         contacts,
+        companies,
         token: TOKEN.to_owned(),
         per_ten_seconds: 100,
         search_per_second: 5,
@@ -291,6 +298,41 @@ async fn run(contacts: u64) {
         "  429s                   {}; {:.0}x fewer calls than the first sync",
         after["rate_limited"].as_u64().unwrap_or(0) - before["rate_limited"].as_u64().unwrap_or(0),
         first_calls as f64 / calls.max(1) as f64
+    );
+
+    // A day at the portal: 1 % of the people promoted, moved to another
+    // company or engaged (`/__fake/advance`).
+    let drift: serde_json::Value = http
+        .post(format!("{}/__fake/advance", fake.url()))
+        .json(&serde_json::json!({ "days": 1, "share": 0.01 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let count = |what: &str| drift[what].as_array().map_or(0, Vec::len);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = stats().await;
+    let started = Instant::now();
+    let day = incremental_pass(&crm, &connection, &mut state).await;
+    let after = stats().await;
+    let calls = requests(&after) - requests(&before);
+    println!(
+        "incremental, a day of drift ({} promoted, {} moved company, {} engaged): {calls} calls in {:.1} s; {} contacts read, {} written in {} write calls; {} companies scored, {} written",
+        count("promoted"),
+        count("moved"),
+        count("engaged"),
+        started.elapsed().as_secs_f64(),
+        day.pulled,
+        day.written,
+        day.write_calls,
+        day.accounts_scored,
+        day.accounts_written
+    );
+    println!(
+        "  429s                   {}",
+        after["rate_limited"].as_u64().unwrap_or(0) - before["rate_limited"].as_u64().unwrap_or(0)
     );
 }
 

@@ -321,6 +321,18 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
             crate::config::COMPANY_ID
         );
     }
+    if let Some(accounts) = &connection.accounts {
+        let keys: Vec<String> = accounts
+            .group_by
+            .iter()
+            .map(|k| format!("{} ({})", k.as_str(), k.field()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  accounts     prospects grouped by the first they have of {}; company scores go onto every prospect of the account",
+            keys.join(", ")
+        );
+    }
     let lists = connection.lists();
     if !lists.is_empty() {
         match crm.kind {
@@ -346,6 +358,18 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
         .map(|o| o.property.as_str())
         .collect();
     let _ = writeln!(out, "  writes       {}", outputs.join(", "));
+    if !connection.company_outputs.is_empty() {
+        let outputs: Vec<&str> = connection
+            .company_outputs
+            .iter()
+            .map(|o| o.property.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  company      writes {} — to each scored company, in batches of 100, where changed",
+            outputs.join(", ")
+        );
+    }
     let daemon = &connection.daemon;
     let _ = writeln!(
         out,

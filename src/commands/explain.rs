@@ -93,8 +93,21 @@ pub fn explain_stored(
     let company = state.context(&mut pulled)?;
     let record =
         crate::crm::mapping::to_record(model, &connection.inputs, &pulled, company.as_ref());
-    let card = model.score(&record, now);
+    // With company scores, the record is scored with its company, and
+    // the company from its stored people, as a pass does.
+    let account = crate::sync::account_from_state(connection, &state, &pulled, now)?;
+    let card = match &account {
+        Some((_, person)) => person.clone(),
+        None => model.score(&record, now),
+    };
     let mut out = explain_with(model, &record, &card, now, verbose);
+    if let (Some((company, _)), Some(id)) = (&account, pulled.company_id()) {
+        let line = crate::engine::brief(model, company, crate::model::Object::Company);
+        let _ = writeln!(
+            out,
+            "\nIts company {id}, scored from its stored people:{line}"
+        );
+    }
     let _ = writeln!(
         out,
         "\nIn {} (as last pulled, with leadscored's writes since):",

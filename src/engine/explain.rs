@@ -700,6 +700,28 @@ fn days(ms: i64) -> String {
 /// A company's explanation: its scores as [`explain_with`] gives them,
 /// then its people (each one's contact scores, tier and stage), then every
 /// roll-up its rules read, with its value and the people behind it.
+/// One object's scores on a card in brief: `contact 60 Medium SQL  grade B`.
+pub fn brief(model: &Model, card: &Scorecard, object: Object) -> String {
+    let mut line = String::new();
+    for (index, result) in card.scores.iter().enumerate() {
+        let spec = &model.scores[index];
+        if spec.object != object {
+            continue;
+        }
+        let _ = write!(line, " {} {}", spec.name, num(result.total));
+        if let Some(tier) = result.tier.and_then(|t| spec.tiers.get(usize::from(t))) {
+            let _ = write!(line, " {}", tier.label);
+        }
+        if let Some(stage) = stage_name(model, result) {
+            let _ = write!(line, " {stage}");
+        }
+    }
+    if let Some(grade) = card.grade.filter(|_| object == Object::Contact) {
+        let _ = write!(line, "  grade {grade}");
+    }
+    line
+}
+
 pub fn explain_account(
     model: &Model,
     account: &Account,
@@ -718,24 +740,12 @@ pub fn explain_account(
         let _ = writeln!(out, "  none: the company's roll-ups see nobody");
     }
     for (record, card) in account.people.iter().zip(&cards.people) {
-        let mut line = format!("  {}", record.id());
-        for (index, result) in card.scores.iter().enumerate() {
-            let spec = &model.scores[index];
-            if spec.object != Object::Contact {
-                continue;
-            }
-            let _ = write!(line, "  {} {}", spec.name, num(result.total));
-            if let Some(tier) = result.tier.and_then(|t| spec.tiers.get(usize::from(t))) {
-                let _ = write!(line, " {}", tier.label);
-            }
-            if let Some(stage) = stage_name(model, result) {
-                let _ = write!(line, " {stage}");
-            }
-        }
-        if let Some(grade) = card.grade {
-            let _ = write!(line, "  grade {grade}");
-        }
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            record.id(),
+            brief(model, card, Object::Contact)
+        );
     }
     let mut rollups = Vec::new();
     for spec in model.scores.iter().filter(|s| s.object == Object::Company) {

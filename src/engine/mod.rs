@@ -17,7 +17,7 @@ mod outputs;
 use jiff::Timestamp;
 
 pub use card_line::{CardJson, CardWriter};
-pub use explain::{explain_account, explain_text, explain_with, summary_line};
+pub use explain::{brief, explain_account, explain_text, explain_with, summary_line};
 pub use outputs::{OutputKind, OutputValue};
 
 use crate::grade::{Grade, GradeStep};

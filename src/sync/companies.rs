@@ -45,23 +45,17 @@ impl<C: Crm> Worker<'_, C> {
     pub(super) fn score_account(&mut self, company: &str) -> Result<Scored, PassError> {
         let connection = self.connection;
         let model = &connection.model;
-        let people = self.people_of(company)?;
+        let mut people = self.people_of(company)?;
+        for (person, _) in &mut people {
+            self.apply_lists(person);
+        }
         let values = self.company_by_id(company);
-        let records: Vec<crate::Record> = people
-            .iter()
-            .map(|(person, _)| {
-                let mut person = person.clone();
-                self.apply_lists(&mut person);
-                mapping::to_record(model, &connection.inputs, &person, values.as_deref())
-            })
-            .collect();
-        let shell = CrmRecord {
-            id: company.to_owned(),
-            values: facts_from_people(connection, &people),
-            ..CrmRecord::default()
-        };
-        let company_record =
-            mapping::to_record(model, &connection.inputs, &shell, values.as_deref());
+        let (company_record, records) = account_records(
+            connection,
+            company,
+            values.as_deref(),
+            people.iter().map(|(person, _)| person),
+        );
         let mut cards = AccountCard::default();
         model.score_account_into(&company_record, &records, self.pass.now, &mut cards);
         self.report.accounts_scored += 1;
@@ -118,12 +112,72 @@ impl<C: Crm> Worker<'_, C> {
     }
 }
 
+/// Scores a stored record's company from the state alone (no CRM call),
+/// as a pass would: the company's scorecard and the record's own, scored
+/// with it. `None` when the model scores no companies or the record has
+/// no company.
+pub fn account_from_state(
+    connection: &crate::config::Connection,
+    state: &crate::state::State,
+    record: &CrmRecord,
+    now: jiff::Timestamp,
+) -> Result<Option<(Scorecard, Scorecard)>, crate::state::StateError> {
+    let Some(company) = record
+        .company_id()
+        .filter(|_| connection.model.has_company_scores())
+    else {
+        return Ok(None);
+    };
+    let mut people = Vec::new();
+    for id in state.records_of_companies(&[company.to_owned()])? {
+        if let Some((mut person, _)) = state.record(&id)? {
+            state.context(&mut person)?;
+            people.push(person);
+        }
+    }
+    let values = state.company(company)?;
+    let (company_record, records) =
+        account_records(connection, company, values.as_ref(), people.iter());
+    let mut cards = AccountCard::default();
+    connection
+        .model
+        .score_account_into(&company_record, &records, now, &mut cards);
+    let Some(at) = people.iter().position(|p| p.id == record.id) else {
+        return Ok(None);
+    };
+    let person = cards.people.swap_remove(at);
+    Ok(Some((cards.company, person)))
+}
+
+/// A company's record and its people's, as `score_account_into` takes
+/// them: the company from its stored values, the people (with their lists
+/// and engagement on them) each with their company's values.
+pub(crate) fn account_records<'a>(
+    connection: &crate::config::Connection,
+    company: &str,
+    values: Option<&mapping::CompanyValues>,
+    people: impl Iterator<Item = &'a CrmRecord> + Clone,
+) -> (crate::Record, Vec<crate::Record>) {
+    let model = &connection.model;
+    let records = people
+        .clone()
+        .map(|person| mapping::to_record(model, &connection.inputs, person, values))
+        .collect();
+    let shell = CrmRecord {
+        id: company.to_owned(),
+        values: facts_from_people(connection, people),
+        ..CrmRecord::default()
+    };
+    let company_record = mapping::to_record(model, &connection.inputs, &shell, values);
+    (company_record, records)
+}
+
 /// Where the CRM keeps company facts on each person (Account Engagement's
 /// prospects), an account's facts are its people's: each field as the
 /// most recently modified person who has it holds it.
-fn facts_from_people(
+fn facts_from_people<'a>(
     connection: &crate::config::Connection,
-    people: &[(CrmRecord, Written)],
+    people: impl Iterator<Item = &'a CrmRecord> + Clone,
 ) -> BTreeMap<String, String> {
     let mut facts = BTreeMap::new();
     for (field, input) in connection.input_fields(crate::config::Origin::Contact) {
@@ -131,8 +185,8 @@ fn facts_from_people(
             continue;
         }
         let newest = people
-            .iter()
-            .filter_map(|(person, _)| {
+            .clone()
+            .filter_map(|person| {
                 let value = person.values.get(&field).filter(|v| !v.trim().is_empty())?;
                 Some(((person.modified_ms, &person.id), value))
             })

@@ -17,6 +17,7 @@
 //! touched are scored last (`companies`), when the model scores them.
 
 mod companies;
+pub use companies::account_from_state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

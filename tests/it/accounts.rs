@@ -347,11 +347,17 @@ async fn the_fake_portal_drifts_the_same_way_for_the_same_seed() {
     let promoted = drift["promoted"].as_array().expect("promoted");
     let moved = drift["moved"].as_array().expect("moved");
     assert!(!promoted.is_empty() && !moved.is_empty(), "{drift}");
-    assert!(drift["engaged"].as_array().is_some_and(|e| e.len() > 50), "{drift}");
+    assert!(
+        drift["engaged"].as_array().is_some_and(|e| e.len() > 50),
+        "{drift}"
+    );
     // The portal holds what the drift says, and the next days differ.
     let (id, _, title) = (&promoted[0][0], &promoted[0][1], &promoted[0][2]);
     let held = props(&a.url(), &format!("/__fake/contacts/{id}")).await;
-    assert_eq!(held.get("jobtitle"), title.as_str().map(str::to_owned).as_ref());
+    assert_eq!(
+        held.get("jobtitle"),
+        title.as_str().map(str::to_owned).as_ref()
+    );
     let (id, _, company) = (&moved[0][0], &moved[0][1], &moved[0][2]);
     let held = props(&a.url(), &format!("/__fake/contacts/{id}")).await;
     assert_eq!(

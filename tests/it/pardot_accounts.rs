@@ -419,4 +419,24 @@ async fn account_scores_go_onto_every_prospect_of_the_account() {
         prospect(&url, &other_person).await["Account_Score__c"],
         "the mover carries its new account's score"
     );
+
+    // `explain --connection` scores the prospect with its account, from
+    // the state, and agrees with what the CRM holds.
+    let text = leadscored::commands::explain_stored(
+        &connection,
+        &dir.path().join("state.sqlite3"),
+        &people[2],
+        jiff::Timestamp::now(),
+        false,
+    )
+    .expect("explain");
+    assert!(
+        text.contains(&format!(
+            "Its company {account}, scored from its stored people: account 35 Medium"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("  Account_Score__c: 35\n"), "{text}");
+    assert!(text.contains("  Account_Tier__c: Medium\n"), "{text}");
+    assert!(!text.contains(" at the next pass"), "{text}");
 }
