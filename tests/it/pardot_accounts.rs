@@ -195,6 +195,23 @@ fn accounts_settings_are_checked() {
         "{message}"
     );
     assert!(message.contains("`company` is named twice"), "{message}");
+    let hubspot = {
+        let model = dir.path().join("accounts.toml");
+        let text = format!(
+            "model = {model:?}\n[crm]\nkind = \"hubspot\"\ntoken = {{ env = \"T\" }}\n[accounts]\ngroup_by = [\"company\"]\n",
+            model = model.display().to_string()
+        );
+        Connection::parse("c.toml", &text, dir.path(), None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        hubspot.contains(
+            "5:1: [accounts]: HubSpot groups contacts by their primary associated company"
+        ),
+        "{hubspot}"
+    );
     let message = bad("[accounts]\ngroup_by = []");
     assert!(message.contains("group_by is empty"), "{message}");
     let message = bad(
