@@ -146,6 +146,11 @@ fn prospects_are_grouped_by_their_first_key() {
         ),
         (&[("company", "Inc")], &all, Some("company:inc")),
         (&[("company", "  ")], &all, None),
+        (
+            &[("company", "Ærlig Ålesund\n\u{0}AS")],
+            &all,
+            Some("company:ærlig ålesund"),
+        ),
         // Only the keys the connection names count, in its order.
         (
             &[
@@ -172,6 +177,13 @@ fn prospects_are_grouped_by_their_first_key() {
             "{values:?} by {by:?}"
         );
     }
+}
+
+#[test]
+fn an_endless_company_name_makes_a_bounded_account_id() {
+    let values = BTreeMap::from([("company".to_owned(), "Acme ".repeat(10_000))]);
+    let key = account_of(&values, &[AccountKey::Company]).expect("an account");
+    assert_eq!(key.chars().count(), "company:".len() + 120, "{key}");
 }
 
 #[test]

@@ -152,5 +152,9 @@ fn company_name(value: &str) -> Option<String> {
     {
         words.truncate(words.len() - form.len());
     }
-    (!words.is_empty()).then(|| words.join(" "))
+    // A name longer than any company's is cut: it stays an id, not a text.
+    (!words.is_empty()).then(|| words.join(" ").chars().take(MAX_NAME).collect())
 }
+
+/// The longest company name kept in an account id, in characters.
+const MAX_NAME: usize = 120;
