@@ -579,9 +579,13 @@ impl State {
     }
 
     /// What scoring a stored record needs besides its own values: its
-    /// lists as last read (when the state holds lists) go into `record`,
-    /// and its company's values come back.
+    /// lists as last read (when the state holds lists) and the occurrences
+    /// the event store holds for it (streams) go into `record`, and its
+    /// company's values come back.
     pub fn context(&self, record: &mut CrmRecord) -> Result<Option<CompanyValues>, StateError> {
+        let email = record.values.get("email").cloned();
+        let stored = self.events_of(&record.id, email.as_deref())?;
+        record.add_events(stored);
         let has_lists: bool = self
             .db
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM lists)")?

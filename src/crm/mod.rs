@@ -39,6 +39,38 @@ pub struct CrmRecord {
 }
 
 impl CrmRecord {
+    /// Adds occurrences read elsewhere (a stream, the state's event
+    /// store) to the ones the record came with, each occurrence once: by
+    /// its id where it has one, else by its type and time.
+    pub fn add_events(&mut self, found: Vec<CrmEvent>) {
+        if found.is_empty() {
+            return;
+        }
+        let mut ids: rustc_hash::FxHashSet<(String, String)> = self
+            .events
+            .iter()
+            .filter(|e| !e.id.is_empty())
+            .map(|e| (e.id.clone(), e.kind.clone()))
+            .collect();
+        let plain: rustc_hash::FxHashSet<(String, i64)> = self
+            .events
+            .iter()
+            .filter(|e| e.id.is_empty())
+            .map(|e| (e.kind.clone(), e.at_ms))
+            .collect();
+        for event in found {
+            let new = if event.id.is_empty() {
+                !plain.contains(&(event.kind.clone(), event.at_ms))
+            } else {
+                ids.insert((event.id.clone(), event.kind.clone()))
+                    && !plain.contains(&(event.kind.clone(), event.at_ms))
+            };
+            if new {
+                self.events.push(event);
+            }
+        }
+    }
+
     /// The id of the record's primary company, where the CRM keeps
     /// company facts on a separate object (HubSpot's `associatedcompanyid`).
     pub fn company_id(&self) -> Option<&str> {

@@ -804,32 +804,7 @@ impl<'a, C: Crm> Worker<'a, C> {
                 found.extend(events.iter().cloned());
             }
         }
-        if found.is_empty() {
-            return Ok(());
-        }
-        let mut ids: FxHashSet<(String, String)> = record
-            .events
-            .iter()
-            .filter(|e| !e.id.is_empty())
-            .map(|e| (e.id.clone(), e.kind.clone()))
-            .collect();
-        let plain: FxHashSet<(String, i64)> = record
-            .events
-            .iter()
-            .filter(|e| e.id.is_empty())
-            .map(|e| (e.kind.clone(), e.at_ms))
-            .collect();
-        for event in found {
-            let new = if event.id.is_empty() {
-                !plain.contains(&(event.kind.clone(), event.at_ms))
-            } else {
-                ids.insert((event.id.clone(), event.kind.clone()))
-                    && !plain.contains(&(event.kind.clone(), event.at_ms))
-            };
-            if new {
-                record.events.push(event);
-            }
-        }
+        record.add_events(found);
         Ok(())
     }
 
