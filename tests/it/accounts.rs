@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use leadscored::crm::Crm as _;
+use leadscored::crm::Crm;
 use leadscored::crm::hubspot::Hubspot;
 use leadscored::fake::{FakeHubspot, spawn_hubspot};
 use leadscored::state::State;
@@ -285,8 +285,9 @@ async fn a_second_director_makes_the_account_high_and_its_people_mqls() {
     );
 }
 
-async fn run(
-    crm: &Hubspot,
+/// One pass against either CRM.
+pub(super) async fn run<C: Crm>(
+    crm: &C,
     connection: &Connection,
     state: &mut State,
     kind: PassKind,
@@ -303,7 +304,7 @@ async fn run(
 }
 
 /// Incremental passes until one finds nothing to write.
-async fn quiet_passes(crm: &Hubspot, connection: &Connection, state: &mut State) {
+pub(super) async fn quiet_passes<C: Crm>(crm: &C, connection: &Connection, state: &mut State) {
     for _ in 0..4 {
         super::sync_pass::settle().await;
         let report = run(crm, connection, state, PassKind::Incremental).await;
@@ -311,7 +312,7 @@ async fn quiet_passes(crm: &Hubspot, connection: &Connection, state: &mut State)
             return;
         }
     }
-    panic!("the portal did not settle");
+    panic!("the CRM did not settle");
 }
 
 /// The flow model with decision makers as generated titles name them, so

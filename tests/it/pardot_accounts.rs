@@ -13,7 +13,9 @@ use leadscored::crm::Crm as _;
 use leadscored::crm::pardot::{Pardot, account_of};
 use leadscored::fake::{FakePardot, PardotConfig, spawn_pardot};
 use leadscored::state::State;
-use leadscored::sync::{Pass, PassKind, PassReport, Stop, run_pass};
+use leadscored::sync::PassKind;
+
+use super::accounts::{quiet_passes, run};
 use serde_json::{Value, json};
 
 fn model_text() -> String {
@@ -276,35 +278,6 @@ async fn edit(url: &str, id: &str, values: Value) {
         "edit {id}: {}",
         answer.status()
     );
-}
-
-async fn run(
-    crm: &Pardot,
-    connection: &Connection,
-    state: &mut State,
-    kind: PassKind,
-) -> PassReport {
-    let pass = Pass {
-        kind,
-        now: jiff::Timestamp::now(),
-        dry_run: false,
-        since: None,
-    };
-    run_pass(crm, connection, Some(state), pass, &Stop::default(), |_| {})
-        .await
-        .expect("pass")
-}
-
-/// Incremental passes until one finds nothing to write.
-async fn quiet_passes(crm: &Pardot, connection: &Connection, state: &mut State) {
-    for _ in 0..4 {
-        super::sync_pass::settle().await;
-        let report = run(crm, connection, state, PassKind::Incremental).await;
-        if report.changed == 0 {
-            return;
-        }
-    }
-    panic!("the business unit did not settle");
 }
 
 /// The stored people of an account, sorted.
