@@ -249,19 +249,57 @@ impl<'m> RecordBuilder<'m> {
     }
 
     pub fn build(mut self) -> Record {
-        finish(self.model, &mut self.record);
+        finish(self.model, &mut self.record, None);
+        self.record
+    }
+
+    /// [`RecordBuilder::build`] with the property outcomes `memo` remembers.
+    fn build_with(mut self, memo: &mut ReadMemo) -> Record {
+        finish(self.model, &mut self.record, Some(memo));
         self.record
     }
 }
 
-fn finish(model: &Model, record: &mut Record) {
+/// Evaluates the model's `now`-independent property checks into the
+/// record's bits and puts its events newest first. With a memo, a slot
+/// holding one value seen before takes that value's outcomes without
+/// running its checks; the warnings come out in the same order either way
+/// (only outcomes that raised no warning are remembered).
+fn finish(model: &Model, record: &mut Record, mut memo: Option<&mut ReadMemo>) {
     record.static_bits.clear();
     record
         .static_bits
         .resize(model.static_checks.len().div_ceil(64), 0);
+    let mut known = 0u64;
+    if let Some(memo) = memo.as_deref_mut() {
+        for (slot, checks) in model.static_by_slot.iter().enumerate().take(64) {
+            if let (true, Some(Prop::One(value))) =
+                ((1..=64).contains(&checks.len()), record.props.get(slot))
+                && let Some(outcomes) = memo.outcomes(slot, value)
+            {
+                known |= 1 << slot;
+                set_outcomes(&mut record.static_bits, checks, outcomes);
+            }
+        }
+    }
     for (index, (slot, check)) in model.static_checks.iter().enumerate() {
+        if *slot < 64 && known & (1 << slot) != 0 {
+            continue;
+        }
         if check_property(&record.props, *slot, check, 0, &mut record.warnings) {
             record.static_bits[index / 64] |= 1 << (index % 64);
+        }
+    }
+    if let Some(memo) = memo {
+        for (slot, checks) in model.static_by_slot.iter().enumerate().take(64) {
+            if let (true, 0, Some(Prop::One(value))) = (
+                (1..=64).contains(&checks.len()),
+                known & (1 << slot),
+                record.props.get(slot),
+            ) && !record.warnings.iter().any(|w| w.slot as usize == slot)
+            {
+                memo.remember(slot, value, get_outcomes(&record.static_bits, checks));
+            }
         }
     }
     record.events.sort_by_key(|e| std::cmp::Reverse(e.at));
@@ -333,6 +371,10 @@ fn format_number(n: f64) -> String {
 /// Parses the date forms CRMs send: RFC 3339, a plain date (midnight UTC),
 /// a date-time without offset (UTC) or epoch milliseconds.
 pub fn parse_time(text: &str) -> Option<i64> {
+    // The common form first, before any trimming or scanning.
+    if let Some(ms) = utc_fast_path(text.as_bytes()) {
+        return Some(ms);
+    }
     let text = text.trim();
     if text.is_empty() {
         return None;
@@ -360,23 +402,47 @@ pub fn parse_time(text: &str) -> Option<i64> {
 /// leap seconds, impossible days) is left to it. Same result as jiff's
 /// `Timestamp::as_millisecond` (fractions truncated).
 fn utc_fast_path(b: &[u8]) -> Option<i64> {
-    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+    let (head, rest) = b.split_first_chunk::<19>()?;
+    if rest.last() != Some(&b'Z') {
         return None;
     }
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        b.get(range)?.iter().try_fold(0i64, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
-        })
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        m0,
+        m1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        i0,
+        i1,
+        b':',
+        s0,
+        s1,
+    ] = *head
+    else {
+        return None;
     };
-    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    // Each digit's value, all at once; a non-digit shows as a value over 9.
+    let digits =
+        [y0, y1, y2, y3, m0, m1, d0, d1, h0, h1, i0, i1, s0, s1].map(|d| d.wrapping_sub(b'0'));
+    if digits.iter().any(|d| *d > 9) {
         return None;
     }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let millis = match b.len() {
-        20 => 0,
-        n if b[19] == b'.' && (21..=30).contains(&n) => {
-            let fraction = &b[20..n - 1];
+    let n = |i: usize| i64::from(digits[i]);
+    let year = n(0) * 1000 + n(1) * 100 + n(2) * 10 + n(3);
+    let (month, day) = (n(4) * 10 + n(5), n(6) * 10 + n(7));
+    let (hour, minute, second) = (n(8) * 10 + n(9), n(10) * 10 + n(11), n(12) * 10 + n(13));
+    let millis = match rest {
+        [b'Z'] => 0,
+        [b'.', fraction @ .., b'Z'] if (1..=9).contains(&fraction.len()) => {
             if !fraction.iter().all(u8::is_ascii_digit) {
                 return None;
             }
@@ -430,7 +496,7 @@ fn utc_fast_path(b: &[u8]) -> Option<i64> {
 impl Model {
     /// Reads one record in the documented JSON format.
     pub fn parse_record(&self, json: &str) -> Result<Record, RecordError> {
-        self.parse_record_with(json, &mut AttrMemo::default())
+        self.parse_record_with(json, &mut ReadMemo::default())
     }
 
     /// [`Model::parse_record`] for many records: `memo` remembers what
@@ -439,7 +505,7 @@ impl Model {
     pub fn parse_record_with(
         &self,
         json: &str,
-        memo: &mut AttrMemo,
+        memo: &mut ReadMemo,
     ) -> Result<Record, RecordError> {
         let mut record = Record::default();
         self.parse_record_into(json, memo, &mut record)?;
@@ -451,7 +517,7 @@ impl Model {
     pub fn parse_record_into(
         &self,
         json: &str,
-        memo: &mut AttrMemo,
+        memo: &mut ReadMemo,
         record: &mut Record,
     ) -> Result<(), RecordError> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
@@ -474,7 +540,7 @@ impl Model {
     /// values for every `company.*` property they do not carry themselves.
     pub fn parse_account(&self, json: &str) -> Result<Account, RecordError> {
         let mut account = Account::default();
-        self.parse_account_into(json, &mut AttrMemo::default(), &mut account)?;
+        self.parse_account_into(json, &mut ReadMemo::default(), &mut account)?;
         Ok(account)
     }
 
@@ -483,7 +549,7 @@ impl Model {
     pub fn parse_account_into(
         &self,
         json: &str,
-        memo: &mut AttrMemo,
+        memo: &mut ReadMemo,
         account: &mut Account,
     ) -> Result<(), RecordError> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
@@ -516,7 +582,7 @@ impl Model {
                 }
             }
             person.warnings.clear();
-            finish(self, person);
+            finish(self, person, None);
         }
     }
 
@@ -553,7 +619,7 @@ pub struct Account {
 /// Deserializes a `Record` for a model from any serde format.
 pub(crate) struct RecordSeed<'m, 's> {
     pub model: &'m Model,
-    pub memo: &'s mut AttrMemo,
+    pub memo: &'s mut ReadMemo,
     /// A spent record whose buffers are filled again.
     pub reuse: Record,
     /// Where a company record's `people` go (None: `people` is ignored).
@@ -619,14 +685,14 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
             return Err(de::Error::custom("record \"id\" is empty"));
         }
         builder.record.id.push_str(&id);
-        Ok(builder.build())
+        Ok(builder.build_with(self.memo))
     }
 }
 
 /// A company's `people`: contact records, their buffers reused.
 struct PeopleSeed<'m, 's> {
     model: &'m Model,
-    memo: &'s mut AttrMemo,
+    memo: &'s mut ReadMemo,
     people: &'s mut Vec<Record>,
 }
 
@@ -833,7 +899,7 @@ impl<'de> de::Deserialize<'de> for RawProp<'de> {
 
 struct EventsSeed<'b, 'm> {
     builder: &'b mut RecordBuilder<'m>,
-    memo: &'b mut AttrMemo,
+    memo: &'b mut ReadMemo,
 }
 
 impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_> {
@@ -871,7 +937,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
 struct EventSeed<'m, 's> {
     model: &'m Model,
     index: usize,
-    memo: &'s mut AttrMemo,
+    memo: &'s mut ReadMemo,
 }
 
 impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_> {
@@ -958,7 +1024,7 @@ struct AttrsSeed<'a, 'm> {
     /// all of them while the type is not known yet.
     wanted: u64,
     matched: &'a mut u128,
-    memo: &'a mut AttrMemo,
+    memo: &'a mut ReadMemo,
 }
 
 impl<'de> DeserializeSeed<'de> for AttrsSeed<'_, '_> {
@@ -1003,17 +1069,23 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
     }
 }
 
-/// Which attribute patterns a value matches, remembered per attribute slot:
-/// event attributes repeat (the same pages, campaigns and forms), and a
-/// lookup costs less than case-folding and running every pattern. Bounded:
-/// a slot's memory is dropped when it holds [`AttrMemo::LIMIT`] values.
+/// What reading records learned about values, for the next records: which
+/// attribute patterns an event attribute value matches, per attribute slot
+/// (event attributes repeat: the same pages, campaigns and forms), and the
+/// outcomes of a property slot's checks for a value (industries, countries
+/// and titles repeat). A lookup costs less than case-folding and running
+/// every pattern or check. Bounded: a slot's memory is dropped when it
+/// holds [`ReadMemo::LIMIT`] values, and a property slot whose values
+/// rarely repeat is not remembered at all.
 #[derive(Debug, Default)]
-pub struct AttrMemo {
+pub struct ReadMemo {
     slots: Vec<rustc_hash::FxHashMap<Box<str>, u128>>,
     scratch: String,
+    /// Property check outcomes by property slot.
+    props: Vec<PropMemo>,
 }
 
-impl AttrMemo {
+impl ReadMemo {
     const LIMIT: usize = 4096;
 
     fn matches(&mut self, model: &Model, slot: u16, value: &str) -> u128 {
@@ -1033,6 +1105,84 @@ impl AttrMemo {
         seen.insert(value.into(), bits);
         bits
     }
+}
+
+/// Remembered outcomes of one property slot's checks, by value.
+#[derive(Debug, Default)]
+struct PropMemo {
+    seen: rustc_hash::FxHashMap<Box<str>, Outcomes>,
+    lookups: u32,
+    hits: u32,
+    /// Values of this slot rarely repeat (emails, ids): not worth a lookup.
+    off: bool,
+}
+
+/// One value's check outcomes, one bit per check of its slot, with the
+/// number and time it was read as (a number and a text can share a text).
+#[derive(Clone, Copy, Debug)]
+struct Outcomes {
+    number: Option<u64>,
+    time: Option<i64>,
+    bits: u64,
+}
+
+impl ReadMemo {
+    /// After this many lookups, a slot that hit less than a quarter of the
+    /// time stops being remembered.
+    const TRIAL: u32 = 2048;
+
+    fn outcomes(&mut self, slot: usize, value: &Value) -> Option<u64> {
+        let memo = self.props.get_mut(slot)?;
+        if memo.off {
+            return None;
+        }
+        memo.lookups = memo.lookups.saturating_add(1);
+        let found = memo
+            .seen
+            .get(&value.text)
+            .filter(|o| o.number == value.number.map(f64::to_bits) && o.time == value.time)?;
+        memo.hits = memo.hits.saturating_add(1);
+        Some(found.bits)
+    }
+
+    fn remember(&mut self, slot: usize, value: &Value, bits: u64) {
+        if self.props.len() <= slot {
+            self.props.resize_with(slot + 1, PropMemo::default);
+        }
+        let memo = &mut self.props[slot];
+        if memo.off {
+            return;
+        }
+        if memo.lookups >= Self::TRIAL && memo.hits < memo.lookups / 4 {
+            memo.off = true;
+            memo.seen = Default::default();
+            return;
+        }
+        if memo.seen.len() >= Self::LIMIT {
+            memo.seen.clear();
+        }
+        let outcomes = Outcomes {
+            number: value.number.map(f64::to_bits),
+            time: value.time,
+            bits,
+        };
+        memo.seen.insert(value.text.clone(), outcomes);
+    }
+}
+
+fn set_outcomes(static_bits: &mut [u64], checks: &[u32], outcomes: u64) {
+    for (i, &check) in checks.iter().enumerate() {
+        if outcomes & (1 << i) != 0 {
+            static_bits[check as usize / 64] |= 1 << (check % 64);
+        }
+    }
+}
+
+fn get_outcomes(static_bits: &[u64], checks: &[u32]) -> u64 {
+    checks.iter().enumerate().fold(0, |bits, (i, &check)| {
+        let set = static_bits[check as usize / 64] & (1 << (check % 64)) != 0;
+        bits | u64::from(set) << i
+    })
 }
 
 fn scalar_text<'a>(scalar: &'a OwnedScalar<'_>) -> std::borrow::Cow<'a, str> {

@@ -261,7 +261,7 @@ struct Scored {
     cards: Vec<Scorecard>,
     used: usize,
     /// One per model.
-    memos: Vec<crate::record::AttrMemo>,
+    memos: Vec<crate::record::ReadMemo>,
     record: crate::Record,
     account: crate::record::Account,
     account_card: crate::engine::AccountCard,

@@ -41,21 +41,29 @@ impl Block {
     pub(crate) fn lines(&self) -> impl Iterator<Item = (u64, Result<&str, String>)> + '_ {
         let bytes = self.bytes.strip_suffix(b"\n").unwrap_or(&self.bytes);
         let empty = bytes.is_empty() && !self.too_long;
-        bytes
-            .split(|b| *b == b'\n')
-            .take(if empty { 0 } else { usize::MAX })
-            .enumerate()
-            .map(move |(i, raw)| {
-                let number = self.first_line + i as u64;
-                if i == 0 && self.too_long {
-                    let limit = MAX_LINE_BYTES >> 20;
-                    return (
-                        number,
-                        Err(format!("line is longer than {limit} MiB; skipped")),
-                    );
-                }
-                (number, line_text(raw))
-            })
+        // memchr finds line ends many bytes at a time; `split` with a
+        // closure looked at each byte and cost a tenth of a `score` run.
+        let mut ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            let end = ends.next()?;
+            let line = &bytes[start..end];
+            start = end + 1;
+            Some(line)
+        })
+        .take(if empty { 0 } else { usize::MAX })
+        .enumerate()
+        .map(move |(i, raw)| {
+            let number = self.first_line + i as u64;
+            if i == 0 && self.too_long {
+                let limit = MAX_LINE_BYTES >> 20;
+                return (
+                    number,
+                    Err(format!("line is longer than {limit} MiB; skipped")),
+                );
+            }
+            (number, line_text(raw))
+        })
     }
 }
 

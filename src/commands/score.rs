@@ -12,7 +12,7 @@ use super::CommandError;
 use super::lines::{Block, for_each_block};
 use crate::engine::{AccountCard, CardWriter, Scorecard};
 use crate::model::Model;
-use crate::record::{Account, AttrMemo, Record};
+use crate::record::{Account, ReadMemo, Record};
 
 /// What each input line is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,7 +45,7 @@ struct Done<'m> {
     out: Vec<u8>,
     card: Scorecard,
     writer: Option<CardWriter<'m>>,
-    memo: AttrMemo,
+    memo: ReadMemo,
     record: Record,
     account: Account,
     account_card: AccountCard,

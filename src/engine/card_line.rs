@@ -8,8 +8,6 @@
 //! format and must not change: a test holds the output of a generated file
 //! to the bytes an earlier, serde-derived writer produced.
 
-use std::fmt::Write as _;
-
 use super::{AccountCard, Scorecard};
 use crate::model::{Model, Part, RuleKind};
 use crate::record::Account;
@@ -28,6 +26,10 @@ fn push_points(out: &mut Vec<u8>, value: f64) {
     } else {
         let _ = serde_json::to_writer(&mut *out, &value);
     }
+}
+
+fn push_integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 fn escaped(text: &str) -> Vec<u8> {
@@ -178,7 +180,8 @@ impl<'m> CardWriter<'m> {
                 match result.matrix {
                     Some(cell) => {
                         out.extend_from_slice(&[b'"', b'A' + cell[0]]);
-                        let _ = write!(Bytes(out), "{}\"", u16::from(cell[1]) + 1);
+                        push_integer(out, u16::from(cell[1]) + 1);
+                        out.push(b'"');
                     }
                     None => out.extend_from_slice(b"null"),
                 }
@@ -203,7 +206,8 @@ impl<'m> CardWriter<'m> {
                 out.extend_from_slice(&pieces.rules[rule]);
                 push_points(out, hit.points);
                 if pieces.counts[rule] {
-                    let _ = write!(Bytes(out), ",\"count\":{}", hit.count);
+                    out.extend_from_slice(br#","count":"#);
+                    push_integer(out, hit.count);
                 }
                 out.push(b'}');
             }
@@ -262,16 +266,6 @@ impl CardWriter<'_> {
             self.write(person.id(), card, out);
         }
         out.extend_from_slice(b"]}");
-    }
-}
-
-/// `fmt::Write` onto a byte buffer, for numbers.
-struct Bytes<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Bytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 

@@ -83,7 +83,8 @@ pub(crate) fn summary_into(model: &Model, card: &Scorecard, score: usize, out: &
         }
         out.push_str(&rule.name);
         if hit.count > 1 && matches!(rule.kind, RuleKind::Events { .. }) {
-            let _ = write!(out, " \u{d7}{}", hit.count);
+            out.push_str(" \u{d7}");
+            out.push_str(itoa::Buffer::new().format(hit.count));
         }
         out.push(' ');
         push_signed(out, hit.points);
@@ -105,7 +106,7 @@ fn push_signed(out: &mut String, value: f64) {
     out.push(if value < 0.0 { '\u{2212}' } else { '+' });
     let value = value.abs();
     if value.fract() == 0.0 && value < 1e15 {
-        let _ = write!(out, "{}", value as i64);
+        out.push_str(itoa::Buffer::new().format(value as i64));
     } else {
         let _ = write!(out, "{value:.2}");
         let trimmed = out.trim_end_matches('0').trim_end_matches('.').len();

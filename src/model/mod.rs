@@ -51,6 +51,8 @@ pub struct Model {
     pub(crate) patterns: Vec<AttrPattern>,
     /// Property checks that do not depend on `now`, by `Cond::Static` index.
     pub(crate) static_checks: Vec<(u32, PropCheck)>,
+    /// For each property slot, the indices of its `static_checks`.
+    pub(crate) static_by_slot: Vec<Vec<u32>>,
     /// For each attribute slot, the patterns that read it.
     pub(crate) patterns_by_slot: Vec<Vec<u32>>,
     /// For each event type slot (and last, for unnamed types), the attribute

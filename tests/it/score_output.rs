@@ -180,3 +180,76 @@ fn event_times_read_fast_agree_with_jiff() {
         );
     }
 }
+
+/// Reading many records remembers each property value's check outcomes;
+/// every line must still score as it does read alone (a fresh memory):
+/// the same outcomes, the same warnings in the same order, whether a
+/// value repeats, arrives once as text and once as a number, or belongs
+/// to a slot whose values never repeat (emails: no longer remembered).
+#[test]
+fn remembered_property_outcomes_score_as_each_record_alone() {
+    let model = crate::model("fixtures/models/fit.toml");
+    let titles = [
+        "Director",
+        "VP Sales",
+        "Head of Marketing",
+        "CEO",
+        "  head of ops ",
+        "",
+    ];
+    let employees = [
+        r#""10""#,
+        r#""lots""#,
+        "3",
+        r#""3""#,
+        "250",
+        r#"" 42 ""#,
+        "null",
+        "-7",
+        r#""NaN""#,
+    ];
+    let dates = [
+        r#""2026-05-20""#,
+        r#""2024-12-31T23:59:59Z""#,
+        r#""yesterday""#,
+        "1779235200000",
+        r#""1779235200000""#,
+    ];
+    let hints = ["42", r#""42""#, r#""forty-two""#, "true", r#""true""#];
+    let mut input = String::new();
+    for i in 0..6000usize {
+        let pick = |list: &[&'static str], step: usize| list[(i * step + i / 7) % list.len()];
+        input.push_str(&format!(
+            concat!(
+                r#"{{"id":"r{}","properties":{{"jobtitle":"{}","email":"p{}@acme.{}","#,
+                r#""createdate":{},"lastvisit":{},"score_hint":{},"opted_in":{},"#,
+                r#""country":"{}","interests":["sales","{}"]}},"company":{{"numemployees":{}}}}}"#,
+                "\n"
+            ),
+            i,
+            pick(&titles, 1).trim_matches('"'),
+            i,
+            if i % 3 == 0 { "com" } else { "io" },
+            pick(&dates, 3),
+            pick(&dates, 2),
+            pick(&hints, 5),
+            pick(&hints, 2),
+            if i % 2 == 0 { "norway" } else { "Denmark" },
+            pick(&titles, 4).trim(),
+            pick(&employees, 1),
+        ));
+    }
+    let together = score(&model, input.as_bytes(), 1);
+    let mut alone = Vec::new();
+    for line in input.lines() {
+        alone.extend(score(&model, format!("{line}\n").as_bytes(), 1));
+    }
+    let together = String::from_utf8(together).expect("utf-8");
+    let alone = String::from_utf8(alone).expect("utf-8");
+    assert!(together.contains("warnings"), "some values are mistyped");
+    for (number, (a, b)) in together.lines().zip(alone.lines()).enumerate() {
+        assert_eq!(a, b, "line {}", number + 1);
+    }
+    assert_eq!(together.lines().count(), 6000);
+    assert_eq!(together, alone);
+}

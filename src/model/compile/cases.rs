@@ -37,7 +37,7 @@ pub(super) fn test_case(
             has_people = v.get_ref().get("people").is_some();
             match (RecordSeed {
                 model,
-                memo: &mut crate::record::AttrMemo::default(),
+                memo: &mut crate::record::ReadMemo::default(),
                 reuse: Default::default(),
                 people: Some(&mut people),
             })

@@ -210,6 +210,10 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
             })
         })
         .collect();
+    let mut static_by_slot = vec![Vec::new(); schema.props.len()];
+    for (index, (slot, _)) in static_checks.iter().enumerate() {
+        static_by_slot[*slot as usize].push(index as u32);
+    }
     let mut patterns_by_slot = vec![Vec::new(); schema.attrs.len()];
     for (index, p) in patterns.iter().enumerate() {
         patterns_by_slot[usize::from(p.slot)].push(index as u32);
@@ -228,6 +232,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<Model, ConfigErrors> {
         any_type_matchers,
         patterns,
         static_checks,
+        static_by_slot,
         patterns_by_slot,
         attr_slots_by_type,
         profiles,
