@@ -272,11 +272,8 @@ fn finish(model: &Model, record: &mut Record, mut memo: Option<&mut ReadMemo>) {
         .resize(model.static_checks.len().div_ceil(64), 0);
     let mut known = 0u64;
     if let Some(memo) = memo.as_deref_mut() {
-        for (slot, checks) in model.static_by_slot.iter().enumerate().take(64) {
-            if let (true, Some(Prop::One(value))) =
-                ((1..=64).contains(&checks.len()), record.props.get(slot))
-                && let Some(outcomes) = memo.outcomes(slot, value)
-            {
+        for (slot, checks, value) in rememberable(model, &record.props) {
+            if let Some(outcomes) = memo.outcomes(slot, value) {
                 known |= 1 << slot;
                 set_outcomes(&mut record.static_bits, checks, outcomes);
             }
@@ -291,12 +288,8 @@ fn finish(model: &Model, record: &mut Record, mut memo: Option<&mut ReadMemo>) {
         }
     }
     if let Some(memo) = memo {
-        for (slot, checks) in model.static_by_slot.iter().enumerate().take(64) {
-            if let (true, 0, Some(Prop::One(value))) = (
-                (1..=64).contains(&checks.len()),
-                known & (1 << slot),
-                record.props.get(slot),
-            ) && !record.warnings.iter().any(|w| w.slot as usize == slot)
+        for (slot, checks, value) in rememberable(model, &record.props) {
+            if known & (1 << slot) == 0 && !record.warnings.iter().any(|w| w.slot as usize == slot)
             {
                 memo.remember(slot, value, get_outcomes(&record.static_bits, checks));
             }
@@ -305,6 +298,24 @@ fn finish(model: &Model, record: &mut Record, mut memo: Option<&mut ReadMemo>) {
     record.events.sort_by_key(|e| std::cmp::Reverse(e.at));
     record.lists.sort_unstable();
     record.lists.dedup();
+}
+
+/// The property slots whose check outcomes a [`ReadMemo`] can hold for this
+/// record: among the first 64 slots, with 1 to 64 checks, holding one value.
+fn rememberable<'a>(
+    model: &'a Model,
+    props: &'a [Prop],
+) -> impl Iterator<Item = (usize, &'a [u32], &'a Value)> + 'a {
+    model
+        .static_by_slot
+        .iter()
+        .enumerate()
+        .take(64)
+        .filter(|(_, checks)| (1..=64).contains(&checks.len()))
+        .filter_map(|(slot, checks)| match props.get(slot) {
+            Some(Prop::One(value)) => Some((slot, checks.as_slice(), value)),
+            _ => None,
+        })
 }
 
 /// The event type slot for a type name, `OTHER_TYPE` when only "any" rules
