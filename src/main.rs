@@ -175,6 +175,12 @@ enum Command {
         /// the fake's app secret; --write-connection adds [webhooks].
         #[arg(long, value_name = "URL")]
         webhooks: Option<String>,
+        /// Serve this many HubSpot portals behind the one address, each
+        /// with its own token, people (seeds from --seed on), limits and
+        /// writes; --write-connection then names a directory that gets one
+        /// connection file per portal (for `run --connections`).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        portals: usize,
     },
     /// How well a model separates converters, on records with known outcomes.
     Backtest {
@@ -263,11 +269,26 @@ enum Command {
     /// notifications; SIGHUP reloads, SIGTERM stops.
     Run {
         /// The connection file (it names the model).
-        #[arg(long, visible_alias = "config", env = "LEADSCORED_CONNECTION")]
-        connection: PathBuf,
+        #[arg(
+            long,
+            visible_alias = "config",
+            env = "LEADSCORED_CONNECTION",
+            required_unless_present = "connections",
+            conflicts_with = "connections"
+        )]
+        connection: Option<PathBuf>,
+        /// Serve every connection file (`*.toml`) in this directory from one
+        /// process; SIGHUP re-reads it.
+        #[arg(long, value_name = "DIR")]
+        connections: Option<PathBuf>,
+        /// With --connections: passes of different connections that run at
+        /// the same time, at most.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        parallel: usize,
         #[arg(long)]
         crm_url: Option<String>,
-        /// Serve /healthz and /metrics here instead of `[daemon] listen`.
+        /// Serve /healthz and /metrics here instead of `[daemon] listen`
+        /// (with --connections: default 127.0.0.1:9187).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
@@ -552,10 +573,12 @@ fn run(command: Command) -> Result<u8, CommandError> {
             companies,
             write_connection,
             webhooks,
+            portals,
         } => {
             let options = commands::FakeOptions {
                 write_connection,
                 webhooks,
+                portals,
                 records: contacts,
                 seed,
                 state,
@@ -661,12 +684,24 @@ fn run(command: Command) -> Result<u8, CommandError> {
         }
         Command::Run {
             connection,
+            connections,
+            parallel,
             crm_url,
             listen,
             state,
         } => {
+            let source = match (connection, connections) {
+                (_, Some(dir)) => leadscored::daemon::Source::Directory(dir),
+                (Some(file), None) => leadscored::daemon::Source::Connection(file),
+                (None, None) => {
+                    return Err(CommandError::Data(
+                        "run: give --connection FILE or --connections DIR".to_owned(),
+                    ));
+                }
+            };
             leadscored::daemon::run(leadscored::daemon::Options {
-                connection,
+                source,
+                parallel,
                 crm_url,
                 state_dir: state.resolve(),
                 listen,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::CommandError;
-use crate::fake::{FakeHubspot, FakePardot, HubspotConfig, PardotConfig};
+use crate::fake::{FakeHubspot, FakePardot, FakePortals, HubspotConfig, PardotConfig};
 
 /// Which CRM to imitate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,6 +19,8 @@ pub enum FakeKind {
 enum Fake {
     Hubspot(FakeHubspot),
     Pardot(FakePardot),
+    /// Many HubSpot portals (their state is not saved).
+    Portals(FakePortals),
 }
 
 impl Fake {
@@ -26,6 +28,7 @@ impl Fake {
         match self {
             Self::Hubspot(fake) => fake.save_state(path),
             Self::Pardot(fake) => fake.save_state(path),
+            Self::Portals(_) => Ok(false),
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct FakeOptions {
     pub write_connection: Option<std::path::PathBuf>,
     /// Send HubSpot webhooks for every contact change to this loopback URL.
     pub webhooks: Option<String>,
+    /// HubSpot portals behind the one address (0 or 1: one).
+    pub portals: usize,
 }
 
 /// The app secret the fake HubSpot signs its webhooks with.
@@ -99,6 +104,7 @@ fn write_connection(
     credentials: &Credentials<'_>,
     unlimited: bool,
     webhooks: Option<&str>,
+    shared_model: Option<&str>,
 ) -> Result<String, CommandError> {
     let dir = path
         .parent()
@@ -107,8 +113,14 @@ fn write_connection(
     let stem = path
         .file_stem()
         .map_or_else(|| "fake".to_owned(), |s| s.to_string_lossy().into_owned());
-    let model_name = format!("{stem}-model.toml");
-    write_private(&dir.join(&model_name), EXAMPLE_MODEL)?;
+    let model_name = match shared_model {
+        Some(name) => name.to_owned(),
+        None => {
+            let name = format!("{stem}-model.toml");
+            write_private(&dir.join(&name), EXAMPLE_MODEL)?;
+            name
+        }
+    };
     let secret = |suffix: &str, value: &str| -> Result<String, CommandError> {
         let file = dir.join(format!("{stem}.{suffix}"));
         write_private(&file, value)?;
@@ -188,6 +200,32 @@ fn write_connection(
     ))
 }
 
+/// Writes one connection file per fake portal into `dir` (created if
+/// missing): `portal-0001.toml` and on, each with its token file beside
+/// it; the model they share goes to `dir/models/` (every `.toml` directly
+/// in `dir` is a connection).
+fn write_portal_connections(
+    dir: &Path,
+    url: &str,
+    portals: usize,
+    unlimited: bool,
+) -> Result<String, CommandError> {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models)
+        .map_err(|e| CommandError::Data(format!("cannot create {}: {e}", models.display())))?;
+    write_private(&models.join("b2b.toml"), EXAMPLE_MODEL)?;
+    for number in 1..=portals {
+        let token = crate::fake::portals::portal_token(number);
+        let path = dir.join(format!("portal-{number:04}.toml"));
+        let credentials = Credentials::Token(&token);
+        write_connection(&path, url, &credentials, unlimited, None, Some("models/b2b.toml"))?;
+    }
+    Ok(format!(
+        "{portals} connection files for these portals in {} (portal-0001.toml and on, models and tokens beside them); try: leadscored run --connections {0}",
+        dir.display()
+    ))
+}
+
 /// Serves a fake CRM on `listen` until SIGINT or SIGTERM, keeping client
 /// writes in `options.state` when given.
 pub fn fake_crm(
@@ -217,7 +255,43 @@ pub fn fake_crm(
             "--listen {listen}: the fake CRM serves on a loopback address only (127.0.0.1 or ::1)"
         )));
     }
+    let portals = options.portals.max(1);
+    if portals > 1 {
+        let refused = match kind {
+            FakeKind::Pardot => Some("--portals: many portals are served for HubSpot only"),
+            FakeKind::Hubspot if state.is_some() => Some("--portals: --state keeps one portal's writes; leave it out"),
+            FakeKind::Hubspot if options.webhooks.is_some() => Some("--portals: --webhooks is for one portal; leave it out"),
+            FakeKind::Hubspot => None,
+        };
+        if let Some(why) = refused {
+            return Err(CommandError::Data(why.to_owned()));
+        }
+    }
     let (fake, router, banner, secrets) = match kind {
+        FakeKind::Hubspot if portals > 1 => {
+            let mut config = HubspotConfig {
+                contacts: records,
+                seed,
+                faults: faults.clone(),
+                portal_id,
+                companies,
+                ..HubspotConfig::default()
+            };
+            if unlimited {
+                config.per_ten_seconds = 100_000_000;
+                config.search_per_second = 10_000_000;
+                config.daily = u64::MAX / 2;
+            }
+            let set = FakePortals::numbered(&config, portals);
+            let banner = format!(
+                "{portals} fake HubSpot portals with {records} contacts each (seeds {seed}..={}); bearer tokens {} to {}",
+                seed + portals as u64 - 1,
+                crate::fake::portals::portal_token(1),
+                crate::fake::portals::portal_token(portals),
+            );
+            let router = set.router();
+            (Fake::Portals(set), router, banner, (String::new(), None))
+        }
         FakeKind::Hubspot => {
             let mut config = HubspotConfig {
                 contacts: records,
@@ -298,13 +372,17 @@ pub fn fake_crm(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        if let Fake::Hubspot(hubspot) = &fake {
-            hubspot.start_webhooks();
+        match &fake {
+            Fake::Hubspot(hubspot) => hubspot.start_webhooks(),
+            Fake::Portals(set) => set.start_webhooks(),
+            Fake::Pardot(_) => {}
         }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         eprintln!("{banner}; on http://{addr}");
-        if let Some(path) = &options.write_connection {
+        if let (Some(dir), Fake::Portals(set)) = (&options.write_connection, &fake) {
+            eprintln!("{}", write_portal_connections(dir, &format!("http://{addr}"), set.len(), unlimited)?);
+        } else if let Some(path) = &options.write_connection {
             let url = format!("http://{addr}");
             let credentials = match &secrets {
                 (token, None) => Credentials::Token(token),
@@ -320,7 +398,7 @@ pub fn fake_crm(
             let webhooks = options.webhooks.as_deref();
             eprintln!(
                 "{}",
-                write_connection(path, &url, &credentials, unlimited, webhooks)?
+                write_connection(path, &url, &credentials, unlimited, webhooks, None)?
             );
         }
         let server = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal());

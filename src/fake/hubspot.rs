@@ -306,7 +306,7 @@ fn new_correlation_id() -> String {
 }
 
 /// A HubSpot error response.
-fn error(status: StatusCode, category: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, category: &str, message: &str) -> Response {
     let body = json!({
         "status": "error",
         "message": message,

@@ -8,6 +8,7 @@
 mod faults;
 pub mod hubspot;
 mod limits;
+pub mod portals;
 pub mod pardot;
 pub mod people;
 mod store;
@@ -16,6 +17,7 @@ pub use store::StateHeader;
 
 pub use hubspot::{FakeHubspot, HubspotConfig};
 pub use pardot::{FakePardot, PardotConfig};
+pub use portals::FakePortals;
 pub use people::{PeopleSpec, Person, Persona};
 
 /// A fake CRM running in-process on an ephemeral port; stops when dropped.
@@ -72,4 +74,11 @@ async fn spawn(router: axum::Router) -> std::io::Result<RunningFake> {
         addr,
         stop: Some(stop),
     })
+}
+
+/// Starts many fake HubSpot portals behind one address on 127.0.0.1 with
+/// an ephemeral port, on the current tokio runtime.
+pub async fn spawn_portals(portals: FakePortals) -> std::io::Result<RunningFake> {
+    portals.start_webhooks();
+    spawn(portals.router()).await
 }
