@@ -218,7 +218,14 @@ fn write_portal_connections(
         let token = crate::fake::portals::portal_token(number);
         let path = dir.join(format!("portal-{number:04}.toml"));
         let credentials = Credentials::Token(&token);
-        write_connection(&path, url, &credentials, unlimited, None, Some("models/b2b.toml"))?;
+        write_connection(
+            &path,
+            url,
+            &credentials,
+            unlimited,
+            None,
+            Some("models/b2b.toml"),
+        )?;
     }
     Ok(format!(
         "{portals} connection files for these portals in {} (portal-0001.toml and on, models and tokens beside them); try: leadscored run --connections {0}",
@@ -259,8 +266,12 @@ pub fn fake_crm(
     if portals > 1 {
         let refused = match kind {
             FakeKind::Pardot => Some("--portals: many portals are served for HubSpot only"),
-            FakeKind::Hubspot if state.is_some() => Some("--portals: --state keeps one portal's writes; leave it out"),
-            FakeKind::Hubspot if options.webhooks.is_some() => Some("--portals: --webhooks is for one portal; leave it out"),
+            FakeKind::Hubspot if state.is_some() => {
+                Some("--portals: --state keeps one portal's writes; leave it out")
+            }
+            FakeKind::Hubspot if options.webhooks.is_some() => {
+                Some("--portals: --webhooks is for one portal; leave it out")
+            }
             FakeKind::Hubspot => None,
         };
         if let Some(why) = refused {

@@ -44,11 +44,10 @@ pub fn connection_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, Command
         let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink());
-        if is_file
-            && !name.starts_with('.')
-            && path.extension().is_some_and(|e| e == "toml")
-        {
+        let is_file = entry
+            .file_type()
+            .is_ok_and(|t| t.is_file() || t.is_symlink());
+        if is_file && !name.starts_with('.') && path.extension().is_some_and(|e| e == "toml") {
             files.insert(name.to_owned(), path.clone());
         }
     }
@@ -189,7 +188,8 @@ impl Fleet {
         let label: Arc<str> = name.as_str().into();
         let span = tracing::info_span!("connection", name = %name);
         let started = async {
-            let opened = Opened::open(label.clone(), path, &self.shared.overrides, &self.state_dir)?;
+            let opened =
+                Opened::open(label.clone(), path, &self.shared.overrides, &self.state_dir)?;
             Worker::start(opened, self.shared.clone(), Stop::default()).await
         }
         .instrument(span.clone());

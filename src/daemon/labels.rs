@@ -7,7 +7,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
 
 tokio::task_local! {
     static CONNECTION: Arc<str>;

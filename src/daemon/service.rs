@@ -121,6 +121,8 @@ struct HealthBody {
     last_success: Option<String>,
     last_outcome: Option<String>,
     running: bool,
+    /// Passes finished since start.
+    passes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seconds: Option<f64>,
 }
@@ -139,6 +141,7 @@ impl HealthBody {
             last_success: health.last_success.map(|t| t.to_string()),
             last_outcome: health.last_outcome.clone(),
             running: health.running,
+            passes: health.passes,
             last_seconds: health.last_seconds,
         }
     }
@@ -172,7 +175,8 @@ impl Board {
         health: Arc<Mutex<Health>>,
         inbox: Option<Arc<super::webhooks::Inbox>>,
     ) {
-        self.write().insert(name.to_owned(), Entry { health, inbox });
+        self.write()
+            .insert(name.to_owned(), Entry { health, inbox });
     }
 
     pub fn remove(&self, name: &str) {

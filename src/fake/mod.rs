@@ -8,17 +8,17 @@
 mod faults;
 pub mod hubspot;
 mod limits;
-pub mod portals;
 pub mod pardot;
 pub mod people;
+pub mod portals;
 mod store;
 
 pub use store::StateHeader;
 
 pub use hubspot::{FakeHubspot, HubspotConfig};
 pub use pardot::{FakePardot, PardotConfig};
-pub use portals::FakePortals;
 pub use people::{PeopleSpec, Person, Persona};
+pub use portals::FakePortals;
 
 /// A fake CRM running in-process on an ephemeral port; stops when dropped.
 #[derive(Debug)]

@@ -27,8 +27,25 @@ pub(super) fn write_connection(
     daemon: &str,
     timezone: &str,
 ) -> PathBuf {
-    let token = dir.join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
+    let text = connection_text(dir, "token", TOKEN, url, limits, daemon, timezone);
+    let path = dir.join("portal.toml");
+    std::fs::write(&path, text).expect("connection file");
+    path
+}
+
+/// The text of a connection file for the fake at `url` whose token
+/// (written to `dir/token_file`) is `token`.
+pub(super) fn connection_text(
+    dir: &Path,
+    token_file: &str,
+    token_value: &str,
+    url: &str,
+    limits: &str,
+    daemon: &str,
+    timezone: &str,
+) -> String {
+    let token = dir.join(token_file);
+    std::fs::write(&token, format!("{token_value}\n")).expect("token file");
     let model = crate::root().join("config/b2b.toml");
     let example = crate::read("config/hubspot.toml");
     let without_daemon = match example.find("\n# The daemon") {
@@ -55,9 +72,7 @@ pub(super) fn write_connection(
         .replace("[limits]\n", &format!("[limits]\n{limits}\n"))
         + "\n[daemon]\n"
         + daemon;
-    let path = dir.join("portal.toml");
-    std::fs::write(&path, source).expect("connection file");
-    path
+    source
 }
 
 pub(super) fn leadscored(args: &[&str], dir: &Path) -> Command {

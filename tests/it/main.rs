@@ -19,6 +19,7 @@ mod explain;
 mod fake_hubspot;
 mod fake_hubspot_spec;
 mod fake_pardot;
+mod fleet;
 mod hubspot_flows;
 mod hubspot_wiremock;
 mod models;

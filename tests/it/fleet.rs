@@ -1,0 +1,204 @@
+//! `leadscored run --connections DIR` as a child process against several
+//! fake HubSpot portals behind one address: a portal answering 5xx never
+//! delays the healthy ones, a file that does not load is reported and
+//! skipped, `/healthz` and `/metrics` speak per connection, and SIGHUP
+//! starts new files, stops removed ones and keeps the old version of a
+//! file that broke.
+
+use std::path::Path;
+use std::time::Duration;
+
+use leadscored::config::Connection;
+use leadscored::crm::Crm as _;
+use leadscored::crm::hubspot::Hubspot;
+use leadscored::fake::portals::{portal_config, portal_token};
+use leadscored::fake::{FakePortals, spawn_portals};
+
+use super::daemon::{
+    FAST, connection_text, eventually, free_port, get, leadscored, left_to_write, signal,
+    wait_with_timeout,
+};
+use super::hubspot_flows::fake_config;
+
+const DAEMON: &str = "incremental = \"every 1s\"\nrescore = \"off\"\n";
+
+/// Writes connection `name` for portal `number` into `dir` and, unless the
+/// portal only fails, creates its output properties.
+async fn connect(dir: &Path, name: &str, number: usize, url: &str, setup: bool) -> Connection {
+    let text = connection_text(
+        dir,
+        &format!("{name}.token"),
+        &portal_token(number),
+        url,
+        FAST,
+        DAEMON,
+        "UTC",
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("connection file");
+    let connection = Connection::load(&path).expect("connection loads");
+    if setup {
+        Hubspot::new(&connection)
+            .expect("connector")
+            .setup(&connection.property_specs(), true)
+            .await
+            .expect("setup");
+    }
+    connection
+}
+
+/// `(HTTP status, passes so far)` of one connection's `/healthz`.
+async fn passes(port: u16, name: &str) -> Option<(u16, u64)> {
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/healthz/{name}")).await?;
+    let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some((status, body["passes"].as_u64()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_run_apart_and_reload_one_by_one() {
+    let base = fake_config(300);
+    let mut failing = portal_config(&base, 1);
+    failing.faults.apply_spec("5xx=1").expect("fault spec");
+    let configs = vec![
+        failing,
+        portal_config(&base, 2),
+        portal_config(&base, 3),
+        portal_config(&base, 4),
+    ];
+    let portals = FakePortals::new(configs).expect("portals");
+    let fake = spawn_portals(portals.clone()).await.expect("fake starts");
+    let url = fake.url();
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("connections.d");
+    std::fs::create_dir_all(&dir).expect("dir");
+    connect(&dir, "portal-a", 1, &url, false).await;
+    let b = connect(&dir, "portal-b", 2, &url, true).await;
+    let c = connect(&dir, "portal-c", 3, &url, true).await;
+    std::fs::write(dir.join("broken.toml"), "[crm]\nkind = 7\n").expect("broken file");
+    let port = free_port();
+    let log = work.path().join("daemon.log");
+    let mut child = leadscored(
+        &[
+            "run",
+            "--connections",
+            dir.to_str().expect("utf-8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--parallel",
+            "2",
+        ],
+        work.path(),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log file"))
+    .spawn()
+    .expect("daemon starts");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The healthy portals converge while the failing one fails.
+    for name in ["portal-b", "portal-c"] {
+        eventually(name, Duration::from_secs(60), || async {
+            matches!(passes(port, name).await, Some((200, n)) if n >= 1)
+        })
+        .await;
+    }
+    assert_eq!(left_to_write(&b).await, 0);
+    assert_eq!(left_to_write(&c).await, 0);
+    assert!(work.path().join("state/portal-b.sqlite3").exists());
+
+    // A failing portal never holds the others up: they keep to their
+    // schedule of one pass a second.
+    let before = passes(port, "portal-b").await.expect("health").1;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = passes(port, "portal-b").await.expect("health").1;
+    assert!(
+        after >= before + 2,
+        "portal-b ran {before} → {after} passes in 4 s"
+    );
+    let (_, body) = get(&format!("http://127.0.0.1:{port}/healthz/portal-a"))
+        .await
+        .expect("healthz");
+    let failing: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(failing["last_outcome"], "crm-error", "{body}");
+    assert!(failing["passes"].as_u64() >= Some(1), "{body}");
+
+    // Overall health names what is wrong (a failing pass degrades its
+    // connection only once it is stale, as with one connection); each
+    // connection answers alone.
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .expect("healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("1 of 4 connections degraded: broken"),
+        "{body}"
+    );
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/healthz/broken"))
+        .await
+        .expect("healthz");
+    assert_eq!(status, 503);
+    assert!(body.contains("connection file not loaded"), "{body}");
+    assert!(body.contains("broken.toml"), "{body}");
+    let metrics = get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics")
+        .1;
+    for wanted in [
+        "leadscored_runs_total{kind=\"incremental\",outcome=\"ok\",connection=\"portal-b\"}",
+        "leadscored_runs_total{kind=\"incremental\",outcome=\"crm-error\",connection=\"portal-a\"}",
+        "leadscored_crm_requests_total{endpoint=\"contacts.batch.update\",status=\"200\",connection=\"portal-c\"}",
+        "leadscored_connections 3",
+        "leadscored_connections_not_loaded 1",
+    ] {
+        assert!(metrics.contains(wanted), "{wanted} in\n{metrics}");
+    }
+    assert!(
+        portals
+            .portal(1)
+            .expect("portal 1")
+            .property(1, "leadscored_score")
+            .is_none(),
+        "nothing was written to the failing portal"
+    );
+
+    // SIGHUP: the broken file becomes a good one (portal 4), portal-c's
+    // file goes, portal-b's file breaks.
+    let d = connect(&dir, "broken", 4, &url, true).await;
+    std::fs::remove_file(dir.join("portal-c.toml")).expect("remove");
+    let good_b = std::fs::read_to_string(dir.join("portal-b.toml")).expect("reads");
+    std::fs::write(
+        dir.join("portal-b.toml"),
+        good_b.replace("[crm]", "[crm]\nkind = 7\n"),
+    )
+    .expect("writes");
+    signal(&child, "HUP");
+    eventually("the new connection", Duration::from_secs(60), || async {
+        matches!(passes(port, "broken").await, Some((200, n)) if n >= 1)
+    })
+    .await;
+    assert_eq!(left_to_write(&d).await, 0);
+    eventually("portal-c stopped", Duration::from_secs(20), || async {
+        matches!(
+            get(&format!("http://127.0.0.1:{port}/healthz/portal-c")).await,
+            Some((404, _))
+        )
+    })
+    .await;
+    eventually("portal-b's refusal", Duration::from_secs(20), || async {
+        read_log().contains("not applied")
+    })
+    .await;
+    assert!(
+        read_log().contains("portal-b.toml"),
+        "the refusal names the file"
+    );
+    let before = passes(port, "portal-b").await.expect("health").1;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, after) = passes(port, "portal-b").await.expect("health");
+    assert_eq!(status, 200, "portal-b keeps its old configuration");
+    assert!(after > before, "portal-b keeps running");
+
+    signal(&child, "TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "{status}: {}", read_log());
+}
