@@ -228,7 +228,7 @@ fn write_portal_connections(
         )?;
     }
     Ok(format!(
-        "{portals} connection files for these portals in {} (portal-0001.toml and on, models and tokens beside them); try: leadscored run --connections {0}",
+        "{portals} connection files for these portals in {} (portal-0001.toml and on, each token beside its file, the model in models/); create each portal's properties with `leadscored setup --connection FILE`, then: leadscored run --connections {0}",
         dir.display()
     ))
 }

@@ -290,7 +290,10 @@ async fn connection_webhooks(
     body: axum::body::Body,
 ) -> Response {
     match shared.board.inbox(&name) {
-        Some(inbox) => super::webhooks::receive(AxumState(inbox), method, headers, body).await,
+        Some(inbox) => {
+            let receive = super::webhooks::receive(AxumState(inbox), method, headers, body);
+            super::labels::scope(name.into(), receive).await
+        }
         None => (StatusCode::NOT_FOUND, "no connection takes webhooks here").into_response(),
     }
 }

@@ -202,3 +202,111 @@ async fn many_connections_run_apart_and_reload_one_by_one() {
     let status = wait_with_timeout(&mut child, Duration::from_secs(20));
     assert!(status.success(), "{status}: {}", read_log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_takes_its_own_webhooks() {
+    use leadscored::fake::hubspot::webhooks::FakeWebhooks;
+    const SECRET: &str = "fleet-app-secret";
+    let port = free_port();
+    let base = fake_config(200);
+    let mut configs = Vec::new();
+    for (number, name) in [(1, "portal-a"), (2, "portal-b")] {
+        let mut config = portal_config(&base, number);
+        let url = format!("http://127.0.0.1:{port}/webhooks/hubspot/{name}");
+        let mut hooks = FakeWebhooks::new(&url, SECRET).expect("loopback URL");
+        hooks.retry_base = Duration::from_millis(200);
+        config.webhooks = Some(hooks);
+        configs.push(config);
+    }
+    let fake = spawn_portals(FakePortals::new(configs).expect("portals"))
+        .await
+        .expect("fake starts");
+    let url = fake.url();
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("connections.d");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = work.path().join("app-secret");
+    std::fs::write(&secret, SECRET).expect("secret");
+    let mut connections = Vec::new();
+    for (number, name) in [(1, "portal-a"), (2, "portal-b")] {
+        let daemon = format!(
+            "incremental = \"every 1h\"\nrescore = \"off\"\n\n[webhooks]\nurl = \"http://127.0.0.1:{port}/webhooks/hubspot/{name}\"\nsecret = {{ file = {:?} }}\ngather_ms = 200\n",
+            secret.display().to_string()
+        );
+        let text = connection_text(
+            &dir,
+            &format!("{name}.token"),
+            &portal_token(number),
+            &url,
+            FAST,
+            &daemon,
+            "UTC",
+        );
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("connection file");
+        let connection = Connection::load(&path).expect("loads");
+        Hubspot::new(&connection)
+            .expect("connector")
+            .setup(&connection.property_specs(), true)
+            .await
+            .expect("setup");
+        connections.push(connection);
+    }
+    let log = work.path().join("daemon.log");
+    let mut child = leadscored(
+        &[
+            "run",
+            "--connections",
+            dir.to_str().expect("utf-8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        work.path(),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log file"))
+    .spawn()
+    .expect("daemon starts");
+    for name in ["portal-a", "portal-b"] {
+        eventually(name, Duration::from_secs(60), || async {
+            matches!(passes(port, name).await, Some((200, n)) if n >= 1)
+        })
+        .await;
+    }
+
+    // Someone edits contacts in portal 2 only: portal-b's webhook passes
+    // score them; portal-a runs no webhook pass.
+    let client = reqwest::Client::new();
+    for id in [5, 17, 41] {
+        let answer = client
+            .post(format!("{url}/__fake/contacts/{id}"))
+            .header(leadscored::fake::portals::PORTAL_HEADER, "2")
+            .json(&serde_json::json!({ "properties": { "jobtitle": "CEO and founder" } }))
+            .send()
+            .await
+            .expect("edit");
+        assert!(answer.status().is_success());
+    }
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    eventually("portal-b's webhook pass", Duration::from_secs(20), || async {
+        get(&metrics_url).await.is_some_and(|(_, m)| {
+            m.contains("leadscored_runs_total{kind=\"webhook\",outcome=\"ok\",connection=\"portal-b\"}")
+        })
+    })
+    .await;
+    assert_eq!(left_to_write(&connections[1]).await, 0);
+    let metrics = get(&metrics_url).await.expect("metrics").1;
+    assert!(
+        !metrics.contains("kind=\"webhook\",outcome=\"ok\",connection=\"portal-a\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "leadscored_webhook_deliveries_total{outcome=\"accepted\",connection=\"portal-b\"}"
+        ),
+        "{metrics}"
+    );
+    signal(&child, "TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+}
