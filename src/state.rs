@@ -365,6 +365,15 @@ impl State {
         Ok(Some(state))
     }
 
+    /// Gives the page cache back (SQLite's `shrink_memory`): a daemon
+    /// serving many connections calls it after each pass, so only the
+    /// connections whose pass runs hold a cache.
+    pub fn release_memory(&self) {
+        if let Err(error) = self.db.execute_batch("PRAGMA shrink_memory") {
+            tracing::debug!(%error, "shrink_memory");
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

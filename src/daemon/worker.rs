@@ -465,6 +465,10 @@ impl Worker {
         if !webhook {
             record_distribution(&self.connection, &self.state);
         }
+        if self.shared.labelled {
+            // Idle connections hold no page cache (many connections).
+            self.state.release_memory();
+        }
         if let Some(notifier) = &self.shared.notifier {
             notifier.status(&status);
         }
