@@ -99,6 +99,7 @@ pub fn run(options: &Options, dir: &Path) -> Result<(), CommandError> {
                 passes: Arc::new(tokio::sync::Semaphore::new(options.parallel.max(1))),
                 notifier: None,
                 labelled: true,
+                portals: worker::Portals::default(),
             },
             board: board.clone(),
             members: BTreeMap::new(),
@@ -208,7 +209,7 @@ impl Fleet {
                     &name,
                     Arc::new(std::sync::Mutex::new(Health::failed(
                         jiff::Timestamp::now(),
-                        why.clone(),
+                        &why,
                     ))),
                     None,
                 );

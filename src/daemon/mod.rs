@@ -154,6 +154,7 @@ fn run_one(options: &Options, path: &std::path::Path) -> Result<(), CommandError
             passes: Arc::new(tokio::sync::Semaphore::new(1)),
             notifier: Some(notifier.clone()),
             labelled: false,
+            portals: worker::Portals::default(),
         };
         let (worker, handle_of) = Worker::start(opened, shared, stop.clone()).await?;
         let board = Board::default();

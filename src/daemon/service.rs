@@ -41,7 +41,8 @@ pub struct Health {
     /// Passes finished since start.
     pub passes: u64,
     /// Set when the connection file could not be loaded at start (many
-    /// connections: the others run; SIGHUP tries again).
+    /// connections: the others run; SIGHUP tries again), or while another
+    /// connection works the same CRM account.
     pub config_failure: Option<String>,
 }
 
@@ -64,9 +65,9 @@ impl Health {
     }
 
     /// A connection whose file could not be loaded.
-    pub fn failed(started: jiff::Timestamp, why: String) -> Health {
+    pub fn failed(started: jiff::Timestamp, why: &str) -> Health {
         Health {
-            config_failure: Some(why),
+            config_failure: Some(format!("connection file not loaded: {why}")),
             ..Health::new(started, Duration::from_secs(90 * 60))
         }
     }
@@ -75,7 +76,7 @@ impl Health {
     pub fn reasons(&self, now: jiff::Timestamp) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(why) = &self.config_failure {
-            out.push(format!("connection file not loaded: {why}"));
+            out.push(why.clone());
             return out;
         }
         if let Some(why) = &self.auth_failure {

@@ -191,6 +191,39 @@ impl Schedules {
     }
 }
 
+/// Which connection works which CRM account (portal id), so that two files
+/// naming the same portal never both run passes in one daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Portals {
+    held: Arc<Mutex<std::collections::HashMap<String, Arc<str>>>>,
+}
+
+impl Portals {
+    /// Claims `portal` for `name`; the name already holding it, if another.
+    fn claim(&self, portal: &str, name: &Arc<str>) -> Result<(), Arc<str>> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.get(portal) {
+            Some(other) if other != name => Err(other.clone()),
+            Some(_) => Ok(()),
+            None => {
+                held.insert(portal.to_owned(), name.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// Lets go of whatever `name` holds.
+    fn release(&self, name: &Arc<str>) {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, holder| holder != name);
+    }
+}
+
 /// What every worker of a daemon shares.
 #[derive(Clone)]
 pub struct Shared {
@@ -203,6 +236,8 @@ pub struct Shared {
     pub notifier: Option<Arc<Notifier>>,
     /// Label metrics and logs with the connection's name (many connections).
     pub labelled: bool,
+    /// The portals the daemon's connections work.
+    pub portals: Portals,
 }
 
 impl std::fmt::Debug for Shared {
@@ -367,6 +402,7 @@ impl Worker {
         if let Some(schedules) = self.schedules.take() {
             schedules.stop().await;
         }
+        self.shared.portals.release(&self.name);
         tracing::info!("connection stopped");
     }
 
@@ -412,6 +448,9 @@ impl Worker {
     /// Runs one pass (once a permit is free) and records how it went.
     async fn run(&mut self, kind: PassKind, targets: Option<&Targets>) {
         if self.stop.is_stopped() {
+            return;
+        }
+        if !self.holds_portal() {
             return;
         }
         let webhook = kind == PassKind::Webhook;
@@ -461,6 +500,7 @@ impl Worker {
             // The first pass claims the portal: events from others are ignored.
             inbox.set_portal(self.state.portal().ok().flatten());
         }
+        self.holds_portal();
         // Counting every record is for scheduled passes, not every few seconds.
         if !webhook {
             record_distribution(&self.connection, &self.state);
@@ -526,6 +566,36 @@ impl Worker {
                     kind.as_str(),
                     now
                 ))
+            }
+        }
+    }
+
+    /// Whether this connection may work its portal: false (and its health
+    /// says why) while another connection of this daemon works the same
+    /// one. A portal is known from the first pass on; two new files for
+    /// one portal are caught after their first passes.
+    fn holds_portal(&self) -> bool {
+        let Ok(Some(portal)) = self.state.portal() else {
+            return true;
+        };
+        match self.shared.portals.claim(&portal, &self.name) {
+            Ok(()) => {
+                let mut health = self.lock_health();
+                if health.config_failure.take().is_some() {
+                    tracing::info!(%portal, "the other connection for this portal is gone; passes resume");
+                }
+                true
+            }
+            Err(other) => {
+                let why = format!(
+                    "CRM account {portal} is already worked by connection {other}; this connection runs no pass while it is (remove one of the two files)"
+                );
+                let mut health = self.lock_health();
+                if health.config_failure.is_none() {
+                    tracing::error!(%portal, %other, "{why}");
+                }
+                health.config_failure = Some(why);
+                false
             }
         }
     }

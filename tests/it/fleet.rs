@@ -162,8 +162,10 @@ async fn many_connections_run_apart_and_reload_one_by_one() {
     );
 
     // SIGHUP: the broken file becomes a good one (portal 4), portal-c's
-    // file goes, portal-b's file breaks.
+    // file goes, portal-b's file breaks, and a second file for portal-b's
+    // portal appears (it runs no pass once its portal is known).
     let d = connect(&dir, "broken", 4, &url, true).await;
+    connect(&dir, "twin", 2, &url, false).await;
     std::fs::remove_file(dir.join("portal-c.toml")).expect("remove");
     let good_b = std::fs::read_to_string(dir.join("portal-b.toml")).expect("reads");
     std::fs::write(
@@ -192,11 +194,22 @@ async fn many_connections_run_apart_and_reload_one_by_one() {
         read_log().contains("portal-b.toml"),
         "the refusal names the file"
     );
+    eventually("the twin's refusal", Duration::from_secs(20), || async {
+        matches!(get(&format!("http://127.0.0.1:{port}/healthz/twin")).await,
+            Some((503, body)) if body.contains("already worked by connection portal-b"))
+    })
+    .await;
+    let twin = passes(port, "twin").await.expect("health").1;
     let before = passes(port, "portal-b").await.expect("health").1;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, after) = passes(port, "portal-b").await.expect("health");
     assert_eq!(status, 200, "portal-b keeps its old configuration");
     assert!(after > before, "portal-b keeps running");
+    assert_eq!(
+        passes(port, "twin").await.expect("health").1,
+        twin,
+        "the twin runs no pass"
+    );
 
     signal(&child, "TERM");
     let status = wait_with_timeout(&mut child, Duration::from_secs(20));
