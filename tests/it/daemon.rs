@@ -52,7 +52,7 @@ pub(super) fn connection_text(
         Some(at) => &example[..at],
         None => example.as_str(),
     };
-    let source = without_daemon
+    without_daemon
         .replace(
             "model = \"b2b.toml\"",
             &format!("model = {:?}", model.display().to_string()),
@@ -71,8 +71,7 @@ pub(super) fn connection_text(
         )
         .replace("[limits]\n", &format!("[limits]\n{limits}\n"))
         + "\n[daemon]\n"
-        + daemon;
-    source
+        + daemon
 }
 
 pub(super) fn leadscored(args: &[&str], dir: &Path) -> Command {
