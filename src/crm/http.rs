@@ -424,6 +424,40 @@ pub struct Reply<T> {
     pub body: T,
 }
 
+/// The reqwest client for these timeouts, one per process: connections
+/// with the same timeouts share its pool of HTTP connections (and its TLS
+/// roots), so a daemon serving hundreds of portals on one host holds about
+/// as many open connections and buffers as requests in flight, not a pool
+/// per portal. Each request carries its own token.
+fn shared_client(connect: Duration, request: Duration) -> Result<reqwest::Client, CrmError> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<(Duration, Duration), reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = clients.get(&(connect, request)) {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!(
+            "leadscored/",
+            env!("CARGO_PKG_VERSION"),
+            " (lead scoring sync; +https://github.com/leadscored/leadscored)"
+        ))
+        .connect_timeout(connect)
+        .timeout(request)
+        .gzip(true)
+        .build()
+        .map_err(|e| CrmError::Protocol {
+            endpoint: "client".to_owned(),
+            message: without_url(&e),
+        })?;
+    clients.insert((connect, request), client.clone());
+    Ok(client)
+}
+
 /// The shared client of one connection.
 pub struct Http {
     client: reqwest::Client,
@@ -473,20 +507,7 @@ impl Http {
         dialect: Box<dyn Dialect>,
         extra_headers: HeaderMap,
     ) -> Result<Http, CrmError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "leadscored/",
-                env!("CARGO_PKG_VERSION"),
-                " (lead scoring sync; +https://github.com/leadscored/leadscored)"
-            ))
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.request_timeout)
-            .gzip(true)
-            .build()
-            .map_err(|e| CrmError::Protocol {
-                endpoint: "client".to_owned(),
-                message: without_url(&e),
-            })?;
+        let client = shared_client(limits.connect_timeout, limits.request_timeout)?;
         let timezone =
             crate::config::account_zone(&crm.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let today = jiff::Timestamp::now()
