@@ -50,6 +50,21 @@ fn peak_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) a running process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which ends with ')'.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Kills a child when dropped (the bench never leaves processes behind).
 struct Reaped(Child);
 
@@ -93,7 +108,7 @@ fn main() {
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path().join("connections.d");
     let fake_port = free_port();
-    let _fake = Reaped(
+    let fake = Reaped(
         Command::new(BIN)
             .args(["fake-crm", "--unlimited", "--listen"])
             .arg(format!("127.0.0.1:{fake_port}"))
@@ -118,6 +133,7 @@ fn main() {
     setup_all(&dir, portals);
 
     let port = free_port();
+    let fake_cpu_before = cpu_seconds(fake.0.id());
     let started = Instant::now();
     let daemon = Reaped(
         Command::new(BIN)
@@ -169,6 +185,8 @@ fn main() {
     }
     let wall = started.elapsed().as_secs_f64();
     peak = peak.max(peak_mib(pid));
+    let daemon_cpu = cpu_seconds(pid);
+    let fake_cpu = cpu_seconds(fake.0.id()) - fake_cpu_before;
     drop(daemon);
     let records = (portals * contacts) as f64;
     let mut waits: Vec<f64> = finished_at.values().copied().collect();
@@ -179,6 +197,11 @@ fn main() {
     println!(
         "{portals} portals x {contacts} contacts, --parallel {parallel}: first passes of all in {wall:.1} s = {:.0} records/s; peak RSS {peak:.0} MiB; {failed} failed",
         records / wall
+    );
+    println!(
+        "  CPU: the daemon {daemon_cpu:.0} s ({:.0} records per CPU-second), the fake {fake_cpu:.0} s, on {} cores",
+        records / daemon_cpu.max(f64::EPSILON),
+        std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
         "  pass time: median {median_pass:.2} s, slowest {slowest_pass:.2} s (slowest / median {:.2})",
