@@ -22,7 +22,20 @@ pub const REDACTED: &str = "[redacted]";
 /// text; no real token is this short).
 const SHORTEST: usize = 8;
 
-static SECRETS: RwLock<Vec<SecretString>> = RwLock::new(Vec::new());
+/// The secrets, and one automaton that finds any of them in a single pass
+/// over a text (a daemon serving hundreds of portals holds hundreds of
+/// tokens; every answer body is scanned once, not once per token). The
+/// automaton holds copies of the secrets' bytes; like the registry, it is
+/// never printed, logged or serialised.
+struct Registry {
+    secrets: Vec<SecretString>,
+    matcher: Option<aho_corasick::AhoCorasick>,
+}
+
+static SECRETS: RwLock<Registry> = RwLock::new(Registry {
+    secrets: Vec::new(),
+    matcher: None,
+});
 
 /// Registers a secret: from now on it is scrubbed from answers and output.
 pub fn register(secret: &SecretString) {
@@ -30,27 +43,37 @@ pub fn register(secret: &SecretString) {
     if text.len() < SHORTEST {
         return;
     }
-    let mut secrets = SECRETS
+    let mut registry = SECRETS
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !secrets.iter().any(|s| s.expose_secret() == text) {
-        secrets.push(secret.clone());
+    if registry.secrets.iter().any(|s| s.expose_secret() == text) {
+        return;
     }
+    registry.secrets.push(secret.clone());
+    // Longest first where two overlap, so a secret that contains another
+    // is replaced whole.
+    registry.matcher = aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .build(
+            registry
+                .secrets
+                .iter()
+                .map(|s| s.expose_secret().as_bytes()),
+        )
+        .ok();
 }
 
 /// `text` with every registered secret replaced by [`REDACTED`].
 pub fn text(text: &str) -> Cow<'_, str> {
-    let secrets = SECRETS
+    let registry = SECRETS
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut out = Cow::Borrowed(text);
-    for secret in secrets.iter() {
-        let secret = secret.expose_secret();
-        if out.contains(secret) {
-            out = Cow::Owned(out.replace(secret, REDACTED));
+    match &registry.matcher {
+        Some(matcher) if matcher.is_match(text) => {
+            Cow::Owned(matcher.replace_all(text, &vec![REDACTED; registry.secrets.len()]))
         }
+        _ => Cow::Borrowed(text),
     }
-    out
 }
 
 /// Owned convenience for [`text`].
@@ -64,24 +87,13 @@ pub fn string(text: String) -> String {
 /// `bytes` with every registered secret replaced by [`REDACTED`] (answer
 /// bodies, before they are decoded or quoted).
 pub fn bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let secrets = SECRETS
+    let registry = SECRETS
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut out = Cow::Borrowed(bytes);
-    for secret in secrets.iter() {
-        let needle = secret.expose_secret().as_bytes();
-        if memchr::memmem::find(&out, needle).is_none() {
-            continue;
+    match &registry.matcher {
+        Some(matcher) if matcher.is_match(bytes) => {
+            Cow::Owned(matcher.replace_all_bytes(bytes, &vec![REDACTED; registry.secrets.len()]))
         }
-        let mut scrubbed = Vec::with_capacity(out.len());
-        let mut rest: &[u8] = &out;
-        while let Some(at) = memchr::memmem::find(rest, needle) {
-            scrubbed.extend_from_slice(&rest[..at]);
-            scrubbed.extend_from_slice(REDACTED.as_bytes());
-            rest = &rest[at + needle.len()..];
-        }
-        scrubbed.extend_from_slice(rest);
-        out = Cow::Owned(scrubbed);
+        _ => Cow::Borrowed(bytes),
     }
-    out
 }
