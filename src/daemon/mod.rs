@@ -2,8 +2,8 @@
 //!
 //! Start-up loads the connection (a bad one exits 78 before anything is
 //! touched), opens the local state (taking its lock: one daemon per
-//! connection), builds the CRM client, binds `/healthz` and `/metrics`,
-//! starts the schedules, and only then tells systemd `READY=1`. It runs an
+//! connection), builds the CRM client and the schedules, binds `/healthz`
+//! and `/metrics`, and only then tells systemd `READY=1`. It runs an
 //! incremental pass at once, then as scheduled.
 //!
 //! One loop owns the state and runs passes one at a time; a schedule that
