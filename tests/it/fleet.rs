@@ -323,3 +323,61 @@ async fn each_connection_takes_its_own_webhooks() {
     let status = wait_with_timeout(&mut child, Duration::from_secs(20));
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_tells_portals_apart_by_token() {
+    let base = fake_config(50);
+    let portals = FakePortals::numbered(&base, 3);
+    let fake = spawn_portals(portals.clone()).await.expect("fake starts");
+    let client = reqwest::Client::new();
+    let details = |token: &str| {
+        client
+            .get(format!("{}/account-info/v3/details", fake.url()))
+            .bearer_auth(token)
+            .send()
+    };
+    // Each token is its own portal, with its own id.
+    let mut ids = Vec::new();
+    for number in 1..=3 {
+        let answer = details(&portal_token(number)).await.expect("answers");
+        assert_eq!(answer.status(), 200);
+        let body: serde_json::Value = answer.json().await.expect("json");
+        ids.push(body["portalId"].as_u64().expect("a portal id"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three portals, three ids: {ids:?}");
+    // An unknown token gets HubSpot's 401 body.
+    let answer = details("pat-nobody").await.expect("answers");
+    assert_eq!(answer.status(), 401);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(body["category"], "INVALID_AUTHENTICATION");
+    assert_eq!(body["status"], "error");
+    // The portal header picks a portal on the fake's own routes only.
+    let stats = client
+        .get(format!("{}/__fake/stats", fake.url()))
+        .header(leadscored::fake::portals::PORTAL_HEADER, "2")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(stats.status(), 200);
+    let answer = client
+        .get(format!("{}/account-info/v3/details", fake.url()))
+        .header(leadscored::fake::portals::PORTAL_HEADER, "2")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 401, "the header is no credential");
+    // A write to one portal is not seen in another.
+    let answer = client
+        .post(format!("{}/__fake/contacts/3", fake.url()))
+        .bearer_auth(portal_token(1))
+        .json(&serde_json::json!({ "properties": { "jobtitle": "Chief of portal one" } }))
+        .send()
+        .await
+        .expect("edit");
+    assert!(answer.status().is_success());
+    let one = portals.portal(1).expect("portal 1").property(3, "jobtitle");
+    let two = portals.portal(2).expect("portal 2").property(3, "jobtitle");
+    assert_eq!(one.as_deref(), Some("Chief of portal one"));
+    assert_ne!(two.as_deref(), Some("Chief of portal one"));
+}
