@@ -278,21 +278,27 @@ pub fn fake_crm(
             return Err(CommandError::Data(why.to_owned()));
         }
     }
+    // One portal's settings (each of many portals takes its own seed and
+    // token from them).
+    let hubspot_config = || {
+        let mut config = HubspotConfig {
+            contacts: records,
+            seed,
+            faults: faults.clone(),
+            portal_id,
+            companies,
+            ..HubspotConfig::default()
+        };
+        if unlimited {
+            config.per_ten_seconds = 100_000_000;
+            config.search_per_second = 10_000_000;
+            config.daily = u64::MAX / 2;
+        }
+        config
+    };
     let (fake, router, banner, secrets) = match kind {
         FakeKind::Hubspot if portals > 1 => {
-            let mut config = HubspotConfig {
-                contacts: records,
-                seed,
-                faults: faults.clone(),
-                portal_id,
-                companies,
-                ..HubspotConfig::default()
-            };
-            if unlimited {
-                config.per_ten_seconds = 100_000_000;
-                config.search_per_second = 10_000_000;
-                config.daily = u64::MAX / 2;
-            }
+            let config = hubspot_config();
             let set = FakePortals::numbered(&config, portals);
             let banner = format!(
                 "{portals} fake HubSpot portals with {records} contacts each (seeds {seed}..={}); bearer tokens {} to {}",
@@ -304,19 +310,7 @@ pub fn fake_crm(
             (Fake::Portals(set), router, banner, (String::new(), None))
         }
         FakeKind::Hubspot => {
-            let mut config = HubspotConfig {
-                contacts: records,
-                seed,
-                faults: faults.clone(),
-                portal_id,
-                companies,
-                ..HubspotConfig::default()
-            };
-            if unlimited {
-                config.per_ten_seconds = 100_000_000;
-                config.search_per_second = 10_000_000;
-                config.daily = u64::MAX / 2;
-            }
+            let mut config = hubspot_config();
             if let Some(target) = &options.webhooks {
                 let hooks =
                     crate::fake::hubspot::webhooks::FakeWebhooks::new(target, FAKE_APP_SECRET)

@@ -25,13 +25,25 @@ const DAEMON: &str = "incremental = \"every 1s\"\nrescore = \"off\"\n";
 /// Writes connection `name` for portal `number` into `dir` and, unless the
 /// portal only fails, creates its output properties.
 async fn connect(dir: &Path, name: &str, number: usize, url: &str, setup: bool) -> Connection {
+    connect_with(dir, name, number, url, DAEMON, setup).await
+}
+
+/// [`connect`] with this `[daemon]` section (and what follows it).
+async fn connect_with(
+    dir: &Path,
+    name: &str,
+    number: usize,
+    url: &str,
+    daemon: &str,
+    setup: bool,
+) -> Connection {
     let text = connection_text(
         dir,
         &format!("{name}.token"),
         &portal_token(number),
         url,
         FAST,
-        DAEMON,
+        daemon,
         "UTC",
     );
     let path = dir.join(format!("{name}.toml"));
@@ -45,6 +57,31 @@ async fn connect(dir: &Path, name: &str, number: usize, url: &str, setup: bool) 
             .expect("setup");
     }
     connection
+}
+
+/// `leadscored run --connections dir` on `port` with these extra
+/// arguments, logging to `log`.
+fn fleet_child(
+    dir: &Path,
+    port: u16,
+    work: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "run",
+        "--connections",
+        dir.to_str().expect("utf-8"),
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    leadscored(&args, work)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("daemon starts")
 }
 
 /// `(HTTP status, passes so far)` of one connection's `/healthz`.
@@ -77,22 +114,7 @@ async fn many_connections_run_apart_and_reload_one_by_one() {
     std::fs::write(dir.join("broken.toml"), "[crm]\nkind = 7\n").expect("broken file");
     let port = free_port();
     let log = work.path().join("daemon.log");
-    let mut child = leadscored(
-        &[
-            "run",
-            "--connections",
-            dir.to_str().expect("utf-8"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--parallel",
-            "2",
-        ],
-        work.path(),
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(&log).expect("log file"))
-    .spawn()
-    .expect("daemon starts");
+    let mut child = fleet_child(&dir, port, work.path(), &log, &["--parallel", "2"]);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // The healthy portals converge while the failing one fails.
@@ -246,40 +268,11 @@ async fn each_connection_takes_its_own_webhooks() {
             "incremental = \"every 1h\"\nrescore = \"off\"\n\n[webhooks]\nurl = \"http://127.0.0.1:{port}/webhooks/hubspot/{name}\"\nsecret = {{ file = {:?} }}\ngather_ms = 200\n",
             secret.display().to_string()
         );
-        let text = connection_text(
-            &dir,
-            &format!("{name}.token"),
-            &portal_token(number),
-            &url,
-            FAST,
-            &daemon,
-            "UTC",
-        );
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).expect("connection file");
-        let connection = Connection::load(&path).expect("loads");
-        Hubspot::new(&connection)
-            .expect("connector")
-            .setup(&connection.property_specs(), true)
-            .await
-            .expect("setup");
+        let connection = connect_with(&dir, name, number, &url, &daemon, true).await;
         connections.push(connection);
     }
     let log = work.path().join("daemon.log");
-    let mut child = leadscored(
-        &[
-            "run",
-            "--connections",
-            dir.to_str().expect("utf-8"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        work.path(),
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(&log).expect("log file"))
-    .spawn()
-    .expect("daemon starts");
+    let mut child = fleet_child(&dir, port, work.path(), &log, &[]);
     for name in ["portal-a", "portal-b"] {
         eventually(name, Duration::from_secs(60), || async {
             matches!(passes(port, name).await, Some((200, n)) if n >= 1)
