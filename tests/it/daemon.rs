@@ -192,8 +192,8 @@ async fn kill_9_at_random_points_then_restart_converges() {
     let mut completed = 0;
     let mut killed = 0;
     for round in 0..20 {
-        // Mostly full passes (a pull with event detail for every contact,
-        // about half a second), so that most kills land mid-pass: during
+        // Mostly full passes (a pull with event detail for every contact),
+        // so that most kills land mid-pass: during
         // the pull, the writes or the state's transactions.
         let mut args = vec![
             "sync",
@@ -209,7 +209,9 @@ async fn kill_9_at_random_points_then_restart_converges() {
             .stderr(Stdio::null())
             .spawn()
             .expect("leadscored starts");
-        tokio::time::sleep(Duration::from_millis(rng.u64(20..700))).await;
+        // A pass got faster (about a third of a second here in the test
+        // build): kill within that, or most rounds finish first.
+        tokio::time::sleep(Duration::from_millis(rng.u64(20..350))).await;
         match child.try_wait().expect("wait") {
             Some(status) => {
                 assert!(status.success(), "round {round}: {status}");
@@ -267,6 +269,7 @@ async fn kill_9_at_random_points_then_restart_converges() {
     let state = state_of(dir.path(), &connection);
     assert_eq!(state.count().expect("count"), 1_000, "no record skipped");
     assert!(state.failed().expect("failed").is_empty());
+    eprintln!("killed {killed} of 20");
     assert!(killed >= 8, "most rounds were killed mid-run: {killed}");
     let runs = state.runs(30).expect("runs");
     assert!(
