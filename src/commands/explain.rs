@@ -12,7 +12,6 @@ use super::CommandError;
 use crate::config::Connection;
 use crate::engine::{AccountCard, explain_account, explain_with};
 use crate::model::Model;
-use crate::state::State;
 
 /// Finds record `id` in JSON-lines `input` and explains its scorecard.
 pub fn explain(
@@ -76,12 +75,14 @@ pub fn explain_stored(
     now: Timestamp,
     verbose: bool,
 ) -> Result<String, CommandError> {
-    let state = State::open_read_only(state_path, &connection.identity())?.ok_or_else(|| {
-        CommandError::Data(format!(
-            "no local state at {}: run a sync for this connection first",
-            state_path.display()
-        ))
-    })?;
+    let state =
+        crate::state::open_store_read_only(&connection.state, state_path, &connection.identity())?
+            .ok_or_else(|| {
+                CommandError::Data(format!(
+                    "no local state at {}: run a sync for this connection first",
+                    state_path.display()
+                ))
+            })?;
     let (mut pulled, _) = state.record(id)?.ok_or_else(|| {
         CommandError::Data(format!(
             "{} record {id:?} is not in the local state {} (not pulled yet, or not in the CRM)",

@@ -110,8 +110,9 @@ impl CommandError {
                 use crate::state::StateError as S;
                 match error {
                     S::Locked { .. } => exit::TEMP_FAIL,
+                    S::Db { source, .. } if source.lost() => exit::TEMP_FAIL,
                     S::Foreign { .. } | S::TooNew { .. } => exit::CONFIG,
-                    S::Open { .. } | S::Db { .. } | S::Sql(_) => exit::CANT_CREATE,
+                    S::Open { .. } | S::Db { .. } => exit::CANT_CREATE,
                 }
             }
             CommandError::Stopped(_) => exit::TEMP_FAIL,

@@ -10,7 +10,6 @@ use std::path::Path;
 use super::CommandError;
 use crate::config::Connection;
 use crate::crm::Connector;
-use crate::state::State;
 use crate::sync::{Pass, PassReport, RecordChange, Stop, run_logged, run_pass};
 
 /// Prints one record's planned changes as a line of text or of JSON.
@@ -48,9 +47,9 @@ pub fn sync_once(
     mut out: impl Write,
 ) -> Result<PassReport, CommandError> {
     let opened = if pass.dry_run {
-        State::open_read_only(state_path, &connection.identity())
+        crate::state::open_store_read_only(&connection.state, state_path, &connection.identity())
     } else {
-        State::open(state_path, &connection.identity()).map(Some)
+        crate::state::open_store(&connection.state, state_path, &connection.identity()).map(Some)
     };
     let mut state = opened.map_err(|e| e.at(state_path))?;
     if let Some(state) = state.as_ref().filter(|s| !s.read_only()) {

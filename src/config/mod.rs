@@ -26,7 +26,9 @@
 pub mod accounts;
 mod raw;
 pub use accounts::{AccountKey, Accounts};
+pub mod state;
 pub mod webhooks;
+pub use state::StateStore;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -41,7 +43,8 @@ use crate::model::diagnostics::Diagnostics;
 use crate::model::{ConfigErrors, Model, Object, Scope};
 use raw::{RawCrm, RawDaemon, RawInput, RawLimits, RawOauth, RawOutput, RawSecret};
 
-const TOP_LEVEL: &str = "model, crm, limits, inputs, events, output, daemon, webhooks, accounts";
+const TOP_LEVEL: &str =
+    "model, crm, limits, inputs, events, output, daemon, webhooks, accounts, state";
 
 /// Which CRM a connection talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,6 +374,8 @@ pub struct Connection {
     /// the CRM has no account object (Pardot) and the model scores
     /// companies.
     pub accounts: Option<accounts::Accounts>,
+    /// Where the connection's state lives (`[state]`).
+    pub state: state::StateStore,
 }
 
 /// When the daemon runs a pass.
@@ -468,6 +473,7 @@ impl Connection {
         let daemon_value = root.remove("daemon");
         let webhooks_value = root.remove("webhooks");
         let accounts_value = root.remove("accounts");
+        let state_value = root.remove("state");
         for (key, _) in root.iter() {
             d.error(
                 &key.span(),
@@ -562,6 +568,8 @@ impl Connection {
         let daemon = daemon(&mut d, raw_daemon);
         let raw_webhooks: Option<webhooks::RawWebhooks> =
             webhooks_value.and_then(|value| d.decode(value));
+        let raw_state = state_value.and_then(|value| d.decode(value));
+        let store = state::state(&mut d, raw_state);
         let raw_accounts = accounts_value.and_then(|value| {
             let span = value.span();
             d.decode::<accounts::RawAccounts>(value)
@@ -601,6 +609,7 @@ impl Connection {
             daemon,
             webhooks,
             accounts,
+            state: store,
         })
     }
 

@@ -44,6 +44,9 @@ pub struct Health {
     /// connections: the others run; SIGHUP tries again), or while another
     /// connection works the same CRM account.
     pub config_failure: Option<String>,
+    /// Set while another instance works this connection (shared state in
+    /// PostgreSQL): this one stands by and claims it when it is free.
+    pub standby: Option<String>,
 }
 
 impl Health {
@@ -61,6 +64,15 @@ impl Health {
             last_seconds: None,
             passes: 0,
             config_failure: None,
+            standby: None,
+        }
+    }
+
+    /// A connection another instance works (or whose share is taken).
+    pub fn standby(started: jiff::Timestamp, why: &str) -> Health {
+        Health {
+            standby: Some(why.to_owned()),
+            ..Health::new(started, Duration::from_secs(90 * 60))
         }
     }
 
@@ -77,6 +89,10 @@ impl Health {
         let mut out = Vec::new();
         if let Some(why) = &self.config_failure {
             out.push(why.clone());
+            return out;
+        }
+        if self.standby.is_some() {
+            // Another instance answers for it.
             return out;
         }
         if let Some(why) = &self.auth_failure {
@@ -126,6 +142,9 @@ struct HealthBody {
     passes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seconds: Option<f64>,
+    /// Why another instance works this connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    standby: Option<String>,
 }
 
 impl HealthBody {
@@ -137,13 +156,18 @@ impl HealthBody {
             .map(crate::crm::redact::string)
             .collect();
         HealthBody {
-            status: if reasons.is_empty() { "ok" } else { "degraded" },
+            status: match (&health.standby, reasons.is_empty()) {
+                (_, false) => "degraded",
+                (Some(_), true) => "standby",
+                (None, true) => "ok",
+            },
             reasons,
             last_success: health.last_success.map(|t| t.to_string()),
             last_outcome: health.last_outcome.clone(),
             running: health.running,
             passes: health.passes,
             last_seconds: health.last_seconds,
+            standby: health.standby.clone(),
         }
     }
 

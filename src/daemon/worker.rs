@@ -83,7 +83,8 @@ impl Opened {
     ) -> Result<Opened, CommandError> {
         let connection = load(path, overrides)?;
         let state_path = crate::state::default_path(state_dir, path);
-        let state = State::open(&state_path, &connection.identity())?;
+        let state =
+            crate::state::open_store(&connection.state, &state_path, &connection.identity())?;
         let abandoned = state.close_abandoned_runs(jiff::Timestamp::now().as_millisecond())?;
         if abandoned > 0 {
             tracing::warn!(

@@ -98,7 +98,7 @@ map = { Hot = "hot" }
     assert_eq!(
         got,
         [
-            "2:1: unknown section `colour`, expected one of model, crm, limits, inputs, events, output, daemon, webhooks, accounts",
+            "2:1: unknown section `colour`, expected one of model, crm, limits, inputs, events, output, daemon, webhooks, accounts, state",
             "6:15: api_version `v4` is not supported for hubspot: use v3",
             "7:9: token: give exactly one of credential, file or env (secrets never go in this file)",
             "10:19: per_ten_seconds must be between 1 and 10000, got 0",

@@ -33,6 +33,7 @@ mod records;
 mod reliability;
 mod same_scorecards;
 mod score_output;
+mod state;
 mod streams;
 mod sync_pass;
 mod webhooks;
