@@ -441,10 +441,12 @@ fn shared_client(connect: Duration, request: Duration) -> Result<reqwest::Client
         return Ok(client.clone());
     }
     let client = reqwest::Client::builder()
-        .user_agent(concat!(
-            "leadscored/",
+        // The process id tells instances apart in a CRM's (or the fake's)
+        // request log, as when several share connections.
+        .user_agent(format!(
+            "leadscored/{} (lead scoring sync; +https://github.com/leadscored/leadscored; pid {})",
             env!("CARGO_PKG_VERSION"),
-            " (lead scoring sync; +https://github.com/leadscored/leadscored)"
+            std::process::id()
         ))
         .connect_timeout(connect)
         .timeout(request)

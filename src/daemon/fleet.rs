@@ -54,10 +54,18 @@ pub fn connection_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, Command
     Ok(files)
 }
 
+/// How often an instance that shares state in PostgreSQL counts the
+/// instances and claims connections up to its share: the longest a
+/// connection whose instance died waits for another.
+const CLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A running connection.
 struct Member {
+    path: PathBuf,
     handle: Handle,
     join: tokio::task::JoinHandle<()>,
+    /// Its state is in PostgreSQL, shared with other instances.
+    shared_state: bool,
 }
 
 struct Fleet {
@@ -70,6 +78,15 @@ struct Fleet {
     stopping: BTreeMap<String, tokio::task::JoinHandle<()>>,
     /// Connections whose file did not load (tried again on SIGHUP).
     failed: BTreeMap<String, String>,
+    /// Connections in shared state that this instance does not work now
+    /// (another does, or this one's share is full): claimed when free.
+    standby: BTreeMap<String, PathBuf>,
+    /// Connections given up to stay within the share, until their pass
+    /// reaches a safe point and their claim is let go.
+    releasing: BTreeMap<String, (PathBuf, tokio::task::JoinHandle<()>)>,
+    /// This instance's session in the shared database, once a connection
+    /// keeps its state there.
+    presence: Option<crate::state::Presence>,
 }
 
 /// Serves every connection in `dir` until SIGTERM.
@@ -105,6 +122,9 @@ pub fn run(options: &Options, dir: &Path) -> Result<(), CommandError> {
             members: BTreeMap::new(),
             stopping: BTreeMap::new(),
             failed: BTreeMap::new(),
+            standby: BTreeMap::new(),
+            releasing: BTreeMap::new(),
+            presence: None,
         };
         let shared = Shared {
             board: board.clone(),
@@ -125,9 +145,12 @@ pub fn run(options: &Options, dir: &Path) -> Result<(), CommandError> {
         );
         notifier.ready(&fleet.status());
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut claims = tokio::time::interval(CLAIM_EVERY);
+        claims.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.stopped() => break,
+                _ = claims.tick(), if fleet.presence.is_some() => fleet.rebalance().await,
                 _ = hangups.recv() => {
                     notifier.reloading();
                     match connection_files(&fleet.dir) {
@@ -164,6 +187,7 @@ impl Fleet {
             self.board.remove(&name);
         }
         self.failed.retain(|name, _| files.contains_key(name));
+        self.standby.retain(|name, _| files.contains_key(name));
         self.stopping.retain(|_, join| !join.is_finished());
         for (name, path) in files {
             match self.members.get(&name) {
@@ -175,32 +199,186 @@ impl Fleet {
                 None => self.start(name, &path).await,
             }
         }
-        metrics::gauge!("leadscored_connections").set(self.members.len() as f64);
-        metrics::gauge!("leadscored_connections_not_loaded").set(self.failed.len() as f64);
+        self.gauges();
     }
 
-    /// Starts one connection; a file that does not load is reported.
+    fn gauges(&self) {
+        metrics::gauge!("leadscored_connections").set(self.members.len() as f64);
+        metrics::gauge!("leadscored_connections_not_loaded").set(self.failed.len() as f64);
+        metrics::gauge!("leadscored_connections_standby").set(self.standby.len() as f64);
+    }
+
+    /// Shared state: counts the instances, lets go of connections beyond
+    /// this instance's share (ceil(connections ÷ instances)) and claims
+    /// free ones up to it. Workers that lost their claim stand by again.
+    async fn rebalance(&mut self) {
+        let ended: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.join.is_finished())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in ended {
+            if let Some(member) = self.members.remove(&name) {
+                self.stand_by(
+                    name,
+                    member.path,
+                    "the claim was lost; claimed again when free",
+                );
+            }
+        }
+        let released: Vec<String> = self
+            .releasing
+            .iter()
+            .filter(|(_, (_, join))| join.is_finished())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in released {
+            if let Some((path, _)) = self.releasing.remove(&name) {
+                self.stand_by(name, path, "released to another instance's share");
+            }
+        }
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        let instances = match presence.instances() {
+            Ok(n) => n as usize,
+            Err(error) => {
+                tracing::warn!(%error, "cannot count the instances sharing the state; claims wait");
+                return;
+            }
+        };
+        let held: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.shared_state)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let total = held.len() + self.standby.len() + self.releasing.len();
+        let share = total.div_ceil(instances.max(1));
+        if held.len() > share {
+            for name in held.iter().rev().take(held.len() - share) {
+                if let Some(member) = self.members.remove(name) {
+                    tracing::info!(connection = %name, share, instances, "over this instance's share; letting it go after its pass");
+                    member.handle.stop.stop();
+                    self.releasing
+                        .insert(name.clone(), (member.path, member.join));
+                }
+            }
+        } else {
+            let mut room = share - held.len();
+            // Instances start at different places, so they rarely race
+            // for the same connection.
+            let names: Vec<(String, PathBuf)> = self
+                .standby
+                .iter()
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .collect();
+            let offset = if names.is_empty() {
+                0
+            } else {
+                fastrand::usize(..names.len())
+            };
+            for (name, path) in names.iter().cycle().skip(offset).take(names.len()) {
+                if room == 0 {
+                    break;
+                }
+                if self.open(name.clone(), path, true).await {
+                    room -= 1;
+                }
+            }
+        }
+        self.gauges();
+    }
+
+    /// Records that another instance works `name` (or will).
+    fn stand_by(&mut self, name: String, path: PathBuf, why: &str) {
+        self.board.insert(
+            &name,
+            Arc::new(std::sync::Mutex::new(Health::standby(
+                jiff::Timestamp::now(),
+                why,
+            ))),
+            None,
+        );
+        self.standby.insert(name, path);
+    }
+
+    /// Starts one connection; a file that does not load is reported. A
+    /// connection in shared state stands by until a claim round.
     async fn start(&mut self, name: String, path: &Path) {
         if let Some(join) = self.stopping.remove(&name) {
             // The same file came back before its old worker let go of
             // the state: wait for it.
             let _ = join.await;
         }
+        self.open(name, path, false).await;
+    }
+
+    /// Loads and opens a connection, and starts its worker; with shared
+    /// state only when `claim` (else it stands by). True when it runs.
+    async fn open(&mut self, name: String, path: &Path, claim: bool) -> bool {
         let label: Arc<str> = name.as_str().into();
         let span = tracing::info_span!("connection", name = %name);
+        let presence = &mut self.presence;
+        let (overrides, state_dir, shared) =
+            (&self.shared.overrides, &self.state_dir, self.shared.clone());
         let started = async {
-            let opened =
-                Opened::open(label.clone(), path, &self.shared.overrides, &self.state_dir)?;
-            Worker::start(opened, self.shared.clone(), Stop::default()).await
+            let connection = worker::load(path, overrides)?;
+            let shared_state = connection.state != crate::config::StateStore::File;
+            if shared_state {
+                if presence.is_none() {
+                    *presence = crate::state::Presence::join(&connection.state)?;
+                }
+                if !claim {
+                    return Ok(None);
+                }
+            }
+            let opened = Opened::with(label.clone(), path, connection, state_dir)?;
+            let (worker, handle) = Worker::start(opened, shared, Stop::default()).await?;
+            Ok::<_, CommandError>(Some((worker, handle, shared_state)))
         }
         .instrument(span.clone());
         match labels::scope(label.clone(), started).await {
-            Ok((worker, handle)) => {
+            Ok(Some((worker, handle, shared_state))) => {
                 self.failed.remove(&name);
+                self.standby.remove(&name);
                 self.board
                     .insert(&name, handle.health.clone(), handle.inbox.clone());
                 let join = tokio::spawn(labels::scope(label, worker.serve().instrument(span)));
-                self.members.insert(name, Member { handle, join });
+                if shared_state {
+                    tracing::info!(connection = %name, "claimed; this instance works it now");
+                }
+                self.members.insert(
+                    name,
+                    Member {
+                        path: path.to_owned(),
+                        handle,
+                        join,
+                        shared_state,
+                    },
+                );
+                true
+            }
+            Ok(None) => {
+                self.failed.remove(&name);
+                self.stand_by(
+                    name,
+                    path.to_owned(),
+                    "state shared in PostgreSQL: claimed at the next round if free and within this instance's share",
+                );
+                false
+            }
+            Err(CommandError::State(crate::state::StateError::Locked { .. }))
+                if self.presence.is_some() =>
+            {
+                self.failed.remove(&name);
+                self.stand_by(
+                    name,
+                    path.to_owned(),
+                    "another instance works this connection",
+                );
+                false
             }
             Err(error) => {
                 let why = crate::crm::redact::string(error.to_string());
@@ -213,15 +391,22 @@ impl Fleet {
                     ))),
                     None,
                 );
+                self.standby.remove(&name);
                 self.failed.insert(name, why);
+                false
             }
         }
     }
 
     /// A line for systemd's status.
     fn status(&self) -> String {
+        let standby = if self.standby.is_empty() {
+            String::new()
+        } else {
+            format!(", standing by for {}", self.standby.len())
+        };
         if self.failed.is_empty() {
-            format!("serving {} connections", self.members.len())
+            format!("serving {} connections{standby}", self.members.len())
         } else {
             format!(
                 "serving {} connections; {} not loaded ({})",
@@ -236,6 +421,9 @@ impl Fleet {
     async fn stop_all(&mut self) {
         for member in self.members.values() {
             member.handle.stop.stop();
+        }
+        for (_, (_, join)) in std::mem::take(&mut self.releasing) {
+            let _ = join.await;
         }
         for (_, member) in std::mem::take(&mut self.members) {
             let _ = member.join.await;

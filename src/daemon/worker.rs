@@ -81,7 +81,16 @@ impl Opened {
         overrides: &Overrides,
         state_dir: &Path,
     ) -> Result<Opened, CommandError> {
-        let connection = load(path, overrides)?;
+        Opened::with(name, path, load(path, overrides)?, state_dir)
+    }
+
+    /// Opens the state of a connection already loaded from `path`.
+    pub fn with(
+        name: Arc<str>,
+        path: &Path,
+        connection: Connection,
+        state_dir: &Path,
+    ) -> Result<Opened, CommandError> {
         let state_path = crate::state::default_path(state_dir, path);
         let state =
             crate::state::open_store(&connection.state, &state_path, &connection.identity())?;
@@ -494,6 +503,17 @@ impl Worker {
         let now = jiff::Timestamp::now();
         if let Err(PassError::Crm(CrmError::BudgetExhausted { resume_at, .. })) = &result {
             self.paused_until = Some(*resume_at);
+        }
+        if let Err(PassError::State(error)) = &result
+            && error.lost()
+        {
+            // Shared state: another instance took the connection over (or
+            // the session holding it is gone). This worker stops; the
+            // daemon stands by for the connection and claims it again
+            // when it is free.
+            tracing::warn!(%error, "the claim on this connection is lost; stopping its worker");
+            self.lock_health().standby = Some(error.to_string());
+            self.stop.stop();
         }
         let status = self.record_outcome(kind, word, seconds, now, &result);
         self.scheduled.store(false, Ordering::SeqCst);

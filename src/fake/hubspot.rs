@@ -128,6 +128,16 @@ impl std::fmt::Debug for FakeHubspot {
     }
 }
 
+/// One write the fake took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WriteLogEntry {
+    /// Wall clock, epoch ms.
+    pub at_ms: i64,
+    /// The client's User-Agent (leadscored's names its process).
+    pub agent: String,
+    pub route: String,
+}
+
 struct Inner {
     config: HubspotConfig,
     people: PeopleSpec,
@@ -149,6 +159,8 @@ struct Inner {
     search_second: RollingWindow,
     daily: DailyBudget,
     stats: BTreeMap<String, u64>,
+    /// Every write the fake took, in order (the newest 100,000).
+    write_log: std::collections::VecDeque<WriteLogEntry>,
     rate_limited: u64,
     /// Index moves search does not see yet: (written at, id, old, new).
     lagging: Vec<(Instant, u64, i64, i64)>,
@@ -618,6 +630,7 @@ impl FakeHubspot {
             .map(|(name, label)| (name.to_owned(), label.to_owned()))
             .collect(),
             stats: BTreeMap::new(),
+            write_log: std::collections::VecDeque::new(),
             rate_limited: 0,
             lagging: Vec::new(),
             tokens: HashMap::new(),
@@ -686,6 +699,13 @@ impl FakeHubspot {
 
     /// Takes over the writes and custom properties saved in `path` (none
     /// if the file does not exist yet).
+    /// The writes the fake took, oldest first (also under `write_log` in
+    /// `GET /__fake/stats`): when, from which client (its User-Agent), to
+    /// which route.
+    pub fn write_log(&self) -> Vec<WriteLogEntry> {
+        self.lock().write_log.iter().cloned().collect()
+    }
+
     pub fn load_state(&self, path: &std::path::Path) -> Result<(), String> {
         let mut inner = self.lock();
         let overlay = Overlay::load(&Self::state_header(&inner), path)?;
@@ -962,6 +982,12 @@ async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response
         |p| p.as_str().to_owned(),
     );
     let key = format!("{} {route}", request.method());
+    let agent = request
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     // The search limit covers the CRM object searches only.
     let is_search = route.starts_with("/crm/v3/objects/") && route.ends_with("/search");
     let presented = request
@@ -1082,6 +1108,16 @@ async fn gate_inner(fake: FakeHubspot, request: Request, next: Next) -> Response
     let mut inner = fake.lock();
     let status = response.status().as_u16();
     *inner.stats.entry(format!("{key} {status}")).or_default() += 1;
+    if response.status().is_success() && route.ends_with("/batch/update") {
+        if inner.write_log.len() >= 100_000 {
+            inner.write_log.pop_front();
+        }
+        inner.write_log.push_back(WriteLogEntry {
+            at_ms: jiff::Timestamp::now().as_millisecond(),
+            agent,
+            route: route.clone(),
+        });
+    }
     if authorized && !is_search {
         let now = Instant::now();
         let remaining = inner.ten_seconds.remaining(now);
@@ -2098,6 +2134,7 @@ async fn stats(State(fake): State<FakeHubspot>) -> Response {
         "account_time_zone": ACCOUNT_ZONE,
         "contacts": inner.config.contacts,
         "webhooks": fake.sent.json(),
+        "write_log": inner.write_log,
     }))
     .into_response()
 }

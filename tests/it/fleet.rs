@@ -374,3 +374,192 @@ async fn the_fake_tells_portals_apart_by_token() {
     assert_eq!(one.as_deref(), Some("Chief of portal one"));
     assert_ne!(two.as_deref(), Some("Chief of portal one"));
 }
+
+/// Which of `ports`' instances works connection `name` now, and its passes.
+async fn owner(ports: &[u16], name: &str) -> Option<(usize, u64)> {
+    for (index, port) in ports.iter().enumerate() {
+        let Some((200, body)) = get(&format!("http://127.0.0.1:{port}/healthz/{name}")).await
+        else {
+            continue;
+        };
+        let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+        if body["status"] == "ok" {
+            return Some((index, body["passes"].as_u64().unwrap_or(0)));
+        }
+    }
+    None
+}
+
+/// The process id in a leadscored User-Agent.
+fn pid_of(agent: &str) -> Option<u32> {
+    agent
+        .split("pid ")
+        .nth(1)?
+        .trim_end_matches(')')
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_twenty_portals_and_take_over_a_killed_ones() {
+    let Some(backend) = super::state::Backend::postgres("failover") else {
+        return;
+    };
+    let leadscored::config::StateStore::Postgres { url: db_url, .. } = backend.store() else {
+        return;
+    };
+    const PORTALS: usize = 20;
+    let base = fake_config(200);
+    let portals = FakePortals::new((1..=PORTALS).map(|n| portal_config(&base, n)).collect())
+        .expect("portals");
+    let fake = spawn_portals(portals.clone()).await.expect("fake starts");
+    let url = fake.url();
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("connections.d");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Names of this run only: the database outlives it.
+    let run = format!(
+        "fo{}x{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond()
+    );
+    let shared = format!(
+        "{DAEMON}\n[state]\nurl = {db_url:?}\npassword = {{ env = \"LEADSCORED_TEST_POSTGRES_PASSWORD\" }}\n"
+    );
+    let mut connections = Vec::new();
+    for n in 1..=PORTALS {
+        let name = format!("{run}-{n:02}");
+        let connection = connect_with(&dir, &name, n, &url, &shared, true).await;
+        connections.push((name, n, connection));
+    }
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut children: Vec<std::process::Child> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let home = work.path().join(format!("instance-{i}"));
+            std::fs::create_dir_all(&home).expect("home");
+            fleet_child(&dir, *port, &home, &home.join("daemon.log"), &[])
+        })
+        .collect();
+    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+
+    // Every portal is claimed by one instance, and the three share them.
+    eventually("every portal claimed", Duration::from_secs(90), || async {
+        for (name, ..) in &connections {
+            if owner(&ports, name).await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let mut held = [0usize; 3];
+    for (name, ..) in &connections {
+        held[owner(&ports, name).await.expect("owned").0] += 1;
+    }
+    assert!(
+        held.iter().all(|h| (1..=7).contains(h)),
+        "each instance holds at most its share of ceil(20 / 3) = 7: {held:?}"
+    );
+
+    // Kill -9 the instance holding most, as soon as it is writing.
+    let victim = (0..3).max_by_key(|i| held[*i]).expect("an instance");
+    let victim_pid = pids[victim];
+    let orphans: Vec<String> = {
+        let mut out = Vec::new();
+        for (name, ..) in &connections {
+            if owner(&ports, name).await.map(|o| o.0) == Some(victim) {
+                out.push(name.clone());
+            }
+        }
+        out
+    };
+    eventually("the victim writing", Duration::from_secs(60), || async {
+        (1..=PORTALS).any(|n| {
+            portals
+                .portal(n)
+                .expect("portal")
+                .write_log()
+                .iter()
+                .any(|w| pid_of(&w.agent) == Some(victim_pid))
+        })
+    })
+    .await;
+    children[victim].kill().expect("kill -9");
+    let _ = children[victim].wait();
+    let killed_at = std::time::Instant::now();
+    let killed_ms = jiff::Timestamp::now().as_millisecond();
+
+    // The survivors take each of its portals over and run a pass on it.
+    let survivors: Vec<u16> = (0..3).filter(|i| *i != victim).map(|i| ports[i]).collect();
+    eventually(
+        "the orphans taken over",
+        Duration::from_secs(60),
+        || async {
+            for name in &orphans {
+                if !matches!(owner(&survivors, name).await, Some((_, n)) if n >= 1) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let failover = killed_at.elapsed();
+    eprintln!(
+        "failover: {} portals of the killed instance taken over and passed in {:.1} s",
+        orphans.len(),
+        failover.as_secs_f64()
+    );
+    // Claims are looked for every 2 s; the sessions of a killed process
+    // end at once, so its locks are free at once.
+    assert!(
+        failover < Duration::from_secs(20),
+        "failover took {failover:?}"
+    );
+
+    // Every portal converges to what the model computes.
+    for (name, _, connection) in &connections {
+        eventually(name, Duration::from_secs(90), || async {
+            left_to_write(connection).await == 0
+        })
+        .await;
+    }
+
+    // Each portal's writes came from one instance at a time: the owners
+    // in the write log never go back to an earlier one, and the killed
+    // one wrote nothing after it died (a write in flight may land just
+    // after).
+    for (name, n, _) in &connections {
+        let log = portals.portal(*n).expect("portal").write_log();
+        let mut owners: Vec<u32> = Vec::new();
+        for entry in &log {
+            let pid = pid_of(&entry.agent).expect("leadscored's agent names its pid");
+            assert!(pids.contains(&pid), "{pid} is one of the instances");
+            if pid == victim_pid {
+                assert!(
+                    entry.at_ms <= killed_ms + 1_000,
+                    "{name}: the killed instance wrote {} ms after it died",
+                    entry.at_ms - killed_ms
+                );
+            }
+            if owners.last() != Some(&pid) {
+                assert!(
+                    !owners.contains(&pid),
+                    "{name}: writes went back to instance {pid} after another wrote: {owners:?}"
+                );
+                owners.push(pid);
+            }
+        }
+        assert!(!owners.is_empty(), "{name} was written to");
+    }
+
+    for (i, child) in children.iter_mut().enumerate() {
+        if i != victim {
+            signal(child, "TERM");
+            let status = wait_with_timeout(child, Duration::from_secs(30));
+            assert!(status.success(), "instance {i} stops cleanly");
+        }
+    }
+}
