@@ -384,6 +384,15 @@ pub fn connection_summary(path: &Path, connection: &crate::config::Connection) -
             |a| format!("http://{a}/healthz, /metrics")
         )
     );
+    if let crate::config::StateStore::Postgres { url, password } = &connection.state {
+        let _ = writeln!(
+            out,
+            "  state        PostgreSQL {url} (password from {}), shared with every instance serving this file",
+            password
+                .as_ref()
+                .map_or_else(|| "the server's own rules".to_owned(), ToString::to_string)
+        );
+    }
     let _ = writeln!(out, "  model        {}\n", connection.model_path.display());
     out
 }

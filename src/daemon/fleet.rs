@@ -14,6 +14,13 @@
 //! single daemon does (a bad new version keeps the old one running). The
 //! daemon listens on `--listen` (default 127.0.0.1:9187); each file's
 //! `[daemon] listen` is not used.
+//!
+//! Connections whose `[state]` is in PostgreSQL are shared with the other
+//! instances serving the same files: every [`CLAIM_EVERY`] this one counts
+//! the instances connected to the database, lets go of connections beyond
+//! its share (connections ÷ instances, rounded up) after their pass, and
+//! claims free ones up to it; the rest stand by (`/healthz` says so, not
+//! degraded). A worker whose claim is lost stops and stands by again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,10 @@
-//! Local state, one SQLite file per connection (WAL, `bundled`): the sync
-//! watermark, every record's scoring inputs as last pulled (so a full
-//! rescore needs no re-pull), the values leadscored last wrote, records
-//! whose write failed (reason and attempts), and a run log.
+//! A connection's state: the sync watermark, every record's scoring inputs
+//! as last pulled (so a full rescore needs no re-pull), the values
+//! leadscored last wrote, records whose write failed (reason and
+//! attempts), and a run log. Kept in one SQLite file per connection (WAL,
+//! `bundled`; the default), or in the connection's own schema of a
+//! PostgreSQL database that several instances share (`[state] url`).
+//! Every method is written once, as statements `db` runs on either.
 //!
 //! Invariants:
 //! - The watermark moves only when a pass has written, or recorded as
@@ -11,10 +14,13 @@
 //!   saw the record as it is: pulled, or just written by us (the time the
 //!   CRM gave back). A later pull with the same modified time is an echo.
 //! - One process holds a connection's state at a time: an exclusive lock
-//!   on `<file>.lock`, released by the OS even on kill -9. Read-only opens
-//!   (dry runs) take no lock.
-//! - The schema is versioned (`PRAGMA user_version`) and migrated forward
-//!   in one transaction; a file from a newer leadscored is refused.
+//!   on `<file>.lock`, released by the OS even on kill -9; in PostgreSQL an
+//!   advisory lock held by the connection's session, with a fencing token
+//!   every write checks (a stale owner's write is refused). Read-only
+//!   opens (dry runs) take no lock.
+//! - The schema is versioned (`PRAGMA user_version`, or the connection's
+//!   row in `leadscored.connections`) and migrated forward in one
+//!   transaction; a state from a newer leadscored is refused.
 
 use std::collections::BTreeMap;
 use std::fs::File;

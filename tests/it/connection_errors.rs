@@ -182,3 +182,62 @@ fn a_missing_model_or_crm_is_named() {
         ]
     );
 }
+
+#[test]
+fn state_in_postgres_takes_its_password_by_reference_only() {
+    const OUTPUT: &str = "[[output]]\nproperty = \"ls_score\"\nvalue = \"contact.total\"\n";
+    let head = "model = \"b2b.toml\"\n[crm]\nkind = \"hubspot\"\ntoken = { env = \"T\" }\n";
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[state]\nurl = \"postgres://leadscored@db:5432/leadscored\"\npassword = { credential = \"pg\" }\n",
+            &[],
+        ),
+        (
+            "[state]\nurl = \"postgres://leadscored:hunter2@db/leadscored\"\n",
+            &[
+                "6:7: [state] url holds a password: remove it and give password = { credential = \"...\" } (or env, or file); secrets never go in this file",
+            ],
+        ),
+        (
+            "[state]\nurl = \"postgres://db/leadscored?password=hunter2\"\n",
+            &[
+                "6:7: [state] url holds a password parameter: give password = { credential = \"...\" } instead",
+            ],
+        ),
+        (
+            "[state]\nurl = \"mysql://db/x\"\n",
+            &[
+                "6:7: [state] url: expected postgres://user@host:port/database (leave [state] out to keep a SQLite file per connection)",
+            ],
+        ),
+        (
+            "[state]\nurl = \"postgres://db/x\"\npassword = { credential = \"a\", env = \"B\" }\n",
+            &[
+                "7:12: [state] password: give exactly one of credential, file or env (secrets never go in this file)",
+            ],
+        ),
+        (
+            "[state]\nurl = \"postgres://db/x\"\npool = 3\n",
+            &["7:1: unknown key `pool`, expected one of url, password"],
+        ),
+    ];
+    for (section, expected) in cases {
+        let found = errors(&format!("{head}{section}{OUTPUT}"));
+        assert_eq!(&found, expected, "{section}");
+        assert!(found.iter().all(|e| !e.contains("hunter2")), "{found:?}");
+    }
+    let connection = Connection::parse(
+        "c.toml",
+        &format!("{head}{}{OUTPUT}", cases[0].0),
+        &crate::root().join("config"),
+        None,
+    )
+    .expect("loads");
+    assert_eq!(
+        connection.state,
+        leadscored::config::StateStore::Postgres {
+            url: "postgres://leadscored@db:5432/leadscored".to_owned(),
+            password: Some(SecretSource::Credential("pg".to_owned())),
+        }
+    );
+}

@@ -30,6 +30,10 @@ impl Backend {
         match std::env::var("LEADSCORED_TEST_POSTGRES") {
             Ok(url) if !url.is_empty() => Some(Backend::Postgres { url }),
             _ => {
+                assert!(
+                    std::env::var_os("LEADSCORED_TEST_POSTGRES_REQUIRED").is_none(),
+                    "{test}: LEADSCORED_TEST_POSTGRES_REQUIRED is set but no server is given"
+                );
                 eprintln!(
                     "SKIPPED {test}: no PostgreSQL given (eval \"$(.ci/postgres)\" starts one; CI always does)"
                 );
@@ -199,7 +203,7 @@ fn suite(backend: &Backend) {
     };
     state.save_companies(&[company]).expect("companies");
     let values = state.company("c1").expect("reads").expect("stored");
-    assert_eq!(format!("{values:?}").contains("250"), true);
+    assert!(format!("{values:?}").contains("250"), "{values:?}");
     assert!(state.company("c9").expect("reads").is_none());
     assert_eq!(
         state.company_ids().expect("ids"),
