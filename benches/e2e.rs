@@ -15,6 +15,10 @@
 //! budget is what limits a sync: a first sync and an incremental one that
 //! finds only its own writes, with the calls each made.
 //!
+//! With `LEADSCORED_TEST_POSTGRES` set (see `.ci/postgres`), HubSpot runs
+//! once more with the state in PostgreSQL (`E2E_POSTGRES_SIZES`, 100,000
+//! by default).
+//!
 //! Run with `cargo bench --bench e2e`.
 
 #![allow(clippy::expect_used, clippy::panic, clippy::print_stdout)]
@@ -107,6 +111,24 @@ fn connection(dir: &Path, url: &str) -> PathBuf {
     let path = dir.join("bench.toml");
     std::fs::write(&path, text).expect("connection file");
     path
+}
+
+/// [`connection`] keeping its state in the PostgreSQL server of
+/// `LEADSCORED_TEST_POSTGRES` (a fresh schema: the file's name is new).
+fn postgres_connection(dir: &Path, url: &str) -> PathBuf {
+    let path = connection(dir, url);
+    let db = std::env::var("LEADSCORED_TEST_POSTGRES").expect("a server");
+    let text = std::fs::read_to_string(&path).expect("connection")
+        + &format!(
+            "\n[state]\nurl = {db:?}\npassword = {{ env = \"LEADSCORED_TEST_POSTGRES_PASSWORD\" }}\n"
+        );
+    let unique = dir.join(format!(
+        "bench-{}-{}.toml",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() + u128::from(free_port())
+    ));
+    std::fs::write(&unique, text).expect("connection file");
+    unique
 }
 
 /// The example Pardot connection with a token file, at `url`, activities on.
@@ -233,8 +255,19 @@ fn main() {
     let sizes_pardot = sizes("E2E_PARDOT_SIZES", &[100_000]);
     let sizes = sizes("E2E_SIZES", &[100_000, 1_000_000]);
     println!("contacts   first sync (writes all)        second sync (writes none)");
-    for contacts in sizes {
-        let (dir, mut fake, path) = start("hubspot", contacts, connection);
+    // With a PostgreSQL server given, the same with the state in it.
+    let postgres = std::env::var_os("LEADSCORED_TEST_POSTGRES").is_some();
+    let mut runs: Vec<(u64, fn(&Path, &str) -> PathBuf, &str)> = sizes
+        .iter()
+        .map(|n| (*n, connection as fn(&Path, &str) -> PathBuf, ""))
+        .collect();
+    if postgres {
+        for n in self::sizes("E2E_POSTGRES_SIZES", &[100_000]) {
+            runs.push((n, postgres_connection, "  (state in PostgreSQL)"));
+        }
+    }
+    for (contacts, write, label) in runs {
+        let (dir, mut fake, path) = start("hubspot", contacts, write);
         let sync = || {
             let mut command = Command::new(BIN);
             command
@@ -251,7 +284,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(ok1 && ok2, "the syncs succeed");
         println!(
-            "{contacts:>9}  {:>7.0} rec/s {:>6.1} s {:>5.0} MiB   {:>7.0} rec/s {:>6.1} s {:>5.0} MiB",
+            "{contacts:>9}  {:>7.0} rec/s {:>6.1} s {:>5.0} MiB   {:>7.0} rec/s {:>6.1} s {:>5.0} MiB{label}",
             contacts as f64 / first_s,
             first_s,
             first_mib,

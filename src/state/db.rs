@@ -168,6 +168,23 @@ pub(crate) enum Step {
     Script(String),
 }
 
+impl Step {
+    /// Whether it may change the state (then it is fenced): every step but
+    /// a query, and a query that is an `INSERT … RETURNING` or the like.
+    pub fn writes(&self) -> bool {
+        match self {
+            Step::Exec(..) | Step::Each(..) | Step::Script(_) => true,
+            Step::Query(sql, _) | Step::QueryEach(sql, _) => {
+                let verb = sql.sqlite.trim_start();
+                ["INSERT", "UPDATE", "DELETE"].iter().any(|w| {
+                    verb.get(..w.len())
+                        .is_some_and(|v| v.eq_ignore_ascii_case(w))
+                })
+            }
+        }
+    }
+}
+
 /// What a step gave back.
 #[derive(Debug)]
 pub(crate) enum Done {

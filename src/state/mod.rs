@@ -494,9 +494,7 @@ impl State {
         transaction: bool,
         what: impl FnOnce() -> String,
     ) -> Result<Vec<Done>, StateError> {
-        let writes = steps
-            .iter()
-            .any(|s| matches!(s, Step::Exec(..) | Step::Each(..)));
+        let writes = steps.iter().any(Step::writes);
         let result = match &self.db {
             Backend::Sqlite(db) => db::run_sqlite(db, steps, transaction),
             Backend::Postgres(db) => db.run(steps, transaction, writes),
