@@ -176,7 +176,10 @@ fn calls_in(output: &Path) -> u64 {
 
 /// A fresh directory, `fake-crm --kind kind --unlimited` with `records`
 /// records on a free port, and the connection `write` makes for it, set up.
-fn start(kind: &str, records: u64, write: fn(&Path, &str) -> PathBuf) -> (PathBuf, Child, PathBuf) {
+/// Writes a connection file for a fake at a URL into a directory.
+type WriteConnection = fn(&Path, &str) -> PathBuf;
+
+fn start(kind: &str, records: u64, write: WriteConnection) -> (PathBuf, Child, PathBuf) {
     let dir = std::env::temp_dir().join(format!("leadscored-e2e-{kind}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -257,9 +260,9 @@ fn main() {
     println!("contacts   first sync (writes all)        second sync (writes none)");
     // With a PostgreSQL server given, the same with the state in it.
     let postgres = std::env::var_os("LEADSCORED_TEST_POSTGRES").is_some();
-    let mut runs: Vec<(u64, fn(&Path, &str) -> PathBuf, &str)> = sizes
+    let mut runs: Vec<(u64, WriteConnection, &str)> = sizes
         .iter()
-        .map(|n| (*n, connection as fn(&Path, &str) -> PathBuf, ""))
+        .map(|n| (*n, connection as WriteConnection, ""))
         .collect();
     if postgres {
         for n in self::sizes("E2E_POSTGRES_SIZES", &[100_000]) {
