@@ -94,6 +94,9 @@ struct Fleet {
     /// This instance's session in the shared database, once a connection
     /// keeps its state there.
     presence: Option<crate::state::Presence>,
+    /// Where the shared state is (the first connection that names one):
+    /// the presence is joined again from it after the database was away.
+    shared_store: Option<crate::config::StateStore>,
 }
 
 /// Serves every connection in `dir` until SIGTERM.
@@ -132,6 +135,7 @@ pub fn run(options: &Options, dir: &Path) -> Result<(), CommandError> {
             standby: BTreeMap::new(),
             releasing: BTreeMap::new(),
             presence: None,
+            shared_store: None,
         };
         let shared = Shared {
             board: board.clone(),
@@ -157,7 +161,7 @@ pub fn run(options: &Options, dir: &Path) -> Result<(), CommandError> {
         loop {
             tokio::select! {
                 () = stop.stopped() => break,
-                _ = claims.tick(), if fleet.presence.is_some() => fleet.rebalance().await,
+                _ = claims.tick(), if fleet.shared_store.is_some() => fleet.rebalance().await,
                 _ = hangups.recv() => {
                     notifier.reloading();
                     match connection_files(&fleet.dir) {
@@ -245,6 +249,17 @@ impl Fleet {
                 self.stand_by(name, path, "released to another instance's share");
             }
         }
+        if self.presence.is_none()
+            && let Some(store) = &self.shared_store
+        {
+            match crate::state::Presence::join(store) {
+                Ok(presence) => self.presence = presence,
+                Err(error) => {
+                    tracing::warn!(%error, "the shared state's database is not reachable; claims wait");
+                    return;
+                }
+            }
+        }
         let Some(presence) = &self.presence else {
             return;
         };
@@ -252,6 +267,8 @@ impl Fleet {
             Ok(n) => n as usize,
             Err(error) => {
                 tracing::warn!(%error, "cannot count the instances sharing the state; claims wait");
+                // Joined again at the next round (the database may be back).
+                self.presence = None;
                 return;
             }
         };
@@ -327,13 +344,16 @@ impl Fleet {
     async fn open(&mut self, name: String, path: &Path, claim: bool) -> bool {
         let label: Arc<str> = name.as_str().into();
         let span = tracing::info_span!("connection", name = %name);
-        let presence = &mut self.presence;
+        let (presence, shared_store) = (&mut self.presence, &mut self.shared_store);
         let (overrides, state_dir, shared) =
             (&self.shared.overrides, &self.state_dir, self.shared.clone());
         let started = async {
             let connection = worker::load(path, overrides)?;
             let shared_state = connection.state != crate::config::StateStore::File;
             if shared_state {
+                if shared_store.is_none() {
+                    *shared_store = Some(connection.state.clone());
+                }
                 if presence.is_none() {
                     *presence = crate::state::Presence::join(&connection.state)?;
                 }
@@ -377,7 +397,7 @@ impl Fleet {
                 false
             }
             Err(CommandError::State(crate::state::StateError::Locked { .. }))
-                if self.presence.is_some() =>
+                if self.shared_store.is_some() =>
             {
                 self.failed.remove(&name);
                 self.stand_by(
@@ -385,6 +405,22 @@ impl Fleet {
                     path.to_owned(),
                     "another instance works this connection",
                 );
+                false
+            }
+            Err(CommandError::State(error)) if self.shared_store.is_some() => {
+                // The shared database is away (or refused this session):
+                // degraded, and claimed again at a later round.
+                let why = crate::crm::redact::string(error.to_string());
+                tracing::error!(connection = %name, error = %why, "the shared state cannot be opened; trying again at the next round");
+                let mut health = Health::new(
+                    jiff::Timestamp::now(),
+                    std::time::Duration::from_secs(90 * 60),
+                );
+                health.state_failure = Some(why);
+                self.board
+                    .insert(&name, Arc::new(std::sync::Mutex::new(health)), None);
+                self.failed.remove(&name);
+                self.standby.insert(name, path.to_owned());
                 false
             }
             Err(error) => {
