@@ -256,6 +256,7 @@ impl Fleet {
                 Ok(presence) => self.presence = presence,
                 Err(error) => {
                     tracing::warn!(%error, "the shared state's database is not reachable; claims wait");
+                    self.unreachable(&error.to_string());
                     return;
                 }
             }
@@ -269,6 +270,7 @@ impl Fleet {
                 tracing::warn!(%error, "cannot count the instances sharing the state; claims wait");
                 // Joined again at the next round (the database may be back).
                 self.presence = None;
+                self.unreachable(&error.to_string());
                 return;
             }
         };
@@ -313,6 +315,24 @@ impl Fleet {
             }
         }
         self.gauges();
+    }
+
+    /// The shared database cannot be reached: no instance may be working
+    /// the connections this one stands by for, so they are degraded (not
+    /// standing by) until a round claims them again.
+    fn unreachable(&mut self, why: &str) {
+        let why = crate::crm::redact::string(format!(
+            "the shared state's database is not reachable: {why}"
+        ));
+        for name in self.standby.keys() {
+            let mut health = Health::new(
+                jiff::Timestamp::now(),
+                std::time::Duration::from_secs(90 * 60),
+            );
+            health.state_failure = Some(why.clone());
+            self.board
+                .insert(name, Arc::new(std::sync::Mutex::new(health)), None);
+        }
     }
 
     /// Records that another instance works `name` (or will).
