@@ -9,36 +9,21 @@
 
 pub mod calibrate;
 pub mod html;
+mod ranking;
 
 use serde::Serialize;
 
 use crate::Scorecard;
 use crate::grade::Grade;
 use crate::model::{Model, Object};
+use ranking::{Outcomes, Ranking, Totals};
 
 /// ROC AUC of `scores` against outcomes: the chance that a random converter
 /// scores above a random non-converter, ties counting one half. `None`
-/// without both classes.
+/// without both classes. Sorts `scored`, highest first.
 pub fn auc(scored: &mut [(f64, bool)]) -> Option<f64> {
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let positives = scored.iter().filter(|s| s.1).count() as f64;
-    let negatives = scored.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return None;
-    }
-    // Mann–Whitney: the sum of the positives' ranks, ties given their mean rank.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < scored.len() {
-        let mut j = i;
-        while j < scored.len() && scored[j].0 == scored[i].0 {
-            j += 1;
-        }
-        let mean_rank = (i + 1 + j) as f64 / 2.0;
-        rank_sum += mean_rank * scored[i..j].iter().filter(|s| s.1).count() as f64;
-        i = j;
-    }
-    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ranking::of_sorted(scored).auc()
 }
 
 /// Wilson score interval (95 %) for `hits` out of `n`.
@@ -68,100 +53,20 @@ pub fn wilson(hits: u64, n: u64) -> (f64, f64) {
 /// Converters among the top `fraction` of records by score, against the
 /// base rate. `sorted` must be by score, highest first.
 pub fn top_share(sorted: &[(f64, bool)], fraction: f64) -> TopShare {
-    let total_positive = sorted.iter().filter(|s| s.1).count() as f64;
-    let take = ((sorted.len() as f64 * fraction).ceil() as usize).min(sorted.len());
-    let positive = sorted[..take].iter().filter(|s| s.1).count() as f64;
-    let base = if sorted.is_empty() {
-        0.0
-    } else {
-        total_positive / sorted.len() as f64
-    };
-    let rate = if take == 0 {
-        0.0
-    } else {
-        positive / take as f64
-    };
-    TopShare {
-        fraction,
-        records: take as u64,
-        conversion_rate: rate,
-        lift: if base > 0.0 { rate / base } else { 0.0 },
-        capture: if total_positive > 0.0 {
-            positive / total_positive
-        } else {
-            0.0
-        },
-    }
+    Ranking::of_sorted(sorted).top_share(fraction)
 }
 
 /// The ROC curve of records sorted by score, highest first: (false
 /// positive rate, true positive rate) at each distinct score, thinned to at
 /// most `points` + 2 points, from (0, 0) to (1, 1).
 pub fn roc_curve(sorted: &[(f64, bool)], points: usize) -> Vec<[f64; 2]> {
-    let positives = sorted.iter().filter(|s| s.1).count() as f64;
-    let negatives = sorted.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return Vec::new();
-    }
-    let mut curve = vec![[0.0, 0.0]];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let step = (sorted.len() / points.max(1)).max(1);
-    let mut since = 0;
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
-            if sorted[j].1 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            j += 1;
-        }
-        since += j - i;
-        if since >= step || j == sorted.len() {
-            curve.push([fp / negatives, tp / positives]);
-            since = 0;
-        }
-        i = j;
-    }
-    curve
+    Ranking::of_sorted(sorted).roc_curve(points)
 }
 
 /// Records in tenths by score, highest first: each tenth's conversion and
 /// lift, and the share of all converters in it and the tenths above it.
 pub fn deciles(sorted: &[(f64, bool)]) -> Vec<Decile> {
-    let total = sorted.len();
-    let converters = sorted.iter().filter(|s| s.1).count();
-    if total == 0 {
-        return Vec::new();
-    }
-    let base = converters as f64 / total as f64;
-    let mut above = 0;
-    (0..10)
-        .map(|k| {
-            let slice = &sorted[k * total / 10..(k + 1) * total / 10];
-            let converted = slice.iter().filter(|s| s.1).count();
-            above += converted;
-            let rate = if slice.is_empty() {
-                0.0
-            } else {
-                converted as f64 / slice.len() as f64
-            };
-            Decile {
-                decile: k as u8 + 1,
-                records: slice.len() as u64,
-                converted: converted as u64,
-                rate,
-                lift: if base > 0.0 { rate / base } else { 0.0 },
-                capture: if converters > 0 {
-                    above as f64 / converters as f64
-                } else {
-                    0.0
-                },
-            }
-        })
-        .collect()
+    Ranking::of_sorted(sorted).deciles()
 }
 
 /// One tenth of the records by score (1 = the highest-scored).
@@ -322,14 +227,15 @@ pub struct Report {
     pub criteria: Vec<Criterion>,
 }
 
-/// Accumulates scorecards and outcomes; memory is a few bytes per record
-/// (the totals AUC needs) plus fixed counters.
+/// Accumulates scorecards and outcomes; memory is one bit per record (its
+/// outcome) and 4 bytes per record and score (its total, for the ranking
+/// measures), plus fixed counters.
 #[derive(Debug)]
 pub struct Collector<'m> {
     model: &'m Model,
-    outcomes: Vec<bool>,
+    outcomes: Outcomes,
     /// Per score: totals in record order.
-    totals: Vec<Vec<f64>>,
+    totals: Vec<Totals>,
     /// Per score, per tier (last: no tier): records, converted.
     tiers: Vec<Vec<(u64, u64)>>,
     stages: Vec<Vec<(u64, u64)>>,
@@ -346,8 +252,8 @@ impl<'m> Collector<'m> {
         let stage_count = model.lifecycle.as_ref().map_or(0, |l| l.stages.len());
         Collector {
             model,
-            outcomes: Vec::new(),
-            totals: vec![Vec::new(); model.scores.len()],
+            outcomes: Outcomes::default(),
+            totals: vec![Totals::new(model.precision); model.scores.len()],
             tiers: model
                 .scores
                 .iter()
@@ -404,26 +310,13 @@ impl<'m> Collector<'m> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.outcomes.is_empty()
-    }
-
-    /// Totals and outcomes of one score (for AUC and for comparing models).
-    pub fn scored(&self, score: usize) -> Vec<(f64, bool)> {
-        self.totals
-            .get(score)
-            .map(|t| {
-                t.iter()
-                    .copied()
-                    .zip(self.outcomes.iter().copied())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.outcomes.len() == 0
     }
 
     pub fn report(&self) -> Report {
         let model = self.model;
         let records = self.outcomes.len() as u64;
-        let converted = self.outcomes.iter().filter(|o| **o).count() as u64;
+        let converted = self.outcomes.positives();
         let others = records - converted;
         let mut scores = Vec::new();
         let mut criteria = Vec::new();
@@ -431,11 +324,10 @@ impl<'m> Collector<'m> {
             if spec.object != self.object {
                 continue;
             }
-            let auc = auc(&mut self.scored(i));
             // Highest first; among equal totals, file order.
-            let mut scored = self.scored(i);
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let top = [0.1, 0.2].iter().map(|f| top_share(&scored, *f)).collect();
+            let ranking = Ranking::of_kept(&self.totals[i], &self.outcomes);
+            let auc = ranking.auc();
+            let top = [0.1, 0.2].iter().map(|f| ranking.top_share(*f)).collect();
             let mut tiers: Vec<Bucket> = spec
                 .tiers
                 .iter()
@@ -505,8 +397,8 @@ impl<'m> Collector<'m> {
                 tier_inversions,
                 stages,
                 stage_inversions,
-                deciles: deciles(&scored),
-                roc: roc_curve(&scored, 200),
+                deciles: ranking.deciles(),
+                roc: ranking.roc_curve(200),
             });
         }
         criteria.sort_by(|a, b| {

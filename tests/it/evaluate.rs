@@ -571,3 +571,90 @@ fn calibrate_recovers_known_coefficients_in_their_units_and_keeps_signs() {
     // The judgement is on the written model, scored as `score` does.
     assert!(kept.written_auc.is_some() && kept.hand_auc.is_some());
 }
+
+/// A backtest keeps each total in as few bytes as its score's steps allow
+/// (2, then 4, then an `f64`), widening mid-file. Its ranking measures stay
+/// those of every record sorted by total: here totals of 0.01, 0.5 and
+/// 5,000 at precision 6 (10,000, 500,000 and 5,000,000,000 steps) arrive in
+/// that order, with ties at every cut.
+#[test]
+fn ranking_measures_hold_while_kept_totals_widen() {
+    const WIDE: &str = r#"
+[model]
+name = "Widening"
+precision = 6
+
+[[score]]
+name = "s"
+cap = 100000
+
+[[score.group]]
+name = "Tag"
+part = "fit"
+
+[[score.group.rule]]
+name = "small"
+property = "tag"
+equals = "a"
+points = 0.01
+
+[[score.group.rule]]
+name = "half"
+property = "tag"
+equals = "b"
+points = 0.5
+
+[[score.group.rule]]
+name = "huge"
+property = "tag"
+equals = "c"
+points = 5000
+"#;
+    let model = leadscored::Model::compile("wide.toml", WIDE).expect("compiles");
+    let now = crate::now(NOW);
+    let mut lines = String::new();
+    let mut scored: Vec<(f64, bool)> = Vec::new();
+    let mut seed = 7u64;
+    for i in 0..997u64 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let phase = ["a", "b", "c"][(i * 3 / 997) as usize];
+        let tag = if (seed >> 40) % 3 == 0 { "none" } else { phase };
+        let converted = (seed >> 20) % 4 == 0;
+        let line = format!(
+            "{{\"id\": {i}, \"properties\": {{\"tag\": \"{tag}\"}}, \"outcome\": {converted}}}"
+        );
+        let record = model.parse_record(&line).expect("record");
+        scored.push((model.score(&record, now).results()[0].total(), converted));
+        lines.push_str(&line);
+        lines.push('\n');
+    }
+    let distinct: std::collections::BTreeSet<u64> = scored.iter().map(|s| s.0.to_bits()).collect();
+    assert_eq!(distinct.len(), 4, "totals 0, 0.01, 0.5 and 5000");
+    let (report, _) = backtest(
+        &model,
+        now,
+        &OutcomeSpec::parse("outcome").expect("spec"),
+        (lines.as_bytes(), Lines::Contacts),
+        2,
+    )
+    .expect("backtest");
+    let score = &report.scores[0];
+    assert_eq!(score.auc, auc(&mut scored.clone()));
+    let mut sorted = scored;
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    assert_eq!(score.top[0], top_share(&sorted, 0.1));
+    assert_eq!(score.top[1], top_share(&sorted, 0.2));
+    // Each tenth counted straight from the sorted records.
+    let total = sorted.len();
+    for (k, decile) in score.deciles.iter().enumerate() {
+        let slice = &sorted[k * total / 10..(k + 1) * total / 10];
+        let converted = slice.iter().filter(|s| s.1).count() as u64;
+        assert_eq!(
+            (decile.records, decile.converted),
+            (slice.len() as u64, converted),
+            "decile {}",
+            k + 1
+        );
+    }
+    assert_eq!(score.deciles.len(), 10);
+}
