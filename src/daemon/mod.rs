@@ -183,6 +183,19 @@ fn run_one(options: &Options, path: &std::path::Path) -> Result<(), CommandError
         worker.serve().await;
         notifier.stopping();
         shutdown_scheduler(scheduler).await;
+        // A worker that lost its claim on shared state stopped the daemon:
+        // that is no clean stop. Exit 75 so systemd starts it again, to
+        // stand by until the connection is free.
+        let lost = handle_of
+            .health
+            .lock()
+            .map(|health| health.standby.clone())
+            .unwrap_or_default();
+        if let Some(why) = lost {
+            return Err(CommandError::Stopped(format!(
+                "the claim on this connection's shared state is lost ({why}); exiting to be started again"
+            )));
+        }
         tracing::info!("stopped");
         Ok(())
     })

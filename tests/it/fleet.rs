@@ -568,3 +568,67 @@ async fn three_instances_share_twenty_portals_and_take_over_a_killed_ones() {
         }
     }
 }
+
+/// `run --connection FILE` with its state in PostgreSQL: when another
+/// instance claims the connection behind its back (its fencing token
+/// raised), the daemon's next write is refused and it exits 75, which
+/// systemd's `Restart=on-failure` restarts, rather than 0, which it would
+/// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_connection_daemon_that_loses_its_claim_exits_75() {
+    let Some(backend) = super::state::Backend::postgres("single_lost_claim") else {
+        return;
+    };
+    let leadscored::config::StateStore::Postgres { url: db_url, .. } = backend.store() else {
+        return;
+    };
+    let base = fake_config(50);
+    let portals = FakePortals::new(vec![portal_config(&base, 1)]).expect("portals");
+    let fake = spawn_portals(portals.clone()).await.expect("fake starts");
+    let work = tempfile::tempdir().expect("temp dir");
+    let name = format!(
+        "lost{}x{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond()
+    );
+    let shared = format!(
+        "{DAEMON}\n[state]\nurl = {db_url:?}\npassword = {{ env = \"LEADSCORED_TEST_POSTGRES_PASSWORD\" }}\n"
+    );
+    connect_with(work.path(), &name, 1, &fake.url(), &shared, true).await;
+    let port = free_port();
+    let log = work.path().join("daemon.log");
+    let mut child = super::daemon::daemon_child(
+        &work.path().join(format!("{name}.toml")),
+        port,
+        work.path(),
+        &log,
+    );
+    eventually("a first pass", Duration::from_secs(60), || async {
+        let Some((_, body)) = get(&format!("http://127.0.0.1:{port}/healthz")).await else {
+            return false;
+        };
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|b| b["passes"].as_u64())
+            .is_some_and(|n| n >= 1)
+    })
+    .await;
+    let (url, claimed) = (db_url.clone(), name.clone());
+    tokio::task::spawn_blocking(move || {
+        super::state::raw_client(&url)
+            .execute(
+                "UPDATE leadscored.connections SET token = token + 1 WHERE name = $1",
+                &[&claimed],
+            )
+            .expect("raises the token")
+    })
+    .await
+    .expect("joins");
+    let status =
+        tokio::task::spawn_blocking(move || wait_with_timeout(&mut child, Duration::from_secs(60)))
+            .await
+            .expect("joins");
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(75), "{log}");
+    assert!(log.contains("claim"), "{log}");
+}

@@ -435,7 +435,7 @@ fn state_suite_on_postgres() {
 }
 
 /// A raw session to the test server, as an admin or another instance.
-fn raw_client(url: &str) -> postgres::Client {
+pub(crate) fn raw_client(url: &str) -> postgres::Client {
     let mut config: postgres::Config = url.parse().expect("url");
     let password = std::env::var("LEADSCORED_TEST_POSTGRES_PASSWORD").unwrap_or_default();
     config.password(password);
