@@ -173,7 +173,7 @@ pub(crate) struct Outcomes {
 
 impl Outcomes {
     pub(crate) fn push(&mut self, converted: bool) {
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.bits.push(0);
         }
         if converted {

@@ -153,6 +153,32 @@ impl Cell {
 
 pub(crate) type Row = Vec<Cell>;
 
+/// Reads a row's cells left to right; past its end, NULL.
+pub(crate) struct Cells(std::vec::IntoIter<Cell>);
+
+impl Cells {
+    pub fn of(row: Row) -> Cells {
+        Cells(row.into_iter())
+    }
+
+    pub fn take(&mut self) -> Cell {
+        self.0.next().unwrap_or(Cell::Null)
+    }
+}
+
+/// The first cell of the first row, if any.
+pub(crate) fn first_cell(rows: Vec<Row>) -> Option<Cell> {
+    rows.into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+}
+
+/// A `(text, integer)` row: a key and its count.
+pub(crate) fn key_count(row: Row) -> (String, i64) {
+    let mut cells = Cells::of(row);
+    (cells.take().text(), cells.take().int())
+}
+
 /// One statement to run, with its parameters.
 #[derive(Debug)]
 pub(crate) enum Step {

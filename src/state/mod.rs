@@ -40,7 +40,9 @@ mod db;
 mod schema;
 
 pub use db::DbError;
-use db::{Arg, Cell, Done, Postgres, Row, Sql, Step, args, dialects, sql};
+use db::{
+    Arg, Cell, Cells, Done, Postgres, Row, Sql, Step, args, dialects, first_cell, key_count, sql,
+};
 use schema::{MIGRATIONS, POSTGRES_MIGRATIONS};
 
 /// Why the state could not be used.
@@ -526,11 +528,7 @@ impl State {
         args: Vec<Arg>,
         what: impl FnOnce() -> String,
     ) -> Result<Option<Cell>, StateError> {
-        Ok(self
-            .query(sql, args, what)?
-            .into_iter()
-            .next()
-            .and_then(|row| row.into_iter().next()))
+        Ok(first_cell(self.query(sql, args, what)?))
     }
 
     fn exec(
@@ -896,9 +894,8 @@ impl State {
             || format!("reading list {name:?}"),
         )?;
         Ok(rows.into_iter().next().map(|row| {
-            let mut cells = row.into_iter();
-            let list_id = cells.next().map(Cell::text).unwrap_or_default();
-            (list_id, cells.next().map(Cell::text).unwrap_or_default())
+            let mut cells = Cells::of(row);
+            (cells.take().text(), cells.take().text())
         }))
     }
 
@@ -1027,8 +1024,8 @@ impl State {
         let mut seen: FxHashSet<(String, String)> = FxHashSet::default();
         let mut out = Vec::new();
         for row in rows {
-            let mut cells = row.into_iter();
-            let mut next = || cells.next().unwrap_or(Cell::Null);
+            let mut cells = Cells::of(row);
+            let mut next = || cells.take();
             let (event_id, kind) = (next().text(), next().text());
             let (at_ms, attributes) = (next().int(), next().text());
             if !event_id.is_empty() && !seen.insert((event_id.clone(), kind.clone())) {
@@ -1078,9 +1075,8 @@ impl State {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let mut cells = row.into_iter();
-                let kind = cells.next().map(Cell::text).unwrap_or_default();
-                (kind, cells.next().map(|c| c.int()).unwrap_or(0) as u64)
+                let (kind, count) = key_count(row);
+                (kind, count as u64)
             })
             .collect())
     }
@@ -1106,14 +1102,7 @@ impl State {
             args![since_ms],
             || "reading the records seen lately".to_owned(),
         )?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let mut cells = row.into_iter();
-                let id = cells.next().map(Cell::text).unwrap_or_default();
-                (id, cells.next().map(|c| c.int()).unwrap_or(0))
-            })
-            .collect())
+        Ok(rows.into_iter().map(key_count).collect())
     }
 
     /// A record's stored inputs (values with what leadscored wrote since),
@@ -1125,9 +1114,8 @@ impl State {
             || format!("reading stored record {id}"),
         )?;
         Ok(rows.into_iter().next().and_then(|row| {
-            let mut cells = row.into_iter();
-            let inputs = cells.next().map(Cell::text).unwrap_or_default();
-            let written = cells.next().and_then(Cell::opt_text);
+            let mut cells = Cells::of(row);
+            let (inputs, written) = (cells.take().text(), cells.take().opt_text());
             stored(id.to_owned(), &inputs, written.as_deref())
         }))
     }
@@ -1147,10 +1135,9 @@ impl State {
         )?;
         let mut out = Vec::new();
         for row in rows {
-            let mut cells = row.into_iter();
-            let id = cells.next().map(Cell::text).unwrap_or_default();
-            let inputs = cells.next().map(Cell::text).unwrap_or_default();
-            let written = cells.next().and_then(Cell::opt_text);
+            let mut cells = Cells::of(row);
+            let (id, inputs) = (cells.take().text(), cells.take().text());
+            let written = cells.take().opt_text();
             match stored(id.clone(), &inputs, written.as_deref()) {
                 Some(found) => out.push(found),
                 None => tracing::warn!(record = %id, "stored inputs do not decode; skipped"),
@@ -1187,9 +1174,8 @@ impl State {
             )?;
             let counts: &mut BTreeMap<String, u64> = out.entry((*property).to_owned()).or_default();
             for row in rows {
-                let mut cells = row.into_iter();
-                let value = cells.next().map(Cell::text).unwrap_or_default();
-                counts.insert(value, cells.next().map(|c| c.int()).unwrap_or(0) as u64);
+                let (value, count) = key_count(row);
+                counts.insert(value, count as u64);
             }
         }
         Ok(out)
@@ -1251,11 +1237,7 @@ impl State {
             .unwrap_or_default();
         let mut left = Vec::new();
         for (record, rows) in records.iter().zip(before) {
-            let old = rows
-                .into_iter()
-                .next()
-                .and_then(|row| row.into_iter().next())
-                .and_then(Cell::opt_text);
+            let old = first_cell(rows).and_then(Cell::opt_text);
             if let Some(old) = old.filter(|old| Some(old.as_str()) != record.company_id()) {
                 left.push(old);
             }
@@ -1283,11 +1265,9 @@ impl State {
             true,
             || format!("forgetting {} deleted records", ids.len()),
         )?;
-        let companies = done.into_iter().next().map(Done::rows).unwrap_or_default();
-        Ok(companies
-            .into_iter()
-            .filter_map(|row| row.into_iter().next().and_then(Cell::opt_text))
-            .collect())
+        Ok(texts(
+            done.into_iter().next().map(Done::rows).unwrap_or_default(),
+        ))
     }
 
     /// Records a write's outcome: written records get their values and new
@@ -1368,10 +1348,9 @@ impl State {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let mut cells = row.into_iter();
-                let id = cells.next().map(Cell::text).unwrap_or_default();
-                let reason = cells.next().map(Cell::text).unwrap_or_default();
-                let attempts = cells.next().map(|c| c.int()).unwrap_or(0);
+                let mut cells = Cells::of(row);
+                let (id, reason) = (cells.take().text(), cells.take().text());
+                let attempts = cells.take().int();
                 (id, reason, u32::try_from(attempts).unwrap_or(u32::MAX))
             })
             .collect())
@@ -1388,13 +1367,10 @@ impl State {
             true,
             || "starting the run log".to_owned(),
         )?;
-        Ok(done
-            .into_iter()
-            .next()
-            .and_then(|d| d.rows().into_iter().next())
-            .and_then(|row| row.into_iter().next())
-            .map(|cell| cell.int())
-            .unwrap_or_default())
+        Ok(
+            first_cell(done.into_iter().next().map(Done::rows).unwrap_or_default())
+                .map_or(0, |cell| cell.int()),
+        )
     }
 
     /// Ends a run log line.
@@ -1446,8 +1422,8 @@ impl State {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let mut cells = row.into_iter();
-                let mut next = || cells.next().unwrap_or(Cell::Null);
+                let mut cells = Cells::of(row);
+                let mut next = || cells.take();
                 RunLog {
                     run_id: next().text(),
                     kind: next().text(),
@@ -1579,13 +1555,8 @@ impl Presence {
                 what: "counting the instances".to_owned(),
                 source: Box::new(source),
             })?;
-        let count = done
-            .into_iter()
-            .next()
-            .and_then(|d| d.rows().into_iter().next())
-            .and_then(|row| row.into_iter().next())
-            .map(|cell| cell.int())
-            .unwrap_or(1);
+        let count = first_cell(done.into_iter().next().map(Done::rows).unwrap_or_default())
+            .map_or(1, |cell| cell.int());
         Ok(count.max(1) as u64)
     }
 }

@@ -618,8 +618,12 @@ points = 5000
     for i in 0..997u64 {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let phase = ["a", "b", "c"][(i * 3 / 997) as usize];
-        let tag = if (seed >> 40) % 3 == 0 { "none" } else { phase };
-        let converted = (seed >> 20) % 4 == 0;
+        let tag = if (seed >> 40).is_multiple_of(3) {
+            "none"
+        } else {
+            phase
+        };
+        let converted = (seed >> 20).is_multiple_of(4);
         let line = format!(
             "{{\"id\": {i}, \"properties\": {{\"tag\": \"{tag}\"}}, \"outcome\": {converted}}}"
         );
