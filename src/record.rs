@@ -531,6 +531,19 @@ impl Model {
         memo: &mut ReadMemo,
         record: &mut Record,
     ) -> Result<(), RecordError> {
+        self.parse_record_capturing(json, memo, record, None)
+    }
+
+    /// [`Model::parse_record_into`] that also keeps one top-level field
+    /// that is not part of the record format (a backtest's outcome), as
+    /// JSON, in the same pass over the line.
+    pub(crate) fn parse_record_capturing(
+        &self,
+        json: &str,
+        memo: &mut ReadMemo,
+        record: &mut Record,
+        capture: Option<Capture<'_>>,
+    ) -> Result<(), RecordError> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let reuse = std::mem::take(record);
         *record = RecordSeed {
@@ -538,6 +551,7 @@ impl Model {
             memo,
             reuse,
             people: None,
+            capture,
         }
         .deserialize(&mut deserializer)
         .map_err(|e| RecordError::new(describe_json_error(&e)))?;
@@ -570,6 +584,7 @@ impl Model {
             memo,
             reuse,
             people: Some(&mut account.people),
+            capture: None,
         }
         .deserialize(&mut deserializer)
         .map_err(|e| RecordError::new(describe_json_error(&e)))?;
@@ -635,6 +650,21 @@ pub(crate) struct RecordSeed<'m, 's> {
     pub reuse: Record,
     /// Where a company record's `people` go (None: `people` is ignored).
     pub people: Option<&'s mut Vec<Record>>,
+    /// A top-level field to keep besides the record.
+    pub capture: Option<Capture<'s>>,
+}
+
+/// A top-level field that is not part of the record format (see
+/// [`Model::parse_record_capturing`]); the last one wins, if repeated.
+pub(crate) struct Capture<'s> {
+    pub name: &'s str,
+    pub value: &'s mut Option<serde_json::Value>,
+}
+
+impl Capture<'_> {
+    /// The record format's own top-level keys, which cannot be captured.
+    pub const RECORD_KEYS: [&'static str; 6] =
+        ["id", "properties", "company", "events", "lists", "people"];
 }
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
@@ -658,6 +688,12 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
         let mut builder = RecordBuilder::reuse(self.model, std::mem::take(&mut self.reuse));
         let mut id = None;
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            if let Some(capture) = self.capture.as_mut()
+                && *key == *capture.name
+            {
+                *capture.value = Some(map.next_value()?);
+                continue;
+            }
             match &*key {
                 "id" => id = Some(map.next_value::<IdValue>()?.0),
                 "properties" => map.next_value_seed(PropsSeed {
@@ -735,6 +771,7 @@ impl<'de> Visitor<'de> for PeopleSeed<'_, '_> {
                 memo: &mut *self.memo,
                 reuse,
                 people: None,
+                capture: None,
             };
             let Some(person) = seq
                 .next_element_seed(seed)

@@ -18,7 +18,7 @@ use crate::Scorecard;
 use crate::evaluate::calibrate::{Calibration, Judge, Outcome, rewrite_points};
 use crate::evaluate::{Collector, Report};
 use crate::model::Model;
-use crate::record::CowStr;
+use crate::record::{Capture, CowStr};
 
 /// Where a record's outcome is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +61,11 @@ impl OutcomeSpec {
             .deserialize(&mut deserializer)
             .map_err(|e| e.to_string())?;
         deserializer.end().map_err(|e| e.to_string())?;
+        self.judge(outcome)
+    }
+
+    /// The outcome from the value the spec reads (`None`: not there).
+    fn judge(&self, outcome: Option<serde_json::Value>) -> Result<Option<bool>, String> {
         match self {
             OutcomeSpec::Field(name) => match outcome {
                 None | Some(serde_json::Value::Null) => Ok(None),
@@ -86,6 +91,19 @@ fn truthy(v: &serde_json::Value) -> Option<bool> {
             "false" | "no" | "0" | "lost" | "" => Some(false),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// The field an outcome is, when it can be read in the same pass as the
+/// record: one outside the record format, on contact lines.
+fn field_beside_record<'s>(outcome: &'s OutcomeSpec, lines: Lines) -> Option<&'s str> {
+    match outcome {
+        OutcomeSpec::Field(name)
+            if lines == Lines::Contacts && !Capture::RECORD_KEYS.contains(&name.as_str()) =>
+        {
+            Some(name)
+        }
         _ => None,
     }
 }
@@ -305,17 +323,23 @@ fn each_scored(
                         continue;
                     }
                 };
-                let converted = match outcome.read(text) {
-                    Ok(Some(converted)) => converted,
-                    Ok(None) => {
-                        scored.skip(number, "no outcome".to_owned(), false);
-                        continue;
+                // The outcome: read with the first model's record when it
+                // is a field of its own, else by a probe first.
+                let beside = field_beside_record(outcome, lines);
+                let mut converted = false;
+                if beside.is_none() {
+                    match outcome.read(text) {
+                        Ok(Some(outcome)) => converted = outcome,
+                        Ok(None) => {
+                            scored.skip(number, "no outcome".to_owned(), false);
+                            continue;
+                        }
+                        Err(message) => {
+                            scored.skip(number, message, true);
+                            continue;
+                        }
                     }
-                    Err(message) => {
-                        scored.skip(number, message, true);
-                        continue;
-                    }
-                };
+                }
                 let start = scored.ids.len();
                 for (m, model) in models.iter().enumerate() {
                     let slot = scored.used + m;
@@ -339,12 +363,41 @@ fn each_scored(
                             })
                     } else {
                         let record = &mut scored.record;
-                        model
-                            .parse_record_into(text, &mut scored.memos[m], record)
-                            .map(|()| {
-                                model.score_into(record, now, &mut scored.cards[slot]);
-                                record.id()
-                            })
+                        let mut found = None;
+                        let capture = beside.filter(|_| m == 0).map(|name| Capture {
+                            name,
+                            value: &mut found,
+                        });
+                        let parsed = model.parse_record_capturing(
+                            text,
+                            &mut scored.memos[m],
+                            record,
+                            capture,
+                        );
+                        // As when the outcome is read first: a record
+                        // without a usable outcome is skipped for that,
+                        // before it is scored.
+                        let judged = match (&parsed, beside) {
+                            (_, None) => Ok(Some(converted)),
+                            _ if m > 0 => Ok(Some(converted)),
+                            (Ok(()), Some(_)) => outcome.judge(found),
+                            (Err(_), Some(_)) => outcome.read(text),
+                        };
+                        match judged {
+                            Ok(Some(outcome)) => converted = outcome,
+                            Ok(None) => {
+                                scored.skip(number, "no outcome".to_owned(), false);
+                                continue 'lines;
+                            }
+                            Err(message) => {
+                                scored.skip(number, message, true);
+                                continue 'lines;
+                            }
+                        }
+                        parsed.map(|()| {
+                            model.score_into(record, now, &mut scored.cards[slot]);
+                            record.id()
+                        })
                     };
                     match read {
                         Ok(id) => {

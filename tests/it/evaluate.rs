@@ -662,3 +662,49 @@ points = 5000
     }
     assert_eq!(score.deciles.len(), 10);
 }
+
+/// The outcome field is read in the same pass as the record, and a line
+/// is still judged as when the outcome was read first: an unusable
+/// outcome is what a line is skipped for, even when its record is broken
+/// too.
+#[test]
+fn a_line_is_skipped_for_its_outcome_before_its_record() {
+    let model = leadscored::Model::compile("tiny.toml", TINY).expect("compiles");
+    let lines = [
+        r#"{"id": 1, "properties": {"jobtitle": "director"}, "outcome": true}"#,
+        r#"{"id": 2, "properties": {"jobtitle": "director"}, "outcome": "maybe"}"#,
+        r#"{"id": 3, "properties": 5, "outcome": true}"#,
+        r#"{"id": 4, "properties": 5, "outcome": "maybe"}"#,
+        r#"{"id": 5, "properties": 5}"#,
+        r#"{"id": 6, "outcome": null, "properties": {}}"#,
+        r#"{"outcome": false, "id": 7, "properties": {}, "outcome": true}"#,
+    ]
+    .join("\n");
+    let (report, skipped) = backtest(
+        &model,
+        crate::now(NOW),
+        &OutcomeSpec::parse("outcome").expect("spec"),
+        (lines.as_bytes(), Lines::Contacts),
+        1,
+    )
+    .expect("backtest");
+    // Lines 1 and 7 (its last outcome wins: converted).
+    assert_eq!((report.records, report.converted), (2, 2));
+    assert_eq!((skipped.unreadable, skipped.no_outcome), (3, 2));
+    let examples = skipped.examples.join("\n");
+    assert!(
+        skipped.examples[0].starts_with("line 2: `outcome`: \"maybe\" is not a yes/no outcome"),
+        "{examples}"
+    );
+    assert!(
+        skipped.examples[1].starts_with("line 3: ")
+            && skipped.examples[1].contains("an object of property names"),
+        "{examples}"
+    );
+    assert!(
+        skipped.examples[2].starts_with("line 4: `outcome`: \"maybe\""),
+        "{examples}"
+    );
+    assert_eq!(skipped.examples[3], "line 5: no outcome", "{examples}");
+    assert_eq!(skipped.examples[4], "line 6: no outcome", "{examples}");
+}

@@ -40,6 +40,7 @@ pub(super) fn test_case(
                 memo: &mut crate::record::ReadMemo::default(),
                 reuse: Default::default(),
                 people: Some(&mut people),
+                capture: None,
             })
             .deserialize(ValueDeserializer::from(v))
             {
