@@ -97,7 +97,7 @@ fn truthy(v: &serde_json::Value) -> Option<bool> {
 
 /// The field an outcome is, when it can be read in the same pass as the
 /// record: one outside the record format, on contact lines.
-fn field_beside_record<'s>(outcome: &'s OutcomeSpec, lines: Lines) -> Option<&'s str> {
+fn field_beside_record(outcome: &OutcomeSpec, lines: Lines) -> Option<&str> {
     match outcome {
         OutcomeSpec::Field(name)
             if lines == Lines::Contacts && !Capture::RECORD_KEYS.contains(&name.as_str()) =>
