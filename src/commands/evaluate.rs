@@ -287,11 +287,35 @@ struct Scored {
 
 impl Scored {
     fn skip(&mut self, line: u64, message: String, unreadable: bool) {
-        self.rows.push(Row::Skipped {
-            line,
-            message,
-            unreadable,
-        });
+        skip_row(&mut self.rows, line, message, unreadable);
+    }
+}
+
+fn skip_row(rows: &mut Vec<Row>, line: u64, message: String, unreadable: bool) {
+    rows.push(Row::Skipped {
+        line,
+        message,
+        unreadable,
+    });
+}
+
+/// A line's outcome as read; `None` when the line is skipped for it (none
+/// given, or not a yes/no outcome), its row pushed onto `rows`.
+fn line_outcome(
+    rows: &mut Vec<Row>,
+    line: u64,
+    read: Result<Option<bool>, String>,
+) -> Option<bool> {
+    match read {
+        Ok(Some(converted)) => Some(converted),
+        Ok(None) => {
+            skip_row(rows, line, "no outcome".to_owned(), false);
+            None
+        }
+        Err(message) => {
+            skip_row(rows, line, message, true);
+            None
+        }
     }
 }
 
@@ -328,16 +352,9 @@ fn each_scored(
                 let beside = field_beside_record(outcome, lines);
                 let mut converted = false;
                 if beside.is_none() {
-                    match outcome.read(text) {
-                        Ok(Some(outcome)) => converted = outcome,
-                        Ok(None) => {
-                            scored.skip(number, "no outcome".to_owned(), false);
-                            continue;
-                        }
-                        Err(message) => {
-                            scored.skip(number, message, true);
-                            continue;
-                        }
+                    match line_outcome(&mut scored.rows, number, outcome.read(text)) {
+                        Some(outcome) => converted = outcome,
+                        None => continue,
                     }
                 }
                 let start = scored.ids.len();
@@ -383,16 +400,9 @@ fn each_scored(
                             (Ok(()), Some(_)) => outcome.judge(found),
                             (Err(_), Some(_)) => outcome.read(text),
                         };
-                        match judged {
-                            Ok(Some(outcome)) => converted = outcome,
-                            Ok(None) => {
-                                scored.skip(number, "no outcome".to_owned(), false);
-                                continue 'lines;
-                            }
-                            Err(message) => {
-                                scored.skip(number, message, true);
-                                continue 'lines;
-                            }
+                        match line_outcome(&mut scored.rows, number, judged) {
+                            Some(outcome) => converted = outcome,
+                            None => continue 'lines,
                         }
                         parsed.map(|()| {
                             model.score_into(record, now, &mut scored.cards[slot]);
