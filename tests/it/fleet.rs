@@ -84,6 +84,18 @@ fn fleet_child(
         .expect("daemon starts")
 }
 
+/// [`DAEMON`] with `[state]` in the test PostgreSQL server, or `None`
+/// (said on stderr) when no server is given.
+fn shared_state(test: &str) -> Option<String> {
+    let backend = super::state::Backend::postgres(test)?;
+    let leadscored::config::StateStore::Postgres { url, .. } = backend.store() else {
+        return None;
+    };
+    Some(format!(
+        "{DAEMON}\n[state]\nurl = {url:?}\npassword = {{ env = \"LEADSCORED_TEST_POSTGRES_PASSWORD\" }}\n"
+    ))
+}
+
 /// `(HTTP status, passes so far)` of one connection's `/healthz`.
 async fn passes(port: u16, name: &str) -> Option<(u16, u64)> {
     let (status, body) = get(&format!("http://127.0.0.1:{port}/healthz/{name}")).await?;
@@ -402,10 +414,7 @@ fn pid_of(agent: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_twenty_portals_and_take_over_a_killed_ones() {
-    let Some(backend) = super::state::Backend::postgres("failover") else {
-        return;
-    };
-    let leadscored::config::StateStore::Postgres { url: db_url, .. } = backend.store() else {
+    let Some(shared) = shared_state("failover") else {
         return;
     };
     const PORTALS: usize = 20;
@@ -422,9 +431,6 @@ async fn three_instances_share_twenty_portals_and_take_over_a_killed_ones() {
         "fo{}x{}",
         std::process::id(),
         jiff::Timestamp::now().as_millisecond()
-    );
-    let shared = format!(
-        "{DAEMON}\n[state]\nurl = {db_url:?}\npassword = {{ env = \"LEADSCORED_TEST_POSTGRES_PASSWORD\" }}\n"
     );
     let mut connections = Vec::new();
     for n in 1..=PORTALS {
@@ -576,12 +582,10 @@ async fn three_instances_share_twenty_portals_and_take_over_a_killed_ones() {
 /// not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_connection_daemon_that_loses_its_claim_exits_75() {
-    let Some(backend) = super::state::Backend::postgres("single_lost_claim") else {
+    let Some(shared) = shared_state("single_lost_claim") else {
         return;
     };
-    let leadscored::config::StateStore::Postgres { url: db_url, .. } = backend.store() else {
-        return;
-    };
+    let db_url = std::env::var("LEADSCORED_TEST_POSTGRES").unwrap_or_default();
     let base = fake_config(50);
     let portals = FakePortals::new(vec![portal_config(&base, 1)]).expect("portals");
     let fake = spawn_portals(portals.clone()).await.expect("fake starts");
@@ -590,9 +594,6 @@ async fn a_single_connection_daemon_that_loses_its_claim_exits_75() {
         "lost{}x{}",
         std::process::id(),
         jiff::Timestamp::now().as_millisecond()
-    );
-    let shared = format!(
-        "{DAEMON}\n[state]\nurl = {db_url:?}\npassword = {{ env = \"LEADSCORED_TEST_POSTGRES_PASSWORD\" }}\n"
     );
     connect_with(work.path(), &name, 1, &fake.url(), &shared, true).await;
     let port = free_port();
