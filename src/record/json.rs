@@ -509,9 +509,18 @@ impl<'a> Reader<'a> {
 fn special_byte(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut at = from;
-    while let Some((chunk, _)) = bytes.get(at..).and_then(<[u8]>::split_first_chunk::<8>) {
-        let word = u64::from_le_bytes(*chunk);
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let rest = bytes.get(from..)?;
+    // Empty strings and the end of a short key are found at once.
+    if rest.first().copied().is_some_and(special) {
+        return Some(from);
+    }
+    let chunks = rest.chunks_exact(8);
+    let tail = chunks.remainder();
+    for (i, chunk) in chunks.enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
         let quote = word ^ (ONES * u64::from(b'"'));
         let backslash = word ^ (ONES * u64::from(b'\\'));
         // A byte is flagged when it is zero (the two above) or below 0x20;
@@ -521,13 +530,11 @@ fn special_byte(bytes: &[u8], from: usize) -> Option<usize> {
             | (word.wrapping_sub(ONES * 0x20) & !word);
         let flagged = flagged & HIGH;
         if flagged != 0 {
-            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+            return Some(from + i * 8 + (flagged.trailing_zeros() / 8) as usize);
         }
-        at += 8;
     }
-    bytes
-        .get(at..)?
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| at + i)
+    let scanned = rest.len() - tail.len();
+    tail.iter()
+        .position(|&b| special(b))
+        .map(|i| from + scanned + i)
 }

@@ -75,7 +75,8 @@ pub(crate) enum Prop {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Value {
     pub text: Box<str>,
-    /// Lowercased text, when some criterion ignores case.
+    /// Lowercased text, when some criterion ignores case and it differs
+    /// from `text`.
     pub folded: Option<Box<str>>,
     pub number: Option<f64>,
     /// Epoch milliseconds.
@@ -377,15 +378,26 @@ pub(crate) fn convert(model: &Model, slot: u32, value: PropertyValue<'_>) -> Opt
         }
         PropertyValue::Bool(b) => ((if b { "true" } else { "false" }).into(), None, None),
     };
-    let folded = spec
-        .needs_folded
-        .then(|| text.to_lowercase().into_boxed_str());
+    let folded = if spec.needs_folded { fold(&text) } else { None };
     Some(Value {
         text,
         folded,
         number,
         time,
     })
+}
+
+/// The lowercased text, or None when it is lowercase already (readers take
+/// the text itself then).
+fn fold(text: &str) -> Option<Box<str>> {
+    if text.is_ascii() {
+        text.bytes()
+            .any(|b| b.is_ascii_uppercase())
+            .then(|| text.to_ascii_lowercase().into_boxed_str())
+    } else {
+        let folded = text.to_lowercase();
+        (folded != text).then(|| folded.into_boxed_str())
+    }
 }
 
 pub(crate) fn format_number(n: f64) -> String {

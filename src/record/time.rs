@@ -31,49 +31,34 @@ pub fn parse_time(text: &str) -> Option<i64> {
     None
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff…]Z` from 1970 on, the form nearly every event
+/// `YYYY-MM-DDTHH:MM:SS[.fff…]Z` from 1970 to 9998, the form nearly every event
 /// time has, read without the general parser; anything else (offsets,
 /// leap seconds, impossible days) is left to it. Same result as jiff's
 /// `Timestamp::as_millisecond` (fractions truncated).
 fn utc_fast_path(b: &[u8]) -> Option<i64> {
     let (head, rest) = b.split_first_chunk::<19>()?;
-    if rest.last() != Some(&b'Z') {
+    if rest.last() != Some(&b'Z')
+        || head[4] != b'-'
+        || head[7] != b'-'
+        || head[10] != b'T'
+        || head[13] != b':'
+        || head[16] != b':'
+    {
         return None;
     }
-    let [
-        y0,
-        y1,
-        y2,
-        y3,
-        b'-',
-        m0,
-        m1,
-        b'-',
-        d0,
-        d1,
-        b'T',
-        h0,
-        h1,
-        b':',
-        i0,
-        i1,
-        b':',
-        s0,
-        s1,
-    ] = *head
-    else {
-        return None;
+    // Two digits at a time; a non-digit shows as a digit value over 9.
+    let mut bad = 0u8;
+    let mut two = |i: usize| {
+        let (tens, ones) = (head[i].wrapping_sub(b'0'), head[i + 1].wrapping_sub(b'0'));
+        bad |= u8::from(tens > 9) | u8::from(ones > 9);
+        i64::from(tens) * 10 + i64::from(ones)
     };
-    // Each digit's value, all at once; a non-digit shows as a value over 9.
-    let digits =
-        [y0, y1, y2, y3, m0, m1, d0, d1, h0, h1, i0, i1, s0, s1].map(|d| d.wrapping_sub(b'0'));
-    if digits.iter().any(|d| *d > 9) {
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
+    if bad != 0 {
         return None;
     }
-    let n = |i: usize| i64::from(digits[i]);
-    let year = n(0) * 1000 + n(1) * 100 + n(2) * 10 + n(3);
-    let (month, day) = (n(4) * 10 + n(5), n(6) * 10 + n(7));
-    let (hour, minute, second) = (n(8) * 10 + n(9), n(10) * 10 + n(11), n(12) * 10 + n(13));
     let millis = match rest {
         [b'Z'] => 0,
         [b'.', fraction @ .., b'Z'] if (1..=9).contains(&fraction.len()) => {
@@ -89,36 +74,25 @@ fn utc_fast_path(b: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if year < 1970
+    // Days in the year before each month, and each month's length.
+    const BEFORE: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+    // Year 9999 is left to jiff, whose range ends within it.
+    if !(1970..=9998).contains(&year)
         || !(1..=12).contains(&month)
-        || day < 1
-        || day > month_days[(month - 1) as usize]
         || hour > 23
         || minute > 59
         || second > 59
     {
         return None;
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
+    let m = (month - 1) as usize;
+    let february = i64::from(leap && month == 2);
+    if day < 1 || day > BEFORE[m + 1] - BEFORE[m] + february {
+        return None;
+    }
+    // Days since 1970-01-01: whole years, their leap days, then this year's.
+    let before = year - 1;
+    let leap_days = before / 4 - before / 100 + before / 400 - 477;
+    let days = (year - 1970) * 365 + leap_days + BEFORE[m] + i64::from(leap && month > 2) + day - 1;
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
