@@ -14,8 +14,7 @@
 use std::borrow::Cow;
 
 use super::{
-    Capture, Event, Prop, PropertyValue, ReadMemo, Record, RecordBuilder, convert, event_kind,
-    format_number, parse_time,
+    Capture, Event, Prop, ReadMemo, Record, RecordBuilder, Scalar, convert, event_kind, parse_time,
 };
 use crate::model::{Model, Scope};
 
@@ -45,32 +44,6 @@ pub(super) fn read_record(
         Err(Declined) => builder.record,
     };
     read
-}
-
-/// A JSON scalar as a property or attribute value.
-enum Scalar<'a> {
-    Text(Cow<'a, str>),
-    Number(f64),
-    Bool(bool),
-}
-
-impl Scalar<'_> {
-    fn as_value(&self) -> PropertyValue<'_> {
-        match self {
-            Scalar::Text(text) => PropertyValue::Text(text),
-            Scalar::Number(n) => PropertyValue::Number(*n),
-            Scalar::Bool(b) => PropertyValue::Bool(*b),
-        }
-    }
-
-    /// The text an attribute pattern is matched against.
-    fn text(&self) -> Cow<'_, str> {
-        match self {
-            Scalar::Text(text) => Cow::Borrowed(text),
-            Scalar::Number(n) => Cow::Owned(format_number(*n)),
-            Scalar::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        }
-    }
 }
 
 struct Reader<'a> {

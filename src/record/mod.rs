@@ -10,6 +10,7 @@
 //!
 //! No IO here. Bad input is an error naming the field, never a panic.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed};
@@ -155,6 +156,33 @@ pub enum PropertyValue<'a> {
     Text(&'a str),
     Number(f64),
     Bool(bool),
+}
+
+/// A property or attribute value that is not a list, as JSON or TOML
+/// carries it, before it is converted for the model.
+pub(crate) enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Number(f64),
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    pub(crate) fn as_value(&self) -> PropertyValue<'_> {
+        match self {
+            Scalar::Text(text) => PropertyValue::Text(text),
+            Scalar::Number(n) => PropertyValue::Number(*n),
+            Scalar::Bool(b) => PropertyValue::Bool(*b),
+        }
+    }
+
+    /// The text an attribute pattern is matched against.
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        match self {
+            Scalar::Text(text) => Cow::Borrowed(text),
+            Scalar::Number(n) => Cow::Owned(format_number(*n)),
+            Scalar::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        }
+    }
 }
 
 /// Why a record could not be read.

@@ -7,8 +7,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    Event, Prop, PropertyValue, ReadMemo, Record, RecordBuilder, convert, event_kind,
-    format_number, parse_time,
+    Event, Prop, ReadMemo, Record, RecordBuilder, Scalar, convert, event_kind, parse_time,
 };
 use crate::model::{Model, Scope};
 
@@ -257,24 +256,8 @@ impl<'de> Visitor<'de> for PropsSeed<'_, '_> {
 /// A property value as JSON or TOML carries it.
 enum RawProp<'de> {
     Null,
-    One(OwnedScalar<'de>),
-    Many(Vec<OwnedScalar<'de>>),
-}
-
-enum OwnedScalar<'de> {
-    Text(std::borrow::Cow<'de, str>),
-    Number(f64),
-    Bool(bool),
-}
-
-impl OwnedScalar<'_> {
-    fn as_value(&self) -> PropertyValue<'_> {
-        match self {
-            OwnedScalar::Text(t) => PropertyValue::Text(t),
-            OwnedScalar::Number(n) => PropertyValue::Number(*n),
-            OwnedScalar::Bool(b) => PropertyValue::Bool(*b),
-        }
-    }
+    One(Scalar<'de>),
+    Many(Vec<Scalar<'de>>),
 }
 
 impl<'de> de::Deserialize<'de> for RawProp<'de> {
@@ -292,25 +275,25 @@ impl<'de> de::Deserialize<'de> for RawProp<'de> {
                 Ok(RawProp::Null)
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Text(v.into())))
+                Ok(RawProp::One(Scalar::Text(v.into())))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Text(v.to_owned().into())))
+                Ok(RawProp::One(Scalar::Text(v.to_owned().into())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Text(v.into())))
+                Ok(RawProp::One(Scalar::Text(v.into())))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Bool(v)))
+                Ok(RawProp::One(Scalar::Bool(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Number(v as f64)))
+                Ok(RawProp::One(Scalar::Number(v as f64)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Number(v as f64)))
+                Ok(RawProp::One(Scalar::Number(v as f64)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(RawProp::One(OwnedScalar::Number(v)))
+                Ok(RawProp::One(Scalar::Number(v)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut items = Vec::new();
@@ -489,24 +472,16 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
             match value {
                 RawProp::Null => {}
                 RawProp::One(scalar) => {
-                    *self.matched |= self.memo.matches(self.model, slot, &scalar_text(&scalar));
+                    *self.matched |= self.memo.matches(self.model, slot, &scalar.text());
                 }
                 RawProp::Many(items) => {
                     for item in &items {
-                        *self.matched |= self.memo.matches(self.model, slot, &scalar_text(item));
+                        *self.matched |= self.memo.matches(self.model, slot, &item.text());
                     }
                 }
             }
         }
         Ok(())
-    }
-}
-
-fn scalar_text<'a>(scalar: &'a OwnedScalar<'_>) -> std::borrow::Cow<'a, str> {
-    match scalar {
-        OwnedScalar::Text(t) => std::borrow::Cow::Borrowed(t),
-        OwnedScalar::Number(n) => std::borrow::Cow::Owned(format_number(*n)),
-        OwnedScalar::Bool(b) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
     }
 }
 
