@@ -281,6 +281,8 @@ struct Scored {
     /// One per model.
     memos: Vec<crate::record::ReadMemo>,
     record: crate::Record,
+    /// The two records of a diff, read in one pass.
+    pair: [crate::Record; 2],
     account: crate::record::Account,
     account_card: crate::engine::AccountCard,
 }
@@ -358,6 +360,25 @@ fn each_scored(
                     }
                 }
                 let start = scored.ids.len();
+                // Two models (a diff) read the line in one pass.
+                let mut found = None;
+                let mut pair = None;
+                if lines == Lines::Contacts
+                    && let ([a, b], [memo_a, memo_b]) = (models, scored.memos.as_mut_slice())
+                {
+                    let [record_a, record_b] = &mut scored.pair;
+                    let capture = beside.map(|name| Capture {
+                        name,
+                        value: &mut found,
+                    });
+                    pair = Some(Model::parse_records_capturing(
+                        [*a, *b],
+                        text,
+                        [memo_a, memo_b],
+                        [record_a, record_b],
+                        capture,
+                    ));
+                }
                 for (m, model) in models.iter().enumerate() {
                     let slot = scored.used + m;
                     if scored.cards.len() <= slot {
@@ -379,25 +400,33 @@ fn each_scored(
                                 account.company.id()
                             })
                     } else {
-                        let record = &mut scored.record;
-                        let mut found = None;
-                        let capture = beside.filter(|_| m == 0).map(|name| Capture {
-                            name,
-                            value: &mut found,
-                        });
-                        let parsed = model.parse_record_capturing(
-                            text,
-                            &mut scored.memos[m],
-                            record,
-                            capture,
-                        );
+                        let (record, parsed) = match pair.as_mut() {
+                            Some(reads) => (
+                                &mut scored.pair[m],
+                                std::mem::replace(&mut reads[m], Ok(())),
+                            ),
+                            None => {
+                                let record = &mut scored.record;
+                                let capture = beside.filter(|_| m == 0).map(|name| Capture {
+                                    name,
+                                    value: &mut found,
+                                });
+                                let parsed = model.parse_record_capturing(
+                                    text,
+                                    &mut scored.memos[m],
+                                    record,
+                                    capture,
+                                );
+                                (record, parsed)
+                            }
+                        };
                         // As when the outcome is read first: a record
                         // without a usable outcome is skipped for that,
                         // before it is scored.
                         let judged = match (&parsed, beside) {
                             (_, None) => Ok(Some(converted)),
                             _ if m > 0 => Ok(Some(converted)),
-                            (Ok(()), Some(_)) => outcome.judge(found),
+                            (Ok(()), Some(_)) => outcome.judge(found.take()),
                             (Err(_), Some(_)) => outcome.read(text),
                         };
                         match line_outcome(&mut scored.rows, number, judged) {

@@ -27,22 +27,38 @@ type Read<T> = Result<T, Declined>;
 /// whose own limit (128 levels) then decides.
 const MAX_DEPTH: u32 = 64;
 
-/// Reads one record line into `record`, reusing its buffers. On `Err` the
-/// line was not read and `record` holds spent buffers for the serde reader;
-/// the memo may have learned values meanwhile, which changes no outcome.
-pub(super) fn read_record(
-    model: &Model,
+/// One model's side of a read: its record's builder and its memo.
+struct Target<'b, 'm> {
+    builder: RecordBuilder<'m>,
+    memo: &'b mut ReadMemo,
+}
+
+/// Reads one record line for each of `N` models in one pass over the line
+/// (`diff` reads each line for two), into `records`, reusing their buffers.
+/// On `Err` the line was not read and each record holds spent buffers for
+/// the serde reader; the memos may have learned values meanwhile, which
+/// changes no outcome. The capture, if any, goes with the first model.
+pub(super) fn read_records<const N: usize>(
+    models: [&Model; N],
     json: &str,
-    memo: &mut ReadMemo,
-    record: &mut Record,
+    memos: [&mut ReadMemo; N],
+    records: [&mut Record; N],
     capture: Option<&mut Capture<'_>>,
 ) -> Result<(), Declined> {
-    let mut builder = RecordBuilder::reuse(model, std::mem::take(record));
-    let read = Reader::new(json).record(&mut builder, memo, capture);
-    *record = match read {
-        Ok(()) => builder.build_with(memo),
-        Err(Declined) => builder.record,
-    };
+    let mut records = records;
+    let mut t = 0;
+    let mut targets = memos.map(|memo| {
+        let builder = RecordBuilder::reuse(models[t], std::mem::take(&mut *records[t]));
+        t += 1;
+        Target { builder, memo }
+    });
+    let read = Reader::new(json).record(&mut targets, capture);
+    for (target, record) in targets.into_iter().zip(records) {
+        *record = match read {
+            Ok(()) => target.builder.build_with(target.memo),
+            Err(Declined) => target.builder.record,
+        };
+    }
     read
 }
 
@@ -63,13 +79,11 @@ impl<'a> Reader<'a> {
 
     // --- The record format --------------------------------------------
 
-    fn record(
+    fn record<const N: usize>(
         &mut self,
-        builder: &mut RecordBuilder<'_>,
-        memo: &mut ReadMemo,
+        targets: &mut [Target<'_, '_>; N],
         mut capture: Option<&mut Capture<'_>>,
     ) -> Read<()> {
-        let model = builder.model;
         let mut id: Option<Cow<'a, str>> = None;
         self.object(|r, key| {
             if let Some(capture) = capture.as_deref_mut()
@@ -83,17 +97,14 @@ impl<'a> Reader<'a> {
             }
             match &*key {
                 "id" => id = Some(r.id()?),
-                "properties" => r.properties(builder, Scope::Contact)?,
-                "company" => r.properties(builder, Scope::Company)?,
-                "events" => r.array(|r| {
-                    if let Some(event) = r.event(model, memo)? {
-                        builder.record.events.push(event);
-                    }
-                    Ok(())
-                })?,
+                "properties" => r.properties(targets, Scope::Contact)?,
+                "company" => r.properties(targets, Scope::Company)?,
+                "events" => r.array(|r| r.event(targets))?,
                 "lists" => r.array(|r| {
                     let name = r.string()?;
-                    builder.list(&name);
+                    for target in targets.iter_mut() {
+                        target.builder.list(&name);
+                    }
                     Ok(())
                 })?,
                 _ => r.skip(0)?,
@@ -106,7 +117,9 @@ impl<'a> Reader<'a> {
         }
         match id {
             Some(id) if !id.is_empty() => {
-                builder.record.id.push_str(&id);
+                for target in targets.iter_mut() {
+                    target.builder.record.id.push_str(&id);
+                }
                 Ok(())
             }
             _ => Err(Declined),
@@ -130,93 +143,137 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn properties(&mut self, builder: &mut RecordBuilder<'_>, scope: Scope) -> Read<()> {
-        let model = builder.model;
+    fn properties<const N: usize>(
+        &mut self,
+        targets: &mut [Target<'_, '_>; N],
+        scope: Scope,
+    ) -> Read<()> {
         self.object(|r, key| {
-            let Some(slot) = model.schema.prop_slot(scope, &key) else {
+            let slots: [Option<u32>; N] =
+                std::array::from_fn(|t| targets[t].builder.model.schema.prop_slot(scope, &key));
+            if slots.iter().all(Option::is_none) {
                 return r.skip(0);
-            };
-            let prop = match r.peek() {
-                Some(b'[') => {
-                    let mut values = Vec::new();
-                    r.array(|r| {
-                        if let Some(scalar) = r.scalar()?
-                            && let Some(value) = convert(model, slot, scalar.as_value())
-                        {
-                            values.push(value);
-                        }
-                        Ok(())
-                    })?;
-                    Prop::Many(values.into_boxed_slice())
+            }
+            if r.peek() == Some(b'[') {
+                let mut scalars = Vec::new();
+                r.array(|r| {
+                    scalars.extend(r.scalar()?);
+                    Ok(())
+                })?;
+                for (target, slot) in targets.iter_mut().zip(slots) {
+                    let Some(slot) = slot else { continue };
+                    let model = target.builder.model;
+                    let values = scalars
+                        .iter()
+                        .filter_map(|scalar| convert(model, slot, scalar.as_value()));
+                    target.builder.record.props[slot as usize] = Prop::Many(values.collect());
                 }
-                _ => match r.scalar()? {
-                    Some(scalar) => {
-                        convert(model, slot, scalar.as_value()).map_or(Prop::Missing, Prop::One)
-                    }
-                    None => Prop::Missing,
-                },
-            };
-            builder.record.props[slot as usize] = prop;
+            } else {
+                let scalar = r.scalar()?;
+                for (target, slot) in targets.iter_mut().zip(slots) {
+                    let Some(slot) = slot else { continue };
+                    let model = target.builder.model;
+                    target.builder.record.props[slot as usize] = scalar
+                        .as_ref()
+                        .and_then(|scalar| convert(model, slot, scalar.as_value()))
+                        .map_or(Prop::Missing, Prop::One);
+                }
+            }
             Ok(())
         })
     }
 
-    /// One event: None when the model reads nothing of its type.
-    fn event(&mut self, model: &Model, memo: &mut ReadMemo) -> Read<Option<Event>> {
-        let mut kind: Option<Option<u32>> = None;
+    /// One event, kept by each model that reads its type.
+    fn event<const N: usize>(&mut self, targets: &mut [Target<'_, '_>; N]) -> Read<()> {
+        // Per model: the type's slot once "type" was read (None inside
+        // when the model reads nothing of it), and the patterns matched.
+        let mut kinds: Option<[Option<u32>; N]> = None;
         let mut at: Option<Cow<'a, str>> = None;
-        let mut matched = 0u128;
+        let mut matched = [0u128; N];
         self.object(|r, key| {
             match &*key {
-                "type" => kind = Some(event_kind(model, &r.string()?)),
+                "type" => {
+                    let name = r.string()?;
+                    kinds = Some(std::array::from_fn(|t| {
+                        event_kind(targets[t].builder.model, &name)
+                    }));
+                }
                 // Parsed once the type is known: unread types are skipped unparsed.
                 "at" => at = Some(r.string()?),
                 "attributes" => {
-                    let wanted = match kind {
+                    let wanted: [u64; N] = std::array::from_fn(|t| match kinds {
                         None => u64::MAX,
-                        Some(None) => 0,
-                        Some(Some(kind)) => model.attr_slots_wanted(kind),
-                    };
-                    r.attributes(model, wanted, memo, &mut matched)?;
+                        Some(kinds) => match kinds[t] {
+                            None => 0,
+                            Some(kind) => targets[t].builder.model.attr_slots_wanted(kind),
+                        },
+                    });
+                    r.attributes(targets, wanted, &mut matched)?;
                 }
                 _ => r.skip(0)?,
             }
             Ok(())
         })?;
-        let (Some(kind), Some(at)) = (kind, at) else {
+        let (Some(kinds), Some(at)) = (kinds, at) else {
             return Err(Declined);
         };
-        let Some(kind) = kind else {
-            return Ok(None);
-        };
-        let at = parse_time(&at).ok_or(Declined)?;
-        Ok(Some(Event::new(model, kind, at, matched)))
+        let mut time = None;
+        for (t, target) in targets.iter_mut().enumerate() {
+            let Some(kind) = kinds[t] else { continue };
+            let at = match time {
+                Some(at) => at,
+                None => *time.insert(parse_time(&at).ok_or(Declined)?),
+            };
+            let model = target.builder.model;
+            target
+                .builder
+                .record
+                .events
+                .push(Event::new(model, kind, at, matched[t]));
+        }
+        Ok(())
     }
 
-    fn attributes(
+    fn attributes<const N: usize>(
         &mut self,
-        model: &Model,
-        wanted: u64,
-        memo: &mut ReadMemo,
-        matched: &mut u128,
+        targets: &mut [Target<'_, '_>; N],
+        wanted: [u64; N],
+        matched: &mut [u128; N],
     ) -> Read<()> {
         self.object(|r, key| {
-            let slot = model.schema.attr_index.get(&*key).copied();
-            let Some(slot) =
-                slot.filter(|s| wanted & 1u64.checked_shl(u32::from(*s)).unwrap_or(u64::MAX) != 0)
-            else {
+            let slots: [Option<u16>; N] = std::array::from_fn(|t| {
+                let slot = targets[t]
+                    .builder
+                    .model
+                    .schema
+                    .attr_index
+                    .get(&*key)
+                    .copied();
+                slot.filter(|s| {
+                    wanted[t] & 1u64.checked_shl(u32::from(*s)).unwrap_or(u64::MAX) != 0
+                })
+            });
+            if slots.iter().all(Option::is_none) {
                 return r.skip(0);
+            }
+            let mut matches = |scalar: &Scalar<'_>| {
+                let text = scalar.text();
+                for (t, target) in targets.iter_mut().enumerate() {
+                    if let Some(slot) = slots[t] {
+                        matched[t] |= target.memo.matches(target.builder.model, slot, &text);
+                    }
+                }
             };
             if r.peek() == Some(b'[') {
                 r.array(|r| {
                     if let Some(scalar) = r.scalar()? {
-                        *matched |= memo.matches(model, slot, &scalar.text());
+                        matches(&scalar);
                     }
                     Ok(())
                 })
             } else {
                 if let Some(scalar) = r.scalar()? {
-                    *matched |= memo.matches(model, slot, &scalar.text());
+                    matches(&scalar);
                 }
                 Ok(())
             }

@@ -480,7 +480,7 @@ impl Model {
         record: &mut Record,
         mut capture: Option<Capture<'_>>,
     ) -> Result<(), RecordError> {
-        if json::read_record(self, json, memo, record, capture.as_mut()).is_ok() {
+        if json::read_records([self], json, [memo], [record], capture.as_mut()).is_ok() {
             return Ok(());
         }
         // Declined: the serde reader reads the line again, and says why
@@ -493,12 +493,68 @@ impl Model {
         Ok(())
     }
 
+    /// [`Model::parse_record_capturing`] for several models in one pass
+    /// over the line (`diff` reads each line for two): each model's record
+    /// and outcome, as if each had read the line alone. The capture goes
+    /// with the first model.
+    pub(crate) fn parse_records_capturing<const N: usize>(
+        models: [&Model; N],
+        json: &str,
+        memos: [&mut ReadMemo; N],
+        records: [&mut Record; N],
+        mut capture: Option<Capture<'_>>,
+    ) -> [Result<(), RecordError>; N] {
+        let (mut memos, mut records) = (memos, records);
+        let read = json::read_records(
+            models,
+            json,
+            memos.each_mut().map(|memo| &mut **memo),
+            records.each_mut().map(|record| &mut **record),
+            capture.as_mut(),
+        );
+        if read.is_ok() {
+            return std::array::from_fn(|_| Ok(()));
+        }
+        if let Some(capture) = capture.as_mut() {
+            *capture.value = None;
+        }
+        let mut t = 0;
+        memos.map(|memo| {
+            let (model, record) = (models[t], &mut *records[t]);
+            let capture = if t == 0 { capture.take() } else { None };
+            t += 1;
+            let reuse = std::mem::take(record);
+            *record = model.read_by_serde(json, memo, reuse, capture)?;
+            Ok(())
+        })
+    }
+
     /// [`Model::parse_record`] by the serde reader alone, which the line
     /// reader leaves every line it declines to: for tests that hold the two
     /// readers to the same records and the same errors.
     #[doc(hidden)]
     pub fn parse_record_by_serde(&self, json: &str) -> Result<Record, RecordError> {
         self.read_by_serde(json, &mut ReadMemo::default(), Record::default(), None)
+    }
+
+    /// Two models' records read from one line in one pass, as `diff`
+    /// reads them: for tests that hold each to the serde reader alone.
+    #[doc(hidden)]
+    pub fn parse_record_pair(models: [&Model; 2], json: &str) -> [Result<Record, RecordError>; 2] {
+        let mut records = [Record::default(), Record::default()];
+        let mut memos = [ReadMemo::default(), ReadMemo::default()];
+        let reads = Model::parse_records_capturing(
+            models,
+            json,
+            memos.each_mut(),
+            records.each_mut(),
+            None,
+        );
+        let mut records = records.into_iter();
+        reads.map(|read| {
+            let record = records.next().unwrap_or_default();
+            read.map(|()| record)
+        })
     }
 
     fn read_by_serde(

@@ -137,6 +137,23 @@ fn check_both_readers(model: &leadscored::Model, line: &str) {
     assert_eq!(read, by_serde, "the two readers differ on {line:?}");
 }
 
+/// Reads `line` for two models in one pass, as `diff` does: each model's
+/// record or error is what the serde reader gives that model alone.
+#[track_caller]
+fn check_pair(a: &leadscored::Model, b: &leadscored::Model, line: &str) {
+    let [read_a, read_b] = leadscored::Model::parse_record_pair([a, b], line);
+    assert_eq!(
+        read_a,
+        a.parse_record_by_serde(line),
+        "first model of a pair, on {line:?}"
+    );
+    assert_eq!(
+        read_b,
+        b.parse_record_by_serde(line),
+        "second model of a pair, on {line:?}"
+    );
+}
+
 #[test]
 fn the_line_reader_reads_what_serde_reads_and_declines_the_rest() {
     let model = model("config/b2b.toml");
@@ -289,8 +306,12 @@ fn the_line_reader_reads_what_serde_reads_and_declines_the_rest() {
         let junk = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         lines.push(format!(r#"{{"id":"1","junk":{junk}}}"#));
     }
+    let events = crate::model("fixtures/models/events.toml");
+    let minimal = crate::model("config/minimal.toml");
     for line in &lines {
         check_both_readers(&model, line);
+        check_pair(&model, &events, line);
+        check_pair(&minimal, &model, line);
     }
 }
 
@@ -445,7 +466,7 @@ mod both_readers {
             3,
         );
         let member = prop_oneof![
-            3 => named(vec!["type"], prop_oneof![4 => prop::sample::select(vec!["\"page_view\"", "\"email_open\"", "\"email_click\"", "\"form_submit\"", "\"webinar_attended\"", "\"unknown\""]).prop_map(str::to_owned), 1 => scalar()]),
+            3 => named(vec!["type"], prop_oneof![4 => prop::sample::select(vec!["\"page_view\"", "\"email_open\"", "\"email_click\"", "\"form_submit\"", "\"form_submission\"", "\"trial_started\"", "\"webinar\"", "\"unknown\""]).prop_map(str::to_owned), 1 => scalar()]),
             3 => named(vec!["at"], prop_oneof![4 => prop::sample::select(vec!["\"2026-10-30T17:53:49Z\"", "\"2026-09-01\"", "\"2026-10-30T17:53:49.5+02:00\"", "\"soon\""]).prop_map(str::to_owned), 1 => scalar()]),
             3 => named(vec!["attributes"], prop_oneof![5 => attributes, 1 => any_value()]),
             1 => named(vec!["extra"], any_value()),
@@ -500,9 +521,15 @@ mod both_readers {
 
         #[test]
         fn the_line_reader_and_serde_agree_on_any_line(line in line()) {
-            static MODEL: std::sync::LazyLock<leadscored::Model> =
-                std::sync::LazyLock::new(|| crate::model("config/b2b.toml"));
-            super::check_both_readers(&MODEL, &line);
+            static MODELS: std::sync::LazyLock<[leadscored::Model; 3]> =
+                std::sync::LazyLock::new(|| {
+                    ["config/b2b.toml", "fixtures/models/events.toml", "config/minimal.toml"]
+                        .map(crate::model)
+                });
+            let [b2b, events, minimal] = &*MODELS;
+            super::check_both_readers(b2b, &line);
+            super::check_pair(b2b, events, &line);
+            super::check_pair(minimal, b2b, &line);
         }
     }
 }
