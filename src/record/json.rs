@@ -1,5 +1,6 @@
 //! The JSON line reader for records: one pass over the bytes, straight into
-//! a [`Record`], without serde's per-key visitors.
+//! a [`Record`] (or into one record per model, when `diff` reads a line for
+//! two models), without serde's per-key visitors.
 //!
 //! It reads exactly what the serde reader (`serde_format`) accepts into
 //! exactly the same record, and nothing else: every value it skips is
@@ -9,7 +10,7 @@
 //! surrogate, a deep nesting, a missing id — it *declines*, and the line is
 //! read again by the serde reader, which either reads it the same or says
 //! what is wrong, in the words it always used. So error messages have one
-//! source, and a line this reader gets wrong can only cost time.
+//! source, and a line declined that could have been read costs only time.
 
 use std::borrow::Cow;
 
