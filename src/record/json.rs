@@ -132,13 +132,9 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'"') => self.string(),
             Some(b'0'..=b'9') => {
-                let start = self.pos;
+                // No sign here: negative ids are left to the serde reader.
                 let (integer, _) = self.number()?;
-                let digits = &self.text[start..self.pos];
-                match integer {
-                    Some(n) if !digits.starts_with('-') => Ok(Cow::Owned(n.to_string())),
-                    _ => Err(Declined),
-                }
+                integer.map(|n| Cow::Owned(n.to_string())).ok_or(Declined)
             }
             _ => Err(Declined),
         }

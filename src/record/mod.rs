@@ -4,9 +4,10 @@
 //! Records are built *for a model*: only the properties, event types and
 //! attributes the model reads are kept, and each value is converted once
 //! (case-folded, parsed as a number or a date) so scoring never parses.
-//! Two ways in, one code path: `Model::parse_record` reads the JSON line
-//! format documented in the README (also used by embedded test cases), and
-//! `RecordBuilder` is what CRM connectors use.
+//! Every way in fills a `RecordBuilder`: `Model::parse_record` reads the
+//! JSON line format documented in the README (our own line reader, `json`,
+//! with the serde reader, `serde_format`, for what it declines and for
+//! TOML test cases), and CRM connectors use the builder directly.
 //!
 //! No IO here. Bad input is an error naming the field, never a panic.
 
@@ -478,19 +479,10 @@ impl Model {
         json: &str,
         memo: &mut ReadMemo,
         record: &mut Record,
-        mut capture: Option<Capture<'_>>,
+        capture: Option<Capture<'_>>,
     ) -> Result<(), RecordError> {
-        if json::read_records([self], json, [memo], [record], capture.as_mut()).is_ok() {
-            return Ok(());
-        }
-        // Declined: the serde reader reads the line again, and says why
-        // when it cannot.
-        if let Some(capture) = capture.as_mut() {
-            *capture.value = None;
-        }
-        let reuse = std::mem::take(record);
-        *record = self.read_by_serde(json, memo, reuse, capture)?;
-        Ok(())
+        let [read] = Model::parse_records_capturing([self], json, [memo], [record], capture);
+        read
     }
 
     /// [`Model::parse_record_capturing`] for several models in one pass
@@ -515,6 +507,8 @@ impl Model {
         if read.is_ok() {
             return std::array::from_fn(|_| Ok(()));
         }
+        // Declined: the serde reader reads the line again for each model,
+        // and says why when it cannot.
         if let Some(capture) = capture.as_mut() {
             *capture.value = None;
         }
